@@ -1,0 +1,3 @@
+"""latbench: hardware-aware latency benchmarking for PyTorch."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,8 @@
+"""Network builders: a registry of named block families (models/guidelines.py holds G1-G4)."""
+
+from latbench.models.registry import Builder, get_builder, list_builders
+
+# Importing the families registers them.
+from latbench.models import guidelines as _guidelines  # noqa: F401,E402
+
+__all__ = ["Builder", "get_builder", "list_builders"]

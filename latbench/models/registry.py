@@ -1,0 +1,60 @@
+"""A registry of network builders, looked up by the name a suite gives (`builder: g2_group_conv`)."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from pydantic import BaseModel
+from torch import nn
+
+from latbench.errors import SuiteError
+
+
+@dataclass(frozen=True)
+class Builder:
+    """How to make one family of networks.
+
+    params: pydantic model of the case's parameters (shape and widths), extra keys refused.
+    build(params, blocks) -> nn.Module taking a (batch, in_channels(params), H, W) tensor.
+    width_names: the channel-width parameters (scaled by a suite's scales, picked by the solver).
+    widths(params) -> {width name: divisor}: the channel widths that `scale` multiplies and the
+        FLOPs solver picks, each a multiple of its divisor.
+    proportions(params) -> {width name: relative size}: the shape the solver keeps while it
+        searches for a FLOPs target (e.g. c2 = 6 * c1 for a 1:6 pair).
+    """
+
+    name: str
+    summary: str
+    params: type[BaseModel]
+    width_names: tuple[str, ...]
+    build: Callable[[dict[str, Any], int], nn.Module]
+    in_channels: Callable[[dict[str, Any]], int]
+    widths: Callable[[dict[str, Any]], dict[str, int]]
+    proportions: Callable[[dict[str, Any]], dict[str, float]]
+
+
+_REGISTRY: dict[str, Builder] = {}
+
+
+def register_builder(builder: Builder) -> Builder:
+    if builder.name in _REGISTRY:
+        raise ValueError(f"builder {builder.name!r} registered twice")
+    _REGISTRY[builder.name] = builder
+    return builder
+
+
+def list_builders(pattern: str = "*") -> list[str]:
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+
+
+def get_builder(name: str, where: str | None = None) -> Builder:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise SuiteError(f"unknown builder {name!r}", where=where,
+                         hint=f"{hint}known builders: {', '.join(list_builders())} (see 'latbench list')") from None

@@ -1,0 +1,145 @@
+"""Frozen records shared by every module, and the results schema. Imports nothing else from latbench."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Results schema history:
+#   1 - first release (latbench 0.1.0)
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """One network to build and time: a suite case at one scale, with its widths resolved."""
+
+    suite: str
+    experiment: str
+    case: str
+    scale: int
+    builder: str
+    params: tuple[tuple[str, Any], ...]  # sorted (name, value) pairs, widths included
+    blocks: int
+    batch: int
+    height: int
+    width: int
+    baseline_case: str  # the case this one's ratio is taken against (first case of the suite)
+    widths_mode: str = "paper"  # "paper" (the suite's channel lists) or "flops" (solved to a target)
+    flops_target: int | None = None  # in FLOPs (2 per multiply-add), per batch; None in paper mode
+    flops_tolerance: float = 0.01
+    source: str = ""  # "suites/g2.yaml:14"
+
+    @property
+    def param_dict(self) -> dict[str, Any]:
+        return dict(self.params)
+
+    @property
+    def group(self) -> tuple[str, str, int]:
+        """Cases in one group are measured together (interleaved) and compared with one baseline."""
+        return (self.suite, self.experiment, self.scale)
+
+    @property
+    def label(self) -> str:
+        return f"{self.experiment}/{self.case}/x{self.scale}"
+
+    def widths_text(self) -> str:
+        """Compact 'c1=32;c2=32' of the integer width parameters (stable, for CSV)."""
+        return ";".join(f"{k}={v}" for k, v in self.params if isinstance(v, int) and not isinstance(v, bool))
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Static cost of one forward pass of a whole batch, counted on the meta device."""
+
+    flops: int  # torch.utils.flop_counter: one multiply-add = 2 FLOPs
+    mac_bytes: int  # memory access cost: bytes read + written by every op (inputs, weights, outputs)
+    params: int
+    activations: int  # elements written by all compute ops
+
+    @property
+    def mult_adds(self) -> int:
+        """The paper's "FLOPs": multiply-adds."""
+        return self.flops // 2
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Raw timing of one item (case x mode): per-iteration seconds, one value per timed block."""
+
+    samples_s: tuple[float, ...]
+    iters_per_sample: int
+    rounds: tuple[int, ...]  # round index of each sample (pairs samples across items)
+    positions: tuple[int, ...]  # position of the item inside its round's order
+    warmup_iters: int
+    warmup_s: float
+    stop_reason: str
+
+    @property
+    def total_iters(self) -> int:
+        return self.iters_per_sample * len(self.samples_s)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Statistics of one Measurement, in milliseconds."""
+
+    median_ms: float
+    mean_ms: float
+    p10_ms: float
+    p90_ms: float
+    iqr_ms: float
+    ci_low_ms: float
+    ci_high_ms: float
+    n: int
+    outliers: int
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """Latency of an item over its baseline, from paired rounds, with a confidence interval."""
+
+    value: float
+    ci_low: float
+    ci_high: float
+    n: int
+
+    @property
+    def differs(self) -> bool:
+        """False when the interval includes 1: no difference can be claimed."""
+        return not (self.ci_low <= 1.0 <= self.ci_high)
+
+
+# Columns of results/<suite>-<device>-<timestamp>.csv, in order. Units live in the names.
+RESULT_COLUMNS: tuple[str, ...] = (
+    "schema_version", "run_id", "suite", "experiment", "case", "scale", "device", "mode", "batch",
+    "dtype", "threads", "widths", "widths_mode", "flops", "mult_adds", "flops_target", "flops_drift_pct",
+    "mac_bytes", "params", "activations",
+    "latency_ms", "latency_mean_ms", "latency_p10_ms", "latency_p90_ms", "latency_iqr_ms",
+    "latency_ci_low_ms", "latency_ci_high_ms", "samples", "iters_per_sample", "warmup_iters",
+    "outliers", "images_per_s", "batches_per_s",
+    "baseline_case", "ratio_to_baseline", "ratio_ci_low", "ratio_ci_high", "ratio_differs",
+    "schedule", "stop_reason", "status", "error", "warnings", "source",
+)
+
+# Columns of the raw samples file beside it (one row per timed block).
+SAMPLE_COLUMNS: tuple[str, ...] = (
+    "run_id", "suite", "experiment", "case", "scale", "device", "mode", "batch",
+    "round", "position", "iters", "latency_ms",
+)
+
+# The identity of a row: what compare joins on.
+KEY_COLUMNS: tuple[str, ...] = ("suite", "experiment", "case", "scale", "device", "mode", "batch")
+
+
+@dataclass
+class RunInfo:
+    """What a run was asked to do; goes into the metadata JSON."""
+
+    run_id: str
+    device: str
+    threads: int | None
+    schedule: str
+    quick: bool
+    seed: int
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,171 @@
+"""A suite run: per group (experiment x scale) build the cases, count their cost, measure them
+interleaved, and turn measurements into result rows. The device backend is passed in.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from itertools import groupby
+from typing import Any, Callable
+
+import torch
+
+from latbench.cost import build_network, count_spec
+from latbench.records import SCHEMA_VERSION, CaseSpec, Cost, Measurement, Ratio
+from latbench.stats import paired_ratio, relative_halfwidth, summarize
+from latbench.timing.backend import TimingBackend
+from latbench.timing.loop import StopPolicy, measure
+
+CPU_POLICY = StopPolicy()
+# CUDA: >= 0.5 s and >= 10 calls of warm-up for clock ramp-up and cuDNN autotuning (cudnn.benchmark).
+CUDA_POLICY = StopPolicy(warmup_s=0.5, warmup_min_iters=10)
+# --quick: a smoke-test budget (all four guidelines in well under a minute on 2 CPU cores).
+QUICK_POLICY = StopPolicy(warmup_s=0.05, warmup_min_iters=2, block_s=0.01, min_rounds=5, max_rounds=40,
+                          min_time_s=0.05, max_time_s=0.3, rel_ci=0.02)
+
+NOISY_REL_CI = 0.05  # a median or ratio whose 95 % CI half-width exceeds 5 % gets a warning
+OUTLIER_SHARE = 0.10  # more than 10 % far-out samples gets a warning
+
+
+@dataclass
+class RunConfig:
+    device: str  # "cpu" or "cuda"
+    run_id: str
+    modes: tuple[str, ...] = ("eager",)
+    schedule: str = "interleaved"
+    policy: StopPolicy = CPU_POLICY
+    threads: int | None = None
+    seed: int = 0
+    dtype: torch.dtype = torch.float32
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_specs(specs: list[CaseSpec], cfg: RunConfig, backend: TimingBackend,
+              on_group_done: Callable[[list[dict], list[dict]], None],
+              on_progress: Callable[[str, int, float], None] | None = None) -> list[dict[str, Any]]:
+    """Measure every group of specs; after each group, hand its rows and samples to on_group_done."""
+    all_rows: list[dict[str, Any]] = []
+    for _, group in groupby(specs, key=lambda s: s.group):
+        group = list(group)
+        rows, samples = run_group(group, cfg, backend, on_progress)
+        on_group_done(rows, samples)
+        all_rows.extend(rows)
+    return all_rows
+
+
+def run_group(specs: list[CaseSpec], cfg: RunConfig, backend: TimingBackend,
+              on_progress: Callable[[str, int, float], None] | None = None,
+              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    costs = {s.case: count_spec(s, cfg.dtype) for s in specs}
+    errors: dict[tuple[str, str], str] = {}
+    items: list[tuple[tuple[str, str], Callable[[], object]]] = []
+    label = f"{specs[0].experiment} x{specs[0].scale}"
+    with torch.inference_mode():
+        for spec in specs:
+            torch.manual_seed(cfg.seed)
+            try:
+                model, x = build_network(spec.builder, spec.param_dict, spec.blocks, spec.batch, spec.height,
+                                         spec.width, cfg.device, cfg.dtype)
+            except Exception as exc:  # noqa: BLE001 - e.g. out of memory: record and go on
+                for mode in cfg.modes:
+                    errors[(spec.case, mode)] = _err(exc)
+                continue
+            fn = functools.partial(model, x)
+            for mode in cfg.modes:
+                try:
+                    items.append(((spec.case, mode), backend.prepare(fn, mode)))
+                except Exception as exc:  # noqa: BLE001
+                    errors[(spec.case, mode)] = _err(exc)
+        base_case = specs[0].baseline_case
+        baselines = {key: (base_case, key[1]) for key, _ in items}
+        progress = (lambda r, t: on_progress(label, r, t)) if on_progress else None
+        done, failed = measure(items, backend, cfg.policy, cfg.schedule, cfg.seed, baselines, progress)
+    errors.update(failed)
+    if cfg.device == "cuda":
+        torch.cuda.empty_cache()
+
+    rows, sample_rows = [], []
+    base_flops = costs[base_case].flops if base_case in costs else None
+    for spec in specs:
+        for mode in cfg.modes:
+            key = (spec.case, mode)
+            m = done.get(key)
+            base = done.get((base_case, mode))
+            ratio = (paired_ratio(m.samples_s, m.rounds, base.samples_s, base.rounds)
+                     if m is not None and base is not None else None)
+            rows.append(make_row(spec, costs[spec.case], mode, m, ratio, errors.get(key), cfg, base_flops))
+            if m is not None:
+                sample_rows.extend(_sample_rows(spec, mode, m, cfg))
+    return rows, sample_rows
+
+
+def _err(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
+def make_row(spec: CaseSpec, cost: Cost, mode: str, m: Measurement | None, ratio: Ratio | None,
+             error: str | None, cfg: RunConfig, base_flops: int | None) -> dict[str, Any]:
+    reference = spec.flops_target or base_flops
+    row: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION, "run_id": cfg.run_id, "suite": spec.suite,
+        "experiment": spec.experiment, "case": spec.case, "scale": spec.scale, "device": cfg.device,
+        "mode": mode, "batch": spec.batch, "dtype": str(cfg.dtype).removeprefix("torch."),
+        "threads": cfg.threads, "widths": spec.widths_text(), "widths_mode": spec.widths_mode,
+        "flops": cost.flops, "mult_adds": cost.mult_adds, "flops_target": spec.flops_target,
+        "flops_drift_pct": round(100 * (cost.flops / reference - 1), 3) if reference else None,
+        "mac_bytes": cost.mac_bytes, "params": cost.params, "activations": cost.activations,
+        "baseline_case": spec.baseline_case, "schedule": cfg.schedule, "source": spec.source,
+        "status": "failed" if error or m is None else "ok", "error": error or "",
+    }
+    if m is None:
+        row["stop_reason"] = "failed"
+        row["warnings"] = ""
+        return row
+    s = summarize(m.samples_s)
+    row.update({
+        "latency_ms": s.median_ms, "latency_mean_ms": s.mean_ms, "latency_p10_ms": s.p10_ms,
+        "latency_p90_ms": s.p90_ms, "latency_iqr_ms": s.iqr_ms, "latency_ci_low_ms": s.ci_low_ms,
+        "latency_ci_high_ms": s.ci_high_ms, "samples": s.n, "iters_per_sample": m.iters_per_sample,
+        "warmup_iters": m.warmup_iters, "outliers": s.outliers,
+        "images_per_s": 1e3 * spec.batch / s.median_ms, "batches_per_s": 1e3 / s.median_ms,
+        "stop_reason": m.stop_reason,
+    })
+    if ratio is not None:
+        row.update({"ratio_to_baseline": ratio.value, "ratio_ci_low": ratio.ci_low, "ratio_ci_high": ratio.ci_high,
+                    "ratio_differs": ratio.differs if spec.case != spec.baseline_case else False})
+    row["warnings"] = " | ".join(row_warnings(spec, mode, s, ratio, m))
+    return row
+
+
+def row_warnings(spec: CaseSpec, mode: str, s, ratio: Ratio | None, m: Measurement) -> list[str]:
+    """Noise warnings with a remedy (as pyperf and torch.utils.benchmark give them)."""
+    out = []
+    rel = relative_halfwidth(s.ci_low_ms, s.ci_high_ms, s.median_ms)
+    if rel > NOISY_REL_CI:
+        out.append(f"noisy: median known to +-{_pct(rel)} (95% CI) from {s.n} samples; raise --max-time, "
+                   f"stop other jobs, or pin --threads")
+    if ratio is not None and spec.case != spec.baseline_case:
+        rel_r = relative_halfwidth(ratio.ci_low, ratio.ci_high, ratio.value)
+        if rel_r > NOISY_REL_CI:
+            out.append(f"noisy ratio: +-{_pct(rel_r)} (95% CI); more rounds (--max-time) or a quieter machine "
+                       f"narrow it")
+    if s.n and s.outliers / s.n > OUTLIER_SHARE:
+        out.append(f"{s.outliers} of {s.n} samples are far outliers: something else ran on the machine")
+    if m.stop_reason in ("max_time", "max_rounds") and rel > 0.01:
+        out.append(f"stopped at {m.stop_reason} before the +-1% target")
+    return out
+
+
+def _pct(x: float) -> str:
+    return "inf" if math.isinf(x) else f"{100 * x:.1f}%"
+
+
+def _sample_rows(spec: CaseSpec, mode: str, m: Measurement, cfg: RunConfig) -> list[dict[str, Any]]:
+    common = {"run_id": cfg.run_id, "suite": spec.suite, "experiment": spec.experiment, "case": spec.case,
+              "scale": spec.scale, "device": cfg.device, "mode": mode, "batch": spec.batch,
+              "iters": m.iters_per_sample}
+    return [{**common, "round": r, "position": p, "latency_ms": v * 1e3}
+            for v, r, p in zip(m.samples_s, m.rounds, m.positions)]

@@ -1,0 +1,108 @@
+"""Results on disk: tidy CSV (one row per case x mode), raw samples CSV, metadata JSON.
+
+A run reserves its file names atomically (the metadata file is created with O_EXCL), so two runs
+never share or overwrite files. Tables are rewritten atomically (temp file + rename) after each
+group finishes, so a crash or Ctrl-C leaves the last complete state on disk, never a half file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from latbench.errors import ResultsError
+from latbench.records import KEY_COLUMNS, RESULT_COLUMNS, SAMPLE_COLUMNS, SCHEMA_VERSION
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class RunFiles:
+    """The three files of one run, named <suite>-<device>-<UTC timestamp>[-N]."""
+
+    csv: Path
+    samples: Path
+    meta: Path
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    sample_rows: list[dict[str, Any]] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def reserve(cls, results_dir: Path, suite: str, device: str, now: datetime | None = None) -> "RunFiles":
+        results_dir.mkdir(parents=True, exist_ok=True)
+        stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+        for n in range(1000):
+            stem = f"{suite}-{device}-{stamp}" + (f"-{n}" if n else "")
+            files = cls(results_dir / f"{stem}.csv", results_dir / f"{stem}-samples.csv", results_dir / f"{stem}.json")
+            if files.csv.exists() or files.samples.exists():
+                continue
+            try:
+                fd = os.open(files.meta, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                continue
+            os.close(fd)
+            return files
+        raise ResultsError(f"could not find a free file name for {suite}-{device}-{stamp}", where=str(results_dir))
+
+    def add(self, rows: list[dict[str, Any]], samples: list[dict[str, Any]]) -> None:
+        """Append finished rows and write everything to disk (atomically)."""
+        self.rows.extend(rows)
+        self.sample_rows.extend(samples)
+        self.flush()
+
+    def flush(self) -> None:
+        atomic_write_text(self.csv, pd.DataFrame(self.rows, columns=list(RESULT_COLUMNS)).to_csv(index=False))
+        atomic_write_text(self.samples, pd.DataFrame(self.sample_rows, columns=list(SAMPLE_COLUMNS))
+                          .to_csv(index=False))
+        self.write_meta()
+
+    def write_meta(self) -> None:
+        atomic_write_text(self.meta, json.dumps(self.metadata, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_results(path: str | Path) -> pd.DataFrame:
+    """Read a results CSV, checking its schema. Raises ResultsError with the fix."""
+    p = Path(path)
+    if not p.is_file():
+        raise ResultsError("no such results file", where=str(path), hint="give a results/*.csv written by 'latbench run'")
+    try:
+        df = pd.read_csv(p)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise ResultsError(f"not a readable CSV ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
+                           where=str(path), hint="re-run 'latbench run' to regenerate it") from None
+    missing = [c for c in ("schema_version", *KEY_COLUMNS, "latency_ms") if c not in df.columns]
+    if missing:
+        raise ResultsError(f"not a latbench results file: missing columns {', '.join(missing)}", where=str(path),
+                           hint="give the main results CSV (not *-samples.csv) written by 'latbench run'")
+    versions = set(pd.to_numeric(df["schema_version"], errors="coerce").dropna().astype(int))
+    if versions and max(versions) > SCHEMA_VERSION:
+        raise ResultsError(f"uses schema {max(versions)}; this latbench reads schema {SCHEMA_VERSION}",
+                           where=str(path), hint="upgrade latbench")
+    return df
+
+
+def samples_path(results_csv: str | Path) -> Path:
+    p = Path(results_csv)
+    return p.with_name(p.stem + "-samples.csv")
+
+
+def meta_path(results_csv: str | Path) -> Path:
+    return Path(results_csv).with_suffix(".json")

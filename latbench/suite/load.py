@@ -1,0 +1,254 @@
+"""Suite files: schema, validation with located errors, and expansion into CaseSpecs.
+
+A suite is one experiment: a builder, a list of cases (the sweep) and the scales to run them at.
+Widths come either from the suite's per-platform channel lists (`widths: paper`) or from a FLOPs
+target that latbench/solver.py meets within `flops_tolerance` (`widths: flops`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from latbench.cost import count
+from latbench.errors import SuiteError
+from latbench.models import get_builder
+from latbench.records import CaseSpec
+from latbench.solver import solve_widths
+from latbench.suite.yamlnodes import line_of, load_with_lines
+
+Platform = Literal["gpu", "arm"]
+Widths = Union[dict[str, int], list[dict[str, int]]]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputShape(_Strict):
+    height: int = Field(default=56, ge=1, le=4096)
+    width: int = Field(default=56, ge=1, le=4096)
+
+
+class CaseModel(_Strict):
+    name: str = Field(min_length=1, description="the case's label, unique in the suite")
+    params: dict[str, Any] = Field(default_factory=dict, description="builder parameters other than widths")
+    widths: dict[Platform, Widths] = Field(
+        default_factory=dict,
+        description="per platform: one {width: channels} mapping multiplied by each scale, "
+                    "or a list with one mapping per scale")
+    note: str = ""
+
+
+class SuiteModel(_Strict):
+    suite: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    experiment: str = Field(min_length=1)
+    description: str = ""
+    builder: str
+    input: InputShape = InputShape()
+    blocks: int = Field(default=10, ge=1, le=1000)
+    batch: int = Field(default=1, ge=1, le=65536)
+    scales: list[int] = Field(default=[1], min_length=1)
+    widths: Literal["paper", "flops"] = "paper"
+    flops_target: dict[Platform, float] | None = Field(
+        default=None, description="multiply-adds per image at scale 1 (the paper's FLOPs); "
+                                  "default: the first case's count")
+    flops_tolerance: float = Field(default=0.01, gt=0, le=0.5)
+    cases: list[CaseModel] = Field(min_length=1)
+
+    @field_validator("scales")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(s < 1 for s in v) or len(set(v)) != len(v):
+            raise ValueError("scales must be distinct positive integers, e.g. [1, 2, 4]")
+        return v
+
+    @field_validator("cases")
+    @classmethod
+    def _unique(cls, v: list[CaseModel]) -> list[CaseModel]:
+        names = [c.name for c in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"case names must be unique; repeated: {', '.join(dup)}")
+        return v
+
+
+@dataclass(frozen=True)
+class Suite:
+    model: SuiteModel
+    path: str
+    sha256: str
+    lines: dict[tuple[Any, ...], int]
+
+    def where(self, *path: Any) -> str:
+        line = line_of(self.lines, tuple(path))
+        return f"{self.path}:{line}" if line else self.path
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read and validate a suite file. Raises SuiteError naming file, line and fix."""
+    p = Path(path)
+    if not p.is_file():
+        raise SuiteError("no such suite file", where=str(path),
+                         hint="give a path to a .yaml suite, e.g. suites/g1.yaml")
+    raw = p.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SuiteError(f"not UTF-8 text (byte {exc.start})", where=str(path), hint="save the file as UTF-8") from None
+    data, lines = load_with_lines(text, str(path))
+    if data is None:
+        raise SuiteError("the file is empty", where=str(path), hint="see suites/g1.yaml for a complete suite")
+    if not isinstance(data, dict):
+        raise SuiteError(f"a suite is a mapping of keys, not a {type(data).__name__}", where=f"{path}:1",
+                         hint="start with 'suite: NAME', 'builder: ...', 'cases: [...]'")
+    data.setdefault("suite", p.stem)
+    try:
+        model = SuiteModel.model_validate(data)
+    except ValidationError as exc:
+        raise _located(exc, str(path), lines, SuiteModel) from None
+    suite = Suite(model=model, path=str(path), sha256=hashlib.sha256(raw).hexdigest(), lines=lines)
+    get_builder(model.builder, where=suite.where("builder"))
+    for i, case in enumerate(model.cases):
+        _check_case(suite, i, case)
+    return suite
+
+
+def _located(exc: ValidationError, path: str, lines: dict, model: type[BaseModel], prefix: tuple = ()) -> SuiteError:
+    """The first pydantic error as a one-line SuiteError at its line."""
+    err = exc.errors()[0]
+    loc = prefix + tuple(err["loc"])
+    line = line_of(lines, loc)
+    dotted = ".".join(f"[{x}]" if isinstance(x, int) else str(x) for x in loc).replace(".[", "[")
+    where = f"{path}:{line}" if line else path
+    more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
+    if err["type"] == "extra_forbidden":
+        allowed = _allowed_keys(model, loc[len(prefix):-1])
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = (f"did you mean {close[0]!r}? " if close else "") + f"allowed: {', '.join(allowed)}"
+        return SuiteError(f"unknown key {dotted!r}{more}", where=where, hint=hint)
+    return SuiteError(f"{dotted or 'suite'}: {err['msg']}{more}", where=where,
+                      hint=_hint(err) or "see suites/g1.yaml and README 'Suite files'")
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names of the (nested) model that `loc` points into."""
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            break
+        ann = field.annotation
+        inner = getattr(ann, "__args__", (ann,))[0] if getattr(ann, "__args__", None) else ann
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            model = inner
+    return list(model.model_fields)
+
+
+def _hint(err: dict) -> str | None:
+    ctx = err.get("ctx") or {}
+    if err["type"] == "literal_error":
+        return f"use one of {ctx.get('expected')}"
+    if err["type"] == "missing":
+        return "add this key"
+    return None
+
+
+def _check_case(suite: Suite, i: int, case: CaseModel) -> None:
+    """Builder parameters and widths are known and valid (at scale 1, paper widths)."""
+    b = get_builder(suite.model.builder)
+    width_names = set(b.width_names)
+    for key in case.params:
+        if key not in b.params.model_fields or key in width_names:
+            allowed = [k for k in b.params.model_fields if k not in width_names]
+            raise SuiteError(f"cases[{i}].params: unknown parameter {key!r} for builder {b.name!r}",
+                             where=suite.where("cases", i, "params", key), hint=f"allowed: {', '.join(allowed)}")
+    for platform, widths in case.widths.items():
+        per_scale = widths if isinstance(widths, list) else [widths]
+        if isinstance(widths, list) and len(widths) != len(suite.model.scales):
+            raise SuiteError(f"cases[{i}].widths.{platform} lists {len(widths)} width sets for "
+                             f"{len(suite.model.scales)} scales", where=suite.where("cases", i, "widths", platform),
+                             hint="give one mapping per scale, or a single mapping that each scale multiplies")
+        for w in per_scale:
+            unknown = set(w) - width_names
+            if unknown:
+                raise SuiteError(f"cases[{i}].widths.{platform}: unknown width {sorted(unknown)[0]!r}",
+                                 where=suite.where("cases", i, "widths", platform),
+                                 hint=f"builder {b.name!r} has widths {', '.join(sorted(width_names))}")
+            _validate_params(suite, i, {**case.params, **w}, ("cases", i, "widths", platform))
+
+
+def _validate_params(suite: Suite, i: int, params: dict, path: tuple) -> dict[str, Any]:
+    b = get_builder(suite.model.builder)
+    try:
+        return b.params.model_validate(params).model_dump()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        msg = err["msg"].removeprefix("Value error, ")
+        field = ".".join(str(x) for x in err["loc"])
+        raise SuiteError(f"cases[{i}] ({suite.model.cases[i].name}): {field + ': ' if field else ''}{msg}",
+                         where=suite.where(*path), hint=_hint(err) or f"see 'latbench list' for {b.name}") from None
+
+
+def expand(suite: Suite, platform: str, *, quick: bool = False, widths_mode: str | None = None,
+           batch: int | None = None) -> list[CaseSpec]:
+    """Every (scale, case) of the suite as a CaseSpec with its widths resolved for `platform`.
+
+    quick keeps the first scale only. In flops mode every case's counted FLOPs must be within
+    flops_tolerance of the target, else SuiteError names the best widths found.
+    """
+    m = suite.model
+    mode = widths_mode or m.widths
+    batch = batch or m.batch
+    scales = m.scales[:1] if quick else m.scales
+    h, w = m.input.height, m.input.width
+    specs: list[CaseSpec] = []
+    for s_idx, scale in enumerate(scales):
+        target: int | None = None
+        if mode == "flops":
+            if m.flops_target and platform in m.flops_target:
+                target = round(2 * m.flops_target[platform] * scale * scale * batch)
+            else:
+                base = _paper_params(suite, 0, platform, s_idx, scale)
+                target = count(m.builder, base, m.blocks, batch, h, w).flops
+        for i, case in enumerate(m.cases):
+            if mode == "paper":
+                params = _paper_params(suite, i, platform, s_idx, scale)
+            else:
+                assert target is not None
+                params, flops = solve_widths(m.builder, dict(case.params), target, batch, h, w, m.blocks)
+                drift = flops / target - 1
+                if abs(drift) > m.flops_tolerance:
+                    raise SuiteError(
+                        f"cases[{i}] ({case.name}) at x{scale}: the nearest widths "
+                        f"{_fmt_widths(params, m.builder)} give {flops:,} FLOPs, {drift:+.1%} off the target {target:,}, "
+                        f"beyond flops_tolerance {m.flops_tolerance:.1%}", where=suite.where("cases", i),
+                        hint="raise flops_tolerance, use larger widths (a larger scale or flops_target), "
+                             "or use 'widths: paper'")
+            specs.append(CaseSpec(
+                suite=m.suite, experiment=m.experiment, case=case.name, scale=scale, builder=m.builder,
+                params=tuple(sorted(params.items())), blocks=m.blocks, batch=batch, height=h, width=w,
+                baseline_case=m.cases[0].name, widths_mode=mode, flops_target=target,
+                flops_tolerance=m.flops_tolerance, source=suite.where("cases", i)))
+    return specs
+
+
+def _paper_params(suite: Suite, i: int, platform: str, s_idx: int, scale: int) -> dict[str, Any]:
+    case = suite.model.cases[i]
+    if platform not in case.widths:
+        raise SuiteError(f"cases[{i}] ({case.name}) has no widths for platform {platform!r}",
+                         where=suite.where("cases", i), hint=f"add widths.{platform}, pass --platform "
+                         f"{'/'.join(case.widths) or 'gpu|arm'}, or use --widths flops")
+    widths = case.widths[platform]
+    chosen = widths[s_idx] if isinstance(widths, list) else {k: v * scale for k, v in widths.items()}
+    return _validate_params(suite, i, {**case.params, **chosen}, ("cases", i, "widths", platform))
+
+
+def _fmt_widths(params: dict[str, Any], builder: str) -> str:
+    return ", ".join(f"{k}={params[k]}" for k in get_builder(builder).width_names)

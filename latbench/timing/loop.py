@@ -1,0 +1,181 @@
+"""Warm-up, block sizing, interleaved rounds and the stopping rule. Knows nothing about devices.
+
+Why interleave: on a shared machine the speed of the whole box drifts by tens of percent over
+seconds. Measuring case A for a while and then case B puts that drift into the A/B ratio. Here every
+round times one block of each item, in a fresh random order, so drift lands on all items alike and
+each round yields one paired ratio sample. `schedule="sequential"` measures items one after another
+(each alone, the classic harness) for comparison.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import random
+from dataclasses import dataclass
+from typing import Callable, Hashable, Sequence
+
+from latbench.records import Measurement
+from latbench.stats import median_ci, paired_ratio, relative_halfwidth
+from latbench.timing.backend import TimingBackend
+
+SCHEDULES = ("interleaved", "roundrobin", "sequential")
+
+
+@dataclass(frozen=True)
+class StopPolicy:
+    """When to stop warming up and measuring. Times are per item, in seconds.
+
+    Defaults: warm-up of >= 0.2 s and >= 3 calls (CPU; the CUDA defaults in runner.py use 0.5 s and
+    10 calls for clock ramp and cuDNN autotuning); blocks of ~20 ms so two clock reads cost < 0.01 %;
+    at least 10 rounds and 0.5 s; stop when every median and every ratio to the baseline has a 95 %
+    CI within +-1 %, or at 10 s / 500 rounds.
+    """
+
+    warmup_s: float = 0.2
+    warmup_min_iters: int = 3
+    block_s: float = 0.02
+    min_rounds: int = 10
+    max_rounds: int = 500
+    min_time_s: float = 0.5
+    max_time_s: float = 10.0
+    rel_ci: float = 0.01
+    prime_iters: int = 1  # untimed calls before each block: the item was just switched in
+
+
+@dataclass
+class _State:
+    key: Hashable
+    fn: Callable[[], object]
+    iters: int = 1
+    warmup_iters: int = 0
+    warmup_s: float = 0.0
+    measured_s: float = 0.0
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        self.samples: list[float] = []
+        self.rounds: list[int] = []
+        self.positions: list[int] = []
+
+
+def warm_up(fn: Callable[[], object], backend: TimingBackend, policy: StopPolicy) -> tuple[int, float, float]:
+    """Run fn until warm-up time and count are met. Returns (calls, seconds, seconds per call at the end).
+
+    Blocks double in size so that short calls are not dominated by per-block costs.
+    """
+    n, calls, spent, per_call = 1, 0, 0.0, math.inf
+    while spent < policy.warmup_s or calls < policy.warmup_min_iters:
+        t = backend.time_block(fn, n)
+        calls, spent, per_call = calls + n, spent + t, t / n
+        remaining = policy.warmup_s - spent
+        n = max(1, min(n * 2, int(remaining / per_call) if per_call > 0 and remaining > 0 else 1))
+    return calls, spent, per_call
+
+
+def measure(items: Sequence[tuple[Hashable, Callable[[], object]]], backend: TimingBackend,
+            policy: StopPolicy = StopPolicy(), schedule: str = "interleaved", seed: int = 0,
+            baselines: dict[Hashable, Hashable] | None = None,
+            on_progress: Callable[[int, float], None] | None = None,
+            ) -> tuple[dict[Hashable, Measurement], dict[Hashable, str]]:
+    """Measure every item; returns ({key: Measurement}, {key: error message} for items that raised).
+
+    baselines: {key: key of its baseline}; each item's paired ratio to its baseline must converge
+        too (default: the first item is everyone's baseline).
+    on_progress(round, seconds measured so far) is called after every round.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; use one of {', '.join(SCHEDULES)}")
+    states = [_State(key, fn) for key, fn in items]
+    if not states:
+        return {}, {}
+    baselines = baselines if baselines is not None else {st.key: states[0].key for st in states}
+    rng = random.Random(seed)
+    gc_was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()  # a collection inside a timed block is noise, not the model's cost (as timeit does)
+    try:
+        for st in states:
+            _guard(st, lambda st=st: _warm(st, backend, policy))
+        live = [st for st in states if st.error is None]
+        if schedule == "sequential":
+            reasons = {st.key: _rounds([st], backend, policy, rng, {}, False, on_progress) for st in live}
+        else:
+            reason = _rounds(live, backend, policy, rng, baselines, schedule == "interleaved", on_progress)
+            reasons = {st.key: reason for st in live}
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    done = {st.key: Measurement(samples_s=tuple(st.samples), iters_per_sample=st.iters, rounds=tuple(st.rounds),
+                                positions=tuple(st.positions), warmup_iters=st.warmup_iters,
+                                warmup_s=st.warmup_s, stop_reason=reasons.get(st.key, "failed"))
+            for st in states if st.error is None}
+    return done, {st.key: st.error for st in states if st.error is not None}
+
+
+def _warm(st: _State, backend: TimingBackend, policy: StopPolicy) -> None:
+    st.warmup_iters, st.warmup_s, per_call = warm_up(st.fn, backend, policy)
+    st.iters = max(1, math.ceil(policy.block_s / per_call)) if per_call > 0 else 1
+
+
+def _guard(st: _State, action: Callable[[], object]) -> None:
+    """Run action; an exception (OOM, unsupported op) fails this item only."""
+    try:
+        action()
+    except Exception as exc:  # noqa: BLE001 - any failure of user/model code is recorded, not raised
+        st.error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:500]
+
+
+def _rounds(states: list[_State], backend: TimingBackend, policy: StopPolicy, rng: random.Random,
+            baselines: dict[Hashable, Hashable], shuffle: bool, on_progress: Callable[[int, float], None] | None) -> str:
+    """Time one block of every live item per round until the policy says stop; returns why."""
+    order = list(states)
+    r = 0
+    while True:
+        if shuffle:
+            rng.shuffle(order)
+        for pos, st in enumerate(order):
+            if st.error is not None:
+                continue
+            _guard(st, lambda st=st, pos=pos: _one_block(st, backend, policy, r, pos))
+        r += 1
+        live = [st for st in states if st.error is None]
+        if on_progress:
+            on_progress(r, max((st.measured_s for st in live), default=0.0))
+        if not live:
+            return "failed"
+        reason = _should_stop(live, policy, r, baselines)
+        if reason:
+            return reason
+
+
+def _one_block(st: _State, backend: TimingBackend, policy: StopPolicy, r: int, pos: int) -> None:
+    for _ in range(policy.prime_iters):
+        st.fn()
+    t = backend.time_block(st.fn, st.iters)
+    st.samples.append(t / st.iters)
+    st.rounds.append(r)
+    st.positions.append(pos)
+    st.measured_s += t
+
+
+def _should_stop(live: list[_State], policy: StopPolicy, rounds: int,
+                 baselines: dict[Hashable, Hashable]) -> str | None:
+    if rounds >= policy.max_rounds:
+        return "max_rounds"
+    if any(st.measured_s >= policy.max_time_s for st in live):
+        return "max_time"
+    if rounds < policy.min_rounds or any(st.measured_s < policy.min_time_s for st in live):
+        return None
+    by_key = {st.key: st for st in live}
+    for st in live:
+        lo, hi = median_ci(st.samples)
+        mid = sorted(st.samples)[len(st.samples) // 2]
+        if relative_halfwidth(lo, hi, mid) > policy.rel_ci:
+            return None
+        base = by_key.get(baselines.get(st.key))
+        if base is not None and base is not st:
+            ratio = paired_ratio(st.samples, st.rounds, base.samples, base.rounds)
+            if relative_halfwidth(ratio.ci_low, ratio.ci_high, ratio.value) > policy.rel_ci:
+                return None
+    return "converged"
