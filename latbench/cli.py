@@ -168,6 +168,10 @@ def _run(suite_paths, device, quick, threads, schedule, widths, platform, batch,
                  f" [{fingerprint['cpu_model'] if device == 'cpu' else dev.settings.get('cuda_device_name')}]"
                  f", {dev.threads} thread(s), {schedule}, batch {specs[0].batch}")
         out.print(run_table(rows, title))
+        if not quiet and any(r.get("warnings") for r in rows):
+            err.print("notes: 'noisy +-x%' = 95% CI half-width of the median; 'ratio +-x%' = of the ratio to the "
+                      "baseline; remedies: raise --max-time, stop other jobs, pin --threads (full text in the "
+                      "'warnings' column; -q hides this)", style="yellow", highlight=False)
         if not quiet:
             err.print(f"wrote {files.csv}, {files.samples.name}, {files.meta.name}", highlight=False)
         if failed:

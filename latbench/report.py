@@ -27,6 +27,13 @@ def ratio_text(row: dict[str, Any]) -> str:
     return text if (lo > 1 or hi < 1) else f"no difference ({text})"
 
 
+def short_warnings(text: Any) -> str:
+    """'noisy +-8.4%; ratio +-6.4%' from the warnings column (each warning is 'short: detail')."""
+    if not isinstance(text, str) or not text:
+        return ""
+    return "; ".join(w.split(":", 1)[0].strip() for w in text.split(" | "))
+
+
 def run_table(rows: Iterable[dict[str, Any]], title: str) -> Table:
     """The paper's comparison at a glance: FLOPs, MAC, latency and speed relative to the first case."""
     t = Table(title=title, title_justify="left")
@@ -38,7 +45,7 @@ def run_table(rows: Iterable[dict[str, Any]], title: str) -> Table:
     for row in rows:
         lat, r = _num(row.get("latency_ms")), _num(row.get("ratio_to_baseline"))
         failed = row.get("status") != "ok"
-        note = row.get("error") if failed else row.get("warnings") or ""
+        note = row.get("error") if failed else short_warnings(row.get("warnings"))
         t.add_row(
             str(row["case"]), f"x{row['scale']}", str(row["mode"]), str(row.get("widths", "")),
             f"{_num(row['mult_adds']) / 1e6:,.1f}",

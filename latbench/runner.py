@@ -13,7 +13,7 @@ from typing import Any, Callable
 import torch
 
 from latbench.cost import build_network, count_spec
-from latbench.records import SCHEMA_VERSION, CaseSpec, Cost, Measurement, Ratio
+from latbench.records import SCHEMA_VERSION, CaseSpec, Cost, Measurement, Ratio, Summary
 from latbench.stats import paired_ratio, relative_halfwidth, summarize
 from latbench.timing.backend import TimingBackend
 from latbench.timing.loop import StopPolicy, measure
@@ -136,26 +136,27 @@ def make_row(spec: CaseSpec, cost: Cost, mode: str, m: Measurement | None, ratio
     if ratio is not None:
         row.update({"ratio_to_baseline": ratio.value, "ratio_ci_low": ratio.ci_low, "ratio_ci_high": ratio.ci_high,
                     "ratio_differs": ratio.differs if spec.case != spec.baseline_case else False})
-    row["warnings"] = " | ".join(row_warnings(spec, mode, s, ratio, m))
+    row["warnings"] = " | ".join(row_warnings(spec, s, ratio, m, cfg.policy.rel_ci))
     return row
 
 
-def row_warnings(spec: CaseSpec, mode: str, s, ratio: Ratio | None, m: Measurement) -> list[str]:
+def row_warnings(spec: CaseSpec, s: Summary, ratio: Ratio | None, m: Measurement, target: float) -> list[str]:
     """Noise warnings with a remedy (as pyperf and torch.utils.benchmark give them)."""
     out = []
     rel = relative_halfwidth(s.ci_low_ms, s.ci_high_ms, s.median_ms)
     if rel > NOISY_REL_CI:
-        out.append(f"noisy: median known to +-{_pct(rel)} (95% CI) from {s.n} samples; raise --max-time, "
-                   f"stop other jobs, or pin --threads")
+        out.append(f"noisy +-{_pct(rel)}: the median is known to +-{_pct(rel)} (95% CI) from {s.n} samples; "
+                   f"raise --max-time, stop other jobs, or pin --threads")
     if ratio is not None and spec.case != spec.baseline_case:
         rel_r = relative_halfwidth(ratio.ci_low, ratio.ci_high, ratio.value)
         if rel_r > NOISY_REL_CI:
-            out.append(f"noisy ratio: +-{_pct(rel_r)} (95% CI); more rounds (--max-time) or a quieter machine "
-                       f"narrow it")
+            out.append(f"ratio +-{_pct(rel_r)}: the ratio to {spec.baseline_case} is known to +-{_pct(rel_r)} "
+                       f"(95% CI); more rounds (--max-time) or a quieter machine narrow it")
     if s.n and s.outliers / s.n > OUTLIER_SHARE:
-        out.append(f"{s.outliers} of {s.n} samples are far outliers: something else ran on the machine")
-    if m.stop_reason in ("max_time", "max_rounds") and rel > 0.01:
-        out.append(f"stopped at {m.stop_reason} before the +-1% target")
+        out.append(f"{s.outliers} outliers: {s.outliers} of {s.n} samples are far outliers; something else ran "
+                   f"on the machine")
+    if m.stop_reason in ("max_time", "max_rounds") and rel > target:
+        out.append(f"{m.stop_reason}: stopped at {m.stop_reason} before the +-{_pct(target)} target")
     return out
 
 

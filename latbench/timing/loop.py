@@ -60,14 +60,17 @@ class _State:
 
 
 def warm_up(fn: Callable[[], object], backend: TimingBackend, policy: StopPolicy) -> tuple[int, float, float]:
-    """Run fn until warm-up time and count are met. Returns (calls, seconds, seconds per call at the end).
+    """Run fn until warm-up time and count are met. Returns (calls, seconds, seconds per call).
 
-    Blocks double in size so that short calls are not dominated by per-block costs.
+    Blocks double in size so that short calls are not dominated by per-block costs; the per-call
+    estimate comes from the largest block (the least overhead per call), later blocks winning ties.
     """
-    n, calls, spent, per_call = 1, 0, 0.0, math.inf
+    n, calls, spent, per_call, largest = 1, 0, 0.0, math.inf, 0
     while spent < policy.warmup_s or calls < policy.warmup_min_iters:
         t = backend.time_block(fn, n)
-        calls, spent, per_call = calls + n, spent + t, t / n
+        calls, spent = calls + n, spent + t
+        if n >= largest:
+            largest, per_call = n, t / n
         remaining = policy.warmup_s - spent
         n = max(1, min(n * 2, int(remaining / per_call) if per_call > 0 and remaining > 0 else 1))
     return calls, spent, per_call

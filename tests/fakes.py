@@ -1,0 +1,139 @@
+"""Fake clock, fake work and a fake torch.cuda, so timing logic runs exactly in tests without a GPU.
+
+Time is simulated: FakeWork advances a FakeClock by its cost (times a drift factor that may depend on
+the simulated time, plus seeded noise); the CPU backend reads the fake clock; FakeCuda's events read it
+too, and its CUDA graphs replay captured work without the per-call launch overhead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from typing import Callable
+
+
+class FakeClock:
+    """A nanosecond clock that moves only when work is done (and by `read_ns` per read)."""
+
+    def __init__(self, read_ns: int = 0):
+        self.t_ns = 0
+        self.read_ns = read_ns
+        self.reads = 0
+
+    def __call__(self) -> int:
+        self.reads += 1
+        self.t_ns += self.read_ns
+        return self.t_ns
+
+    def advance(self, seconds: float) -> None:
+        self.t_ns += int(round(seconds * 1e9))
+
+    @property
+    def now_s(self) -> float:
+        return self.t_ns * 1e-9
+
+
+class FakeWork:
+    """A 'forward pass' costing cost_s x speed(now) x (1 + noise), plus launch_s per eager call."""
+
+    def __init__(self, clock: FakeClock, cost_s: float, speed: Callable[[float], float] = lambda t: 1.0,
+                 noise: float = 0.0, seed: int = 0, launch_s: float = 0.0, fail_after: int | None = None):
+        self.clock, self.cost_s, self.speed, self.noise = clock, cost_s, speed, noise
+        self.rng = random.Random(seed)
+        self.launch_s = launch_s
+        self.calls = 0
+        self.fail_after = fail_after
+        self.capture: list | None = None  # set by FakeCuda while a graph is being captured
+
+    def run_kernels(self) -> None:
+        factor = self.speed(self.clock.now_s)
+        jitter = max(-0.5, self.rng.gauss(0.0, self.noise)) if self.noise else 0.0
+        self.clock.advance(self.cost_s * factor * (1.0 + jitter))
+
+    def __call__(self) -> None:
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise RuntimeError("CUDA out of memory (fake)")
+        if self.capture is not None:
+            self.capture.append(self)
+            return
+        self.clock.advance(self.launch_s)
+        self.run_kernels()
+
+
+class FakeCuda:
+    """The part of torch.cuda that CudaBackend uses, on a FakeClock."""
+
+    def __init__(self, clock: FakeClock):
+        self.clock = clock
+        self.syncs = 0
+        self.events_recorded = 0
+        self.works: list[FakeWork] = []
+
+    def work(self, cost_s: float, **kw) -> FakeWork:
+        w = FakeWork(self.clock, cost_s, **kw)
+        self.works.append(w)
+        return w
+
+    # --- torch.cuda surface ---
+    def synchronize(self) -> None:
+        self.syncs += 1
+
+    def Event(self, enable_timing: bool = False) -> "FakeEvent":  # noqa: N802 - mirrors torch.cuda.Event
+        return FakeEvent(self)
+
+    def Stream(self) -> "FakeStream":  # noqa: N802
+        return FakeStream()
+
+    def current_stream(self) -> "FakeStream":
+        return FakeStream()
+
+    @contextlib.contextmanager
+    def stream(self, s: "FakeStream"):
+        yield s
+
+    def CUDAGraph(self) -> "FakeGraph":  # noqa: N802
+        return FakeGraph()
+
+    @contextlib.contextmanager
+    def graph(self, g: "FakeGraph"):
+        for w in self.works:
+            w.capture = g.kernels
+        try:
+            yield g
+        finally:
+            for w in self.works:
+                w.capture = None
+
+
+class FakeEvent:
+    def __init__(self, cuda: FakeCuda):
+        self.cuda = cuda
+        self.t_ns: int | None = None
+
+    def record(self) -> None:
+        self.cuda.events_recorded += 1
+        self.t_ns = self.cuda.clock.t_ns
+
+    def synchronize(self) -> None:
+        self.cuda.syncs += 1
+
+    def elapsed_time(self, end: "FakeEvent") -> float:
+        assert self.t_ns is not None and end.t_ns is not None, "elapsed_time on an event never recorded"
+        return (end.t_ns - self.t_ns) / 1e6
+
+
+class FakeStream:
+    def wait_stream(self, other: "FakeStream") -> None:
+        pass
+
+
+class FakeGraph:
+    def __init__(self) -> None:
+        self.kernels: list[FakeWork] = []
+        self.replays = 0
+
+    def replay(self) -> None:
+        self.replays += 1
+        for w in self.kernels:
+            w.run_kernels()
