@@ -24,7 +24,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Hardware-aware latency benchmarking for PyTorch: FLOPs and memory access cost "
                        "against measured speed, with ratios you can trust.")
 out = Console(soft_wrap=False, width=200)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 class Device(str, Enum):

@@ -120,8 +120,12 @@ def load_suite(path: str | Path) -> Suite:
 
 
 def _located(exc: ValidationError, path: str, lines: dict, model: type[BaseModel], prefix: tuple = ()) -> SuiteError:
-    """The first pydantic error as a one-line SuiteError at its line."""
-    err = exc.errors()[0]
+    """The most telling pydantic error as a one-line SuiteError at its line: unknown keys first
+    (a misspelt key explains the other errors), then the earliest line."""
+    def rank(e: dict) -> tuple[bool, int]:
+        return (e["type"] != "extra_forbidden", line_of(lines, prefix + tuple(e["loc"])) or 0)
+
+    err = min(exc.errors(), key=rank)
     loc = prefix + tuple(err["loc"])
     line = line_of(lines, loc)
     dotted = ".".join(f"[{x}]" if isinstance(x, int) else str(x) for x in loc).replace(".[", "[")
@@ -133,7 +137,7 @@ def _located(exc: ValidationError, path: str, lines: dict, model: type[BaseModel
         hint = (f"did you mean {close[0]!r}? " if close else "") + f"allowed: {', '.join(allowed)}"
         return SuiteError(f"unknown key {dotted!r}{more}", where=where, hint=hint)
     return SuiteError(f"{dotted or 'suite'}: {err['msg']}{more}", where=where,
-                      hint=_hint(err) or "see suites/g1.yaml and README 'Suite files'")
+                      hint=_hint(err) or "see suites/g1.yaml and README 'Suites'")
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
