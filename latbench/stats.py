@@ -3,6 +3,7 @@ confidence intervals for a median (order statistics, scipy.stats.quantile_test).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -17,21 +18,30 @@ CONFIDENCE = 0.95
 OUTLIER_IQR_FACTOR = 3.0
 
 
+@functools.lru_cache(maxsize=4096)
+def _median_ci_rank(n: int, confidence: float) -> int:
+    """The 1-based rank j such that [x_(j), x_(n-j+1)] covers the median with >= `confidence`:
+    the largest j with P(B <= j-1) <= (1-confidence)/2 for B ~ Binomial(n, 1/2); 0 if none exists."""
+    half_alpha = (1 - confidence) / 2
+    k = int(_st.binom.ppf(half_alpha, n, 0.5))
+    while k >= 0 and _st.binom.cdf(k, n, 0.5) > half_alpha:
+        k -= 1
+    return k + 1
+
+
 def median_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Distribution-free CI for the median: a pair of order statistics (binomial coverage).
+    """Distribution-free CI for the median: a pair of order statistics (binomial coverage, the
+    interval scipy.stats.quantile_test gives, with the rank cached per n for speed).
 
     With fewer than 6 values no pair covers 95 %; the full range is returned instead.
     """
-    x = np.asarray(values, dtype=float)
+    x = np.sort(np.asarray(values, dtype=float))
     if x.size == 0:
         return (math.nan, math.nan)
-    if x.size == 1 or np.all(x == x[0]):
-        return (float(x[0]), float(x[0]))
-    ci = _st.quantile_test(x, q=float(np.median(x)), p=0.5).confidence_interval(confidence)
-    lo, hi = float(ci.low), float(ci.high)
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        return (float(x.min()), float(x.max()))
-    return (lo, hi)
+    j = _median_ci_rank(int(x.size), confidence)
+    if j < 1:
+        return (float(x[0]), float(x[-1]))
+    return (float(x[j - 1]), float(x[x.size - j]))
 
 
 def summarize(samples_s: Sequence[float]) -> Summary:

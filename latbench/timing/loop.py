@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import math
 import random
+import statistics
 from dataclasses import dataclass
 from typing import Callable, Hashable, Sequence
 
@@ -173,7 +174,7 @@ def _should_stop(live: list[_State], policy: StopPolicy, rounds: int,
     by_key = {st.key: st for st in live}
     for st in live:
         lo, hi = median_ci(st.samples)
-        mid = sorted(st.samples)[len(st.samples) // 2]
+        mid = statistics.median(st.samples)
         if relative_halfwidth(lo, hi, mid) > policy.rel_ci:
             return None
         base = by_key.get(baselines.get(st.key))
