@@ -10,9 +10,8 @@ cd "$(dirname "$0")/.."
 THREADS="${THREADS:-1}"
 RESULTS="${RESULTS:-results}"
 DOCS="${DOCS:-docs}"
-python -m latbench env > "$RESULTS.env.txt" 2>/dev/null || true
 mkdir -p "$RESULTS" "$DOCS"
-mv -f "$RESULTS.env.txt" "$RESULTS/env-$(date -u +%Y%m%dT%H%M%SZ).txt"
+python -m latbench env --json > "$RESULTS/env-$(date -u +%Y%m%dT%H%M%SZ).json"
 python -m latbench run suites/g1.yaml suites/g2.yaml suites/g3.yaml suites/g4.yaml \
     --device cpu --threads "$THREADS" --profile --results-dir "$RESULTS"
 python -m latbench report "$RESULTS"/*.csv --out "$DOCS" --name reproduction.md
