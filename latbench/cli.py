@@ -87,19 +87,21 @@ def run(
     seed: Annotated[int, typer.Option(help="Seed for weights, inputs and the round order.")] = 0,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress or advice on stderr (errors still show).")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks for user errors too.")] = False,
+    profile: Annotated[bool, typer.Option("--profile", help="After measuring each group, run torch.profiler over 5 more forwards per case: op (kernel) count per forward and the time share of zero-FLOP ops (ReLU, add, concat, copies). Never inside timed blocks.")] = False,
+    roofline: Annotated[bool, typer.Option(help="Probe the device's peak FLOP/s and bandwidth (< 2 s, cached per machine in ~/.cache/latbench or $LATBENCH_CACHE) and add roofline columns.")] = True,
 ) -> None:
     """Build each case of the suites, check FLOPs, warm up, time, and write results/ tables."""
     try:
         code = _run(suites, device.value, quick, threads, schedule.value, widths.value if widths else None,
                     platform.value if platform else None, batch, modes, max_time, min_time, target,
-                    cudnn_benchmark, results_dir, seed, quiet)
+                    cudnn_benchmark, results_dir, seed, quiet, profile=profile, roofline=roofline)
     except LatbenchError as exc:
         fail(exc, debug)
     raise typer.Exit(code)
 
 
 def _run(suite_paths, device, quick, threads, schedule, widths, platform, batch, modes, max_time, min_time,
-         target, cudnn_benchmark, results_dir, seed, quiet) -> int:
+         target, cudnn_benchmark, results_dir, seed, quiet, profile=False, roofline=True) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from latbench import devices, env, runner
@@ -126,13 +128,14 @@ def _run(suite_paths, device, quick, threads, schedule, widths, platform, batch,
     if not quiet:
         for advice in env.load_advice(dev.threads):
             err.print(f"warning: {advice}", style="yellow", highlight=False, markup=False)
+    hardware = _hardware(device, dev, fingerprint, roofline, profile, quiet)
 
     code = 0
     for suite, specs in expanded:
         run_id = uuid.uuid4().hex[:12]
         files = RunFiles.reserve(results_dir, suite.model.suite, device)
         cfg = runner.RunConfig(device=device, run_id=run_id, modes=mode_list, schedule=schedule, policy=policy,
-                               threads=dev.threads, seed=seed)
+                               threads=dev.threads, seed=seed, **hardware)
         files.metadata = {
             "schema_version": runner.SCHEMA_VERSION, "run_id": run_id, "status": "running",
             "command": sys.argv, "suite": {"name": suite.model.suite, "path": suite.path, "sha256": suite.sha256,
@@ -141,6 +144,7 @@ def _run(suite_paths, device, quick, threads, schedule, widths, platform, batch,
             "device": device, "platform_widths": plat, "widths_mode": widths or suite.model.widths,
             "quick": quick, "schedule": schedule, "modes": list(mode_list), "seed": seed, "threads": dev.threads,
             "policy": dataclasses.asdict(policy), "device_settings": dev.settings, "fingerprint": fingerprint,
+            "roofline": dataclasses.asdict(hardware["ceilings"]) if hardware["ceilings"] else None,
             "started_at_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "files": {"results": files.csv.name, "samples": files.samples.name},
         }
@@ -189,4 +193,72 @@ def list_cmd() -> None:
         b = get_builder(name)
         fields = ", ".join(f"{k}" for k in b.params.model_fields)
         out.print(f"{name}: {b.summary}\n    parameters: {fields}; widths: {', '.join(b.width_names)}",
+                  highlight=False)
+
+
+def _hardware(device: str, dev, fingerprint: dict, roofline: bool, profile: bool, quiet: bool) -> dict:
+    """RunConfig fields for hardware-aware rows: telemetry sampler, roofline ceilings, profiling."""
+    from latbench import roofline as rl
+    from latbench.telemetry import TelemetrySampler
+
+    ceilings = None
+    if roofline:
+        name = dev.settings.get("cuda_device_name") if device == "cuda" else fingerprint["cpu_model"]
+        ceilings, cached = rl.measure_ceilings(device, str(name), dev.threads)
+        if not quiet:
+            err.print(f"roofline ({'cached' if cached else 'probed'}): peak {ceilings.peak_flops_per_s / 1e9:.1f} "
+                      f"GFLOP/s, bandwidth {ceilings.bandwidth_bytes_per_s / 1e9:.1f} GB/s at {dev.threads} "
+                      f"thread(s) (delete {rl.cache_file()} to re-measure)", highlight=False)
+    gpu_index = None
+    if device == "cuda":
+        import torch
+
+        gpu_index = torch.cuda.current_device()  # NVML numbering; differs only under CUDA_VISIBLE_DEVICES
+    return {"telemetry": TelemetrySampler(threads=dev.threads, gpu_index=gpu_index), "ceilings": ceilings,
+            "profile": profile}
+
+
+@app.command("env")
+def env_cmd(
+    json_out: Annotated[bool, typer.Option("--json", help="Print the fingerprint as JSON (what each run's metadata holds).")] = False,
+) -> None:
+    """Show this machine's fingerprint: CPU, clocks, governor, memory, OS, Python, torch, CUDA/cuDNN, threads, GPUs."""
+    import json
+
+    from latbench.env import fingerprint
+    from latbench.report import env_table
+
+    fp = fingerprint()
+    if json_out:
+        typer.echo(json.dumps(fp, indent=2, sort_keys=True, default=str))
+    else:
+        out.print(env_table(fp))
+
+
+@app.command("report")
+def report_cmd(
+    files: Annotated[list[Path], typer.Argument(help="Results CSVs, e.g. results/*.csv (the *-samples.csv and .json beside each are read too; samples files given here are skipped).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the markdown report and its figures/ (created).")] = Path("report"),
+    name: Annotated[str, typer.Option(help="File name of the markdown report inside --out.")] = "report.md",
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Do not list written files on stderr.")] = False,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks for user errors too.")] = False,
+) -> None:
+    """Write a markdown report with PNG plots: per-guideline verdicts with CIs, the paper side by side,
+    roofline, and which cost (FLOPs, MAC, roofline time) ranks latency best. Headless."""
+    from rich.table import Table
+
+    from latbench.report_md import write_report
+
+    try:
+        rep = write_report(files, out_dir, name)
+    except LatbenchError as exc:
+        fail(exc, debug)
+    t = Table(title="ShuffleNet V2 guidelines on this hardware", title_justify="left")
+    for col in ("guideline", "device", "mode", "verdict", "per scale"):
+        t.add_column(col)
+    for v in rep.verdicts:
+        t.add_row(v.guideline, v.device_label, v.mode, v.verdict, ", ".join(f"x{s}: {w}" for s, w in v.per_scale.items()))
+    out.print(t)
+    if not quiet:
+        err.print(f"wrote {rep.markdown} and {len(rep.figures)} figure(s) in {rep.markdown.parent / 'figures'}",
                   highlight=False)

@@ -7,7 +7,7 @@ import platform
 import socket
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import psutil
 
@@ -35,33 +35,52 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def gpus() -> list[dict[str, Any]]:
-    """Per GPU: name, UUID, driver, clocks, power limit, persistence and MIG state (empty without NVML)."""
-    try:
-        import pynvml
+def load_nvml(nvml: Any = None) -> Any:
+    """An initialized NVML module (pynvml, or the fake a test passes), or None when there is no NVML.
 
-        pynvml.nvmlInit()
-    except Exception:  # noqa: BLE001 - no driver, no library, no GPU: all mean "no NVML"
+    Callers pair it with nvml.nvmlShutdown(). No driver, no library and no GPU all mean None.
+    """
+    try:
+        if nvml is None:
+            import pynvml as nvml
+        nvml.nvmlInit()
+    except Exception:  # noqa: BLE001 - pynvml raises its own NVMLError subclasses, or ImportError
+        return None
+    return nvml
+
+
+def try_call(call: Callable[[], Any]) -> Any:
+    """call(), or None when it raises: a counter the OS or GPU does not offer reads as None."""
+    try:
+        return call()
+    except Exception:  # noqa: BLE001 - not every GPU supports every query
+        return None
+
+
+def gpus(nvml: Any = None) -> list[dict[str, Any]]:
+    """Per GPU: name, UUID, driver, clocks (MHz), power limit (W), temperature (C), persistence and
+    MIG state. Empty without NVML. `nvml` is the pynvml module (tests pass a fake)."""
+    nv = load_nvml(nvml)
+    if nv is None:
         return []
     out = []
     try:
-        driver = _s(pynvml.nvmlSystemGetDriverVersion())
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            info: dict[str, Any] = {"index": i, "name": _s(pynvml.nvmlDeviceGetName(h)),
-                                    "uuid": _s(pynvml.nvmlDeviceGetUUID(h)), "driver": driver}
-            for key, call in (("sm_clock_max_mhz", lambda: pynvml.nvmlDeviceGetMaxClockInfo(h, pynvml.NVML_CLOCK_SM)),
-                              ("mem_clock_max_mhz", lambda: pynvml.nvmlDeviceGetMaxClockInfo(h, pynvml.NVML_CLOCK_MEM)),
-                              ("power_limit_w", lambda: pynvml.nvmlDeviceGetPowerManagementLimit(h) / 1000),
-                              ("persistence_mode", lambda: bool(pynvml.nvmlDeviceGetPersistenceMode(h))),
-                              ("mig_mode", lambda: pynvml.nvmlDeviceGetMigMode(h)[0])):
-                try:
-                    info[key] = call()
-                except Exception:  # noqa: BLE001 - not every GPU supports every query
-                    info[key] = None
+        driver = _s(try_call(nv.nvmlSystemGetDriverVersion))
+        for i in range(nv.nvmlDeviceGetCount()):
+            h = nv.nvmlDeviceGetHandleByIndex(i)
+            info: dict[str, Any] = {"index": i, "name": _s(nv.nvmlDeviceGetName(h)),
+                                    "uuid": _s(try_call(lambda: nv.nvmlDeviceGetUUID(h))), "driver": driver}
+            for key, call in (("sm_clock_mhz", lambda: nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM)),
+                              ("sm_clock_max_mhz", lambda: nv.nvmlDeviceGetMaxClockInfo(h, nv.NVML_CLOCK_SM)),
+                              ("mem_clock_max_mhz", lambda: nv.nvmlDeviceGetMaxClockInfo(h, nv.NVML_CLOCK_MEM)),
+                              ("power_limit_w", lambda: nv.nvmlDeviceGetPowerManagementLimit(h) / 1000),
+                              ("temperature_c", lambda: nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU)),
+                              ("persistence_mode", lambda: bool(nv.nvmlDeviceGetPersistenceMode(h))),
+                              ("mig_mode", lambda: nv.nvmlDeviceGetMigMode(h)[0])):
+                info[key] = try_call(call)
             out.append(info)
     finally:
-        pynvml.nvmlShutdown()
+        try_call(nv.nvmlShutdown)
     return out
 
 
@@ -69,8 +88,8 @@ def _s(x: Any) -> str:
     return x.decode() if isinstance(x, bytes) else str(x)
 
 
-def fingerprint() -> dict[str, Any]:
-    """What a result depends on besides the code: goes into every run's metadata."""
+def fingerprint(nvml: Any = None) -> dict[str, Any]:
+    """What a result depends on besides the code: goes into every run's metadata (and `latbench env`)."""
     import torch
 
     freq = psutil.cpu_freq()
@@ -85,17 +104,20 @@ def fingerprint() -> dict[str, Any]:
         "cpu_model": cpu_model(),
         "cpu_logical_cores": psutil.cpu_count(logical=True),
         "cpu_physical_cores": psutil.cpu_count(logical=False),
-        "cpu_freq_max_mhz": freq.max if freq else None,
+        "cpu_freq_mhz": round(freq.current, 1) if freq else None,
+        "cpu_freq_max_mhz": freq.max if freq and freq.max else None,
         "cpu_governor": governor.read_text().strip() if governor.exists() else None,
         "memory_bytes": psutil.virtual_memory().total,
         "torch_num_threads": torch.get_num_threads(),
         "torch_num_interop_threads": torch.get_num_interop_threads(),
         "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS"),
+        "mkl_num_threads_env": os.environ.get("MKL_NUM_THREADS"),
         "mkldnn_enabled": torch.backends.mkldnn.is_available(),
         "cuda_available": torch.cuda.is_available(),
         "cuda_version": torch.version.cuda,
+        "cuda_visible_devices_env": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "cudnn_version": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        "gpus": gpus(),
+        "gpus": gpus(nvml),
     }
     return fp
 

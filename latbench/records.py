@@ -120,6 +120,13 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "outliers", "images_per_s", "batches_per_s",
     "baseline_case", "ratio_to_baseline", "ratio_ci_low", "ratio_ci_high", "ratio_differs",
     "schedule", "stop_reason", "status", "error", "warnings", "source",
+    # machine state while the row's group was measured (latbench/telemetry.py)
+    "cpu_freq_mhz", "cpu_load_pct", "gpu_sm_clock_mhz", "gpu_temp_c", "gpu_power_w", "throttled", "under_load",
+    # where the row sits under the device's measured ceilings (latbench/roofline.py)
+    "achieved_flops_per_s", "achieved_bytes_per_s", "arithmetic_intensity_flops_per_byte", "roofline_bound_ms",
+    "roofline_pct",
+    # torch.profiler breakdown, with `run --profile` (latbench/opbreakdown.py)
+    "op_count_per_forward", "zero_flop_time_pct",
 )
 
 # Columns of the raw samples file beside it (one row per timed block).

@@ -58,3 +58,24 @@ def run_table(rows: Iterable[dict[str, Any]], title: str) -> Table:
             f"[red]{note}[/red]" if failed else (f"[yellow]{note}[/yellow]" if note else ""),
         )
     return t
+
+
+def env_table(fp: dict[str, Any]) -> Table:
+    """`latbench env`: the fingerprint as a two-column table, one extra section per GPU."""
+    t = Table(title="latbench env", title_justify="left", show_header=False)
+    t.add_column("key", style="bold")
+    t.add_column("value")
+    for key, value in fp.items():
+        if key == "gpus":
+            continue
+        if key == "memory_bytes" and isinstance(value, (int, float)):
+            value = f"{value / 2**30:.1f} GiB"
+        t.add_row(key, "-" if value is None else str(value))
+    gpus = fp.get("gpus") or []
+    if not gpus:
+        t.add_row("gpus", "none visible to NVML")
+    for gpu in gpus:
+        t.add_section()
+        for key, value in gpu.items():
+            t.add_row(f"gpu{gpu.get('index', '')}.{key}", "-" if value is None else str(value))
+    return t

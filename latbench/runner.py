@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import torch
 
+from latbench import roofline
 from latbench.cost import build_network, count_spec
 from latbench.records import SCHEMA_VERSION, CaseSpec, Cost, Measurement, Ratio, Summary
 from latbench.stats import paired_ratio, relative_halfwidth, summarize
@@ -40,6 +41,9 @@ class RunConfig:
     seed: int = 0
     dtype: torch.dtype = torch.float32
     extra: dict[str, Any] = field(default_factory=dict)
+    telemetry: Any = None  # telemetry.TelemetrySampler (start()/stop() around each group), or None
+    ceilings: roofline.Ceilings | None = None  # for the roofline columns
+    profile: bool = False  # torch.profiler op breakdown after each group's measurement
 
 
 def run_specs(specs: list[CaseSpec], cfg: RunConfig, backend: TimingBackend,
@@ -61,6 +65,7 @@ def run_group(specs: list[CaseSpec], cfg: RunConfig, backend: TimingBackend,
     costs = {s.case: count_spec(s, cfg.dtype) for s in specs}
     errors: dict[tuple[str, str], str] = {}
     items: list[tuple[tuple[str, str], Callable[[], object]]] = []
+    fns: dict[str, Callable[[], object]] = {}
     label = f"{specs[0].experiment} x{specs[0].scale}"
     with torch.inference_mode():
         for spec in specs:
@@ -72,7 +77,7 @@ def run_group(specs: list[CaseSpec], cfg: RunConfig, backend: TimingBackend,
                 for mode in cfg.modes:
                     errors[(spec.case, mode)] = _err(exc)
                 continue
-            fn = functools.partial(model, x)
+            fn = fns[spec.case] = functools.partial(model, x)
             for mode in cfg.modes:
                 try:
                     items.append(((spec.case, mode), backend.prepare(fn, mode)))
@@ -81,7 +86,13 @@ def run_group(specs: list[CaseSpec], cfg: RunConfig, backend: TimingBackend,
         base_case = specs[0].baseline_case
         baselines = {key: (base_case, key[1]) for key, _ in items}
         progress = (lambda r, t: on_progress(label, r, t)) if on_progress else None
-        done, failed = measure(items, backend, cfg.policy, cfg.schedule, cfg.seed, baselines, progress)
+        if cfg.telemetry is not None:
+            cfg.telemetry.start()
+        try:
+            done, failed = measure(items, backend, cfg.policy, cfg.schedule, cfg.seed, baselines, progress)
+        finally:
+            tele = cfg.telemetry.stop() if cfg.telemetry is not None else None
+        ops = {case: _profile(fn, cfg.device) for case, fn in fns.items()} if cfg.profile else {}
     errors.update(failed)
     if cfg.device == "cuda":
         torch.cuda.empty_cache()
@@ -96,9 +107,33 @@ def run_group(specs: list[CaseSpec], cfg: RunConfig, backend: TimingBackend,
             ratio = (paired_ratio(m.samples_s, m.rounds, base.samples_s, base.rounds)
                      if m is not None and base is not None else None)
             rows.append(make_row(spec, costs[spec.case], mode, m, ratio, errors.get(key), cfg, base_flops))
+            _add_hardware_columns(rows[-1], tele, cfg.ceilings, ops.get(spec.case))
             if m is not None:
                 sample_rows.extend(_sample_rows(spec, mode, m, cfg))
     return rows, sample_rows
+
+
+def _profile(fn: Callable[[], object], device: str) -> dict[str, Any]:
+    from latbench.opbreakdown import profile_forward
+
+    try:
+        return profile_forward(fn, device)
+    except Exception as exc:  # noqa: BLE001 - a profiler failure must not lose the measurement
+        return {"profile_error": _err(exc)}
+
+
+def _add_hardware_columns(row: dict[str, Any], tele: Any, ceilings: roofline.Ceilings | None,
+                          ops: dict[str, Any] | None) -> None:
+    """Telemetry flags, roofline and op-breakdown columns; flags also become row warnings."""
+    row.update(roofline.row_columns(row["flops"], row["mac_bytes"], row.get("latency_ms"), ceilings))
+    if ops:
+        row.update({k: v for k, v in ops.items() if k != "profile_error"})
+    if tele is not None:
+        row.update(tele.columns())
+    notes = [*(tele.notes if tele is not None and row["status"] == "ok" else ()),
+             *((f"profile failed: {ops['profile_error']}",) if ops and "profile_error" in ops else ())]
+    if notes:
+        row["warnings"] = " | ".join(w for w in (row.get("warnings"), *notes) if w)
 
 
 def _err(exc: BaseException) -> str:

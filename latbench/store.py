@@ -106,3 +106,12 @@ def samples_path(results_csv: str | Path) -> Path:
 
 def meta_path(results_csv: str | Path) -> Path:
     return Path(results_csv).with_suffix(".json")
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from path; {} when it is missing, unreadable or not an object (caches, metadata)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -137,3 +137,113 @@ class FakeGraph:
         self.replays += 1
         for w in self.kernels:
             w.run_kernels()
+
+
+class FakeNVMLError(Exception):
+    """What pynvml raises (its NVMLError)."""
+
+
+class FakeNVML:
+    """A pynvml stand-in: one GPU whose readings tests set (clock MHz, temp C, power mW, reasons bits).
+
+    `fail_init=True` behaves like a machine without a driver; `unsupported` names calls that raise,
+    as NVML does for queries a GPU does not support.
+    """
+
+    NVML_CLOCK_SM = 1
+    NVML_CLOCK_MEM = 2
+    NVML_TEMPERATURE_GPU = 0
+
+    def __init__(self, fail_init: bool = False, unsupported: tuple[str, ...] = (), sm_mhz: int = 1800,
+                 temp_c: int = 60, power_mw: int = 150_000, reasons: int = 0, other_pids: tuple[int, ...] = ()):
+        self.fail_init, self.unsupported = fail_init, set(unsupported)
+        self.sm_mhz, self.temp_c, self.power_mw, self.reasons, self.other_pids = sm_mhz, temp_c, power_mw, reasons, other_pids
+        self.inits = self.shutdowns = 0
+
+    def _check(self, name: str) -> None:
+        if name in self.unsupported:
+            raise FakeNVMLError(f"{name}: Not Supported")
+
+    def nvmlInit(self):
+        if self.fail_init:
+            raise FakeNVMLError("NVML Shared Library Not Found")
+        self.inits += 1
+
+    def nvmlShutdown(self):
+        self.shutdowns += 1
+
+    def nvmlSystemGetDriverVersion(self):
+        return b"550.54.15"
+
+    def nvmlDeviceGetCount(self):
+        return 1
+
+    def nvmlDeviceGetHandleByIndex(self, i):
+        return ("gpu", i)
+
+    def nvmlDeviceGetName(self, h):
+        return "NVIDIA Fake A10"
+
+    def nvmlDeviceGetUUID(self, h):
+        return "GPU-0000-fake"
+
+    def nvmlDeviceGetClockInfo(self, h, kind):
+        self._check("nvmlDeviceGetClockInfo")
+        return self.sm_mhz
+
+    def nvmlDeviceGetMaxClockInfo(self, h, kind):
+        return 1950 if kind == self.NVML_CLOCK_SM else 6251
+
+    def nvmlDeviceGetPowerManagementLimit(self, h):
+        return 300_000
+
+    def nvmlDeviceGetPowerUsage(self, h):
+        self._check("nvmlDeviceGetPowerUsage")
+        return self.power_mw
+
+    def nvmlDeviceGetTemperature(self, h, kind):
+        return self.temp_c
+
+    def nvmlDeviceGetPersistenceMode(self, h):
+        return 1
+
+    def nvmlDeviceGetMigMode(self, h):
+        self._check("nvmlDeviceGetMigMode")
+        return (0, 0)
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, h):
+        return self.reasons
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h):
+        return [type("Proc", (), {"pid": p})() for p in self.other_pids]
+
+
+class FakePsutil:
+    """psutil's counters as a test scripts them: tick() advances CPU times by busy cores over dt."""
+
+    def __init__(self, cores: int = 4, freqs_mhz: tuple[float, ...] = (3000.0,) * 4):
+        import collections
+
+        self._freq = collections.namedtuple("scpufreq", "current min max")
+        self._times = collections.namedtuple("scputimes", "user system idle iowait steal")
+        self._ptimes = collections.namedtuple("pcputimes", "user system")
+        self.cores, self.freqs_mhz = cores, list(freqs_mhz)
+        self.sys_busy = self.own_busy = self.idle = 0.0
+
+    def tick(self, dt: float, own_cores: float, other_cores: float) -> None:
+        self.sys_busy += (own_cores + other_cores) * dt
+        self.own_busy += own_cores * dt
+        self.idle += (self.cores - own_cores - other_cores) * dt
+
+    def cpu_count(self, logical=True):
+        return self.cores
+
+    def cpu_freq(self, percpu=False):
+        return [self._freq(f, 0.0, 3500.0) for f in self.freqs_mhz]
+
+    def cpu_times(self):
+        return self._times(self.sys_busy, 0.0, self.idle, 0.0, 0.0)
+
+    def Process(self):
+        own = self.own_busy
+        return type("P", (), {"cpu_times": lambda s: self._ptimes(own, 0.0)})()

@@ -1,0 +1,61 @@
+"""Per-op breakdown of a forward pass with torch.profiler: how many ops (kernels) it launches and what
+share of its op time goes to ops that do no counted arithmetic (ReLU, add, concat, shuffle, copies).
+
+This makes G3 (fragmentation: many small ops) and G4 (element-wise ops: zero FLOPs, real time)
+measurable. "Zero-FLOP" means FlopCounterMode counts no FLOPs for the op: a top-level aten op
+counts as arithmetic when it or any op it calls is in torch.utils.flop_counter's registry (convs,
+matmuls, attention). Run only after measurement, never inside a timed block: the profiler adds
+per-op overhead.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch.profiler import ProfilerActivity, profile, record_function
+from torch.utils.flop_counter import flop_registry
+
+PROFILE_FORWARDS = 5
+_MARKER = "latbench::forward"
+FLOP_OP_NAMES = frozenset("aten::" + str(k).split(".", 1)[-1] for k in flop_registry)
+
+OPBREAKDOWN_COLUMNS = ("op_count_per_forward", "zero_flop_time_pct")
+
+
+def profile_forward(fn: Callable[[], object], device: str, forwards: int = PROFILE_FORWARDS) -> dict[str, Any]:
+    """op_count_per_forward (kernels on cuda, top-level aten ops on cpu) and zero_flop_time_pct (share
+    of op time, device time on cuda, spent in ops with no counted FLOPs), over `forwards` calls."""
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with torch.inference_mode():
+        fn()  # a call outside the trace: lazy initialisation is not the model's cost
+        with profile(activities=activities) as prof:
+            for _ in range(forwards):
+                with record_function(_MARKER):
+                    fn()
+            if device == "cuda":
+                torch.cuda.synchronize()
+    return breakdown(prof.events(), device, forwards)
+
+
+def breakdown(events: Any, device: str, forwards: int) -> dict[str, Any]:
+    """Columns from profiler events (a list of torch.autograd FunctionEvent-like objects)."""
+    top = [e for e in events if e.cpu_parent is not None and e.cpu_parent.name == _MARKER]
+    if not top or forwards <= 0:
+        return {name: None for name in OPBREAKDOWN_COLUMNS}
+
+    def op_time(e: Any) -> float:
+        return float(getattr(e, "device_time_total", 0.0) if device == "cuda" else e.cpu_time_total)
+
+    total = sum(op_time(e) for e in top)
+    zero = sum(op_time(e) for e in top if not _does_arithmetic(e))
+    if device == "cuda":
+        count = sum(1 for e in events if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA)
+    else:
+        count = len(top)
+    return {"op_count_per_forward": count / forwards,
+            "zero_flop_time_pct": 100 * zero / total if total > 0 else None}
+
+
+def _does_arithmetic(e: Any) -> bool:
+    return e.name in FLOP_OP_NAMES or any(_does_arithmetic(c) for c in e.cpu_children)

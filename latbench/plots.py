@@ -1,0 +1,134 @@
+"""PNG figures for `latbench report` (matplotlib, Agg canvas: headless, no display, no pyplot state).
+Drawing only: the numbers come from analysis.py and the result rows."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from latbench.analysis import CLAIMS, Comparison
+from latbench.errors import LatbenchError
+
+GUIDELINES = ("G1", "G2", "G3", "G4")
+DPI = 110
+
+
+def _figure(rows: int, cols: int, size: tuple[float, float]) -> Any:
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise LatbenchError("matplotlib is needed for report figures",
+                            hint="pip install 'latbench[report]' (or matplotlib)") from None
+    fig = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    return fig, [ax for row in axes for ax in row]
+
+
+def _save(fig: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    return path
+
+
+def flops_vs_latency(rows: pd.DataFrame, title: str, path: Path) -> Path:
+    """One panel per guideline: measured latency against FLOPs, a series per case (log-log).
+
+    At fixed FLOPs a perfect FLOPs proxy would stack the cases on one point; the vertical spread at
+    each scale is what FLOPs miss.
+    """
+    fig, axes = _figure(2, 2, (11, 8))
+    for ax, exp in zip(axes, GUIDELINES):
+        g = rows[rows["experiment"] == exp]
+        ax.set_title(f"{exp}: {CLAIMS[exp].text}" if exp in CLAIMS else exp, fontsize=9)
+        if g.empty:
+            ax.text(0.5, 0.5, "not in these results", ha="center", va="center", transform=ax.transAxes)
+            continue
+        for case, h in g.groupby("case", sort=False):
+            h = h.sort_values("mult_adds")
+            x = h["mult_adds"] / 1e6
+            y = h["latency_ms"]
+            err = [(y - h["latency_ci_low_ms"]).clip(lower=0), (h["latency_ci_high_ms"] - y).clip(lower=0)]
+            ax.errorbar(x, y, yerr=err, marker="o", ms=4, capsize=2, lw=1, label=str(case))
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("mult-adds (M, the paper's FLOPs)")
+        ax.set_ylabel("latency (ms, median, 95% CI)")
+        ax.legend(fontsize=7)
+        ax.grid(True, which="both", alpha=0.3)
+    fig.suptitle(f"FLOPs vs latency - {title}", fontsize=11)
+    return _save(fig, path)
+
+
+def roofline(rows: pd.DataFrame, ceilings: dict[str, Any] | None, title: str, path: Path) -> Path:
+    """Left: measured time against the roofline lower bound (y = x is the ceiling). Right: the classic
+    roofline, achieved FLOP/s against arithmetic intensity, under the measured roof."""
+    fig, (left, right) = _figure(1, 2, (12, 5))
+    ok = rows.dropna(subset=["latency_ms"])
+    for exp, g in ok.groupby("experiment"):
+        if "roofline_bound_ms" in g and g["roofline_bound_ms"].notna().any():
+            left.scatter(g["roofline_bound_ms"], g["latency_ms"], s=18, label=str(exp))
+        right.scatter(g["arithmetic_intensity_flops_per_byte"], g["achieved_flops_per_s"] / 1e9, s=18, label=str(exp))
+    if "roofline_bound_ms" in ok and ok["roofline_bound_ms"].notna().any():
+        lo = min(ok["roofline_bound_ms"].min(), ok["latency_ms"].min())
+        hi = max(ok["roofline_bound_ms"].max(), ok["latency_ms"].max())
+        for frac, style in ((1.0, "-"), (0.1, "--"), (0.01, ":")):
+            left.plot([lo, hi], [lo / frac, hi / frac], "k" + style, lw=0.8, label=f"{frac:.0%} of roofline")
+        left.set_xscale("log")
+        left.set_yscale("log")
+    else:
+        left.text(0.5, 0.5, "no roofline ceilings in these runs (--no-roofline)", ha="center", va="center",
+                  transform=left.transAxes)
+    left.set_xlabel("roofline lower bound (ms)")
+    left.set_ylabel("measured latency (ms)")
+    left.set_title("measured time vs roofline bound", fontsize=10)
+    left.legend(fontsize=7)
+    left.grid(True, which="both", alpha=0.3)
+    if ceilings and len(ok):
+        peak, bw = ceilings["peak_flops_per_s"] / 1e9, ceilings["bandwidth_bytes_per_s"] / 1e9
+        ai = ok["arithmetic_intensity_flops_per_byte"].dropna()
+        xs = [min(ai.min(), peak / bw) / 2, peak / bw, max(ai.max(), peak / bw) * 2]
+        right.plot(xs, [min(peak, bw * x) for x in xs], "k-", lw=1,
+                   label=f"roof: {peak:.0f} GFLOP/s, {bw:.0f} GB/s")
+    right.set_xscale("log")
+    right.set_yscale("log")
+    right.set_xlabel("arithmetic intensity (FLOPs per MAC byte)")
+    right.set_ylabel("achieved GFLOP/s")
+    right.set_title("roofline", fontsize=10)
+    right.legend(fontsize=7)
+    right.grid(True, which="both", alpha=0.3)
+    fig.suptitle(f"Roofline - {title}", fontsize=11)
+    return _save(fig, path)
+
+
+def paper_side_by_side(comps: list[Comparison], title: str, path: Path) -> Path:
+    """One panel per guideline: our relative speed (95% CI) beside the paper's ARM and GPU numbers."""
+    fig, axes = _figure(2, 2, (13, 8))
+    for ax, exp in zip(axes, GUIDELINES):
+        cs = [c for c in comps if c.experiment == exp]
+        ax.set_title(exp, fontsize=10)
+        if not cs:
+            ax.text(0.5, 0.5, "not in these results", ha="center", va="center", transform=ax.transAxes)
+            continue
+        order = list(dict.fromkeys(c.case for c in cs))
+        cs.sort(key=lambda c: (c.scale, order.index(c.case)))
+        xs = list(range(len(cs)))
+        ours = [c.speed for c in cs]
+        err = [[max(0.0, c.speed - 1 / c.ci_high) if c.ci_high > 0 else 0 for c in cs],
+               [max(0.0, 1 / c.ci_low - c.speed) if c.ci_low > 0 else 0 for c in cs]]
+        w = 0.27
+        ax.bar([x - w for x in xs], ours, w, yerr=err, capsize=2, label="ours (95% CI)")
+        for k, plat in enumerate(("arm", "gpu"), start=0):
+            vals = [c.paper_speed.get(plat, math.nan) for c in cs]
+            ax.bar([x + k * w for x in xs], vals, w, label=f"paper {plat.upper()}", alpha=0.8)
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.set_xticks(xs, [f"{c.case}\nx{c.scale}" for c in cs], fontsize=6, rotation=60)
+        ax.set_ylabel("speed relative to baseline")
+        ax.legend(fontsize=7)
+        ax.grid(True, axis="y", alpha=0.3)
+    fig.suptitle(f"Relative speed, ours vs ShuffleNet V2 Tables 1-4 - {title}", fontsize=11)
+    return _save(fig, path)

@@ -1,0 +1,184 @@
+"""`latbench report` on fixture results with planted effects: verdicts, paper mapping, predictors,
+figures written and non-empty; plus one tiny end-to-end run -> report through the CLI."""
+
+import json
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from latbench import analysis
+from latbench.cli import app
+from latbench.records import RESULT_COLUMNS, SAMPLE_COLUMNS
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+CEILINGS = {"peak_flops_per_s": 50e9, "bandwidth_bytes_per_s": 20e9}
+
+
+def write_run(d: Path, suite: str, exp: str, cases: dict, scales=(1,), rounds=40, noise=0.01, seed=0,
+              run_id=None) -> Path:
+    """cases: name -> (latency ms at x1, mult_adds at x1, mac_bytes at x1); x2/x4 scale FLOPs by 4/16."""
+    rng = random.Random(seed)
+    run_id = run_id or f"{suite}{seed}"
+    base = next(iter(cases))
+    rows, samples = [], []
+    for scale in scales:
+        for name, (ms, mult_adds, mac) in cases.items():
+            lat = ms * scale ** 2
+            s = [lat * (1 + rng.gauss(0, noise)) for _ in range(rounds)]
+            samples += [dict(run_id=run_id, suite=suite, experiment=exp, case=name, scale=scale, device="cpu",
+                             mode="eager", batch=1, round=r, position=0, iters=1, latency_ms=v)
+                        for r, v in enumerate(s)]
+            bound = max(2 * mult_adds * scale ** 2 / CEILINGS["peak_flops_per_s"],
+                        mac * scale ** 2 / CEILINGS["bandwidth_bytes_per_s"]) * 1e3
+            rows.append(dict(schema_version=1, run_id=run_id, suite=suite, experiment=exp, case=name, scale=scale,
+                             device="cpu", mode="eager", batch=1, threads=1, flops=2 * mult_adds * scale ** 2,
+                             mult_adds=mult_adds * scale ** 2, mac_bytes=mac * scale ** 2, latency_ms=lat,
+                             latency_ci_low_ms=lat * 0.99, latency_ci_high_ms=lat * 1.01, samples=rounds,
+                             baseline_case=base, status="ok", roofline_bound_ms=bound, roofline_pct=100 * bound / lat,
+                             arithmetic_intensity_flops_per_byte=2 * mult_adds / mac,
+                             achieved_flops_per_s=2 * mult_adds * scale ** 2 / (lat / 1e3),
+                             throttled=False, under_load=name == base))
+    stem = d / f"{suite}-cpu-2026010{seed}T000000Z"
+    pd.DataFrame(rows, columns=list(RESULT_COLUMNS)).to_csv(f"{stem}.csv", index=False)
+    pd.DataFrame(samples, columns=list(SAMPLE_COLUMNS)).to_csv(f"{stem}-samples.csv", index=False)
+    meta = {"run_id": run_id, "device": "cpu", "threads": 1, "platform_widths": "arm",
+            "fingerprint": {"cpu_model": "Fake CPU", "torch": "2.x", "os": "Linux"},
+            "roofline": {**CEILINGS, "device": "cpu"}}
+    Path(f"{stem}.json").write_text(json.dumps(meta))
+    return Path(f"{stem}.csv")
+
+
+@pytest.fixture
+def results(tmp_path):
+    d = tmp_path / "results"
+    d.mkdir()
+    # G1 holds: 1:1 fastest, 1:12 40 % slower; MAC rises with the ratio, FLOPs drift a little.
+    write_run(d, "g1", "G1", {"1:1": (10, 100e6, 10e6), "1:2": (11, 99e6, 11e6), "1:6": (13, 99.5e6, 14e6),
+                              "1:12": (14, 95e6, 19e6)}, scales=(1, 2))
+    # G2 no effect: g=8 as fast as g=1 (inconclusive).
+    write_run(d, "g2", "G2", {"g=1": (10, 100e6, 10e6), "g=8": (10, 103e6, 20e6)}, noise=0.05)
+    # G3 contradicted: 4 fragments faster than 1.
+    write_run(d, "g3", "G3", {"1-fragment": (10, 100e6, 10e6), "4-fragment-series": (8, 100e6, 12e6),
+                              "4-fragment-parallel": (8.5, 100e6, 13e6)})
+    # G4 holds: removing ReLU + shortcut saves 20 % of the time.
+    write_run(d, "g4", "G4", {"relu+shortcut": (10, 100e6, 30e6), "neither": (8, 100e6, 10e6)})
+    return d
+
+
+def by_guideline(verdicts):
+    return {v.guideline: v for v in verdicts}
+
+
+def test_verdicts_follow_the_planted_effects(results):
+    rs = analysis.load(sorted(results.glob("*.csv")))  # a glob with *-samples.csv in it is fine
+    v = by_guideline(analysis.verdicts(analysis.comparisons(rs)))
+    assert v["G1"].verdict == "holds" and v["G1"].per_scale == {1: "holds", 2: "holds"}
+    assert v["G2"].verdict == "inconclusive"
+    assert v["G3"].verdict == "does not hold"
+    assert v["G4"].verdict == "holds"
+    [g4] = v["G4"].key
+    assert g4.ratio == pytest.approx(0.8, abs=0.01) and g4.ci_low < 0.8 < g4.ci_high and g4.share_slower == 0
+    assert g4.n == 40
+    g1_12 = [c for c in v["G1"].key if c.case == "1:12" and c.scale == 1][0]
+    assert g1_12.ratio == pytest.approx(1.4, abs=0.02) and g1_12.share_slower == 1.0
+
+
+def test_paper_speeds_are_mapped_by_case_and_scale(results):
+    rs = analysis.load(results.glob("*.csv"))
+    comps = {(c.experiment, c.case, c.scale): c for c in analysis.comparisons(rs)}
+    # Table 1: 1:12 vs 1:1 at x2, ARM 15.1 / 21.7 images/s; GPU 392 / 723
+    assert comps[("G1", "1:12", 2)].paper_speed["arm"] == pytest.approx(15.1 / 21.7)
+    assert comps[("G1", "1:12", 2)].paper_speed["gpu"] == pytest.approx(392 / 723)
+    # Table 4 names differ from ours: neither = relu=no;shortcut=no, c=32 is x1
+    assert comps[("G4", "neither", 1)].paper_speed["arm"] == pytest.approx(66.3 / 56.7)
+
+
+def test_pooled_rounds_of_two_runs(tmp_path):
+    for seed in (1, 2):
+        write_run(tmp_path, "g4", "G4", {"relu+shortcut": (10, 1e8, 3e7), "neither": (8, 1e8, 1e7)}, seed=seed)
+    rs = analysis.load(tmp_path.glob("*.csv"))
+    [c] = [c for c in analysis.comparisons(rs) if c.case == "neither"]
+    assert c.n == 80
+
+
+def test_mac_ranks_latency_within_fixed_flops_groups(results):
+    rs = analysis.load(results.glob("*.csv"))
+    scores = {s.predictor: s for s in analysis.predictor_scores(rs)}
+    assert set(scores) == {"FLOPs", "MAC", "roofline time"}
+    # In G1 MAC rises with latency (rho 1); FLOPs fall (drift) as latency rises (rho -1 within G1 groups).
+    assert scores["MAC"].rho_within > scores["FLOPs"].rho_within
+    assert scores["FLOPs"].rho_all > 0  # across x1/x2, FLOPs track size
+    assert -1 <= scores["roofline time"].rho_all <= 1
+
+
+def test_report_cli_writes_markdown_and_nonempty_pngs(results, tmp_path):
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["report", *map(str, results.glob("*.csv")), "--out", str(out),
+                                 "--name", "reproduction.md"])
+    assert r.exit_code == 0, r.output
+    assert "G1" in r.stdout and "holds" in r.stdout and "wrote" in r.stderr
+    text = (out / "reproduction.md").read_text()
+    for needle in ("## Verdicts", "**holds**", "**does not hold**", "**inconclusive**", "Spearman",
+                   "paper ARM", "G1: equal channel widths", "Fake CPU", "0.70"):
+        assert needle in text, needle
+    figures = sorted((out / "figures").glob("*.png"))
+    assert len(figures) == 3
+    for f in figures:
+        data = f.read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 10_000
+        assert f"](figures/{f.name})" in text
+
+
+def test_report_cli_missing_file_exits_2(tmp_path):
+    r = CliRunner().invoke(app, ["report", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "no such results file" in " ".join(r.stderr.split())
+    assert not (tmp_path / "o").exists()
+
+
+SUITE = """\
+suite: tiny
+experiment: G4
+description: a tiny G4 for tests
+builder: g4_bottleneck
+input: {height: 8, width: 8}
+blocks: 1
+batch: 1
+scales: [1]
+widths: paper
+cases:
+  - name: relu+shortcut
+    params: {relu: true, shortcut: true}
+    widths: {gpu: {c: 16}, arm: {c: 16}}
+  - name: neither
+    params: {relu: false, shortcut: false}
+    widths: {gpu: {c: 16}, arm: {c: 16}}
+"""
+
+
+def test_run_with_profile_and_roofline_then_report(tmp_path, monkeypatch):
+    """End to end: telemetry, roofline (fake probes) and profile columns land in the CSV; report reads it."""
+    monkeypatch.setenv("LATBENCH_CACHE", str(tmp_path / "cache"))
+    from latbench import roofline
+
+    monkeypatch.setattr(roofline, "probe_gemm", lambda device, dtype: {"peak_flops_per_s": 1e10})
+    monkeypatch.setattr(roofline, "probe_copy", lambda device: {"bandwidth_bytes_per_s": 1e10})
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(SUITE)
+    res = tmp_path / "res"
+    r = CliRunner().invoke(app, ["run", str(suite), "--quick", "--max-time", "0.05", "--profile",
+                                 "--results-dir", str(res)])
+    assert r.exit_code == 0, r.output
+    [csv] = [p for p in res.glob("*.csv") if not p.name.endswith("-samples.csv")]
+    df = pd.read_csv(csv)
+    assert list(df.columns) == list(RESULT_COLUMNS)
+    assert (df["roofline_bound_ms"] > 0).all() and (df["roofline_pct"] > 0).all()
+    assert df["op_count_per_forward"].tolist() == [7, 3]
+    assert df["cpu_load_pct"].notna().all() and df["throttled"].notna().all()
+    meta = json.loads(csv.with_suffix(".json").read_text())
+    assert meta["roofline"]["peak_flops_per_s"] == 1e10 and "fingerprint" in meta
+    r = CliRunner().invoke(app, ["report", *map(str, res.glob("*.csv")), "--out", str(tmp_path / "rep")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "rep" / "report.md").read_text().count("relu+shortcut") >= 1
