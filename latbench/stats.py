@@ -3,6 +3,7 @@ confidence intervals for a median (order statistics, scipy.stats.quantile_test).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -20,18 +21,29 @@ OUTLIER_IQR_FACTOR = 3.0
 def median_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
     """Distribution-free CI for the median: a pair of order statistics (binomial coverage).
 
+    The same pair scipy.stats.quantile_test(...).confidence_interval() picks, found directly from the
+    binomial quantiles (cached per sample count): ~0.1 ms instead of several ms, which matters because
+    the loop's stopping rule asks for one or more of these between blocks every round.
     With fewer than 6 values no pair covers 95 %; the full range is returned instead.
     """
-    x = np.asarray(values, dtype=float)
+    x = np.sort(np.asarray(values, dtype=float))
     if x.size == 0:
         return (math.nan, math.nan)
-    if x.size == 1 or np.all(x == x[0]):
+    if x.size == 1 or x[0] == x[-1]:
         return (float(x[0]), float(x[0]))
-    ci = _st.quantile_test(x, q=float(np.median(x)), p=0.5).confidence_interval(confidence)
-    lo, hi = float(ci.low), float(ci.high)
+    lo_i, hi_i = _median_ci_ranks(int(x.size), float(confidence))
+    lo = float(x[lo_i]) if lo_i >= 0 else math.nan
+    hi = float(x[hi_i]) if hi_i < x.size else math.nan
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return (float(x.min()), float(x.max()))
     return (lo, hi)
+
+
+@functools.lru_cache(maxsize=4096)
+def _median_ci_ranks(n: int, confidence: float) -> tuple[int, int]:
+    """0-based ranks of the CI's order statistics in n sorted values (scipy's quantile_test rule)."""
+    tail = (1 - confidence) / 2
+    return int(_st.binom.ppf(tail, n, 0.5)) - 1, int(_st.binom.isf(tail, n, 0.5))
 
 
 def summarize(samples_s: Sequence[float]) -> Summary:
