@@ -54,9 +54,9 @@ from latbench.timing.loop import StopPolicy, measure  # noqa: E402
 
 # name -> (builder, widths, blocks, height = width). g1-x1 is the G1 1:1 case of suites/g1.yaml (ARM, x1).
 MODULES: dict[str, tuple[str, dict[str, int], int, int]] = {
-    "g1-x1": ("g1_conv_pair", {"c1": 32, "c2": 32}, 10, 56),    # ~6 ms a call on one EPYC core
+    "g1-x1": ("g1_conv_pair", {"c1": 32, "c2": 32}, 10, 56),    # milliseconds a call: several calls a block
     "tiny": ("g1_conv_pair", {"c1": 32, "c2": 32}, 1, 8),       # 2 small convs: per-call costs dominate
-    "g1-x4": ("g1_conv_pair", {"c1": 128, "c2": 128}, 10, 56),  # ~80 ms a call: one call per block
+    "g1-x4": ("g1_conv_pair", {"c1": 128, "c2": 128}, 10, 56),  # 16x the FLOPs of g1-x1: one call a block
 }
 METHODS = ("hand_loop", "hand_block", "torch_benchmark", "latbench")
 DEFAULT_METHODS = ("hand_loop", "torch_benchmark", "latbench")

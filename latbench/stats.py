@@ -22,8 +22,8 @@ def median_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[
     """Distribution-free CI for the median: a pair of order statistics (binomial coverage).
 
     The same pair scipy.stats.quantile_test(...).confidence_interval() picks, found directly from the
-    binomial quantiles (cached per sample count): ~0.1 ms instead of several ms, which matters because
-    the loop's stopping rule asks for one or more of these between blocks every round.
+    binomial quantiles (cached per sample count) instead of running the whole test, which is far
+    slower; the loop's stopping rule asks for one or more of these between blocks every round.
     With fewer than 6 values no pair covers 95 %; the full range is returned instead.
     """
     x = np.sort(np.asarray(values, dtype=float))
