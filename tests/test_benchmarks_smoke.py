@@ -1,0 +1,114 @@
+"""benchmarks/overhead.py and benchmarks/ratio_stability.py: structure and arithmetic, tiny budgets.
+
+No timing assertions: the machine is shared. The arithmetic is checked on planted numbers.
+"""
+
+import math
+import statistics
+import textwrap
+
+import pytest
+import torch
+
+from benchmarks import overhead, ratio_stability
+from latbench import runner
+from latbench.records import Cost
+
+
+def finite(x):
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def test_overhead_compare_runs_every_method_in_rotated_order_on_a_tiny_module():
+    torch.manual_seed(0)
+    model, x = torch.nn.Linear(4, 4).eval(), torch.randn(1, 4)
+    res = overhead.compare(model, x, budget_s=0.01, reps=2, warmup_s=0.005, methods=overhead.METHODS)
+    reps = res["repetitions"]
+    assert [r["order"] for r in reps] == [list(overhead.METHODS), list(overhead.METHODS[1:] + overhead.METHODS[:1])]
+    for rep in reps:
+        for name in overhead.METHODS:
+            r = rep["results"][name]
+            assert r["median_s"] > 0 and r["samples"] >= 1 and r["calls_per_sample"] >= 1 and r["wall_s"] > 0
+    s = res["summary"]
+    assert set(s["methods"]) == set(overhead.METHODS)
+    assert all(finite(m["mean_median_ms"]) and finite(m["cov_pct"]) for m in s["methods"].values())
+    assert set(s["ratios"]) == {"latbench/hand_loop", "latbench/hand_block", "latbench/torch_benchmark"}
+    assert all(len(r["per_rep"]) == 2 and finite(r["median"]) for r in s["ratios"].values())
+    assert set(s["verdict"]) == {"overhead_ok", "overhead_vs_torch_ok", "spread_ok"}
+    assert "| latbench/hand_loop |" in overhead.markdown("tiny", s)
+
+
+def test_overhead_summary_arithmetic_on_planted_medians():
+    meds = {"hand_loop": [1.0, 2.0, 3.0], "torch_benchmark": [2.0, 2.0, 2.0], "latbench": [1.01, 2.04, 2.97]}
+    reps = [{"results": {k: {"median_s": v[i], "samples": 10, "calls_per_sample": 1, "wall_s": 1.0}
+                         for k, v in meds.items()}} for i in range(3)]
+    s = overhead.summarize_reps(reps, ("hand_loop", "torch_benchmark", "latbench"))
+    assert s["methods"]["hand_loop"]["mean_median_ms"] == pytest.approx(2000.0)
+    assert s["methods"]["hand_loop"]["cov_pct"] == pytest.approx(50.0)  # stdev 1 / mean 2
+    assert s["methods"]["torch_benchmark"]["cov_pct"] == 0.0
+    assert s["ratios"]["latbench/hand_loop"]["per_rep"] == pytest.approx([1.01, 1.02, 0.99])
+    assert s["ratios"]["latbench/hand_loop"]["median"] == pytest.approx(1.01)
+    assert s["verdict"] == {"overhead_ok": True, "overhead_vs_torch_ok": True, "spread_ok": False}
+
+
+def test_overhead_rejects_a_method_list_without_latbench():
+    with pytest.raises(ValueError, match="latbench"):
+        overhead.compare(torch.nn.Identity(), torch.zeros(1), 0.01, 1, methods=("hand_loop",))
+
+
+TINY_SUITE = textwrap.dedent("""\
+    suite: tiny
+    experiment: T
+    builder: g2_group_conv
+    input: {height: 4, width: 4}
+    blocks: 1
+    scales: [1, 2]
+    cases:
+      - name: g=1
+        params: {groups: 1}
+        widths: {arm: {c: 8}}
+      - name: g=2
+        params: {groups: 2}
+        widths: {arm: {c: 8}}
+""")
+
+
+def test_ratio_stability_reports_every_case_and_schedule(tmp_path, monkeypatch):
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(TINY_SUITE)
+    monkeypatch.setattr(runner, "count_spec", lambda spec, dtype=None: Cost(1000, 1000, 10, 10))  # no FLOP counting
+    assert [s.scale for s in ratio_stability.suite_specs(suite, 2)] == [2, 2]
+    res = ratio_stability.stability([str(suite)], reps=2, budget_s=0.01)
+    assert [(r["rep"], r["schedule"]) for r in res["runs"]] == [
+        (0, "interleaved"), (0, "sequential"), (1, "sequential"), (1, "interleaved")]
+    assert all(row["scale"] == 1 for run in res["runs"] for row in run["rows"])  # the first scale by default
+    cases = {(c["case"], c["schedule"]): c for c in res["cases"]}
+    assert set(cases) == {(c, s) for c in ("g=1", "g=2") for s in ratio_stability.SCHEDULES}
+    for (case, _), c in cases.items():
+        assert c["runs_ok"] == 2 and c["is_baseline"] == (case == "g=1")
+        assert finite(c["mean_ratio"]) and finite(c["cov_pct"]) and finite(c["median_ci_halfwidth_pct"])
+        assert 0 <= c["ci_covers_mean"] <= 2
+    assert cases[("g=1", "interleaved")]["mean_ratio"] == 1.0  # the baseline against itself
+    assert set(res["summary"]) == set(ratio_stability.SCHEDULES)
+    assert res["summary"]["interleaved"]["worst_case"] == "T/g=2/x1"
+    assert "| T/g=2/x1 |" in ratio_stability.markdown(res, 0.01)
+
+
+def test_ratio_stability_case_arithmetic_on_planted_ratios():
+    def run(schedule, ratio, lo, hi):
+        rows = [{"experiment": "E", "case": "a", "scale": 1, "baseline_case": "a", "status": "ok", "latency_ms": 1.0,
+                 "ratio_to_baseline": 1.0, "ratio_ci_low": 1.0, "ratio_ci_high": 1.0},
+                {"experiment": "E", "case": "b", "scale": 1, "baseline_case": "a", "status": "ok", "latency_ms": 2.0,
+                 "ratio_to_baseline": ratio, "ratio_ci_low": lo, "ratio_ci_high": hi}]
+        return {"suite": "s", "schedule": schedule, "rows": rows}
+    runs = [run("interleaved", 1.98, 1.96, 2.0), run("interleaved", 2.02, 2.01, 2.03),
+            run("sequential", 1.5, 1.0, 3.0), run("sequential", 2.5, 2.0, 3.0)]
+    cases = {(c["case"], c["schedule"]): c for c in ratio_stability.case_stats(runs)}
+    inter, seq = cases[("b", "interleaved")], cases[("b", "sequential")]
+    assert inter["mean_ratio"] == pytest.approx(2.0)
+    assert inter["cov_pct"] == pytest.approx(100 * statistics.stdev([1.98, 2.02]) / 2.0)  # 1.41 %
+    assert inter["ci_covers_mean"] == 1  # [1.96, 2.0] holds 2.0, [2.01, 2.03] does not
+    assert inter["median_ci_halfwidth_pct"] == pytest.approx(100 * statistics.median([0.02 / 1.98, 0.01 / 2.02]))
+    assert seq["cov_pct"] == pytest.approx(100 * statistics.stdev([1.5, 2.5]) / 2.0)
+    summary = ratio_stability.goal_summary(list(cases.values()))
+    assert summary["interleaved"]["goal_met"] is True and summary["sequential"]["goal_met"] is False
