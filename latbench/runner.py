@@ -23,7 +23,7 @@ CPU_POLICY = StopPolicy()
 # CUDA: >= 0.5 s and >= 10 calls of warm-up for clock ramp-up and cuDNN autotuning (cudnn.benchmark).
 CUDA_POLICY = StopPolicy(warmup_s=0.5, warmup_min_iters=10)
 # --quick: a smoke-test budget (all four guidelines in well under a minute on 2 CPU cores).
-QUICK_POLICY = StopPolicy(warmup_s=0.05, warmup_min_iters=2, block_s=0.01, min_rounds=5, max_rounds=40,
+QUICK_POLICY = StopPolicy(warmup_s=0.05, warmup_min_iters=2, block_s=0.01, min_rounds=5,
                           min_time_s=0.05, max_time_s=0.3, rel_ci=0.02)
 
 NOISY_REL_CI = 0.05  # a median or ratio whose 95 % CI half-width exceeds 5 % gets a warning

@@ -36,8 +36,19 @@ def test_warm_up_meets_time_and_count_and_is_kept_apart():
     done, _ = measure([("a", work)], CpuBackend(clock), policy(warmup_s=0.05))
     m = done["a"]
     assert m.warmup_iters >= 50
-    # warm-up calls are not among the samples: calls = warm-up + primes + timed
-    assert work.calls == m.warmup_iters * 2 + len(m.samples_s) * (m.iters_per_sample + 1)
+    # warm-up calls are not among the samples: calls = warm-up (twice: warm_up() above) + timed;
+    # a lone item is never switched out, so no priming call precedes its blocks
+    assert work.calls == m.warmup_iters * 2 + len(m.samples_s) * m.iters_per_sample
+
+
+def test_priming_call_only_when_items_switch_and_blocks_are_long_enough():
+    clock = FakeClock()
+    short, long_ = FakeWork(clock, 1e-3), FakeWork(clock, 8e-3)  # 10 calls vs 2 calls per 10 ms block
+    done, _ = measure([("s", short), ("l", long_)], CpuBackend(clock), policy())
+    s, l_ = done["s"], done["l"]
+    assert s.iters_per_sample == 10 and l_.iters_per_sample == 2
+    assert short.calls == s.warmup_iters + len(s.samples_s) * (s.iters_per_sample + 1)
+    assert long_.calls == l_.warmup_iters + len(l_.samples_s) * l_.iters_per_sample
 
 
 def test_stops_when_converged_on_a_steady_machine():

@@ -30,18 +30,20 @@ class StopPolicy:
     Defaults: warm-up of >= 0.2 s and >= 3 calls (CPU; the CUDA defaults in runner.py use 0.5 s and
     10 calls for clock ramp and cuDNN autotuning); blocks of ~20 ms so two clock reads cost < 0.01 %;
     at least 10 rounds and 0.5 s; stop when every median and every ratio to the baseline has a 95 %
-    CI within +-1 %, or at 10 s / 500 rounds.
+    CI within +-1 %, or at 10 s.
     """
 
     warmup_s: float = 0.2
     warmup_min_iters: int = 3
     block_s: float = 0.02
     min_rounds: int = 10
-    max_rounds: int = 500
+    max_rounds: int = 100_000  # a backstop only (e.g. a backend that reports 0 s); time limits rule
     min_time_s: float = 0.5
     max_time_s: float = 10.0
     rel_ci: float = 0.01
-    prime_iters: int = 1  # untimed calls before each block: the item was just switched in
+    prime_iters: int = 1  # untimed calls before a block whose item was just switched in ...
+    prime_min_iters: int = 4  # ... when the block holds at least this many calls (else priming costs
+    # >= 25 % more wall time, and a call long enough to fill a block dwarfs any cold-cache penalty)
 
 
 @dataclass
@@ -138,10 +140,11 @@ def _rounds(states: list[_State], backend: TimingBackend, policy: StopPolicy, rn
     while True:
         if shuffle:
             rng.shuffle(order)
+        switching = len(order) > 1
         for pos, st in enumerate(order):
             if st.error is not None:
                 continue
-            _guard(st, lambda st=st, pos=pos: _one_block(st, backend, policy, r, pos))
+            _guard(st, lambda st=st, pos=pos: _one_block(st, backend, policy, r, pos, switching))
         r += 1
         live = [st for st in states if st.error is None]
         if on_progress:
@@ -153,9 +156,10 @@ def _rounds(states: list[_State], backend: TimingBackend, policy: StopPolicy, rn
             return reason
 
 
-def _one_block(st: _State, backend: TimingBackend, policy: StopPolicy, r: int, pos: int) -> None:
-    for _ in range(policy.prime_iters):
-        st.fn()
+def _one_block(st: _State, backend: TimingBackend, policy: StopPolicy, r: int, pos: int, switching: bool) -> None:
+    if switching and st.iters >= policy.prime_min_iters:
+        for _ in range(policy.prime_iters):
+            st.fn()
     t = backend.time_block(st.fn, st.iters)
     st.samples.append(t / st.iters)
     st.rounds.append(r)
