@@ -208,6 +208,17 @@ _NOISE_FLOOR_HELP = ("Only with ONE file per side: assumed run-to-run drift that
                      "Better: give >= 2 runs per side.")
 
 
+# Options compare and gate share (typer reads Annotated aliases like inline annotations).
+ThresholdOpt = Annotated[Optional[str], typer.Option(help=_THRESHOLD_HELP)]
+AlphaOpt = Annotated[float, typer.Option(help="Significance level: the ratio's CI is 1-alpha (two-sided).")]
+NoiseFloorOpt = Annotated[Optional[str], typer.Option(help=_NOISE_FLOOR_HELP)]
+FormatOpt = Annotated[Format, typer.Option("--format", help="table (default), markdown (PR comment), csv or json.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Same as --format json.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed of the bootstrap (one run per side).")]
+QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="No warnings on stderr (errors still show).")]
+DebugOpt = Annotated[bool, typer.Option(help="Show tracebacks for user errors too.")]
+
+
 def _comparison(base: list[str], cand: list[str], threshold: Optional[str], thresholds: Optional[Path], alpha: float,
                 noise_floor: Optional[str], seed: int):
     import yaml
@@ -256,15 +267,15 @@ def _warn_all(lines: list[str], quiet: bool) -> None:
 def compare_cmd(
     files: Annotated[list[str], typer.Argument(help="Results CSVs (shell globs work). Without --baseline the first is the baseline and the rest are repeated runs of the candidate.")],
     baseline: Annotated[Optional[list[str]], typer.Option("--baseline", "-b", help="Baseline results: a CSV, a directory of them or a quoted glob; repeat for several runs. Then every FILE is a candidate run.")] = None,
-    threshold: Annotated[Optional[str], typer.Option(help=_THRESHOLD_HELP)] = None,
+    threshold: ThresholdOpt = None,
     thresholds: Annotated[Optional[Path], typer.Option(help="Per-case thresholds written by 'latbench calibrate'.")] = None,
-    alpha: Annotated[float, typer.Option(help="Significance level: the ratio's CI is 1-alpha (two-sided).")] = 0.05,
-    noise_floor: Annotated[Optional[str], typer.Option(help=_NOISE_FLOOR_HELP)] = None,
-    fmt: Annotated[Format, typer.Option("--format", help="table (default), markdown (PR comment), csv or json.")] = Format.table,
-    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
-    seed: Annotated[int, typer.Option(help="Seed of the bootstrap (one run per side).")] = 0,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No warnings on stderr (errors still show).")] = False,
-    debug: Annotated[bool, typer.Option(help="Show tracebacks for user errors too.")] = False,
+    alpha: AlphaOpt = 0.05,
+    noise_floor: NoiseFloorOpt = None,
+    fmt: FormatOpt = Format.table,
+    as_json: JsonOpt = False,
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     """Align the cases of result files: baseline vs candidate medians, the ratio with its CI, and which changes are significant (also across devices and machines)."""
     try:
@@ -283,16 +294,16 @@ def compare_cmd(
 def gate(
     baseline: Annotated[list[str], typer.Option("--baseline", "-b", help="Baseline results: a CSV, a directory or a quoted glob ('base/*.csv'); repeat the option for several runs.")],
     candidate: Annotated[list[str], typer.Option("--candidate", "-c", help="Candidate results, as for --baseline. Give >= 2 runs per side (e.g. 3, ABAB-alternated) so the test sees run-to-run noise.")],
-    threshold: Annotated[Optional[str], typer.Option(help=_THRESHOLD_HELP)] = None,
+    threshold: ThresholdOpt = None,
     thresholds: Annotated[Optional[Path], typer.Option(help="Per-case thresholds written by 'latbench calibrate' (cases not in it use --threshold).")] = None,
-    alpha: Annotated[float, typer.Option(help="Significance level: the ratio's CI is 1-alpha (two-sided).")] = 0.05,
-    noise_floor: Annotated[Optional[str], typer.Option(help=_NOISE_FLOOR_HELP)] = None,
+    alpha: AlphaOpt = 0.05,
+    noise_floor: NoiseFloorOpt = None,
     allow_different_machine: Annotated[bool, typer.Option(help="Gate even when CPU/GPU model, driver, torch, threads or device differ between the sides.")] = False,
-    fmt: Annotated[Format, typer.Option("--format", help="table (default), markdown, csv or json.")] = Format.table,
-    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
-    seed: Annotated[int, typer.Option(help="Seed of the bootstrap (one run per side).")] = 0,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No warnings on stderr (errors still show).")] = False,
-    debug: Annotated[bool, typer.Option(help="Show tracebacks for user errors too.")] = False,
+    fmt: FormatOpt = Format.table,
+    as_json: JsonOpt = False,
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     """CI latency gate: exit 1 when a case is slower than its threshold AND significantly so (or failed to run), 0 otherwise, 2 for unreadable input; appends a markdown report to $GITHUB_STEP_SUMMARY."""
     import os
@@ -334,7 +345,7 @@ def calibrate(
     output: Annotated[Optional[Path], typer.Option(help="Write the thresholds file here (YAML), for 'latbench gate --thresholds'.")] = None,
     fmt: Annotated[Format, typer.Option("--format", help="table (default) or json (the thresholds file's content).")] = Format.table,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress on stderr (errors still show).")] = False,
-    debug: Annotated[bool, typer.Option(help="Show tracebacks for user errors too.")] = False,
+    debug: DebugOpt = False,
 ) -> None:
     """A/A calibration: measure run-to-run noise per case and suggest per-case gate thresholds."""
     import json
