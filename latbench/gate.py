@@ -26,14 +26,15 @@ MIN_THRESHOLD = 0.02  # below 2 % even a quiet machine's thermal/frequency state
 THRESHOLDS_VERSION = 1
 
 
-def parse_fraction(text: str | float, what: str = "--threshold") -> float:
-    """'10%' -> 0.10, '0.1' -> 0.10; a bare number >= 1 is read as percent ('10' -> 0.10)."""
+def parse_fraction(text: str | float, what: str = "--threshold", bare_percent: bool = True) -> float:
+    """'10%' -> 0.10, '0.1' -> 0.10; with bare_percent (command line) a bare number >= 1 is read as
+    percent ('10' -> 0.10); files written by calibrate hold plain fractions (bare_percent=False)."""
     s = str(text).strip()
     try:
         v = float(s[:-1]) / 100 if s.endswith("%") else float(s)
     except ValueError:
         raise LatbenchError(f"{what} {text!r} is not a number", hint="write it as 10% or 0.10") from None
-    if not s.endswith("%") and v >= 1:
+    if bare_percent and not s.endswith("%") and v >= 1:
         v /= 100
     if not (0 <= v < 10) or math.isnan(v):
         raise LatbenchError(f"{what} {text!r} is out of range", hint="use a fraction such as 10% or 0.10")
@@ -73,10 +74,10 @@ class Thresholds:
                 raise LatbenchError(f"cases[{i}] lacks {', '.join(missing)}", where=where,
                                     hint="each case needs suite, experiment, case, scale, device, mode, batch, "
                                          "threshold")
-            cases[case_key(c)] = parse_fraction(c["threshold"], f"cases[{i}].threshold")
-        dflt = default if default is not None else parse_fraction(data.get("default", DEFAULT_THRESHOLD), "default")
+            cases[case_key(c)] = parse_fraction(c["threshold"], f"cases[{i}].threshold", False)
+        dflt = default if default is not None else parse_fraction(data.get("default", DEFAULT_THRESHOLD), "default", False)
         nf = data.get("noise_floor")
-        return cls(dflt, cases, parse_fraction(nf, "noise_floor") if nf is not None else None)
+        return cls(dflt, cases, parse_fraction(nf, "noise_floor", False) if nf is not None else None)
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,8 @@ def test_thresholds_per_case_and_default():
     t = Thresholds.from_data(data, None, "t.yaml")
     assert t.for_case(KEY) == 0.04 and t.for_case({**KEY, "case": "g=2"}) == 0.10 and t.noise_floor == 0.07
     assert Thresholds.from_data(data, 0.2, "t.yaml").for_case({**KEY, "case": "x"}) == 0.2
+    big = Thresholds.from_data({"cases": [{**KEY, "threshold": 1.5}], "noise_floor": 2.3}, None, "t.yaml")
+    assert big.for_case(KEY) == 1.5 and big.noise_floor == 2.3  # files hold fractions, never percent
     with pytest.raises(LatbenchError, match="lacks threshold"):
         Thresholds.from_data({"cases": [KEY]}, None, "t.yaml")
     with pytest.raises(LatbenchError, match="not a thresholds file"):
