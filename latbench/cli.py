@@ -262,3 +262,209 @@ def report_cmd(
     if not quiet:
         err.print(f"wrote {rep.markdown} and {len(rep.figures)} figure(s) in {rep.markdown.parent / 'figures'}",
                   highlight=False)
+
+
+# ---------------------------------------------------------------- compare, gate, calibrate
+
+class Format(str, Enum):
+    table = "table"
+    markdown = "markdown"
+    csv = "csv"
+    json = "json"
+
+
+_THRESHOLD_HELP = ("A case counts as slower (or faster) only beyond this change AND when the change is "
+                   "significant: 10% (default), 0.1 and 10 all mean 10%.")
+_NOISE_FLOOR_HELP = ("Only with ONE file per side: assumed run-to-run drift that within-run samples cannot "
+                     "show; widens the ratio's CI by this factor. Default 10% (or the --thresholds file's). "
+                     "Better: give >= 2 runs per side.")
+
+
+# Options compare and gate share (typer reads Annotated aliases like inline annotations).
+ThresholdOpt = Annotated[Optional[str], typer.Option(help=_THRESHOLD_HELP)]
+AlphaOpt = Annotated[float, typer.Option(help="Significance level: the ratio's CI is 1-alpha (two-sided).")]
+NoiseFloorOpt = Annotated[Optional[str], typer.Option(help=_NOISE_FLOOR_HELP)]
+FormatOpt = Annotated[Format, typer.Option("--format", help="table (default), markdown (PR comment), csv or json.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Same as --format json.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed of the bootstrap (one run per side).")]
+QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="No warnings on stderr (errors still show).")]
+DebugOpt = Annotated[bool, typer.Option(help="Show tracebacks for user errors too.")]
+
+
+def _comparison(base: list[str], cand: list[str], threshold: Optional[str], thresholds: Optional[Path], alpha: float,
+                noise_floor: Optional[str], seed: int):
+    import yaml
+
+    from latbench.compare import DEFAULT_NOISE_FLOOR, compare, load_runs
+    from latbench.gate import DEFAULT_THRESHOLD, Thresholds, parse_fraction
+
+    if not 0 < alpha < 0.5:
+        raise LatbenchError(f"--alpha {alpha} is out of range", hint="use e.g. 0.05 (a 95% confidence interval)")
+    thr = Thresholds(parse_fraction(threshold) if threshold is not None else DEFAULT_THRESHOLD)
+    if thresholds is not None:
+        try:
+            data = yaml.safe_load(thresholds.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise LatbenchError(f"cannot read thresholds ({str(exc).splitlines()[0]})", where=str(thresholds),
+                                hint="write one with 'latbench calibrate --output FILE'") from None
+        thr = Thresholds.from_data(data, parse_fraction(threshold) if threshold is not None else None, str(thresholds))
+    floor = (parse_fraction(noise_floor, "--noise-floor") if noise_floor is not None
+             else thr.noise_floor if thr.noise_floor is not None else DEFAULT_NOISE_FLOOR)
+    base_runs, cand_runs = load_runs(base, "baseline"), load_runs(cand, "candidate")
+    return compare(base_runs, cand_runs, thr.for_case, alpha, floor, seed)
+
+
+def _emit(cmp, fmt: Format, title: str, outcome=None) -> None:
+    from latbench import report
+
+    if fmt is Format.json:
+        sys.stdout.write(report.compare_json(cmp, outcome))
+    elif fmt is Format.csv:
+        sys.stdout.write(report.compare_csv(cmp))
+    elif fmt is Format.markdown:
+        sys.stdout.write(report.compare_markdown(cmp, outcome, title))
+    else:
+        out.print(report.compare_table(cmp, title))
+        if outcome is not None:
+            out.print(outcome.summary(), style="green" if outcome.passed else "red", highlight=False)
+
+
+def _warn_all(lines: list[str], quiet: bool) -> None:
+    if not quiet:
+        for w in lines:
+            err.print(f"warning: {w}", style="yellow", highlight=False, markup=False)
+
+
+@app.command("compare")
+def compare_cmd(
+    files: Annotated[list[str], typer.Argument(help="Results CSVs (shell globs work). Without --baseline the first is the baseline and the rest are repeated runs of the candidate.")],
+    baseline: Annotated[Optional[list[str]], typer.Option("--baseline", "-b", help="Baseline results: a CSV, a directory of them or a quoted glob; repeat for several runs. Then every FILE is a candidate run.")] = None,
+    threshold: ThresholdOpt = None,
+    thresholds: Annotated[Optional[Path], typer.Option(help="Per-case thresholds written by 'latbench calibrate'.")] = None,
+    alpha: AlphaOpt = 0.05,
+    noise_floor: NoiseFloorOpt = None,
+    fmt: FormatOpt = Format.table,
+    as_json: JsonOpt = False,
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Align the cases of result files: baseline vs candidate medians, the ratio with its CI, and which changes are significant (also across devices and machines)."""
+    try:
+        base, cand = (list(baseline), list(files)) if baseline else (files[:1], files[1:])
+        if not cand:
+            raise LatbenchError("compare needs a baseline and at least one candidate results file",
+                                hint="latbench compare BASE.csv NEW.csv, or --baseline BASE.csv NEW.csv")
+        cmp = _comparison(base, cand, threshold, thresholds, alpha, noise_floor, seed)
+    except LatbenchError as exc:
+        fail(exc, debug)
+    _warn_all(cmp.warnings, quiet)
+    _emit(cmp, Format.json if as_json else fmt, "latbench compare")
+
+
+@app.command()
+def gate(
+    baseline: Annotated[list[str], typer.Option("--baseline", "-b", help="Baseline results: a CSV, a directory or a quoted glob ('base/*.csv'); repeat the option for several runs.")],
+    candidate: Annotated[list[str], typer.Option("--candidate", "-c", help="Candidate results, as for --baseline. Give >= 2 runs per side (e.g. 3, ABAB-alternated) so the test sees run-to-run noise.")],
+    threshold: ThresholdOpt = None,
+    thresholds: Annotated[Optional[Path], typer.Option(help="Per-case thresholds written by 'latbench calibrate' (cases not in it use --threshold).")] = None,
+    alpha: AlphaOpt = 0.05,
+    noise_floor: NoiseFloorOpt = None,
+    allow_different_machine: Annotated[bool, typer.Option(help="Gate even when CPU/GPU model, driver, torch, threads or device differ between the sides.")] = False,
+    fmt: FormatOpt = Format.table,
+    as_json: JsonOpt = False,
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """CI latency gate: exit 1 when a case is slower than its threshold AND significantly so (or failed to run), 0 otherwise, 2 for unreadable input; appends a markdown report to $GITHUB_STEP_SUMMARY."""
+    import os
+
+    from latbench.errors import ResultsError
+    from latbench.gate import decide
+    from latbench.report import compare_markdown
+
+    try:
+        cmp = _comparison(baseline, candidate, threshold, thresholds, alpha, noise_floor, seed)
+        if cmp.fingerprint_differences and not allow_different_machine:
+            raise ResultsError("baseline and candidate ran on different machines or software ("
+                               + "; ".join(cmp.fingerprint_differences) + ")",
+                               hint="gate results from one machine, or pass --allow-different-machine")
+    except LatbenchError as exc:
+        fail(exc, debug)
+    _warn_all(cmp.warnings, quiet)
+    outcome = decide(cmp.deltas)
+    _emit(cmp, Format.json if as_json else fmt, "latbench gate", outcome)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        try:
+            with open(summary, "a", encoding="utf-8") as f:
+                f.write(compare_markdown(cmp, outcome, "latbench gate") + "\n")
+        except OSError as exc:
+            err.print(f"warning: could not append to $GITHUB_STEP_SUMMARY ({exc})", style="yellow", markup=False)
+    raise typer.Exit(outcome.exit_code)
+
+
+@app.command()
+def calibrate(
+    files: Annotated[Optional[list[str]], typer.Argument(help="A/A results: >= 2 runs of one suite, same code, same machine.")] = None,
+    suite: Annotated[Optional[Path], typer.Option(help="Instead of FILES: run this suite --runs times now (as separate processes) and calibrate on those runs.")] = None,
+    runs: Annotated[int, typer.Option(min=2, help="With --suite: how many runs.")] = 3,
+    run_args: Annotated[str, typer.Option(help="With --suite: extra 'latbench run' options, e.g. '--quick' or '--max-time 2'.")] = "",
+    results_dir: Annotated[Path, typer.Option(help="With --suite: where the runs' files go.")] = Path("results/calibration"),
+    runs_per_side: Annotated[int, typer.Option(min=1, help="How many runs per side the gate will get (thresholds shrink with more runs).")] = 3,
+    min_threshold: Annotated[str, typer.Option(help="Never suggest less than this.")] = "2%",
+    output: Annotated[Optional[Path], typer.Option(help="Write the thresholds file here (YAML), for 'latbench gate --thresholds'.")] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="table (default) or json (the thresholds file's content).")] = Format.table,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress on stderr (errors still show).")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """A/A calibration: measure run-to-run noise per case and suggest per-case gate thresholds."""
+    import json
+    import shlex
+    import subprocess
+
+    import yaml
+
+    from latbench.compare import load_runs
+    from latbench.gate import DEFAULT_THRESHOLD, parse_fraction, suggest_thresholds, thresholds_data
+    from latbench.records import KEY_COLUMNS
+    from latbench.report import calibration_table
+
+    try:
+        specs = list(files or [])
+        if suite is not None:
+            results_dir.mkdir(parents=True, exist_ok=True)
+            for i in range(runs):
+                before = set(results_dir.glob("*.csv"))
+                if not quiet:
+                    err.print(f"calibration run {i + 1}/{runs} of {suite}", highlight=False)
+                proc = subprocess.run([sys.executable, "-m", "latbench", "run", str(suite), "-q", "--results-dir",
+                                       str(results_dir), *shlex.split(run_args)], capture_output=True, text=True)
+                if proc.returncode != 0:
+                    raise LatbenchError(f"'latbench run' exited {proc.returncode}: "
+                                        f"{(proc.stderr.strip().splitlines() or [''])[-1]}", where=str(suite))
+                specs += [str(p) for p in sorted(set(results_dir.glob("*.csv")) - before)
+                          if not p.name.endswith("-samples.csv")]
+        if len(specs) < 1:
+            raise LatbenchError("nothing to calibrate on", hint="give >= 2 A/A results files, or --suite FILE")
+        loaded = load_runs(specs, "A/A")
+        medians: dict[tuple, tuple[dict, list[float]]] = {}
+        for r in loaded:
+            for _, row in r.rows[r.rows["status"].astype(str) == "ok"].iterrows():
+                key = {c: (int(row[c]) if c in ("scale", "batch") else str(row[c])) for c in KEY_COLUMNS}
+                medians.setdefault(tuple(key.values()), (key, []))[1].append(float(row["latency_ms"]))
+        suggestions, pooled, floor = suggest_thresholds(medians, runs_per_side, parse_fraction(min_threshold))
+    except LatbenchError as exc:
+        fail(exc, debug)
+    data = thresholds_data(suggestions, pooled, floor, runs_per_side, DEFAULT_THRESHOLD, [str(r.path) for r in loaded])
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text("# latbench gate thresholds, from 'latbench calibrate' (A/A run-to-run noise)\n"
+                          + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        if not quiet:
+            err.print(f"wrote {output}; use it with 'latbench gate --thresholds {output}'", highlight=False)
+    if fmt is Format.json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    else:
+        out.print(calibration_table(suggestions, pooled, floor, runs_per_side))

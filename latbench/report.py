@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Iterable
 
@@ -78,4 +79,141 @@ def env_table(fp: dict[str, Any]) -> Table:
         t.add_section()
         for key, value in gpu.items():
             t.add_row(f"gpu{gpu.get('index', '')}.{key}", "-" if value is None else str(value))
+    return t
+
+
+# ---------------------------------------------------------------- compare and gate views
+# Marks as asv compare uses them: '+' slower, '-' faster, '~' significant but within threshold,
+# ' ' no significant change, 'x' missing on one side, '!' failed.
+
+def _mark(d: Any) -> str:
+    if d.status == "slower":
+        return "+"
+    if d.status == "faster":
+        return "-"
+    if d.status == "missing":
+        return "x"
+    if d.status == "failed":
+        return "!"
+    return "~" if d.significant else " "
+
+
+def _ms(v: float) -> str:
+    return "-" if math.isnan(v) else f"{v:.3f}"
+
+
+def _ratio_ci(r: float, lo: float, hi: float) -> str:
+    if math.isnan(r):
+        return "-"
+    if math.isnan(lo) or math.isnan(hi):
+        return f"{r:.3f}x"
+    return f"{r:.3f}x [{lo:.3f}, {hi:.3f}]"
+
+
+def _change(d: Any) -> str:
+    if d.status in ("missing", "failed"):
+        return d.status
+    pct = f"{100 * (d.ratio - 1):+.1f}%"
+    if d.status == "same":
+        return f"same ({pct})" + (", within threshold" if d.significant else "")
+    return f"{d.status} ({pct})"
+
+
+def _case(d: Any) -> str:
+    k = d.key
+    return f"{k['suite']}/{k['case']}"
+
+
+def _runs(d: Any) -> str:
+    return f"{d.base_runs}/{d.cand_runs}"
+
+
+def _compare_rows(cmp: Any) -> list[list[str]]:
+    return [[_mark(d), _case(d), f"x{d.key['scale']}", str(d.key["device"]), str(d.key["mode"]),
+             str(d.key["batch"]), _ms(d.base_ms), _ms(d.cand_ms), _ratio_ci(d.ratio, d.ci_low, d.ci_high),
+             _change(d), f"{d.threshold:.0%}" if d.threshold * 100 == round(d.threshold * 100) else f"{d.threshold:.1%}",
+             _runs(d), "-" if math.isnan(d.run_noise_pct) else f"{d.run_noise_pct:.1f}%",
+             _ratio_ci(d.norm_ratio, d.norm_ci_low, d.norm_ci_high), d.note] for d in cmp.deltas]
+
+
+_COMPARE_HEADERS = ("", "case", "scale", "device", "mode", "batch", "baseline ms", "candidate ms",
+                    "ratio [CI]", "change", "threshold", "runs b/c", "run noise", "vs baseline case", "note")
+
+
+def compare_table(cmp: Any, title: str) -> Table:
+    """Medians side by side, ratio candidate/baseline with its CI, and the verdict per case."""
+    t = Table(title=title, title_justify="left")
+    for h in _COMPARE_HEADERS:
+        t.add_column(h, justify="right" if h.endswith(("ms", "batch", "runs b/c", "noise", "threshold")) else "left")
+    style = {"+": "red", "-": "green", "!": "red", "x": "yellow"}
+    for cells in _compare_rows(cmp):
+        t.add_row(*[c.replace("[", r"\[") for c in cells], style=style.get(cells[0]))
+    return t
+
+
+def compare_markdown(cmp: Any, outcome: Any = None, title: str = "latbench compare") -> str:
+    """A report fit for a PR comment or $GITHUB_STEP_SUMMARY: verdict, regressions first, then all cases."""
+    lines = [f"### {title}", ""]
+    if outcome is not None:
+        icon = ":white_check_mark:" if outcome.passed else ":x:"
+        lines += [f"{icon} **{outcome.summary()}**", ""]
+    lines += [f"Baseline: {len(cmp.base_files)} run(s); candidate: {len(cmp.cand_files)} run(s). "
+              f"Ratio = candidate / baseline latency with its {1 - cmp.alpha:.0%} CI; a case fails only when it is "
+              f"slower by more than its threshold **and** the CI lies above 1.", ""]
+    for w in cmp.warnings:
+        lines.append(f"> :warning: {w}")
+    if cmp.warnings:
+        lines.append("")
+    order = {"slower": 0, "failed": 1, "faster": 2, "missing": 3, "same": 4}
+    deltas = sorted(cmp.deltas, key=lambda d: order.get(d.status, 5))
+    sub = dataclasses.replace(cmp, deltas=deltas)
+    lines.append("| " + " | ".join(h or "Δ" for h in _COMPARE_HEADERS) + " |")
+    lines.append("|" + "|".join(":-:" if i == 0 else ("--:" if h.endswith(("ms", "batch")) else "---")
+                                for i, h in enumerate(_COMPARE_HEADERS)) + "|")
+    for cells in _compare_rows(sub):
+        cells[0] = {"+": ":red_circle:", "-": ":green_circle:", "!": ":x:", "x": ":grey_question:"}.get(cells[0],
+                                                                                                    cells[0].strip())
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    lines += ["", "Marks: :red_circle: slower, :green_circle: faster, ~ significant but within threshold, "
+                  ":grey_question: in one side only, :x: failed. Method per case in the JSON output "
+                  "(`runs-welch`: t-test on run medians; `samples-bootstrap+floor`: one run per side, CI widened "
+                  f"by a {cmp.noise_floor:.0%} run-to-run noise floor).", ""]
+    return "\n".join(lines)
+
+
+def compare_csv(cmp: Any) -> str:
+    import pandas as pd
+
+    return pd.DataFrame([d.as_dict() for d in cmp.deltas]).to_csv(index=False)
+
+
+def compare_json(cmp: Any, outcome: Any = None) -> str:
+    import json
+
+    doc: dict[str, Any] = {
+        "baseline_files": cmp.base_files, "candidate_files": cmp.cand_files, "alpha": cmp.alpha,
+        "noise_floor": cmp.noise_floor, "warnings": cmp.warnings,
+        "fingerprint_differences": cmp.fingerprint_differences, "cases": [d.as_dict() for d in cmp.deltas],
+    }
+    if outcome is not None:
+        doc["gate"] = {"passed": outcome.passed, "summary": outcome.summary(),
+                       "regressions": [d.label for d in outcome.regressions],
+                       "failed": [d.label for d in outcome.failed],
+                       "improvements": [d.label for d in outcome.improvements],
+                       "missing": [d.label for d in outcome.missing]}
+    return json.dumps(doc, indent=2, default=str) + "\n"
+
+
+def calibration_table(suggestions: Any, pooled_pct: float, noise_floor: float, runs_per_side: int) -> Table:
+    t = Table(title=f"A/A noise: pooled run-to-run sd {pooled_pct:.1f}%; suggested thresholds for "
+                    f"{runs_per_side} run(s) per side; single-run --noise-floor {noise_floor:.1%}",
+              title_justify="left")
+    for h in ("case", "scale", "device", "mode", "batch", "runs", "median ms", "case noise", "used noise",
+              "threshold"):
+        t.add_column(h, justify="left" if h in ("case", "device", "mode") else "right")
+    for s in suggestions:
+        k = s.key
+        t.add_row(f"{k['suite']}/{k['case']}", f"x{k['scale']}", str(k["device"]), str(k["mode"]), str(k["batch"]),
+                  str(s.runs), f"{s.median_ms:.3f}", "-" if math.isnan(s.case_noise_pct) else f"{s.case_noise_pct:.1f}%",
+                  f"{s.noise_pct:.1f}%", f"{s.threshold:.1%}")
     return t

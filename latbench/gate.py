@@ -1,0 +1,161 @@
+"""The CI latency gate: thresholds + deltas -> GateOutcome, and thresholds suggested from A/A noise.
+No I/O: cli.py reads files and prints.
+
+A case fails the gate only when it is slower by more than its threshold AND the slowdown is
+statistically significant (compare.classify), or when it failed to run in the candidate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from latbench.compare import Delta
+from latbench.errors import LatbenchError
+from latbench.records import KEY_COLUMNS
+
+DEFAULT_THRESHOLD = 0.10  # a case must be > 10 % slower to fail (asv compare's default factor 1.1)
+# calibrate: a threshold of Z_THRESHOLD sds of the A/A ratio estimate keeps P(point estimate above it)
+# under ~0.1 % per case (one-sided normal tail at 3 sd), so a suite of tens of cases rarely crosses it.
+Z_THRESHOLD = 3.0
+Z_NOISE_FLOOR = 2.0  # single-run noise floor: 2 sds of the run-to-run ratio of one run pair
+MIN_THRESHOLD = 0.02  # below 2 % even a quiet machine's thermal/frequency states dominate
+THRESHOLDS_VERSION = 1
+
+
+def parse_fraction(text: str | float, what: str = "--threshold", bare_percent: bool = True) -> float:
+    """'10%' -> 0.10, '0.1' -> 0.10; with bare_percent (command line) a bare number >= 1 is read as
+    percent ('10' -> 0.10); files written by calibrate hold plain fractions (bare_percent=False)."""
+    s = str(text).strip()
+    try:
+        v = float(s[:-1]) / 100 if s.endswith("%") else float(s)
+    except ValueError:
+        raise LatbenchError(f"{what} {text!r} is not a number", hint="write it as 10% or 0.10") from None
+    if bare_percent and not s.endswith("%") and v >= 1:
+        v /= 100
+    if not (0 <= v < 10) or math.isnan(v):
+        raise LatbenchError(f"{what} {text!r} is out of range", hint="use a fraction such as 10% or 0.10")
+    return v
+
+
+def case_key(d: Mapping[str, Any]) -> tuple:
+    return tuple(str(d[c]) for c in KEY_COLUMNS)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Per-case thresholds (from 'latbench calibrate') over a default."""
+
+    default: float = DEFAULT_THRESHOLD
+    cases: dict[tuple, float] = field(default_factory=dict)
+    noise_floor: float | None = None  # suggested single-run noise floor, if calibrated
+
+    def for_case(self, key: Mapping[str, Any]) -> float:
+        if not self.cases:
+            return self.default
+        k = dict(key)
+        if "->" in str(k.get("device", "")):  # aligned across devices: look up by the candidate's device
+            k["device"] = str(k["device"]).split("->")[-1]
+        return self.cases.get(case_key(k), self.default)
+
+    @classmethod
+    def from_data(cls, data: Any, default: float | None, where: str) -> "Thresholds":
+        """From the mapping a thresholds file holds (written by to_data); default overrides its default."""
+        if not isinstance(data, dict) or not isinstance(data.get("cases", []), list):
+            raise LatbenchError("not a thresholds file (expected a mapping with 'cases: [...]')", where=where,
+                                hint="write one with 'latbench calibrate --output FILE'")
+        cases = {}
+        for i, c in enumerate(data.get("cases", [])):
+            missing = [k for k in (*KEY_COLUMNS, "threshold") if not isinstance(c, dict) or k not in c]
+            if missing:
+                raise LatbenchError(f"cases[{i}] lacks {', '.join(missing)}", where=where,
+                                    hint="each case needs suite, experiment, case, scale, device, mode, batch, "
+                                         "threshold")
+            cases[case_key(c)] = parse_fraction(c["threshold"], f"cases[{i}].threshold", False)
+        dflt = default if default is not None else parse_fraction(data.get("default", DEFAULT_THRESHOLD), "default", False)
+        nf = data.get("noise_floor")
+        return cls(dflt, cases, parse_fraction(nf, "noise_floor", False) if nf is not None else None)
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    passed: bool
+    regressions: list[Delta]  # slower beyond threshold, significantly
+    failed: list[Delta]  # failed to run in the candidate
+    improvements: list[Delta]
+    missing: list[Delta]
+    same: list[Delta]
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else 1
+
+    def summary(self) -> str:
+        verdict = "PASSED" if self.passed else "FAILED"
+        return (f"latency gate {verdict}: {len(self.regressions)} slower, {len(self.failed)} failed, "
+                f"{len(self.improvements)} faster, {len(self.same)} unchanged, {len(self.missing)} missing")
+
+
+def decide(deltas: Sequence[Delta]) -> GateOutcome:
+    """Fail on significant slowdowns beyond threshold and on cases that failed in the candidate."""
+    by = {s: [d for d in deltas if d.status == s] for s in ("slower", "faster", "same", "missing", "failed")}
+    cand_failed = [d for d in by["failed"] if "candidate" in d.note]
+    base_failed = [d for d in by["failed"] if d not in cand_failed]
+    return GateOutcome(passed=not by["slower"] and not cand_failed, regressions=by["slower"], failed=cand_failed,
+                       improvements=by["faster"], missing=by["missing"] + base_failed, same=by["same"])
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    key: dict[str, Any]
+    runs: int
+    median_ms: float
+    noise_pct: float  # sd of log run-medians used (max of this case's and the pooled), in percent
+    case_noise_pct: float  # this case alone (nan with < 2 runs)
+    threshold: float
+
+
+def suggest_thresholds(medians: Mapping[tuple, tuple[dict[str, Any], Sequence[float]]], runs_per_side: int = 3,
+                       minimum: float = MIN_THRESHOLD) -> tuple[list[Suggestion], float, float]:
+    """Thresholds from A/A run medians of each case: {key: (key dict, [median ms of each run])}.
+
+    The run-to-run sd sigma of a case's log median is estimated from its runs, but never below the sd
+    pooled over all cases (a case's own estimate has only runs-1 degrees of freedom and can be tiny by
+    luck). A gate with n runs per side estimates the log ratio with sd sigma*sqrt(2/n); the threshold is
+    Z_THRESHOLD such sds, rounded up to 0.5 %, at least `minimum`. Returns (suggestions, pooled sd in %,
+    suggested single-run noise floor as a fraction).
+    """
+    ss, df = 0.0, 0
+    for _, vals in medians.values():
+        a = np.log(np.asarray(vals, float))
+        if a.size >= 2:
+            ss += float(((a - a.mean()) ** 2).sum())
+            df += a.size - 1
+    if df == 0:
+        raise LatbenchError("calibration needs at least two runs of the same cases",
+                            hint="give two or more A/A result files of one suite (same code, same machine)")
+    pooled = math.sqrt(ss / df)
+    out = []
+    for key, vals in medians.values():
+        a = np.log(np.asarray(vals, float))
+        own = float(a.std(ddof=1)) if a.size >= 2 else math.nan
+        sigma = max(pooled, own) if a.size >= 2 else pooled
+        thr = max(minimum, math.ceil(200 * (math.exp(Z_THRESHOLD * sigma * math.sqrt(2 / runs_per_side)) - 1)) / 200)
+        out.append(Suggestion(key, int(a.size), float(np.exp(a.mean())), 100 * sigma, 100 * own, thr))
+    floor = max(minimum, math.ceil(200 * (math.exp(Z_NOISE_FLOOR * pooled * math.sqrt(2)) - 1)) / 200)
+    return out, 100 * pooled, floor
+
+
+def thresholds_data(suggestions: Sequence[Suggestion], pooled_pct: float, noise_floor: float, runs_per_side: int,
+                    default: float, sources: Sequence[str]) -> dict[str, Any]:
+    """The mapping a thresholds file holds (Thresholds.from_data reads it back)."""
+    return {
+        "version": THRESHOLDS_VERSION, "default": default, "noise_floor": noise_floor,
+        "runs_per_side": runs_per_side, "pooled_run_noise_pct": round(pooled_pct, 3),
+        "calibrated_from": list(sources),
+        "cases": [{**s.key, "threshold": s.threshold, "run_noise_pct": round(s.noise_pct, 3), "runs": s.runs,
+                   "median_ms": round(s.median_ms, 6)} for s in suggestions],
+    }

@@ -1,0 +1,85 @@
+"""gate: decisions from deltas, thresholds parsing and files, calibration from A/A noise."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from resultfiles import write_side
+
+from latbench.compare import Delta, compare, load_runs
+from latbench.errors import LatbenchError
+from latbench.gate import (Thresholds, decide, parse_fraction, suggest_thresholds, thresholds_data)
+
+KEY = {"suite": "syn", "experiment": "SYN", "case": "g=1", "scale": 1, "device": "cpu", "mode": "eager", "batch": 1}
+
+
+def _d(status: str, note: str = "", case: str = "g=1") -> Delta:
+    return Delta({**KEY, "case": case}, status, 0.1, note=note)
+
+
+def test_decide_fails_only_on_slower_or_candidate_failures():
+    assert decide([_d("same"), _d("faster", case="b"), _d("missing", "not in the candidate", "c")]).passed
+    out = decide([_d("slower"), _d("faster", case="b")])
+    assert not out.passed and out.exit_code == 1 and len(out.regressions) == 1 and len(out.improvements) == 1
+    assert not decide([_d("failed", "failed in 1 candidate run(s): OOM")]).passed
+    base_only = decide([_d("failed", "failed in every baseline run: nothing to compare with")])
+    assert base_only.passed and len(base_only.missing) == 1
+    assert "1 faster" in out.summary() and "FAILED" in out.summary()
+
+
+@pytest.mark.parametrize("text, value", [("10%", 0.10), ("0.1", 0.10), ("10", 0.10), ("2.5%", 0.025), ("0", 0.0)])
+def test_parse_fraction(text, value):
+    assert parse_fraction(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text", ["ten", "-5%", "", "nan"])
+def test_parse_fraction_rejects(text):
+    with pytest.raises(LatbenchError):
+        parse_fraction(text)
+
+
+def test_thresholds_per_case_and_default():
+    data = {"default": "10%", "noise_floor": 0.07, "cases": [{**KEY, "threshold": 0.04}]}
+    t = Thresholds.from_data(data, None, "t.yaml")
+    assert t.for_case(KEY) == 0.04 and t.for_case({**KEY, "case": "g=2"}) == 0.10 and t.noise_floor == 0.07
+    assert Thresholds.from_data(data, 0.2, "t.yaml").for_case({**KEY, "case": "x"}) == 0.2
+    big = Thresholds.from_data({"cases": [{**KEY, "threshold": 1.5}], "noise_floor": 2.3}, None, "t.yaml")
+    assert big.for_case(KEY) == 1.5 and big.noise_floor == 2.3  # files hold fractions, never percent
+    with pytest.raises(LatbenchError, match="lacks threshold"):
+        Thresholds.from_data({"cases": [KEY]}, None, "t.yaml")
+    with pytest.raises(LatbenchError, match="not a thresholds file"):
+        Thresholds.from_data(["x"], None, "t.yaml")
+
+
+def test_suggested_thresholds_follow_the_noise_and_never_go_below_the_pooled_sd():
+    quiet = {("a",): ({"case": "a"}, [10.0, 10.1, 9.9, 10.0]), ("b",): ({"case": "b"}, [20.0, 20.0, 20.0, 20.0])}
+    loud = {("a",): ({"case": "a"}, [10.0, 11.0, 9.0, 10.5]), ("b",): ({"case": "b"}, [20.0, 20.0, 20.0, 20.0])}
+    sq, pq, fq = suggest_thresholds(quiet, runs_per_side=3)
+    sl, pl, fl = suggest_thresholds(loud, runs_per_side=3)
+    assert pl > pq and fl >= fq
+    assert sl[0].threshold > sq[0].threshold >= 0.02
+    assert sl[1].case_noise_pct == 0 and sl[1].noise_pct == pytest.approx(pl)  # pooled sd protects case b
+    # threshold = exp(3 * sigma * sqrt(2/3)) - 1, rounded up to 0.5 %
+    sigma = sl[0].noise_pct / 100
+    assert sl[0].threshold == pytest.approx(math.ceil(200 * (math.exp(3 * sigma * math.sqrt(2 / 3)) - 1)) / 200)
+    more, _, _ = suggest_thresholds(loud, runs_per_side=10)
+    assert more[0].threshold < sl[0].threshold
+    with pytest.raises(LatbenchError, match="two runs"):
+        suggest_thresholds({("a",): ({"case": "a"}, [10.0])})
+
+
+def test_calibrated_thresholds_round_trip_into_the_gate(tmp_path):
+    runs = write_side(tmp_path / "aa", {"g=1": 10.0, "g=2": 12.0}, 4, seed=3, drift_sd=0.03)
+    loaded = load_runs(runs, "A/A")
+    med = {}
+    for r in loaded:
+        for _, row in r.rows.iterrows():
+            key = {c: row[c] for c in KEY}
+            med.setdefault(tuple(key.values()), (key, []))[1].append(float(row["latency_ms"]))
+    sugg, pooled, floor = suggest_thresholds(med, 3)
+    data = thresholds_data(sugg, pooled, floor, 3, 0.10, [str(p) for p in runs])
+    thr = Thresholds.from_data(data, None, "mem")
+    cmp = compare(loaded[:2], loaded[2:], thr.for_case)
+    assert {d.threshold for d in cmp.deltas} == {s.threshold for s in sugg}
+    assert decide(cmp.deltas).passed
