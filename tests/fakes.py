@@ -137,3 +137,19 @@ class FakeGraph:
         self.replays += 1
         for w in self.kernels:
             w.run_kernels()
+
+
+class HangingWork(FakeWork):
+    """FakeWork that, from call `hang_after + 1` on, really sleeps `hang_s` seconds of wall time (a case
+    that hangs in Python code), so a SIGALRM time limit can be tested on a fake clock."""
+
+    def __init__(self, clock: FakeClock, cost_s: float, hang_after: int = 0, hang_s: float = 60.0, **kw):
+        super().__init__(clock, cost_s, **kw)
+        self.hang_after, self.hang_s = hang_after, hang_s
+
+    def __call__(self) -> None:
+        if self.calls >= self.hang_after:
+            import time
+
+            time.sleep(self.hang_s)
+        super().__call__()
