@@ -153,7 +153,8 @@ def _run(suite_paths, device, quick, threads, schedule, widths, platform, batch,
         if resume:
             files = resuming.open_run(resume)
             resuming.check_same_run(files.metadata, settings, resume,
-                                    resuming.resume_command(sys.argv, suite.path, suite_paths, resume))
+                                    resuming.resume_command(files.metadata.get("command") or sys.argv, suite.path,
+                                                            resume))
             files.lock()
             files.metadata.update(status="running", case_timeout_s=case_timeout,
                                   resumed_at_utc=[*files.metadata.get("resumed_at_utc", []), _now()])
@@ -167,7 +168,7 @@ def _run(suite_paths, device, quick, threads, schedule, widths, platform, batch,
             code = max(code, _run_groups(suite, specs, files, runner.RunConfig(
                 device=device, run_id=files.metadata["run_id"], modes=mode_list, schedule=schedule, policy=policy,
                 threads=dev.threads, seed=seed, case_timeout_s=case_timeout), dev.backend, quiet,
-                resuming.resume_command(sys.argv, suite.path, suite_paths, files.csv)))
+                resuming.resume_command(sys.argv, suite.path, files.csv)))
         finally:
             files.unlock()
         title = (f"{suite.model.suite} ({suite.model.experiment}) on {device}"

@@ -99,8 +99,11 @@ def check_same_run(old: dict[str, Any], new: dict[str, Any], csv: Path, command:
     if o_gpu != n_gpu and new["device"] == old.get("device"):
         raise ResultsError(f"cannot resume: the run was on GPU {o_gpu!r}, this is {n_gpu!r}", where=where,
                            hint="resume with the same GPU (CUDA_VISIBLE_DEVICES), or start a new run")
-    diffs = [f"{name}: {a} then, {b} now ({flag})" for key, flag in SETTINGS.items() if key in old
-             for name, a, b in _differences(key, _norm(old[key]), _norm(new.get(key)))]
+    diffs = []
+    for key, flag in SETTINGS.items():
+        found = _differences(key, _norm(old[key]), _norm(new.get(key))) if key in old else []
+        if found:
+            diffs.append(", ".join(f"{name}: {a} then, {b} now" for name, a, b in found) + f" ({flag})")
     if diffs:
         raise ResultsError("cannot resume with other settings: " + "; ".join(diffs), where=where, hint=fix)
 
@@ -117,15 +120,18 @@ def _differences(name: str, a: Any, b: Any) -> list[tuple[str, Any, Any]]:
     return [] if a == b else [(name, a, b)]
 
 
-def resume_command(argv: list[str], suite: str, other_suites: Iterable[str], csv: Path) -> str:
-    """This command line, for `suite` alone, ending in `--resume CSV` (any earlier --resume dropped)."""
-    drop = {str(s) for s in other_suites} - {str(suite)}
+def resume_command(argv: list[str], suite: str, csv: Path) -> str:
+    """`argv` (the run's own command line) for `suite` alone, ending in `--resume CSV`.
+
+    Other suites of a multi-suite command (arguments ending in .yaml/.yml) and any earlier --resume
+    are dropped.
+    """
     args, skip = [], False
     for a in argv[1:]:
         if skip:
             skip = False
         elif a == "--resume":
             skip = True
-        elif not a.startswith("--resume=") and a not in drop:
+        elif not a.startswith("--resume=") and (a == str(suite) or not a.endswith((".yaml", ".yml"))):
             args.append(a)
     return shlex.join(["latbench", *args, "--resume", str(csv)])
