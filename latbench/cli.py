@@ -156,6 +156,8 @@ def _run(suite_paths, device, quick, threads, schedule, widths, platform, batch,
                                     resuming.resume_command(files.metadata.get("command") or sys.argv, suite.path,
                                                             resume))
             files.lock()
+            for stale in ("interrupted_by", "finished_at_utc"):
+                files.metadata.pop(stale, None)
             files.metadata.update(status="running", case_timeout_s=case_timeout,
                                   resumed_at_utc=[*files.metadata.get("resumed_at_utc", []), _now()])
         else:

@@ -107,6 +107,7 @@ def test_sigint_keeps_finished_groups_and_the_printed_resume_command_completes_t
     assert not samples.duplicated(["case", "scale", "round"]).any()
     final = json.loads(csv.with_suffix(".json").read_text())
     assert final["status"] == "complete" and final["groups"] == {"finished": GROUPS, "pending": []}
+    assert "interrupted_by" not in final
     assert len(final["resumed_at_utc"]) == 1 and final["started_at_utc"] == meta["started_at_utc"]
 
 
