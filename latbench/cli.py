@@ -7,6 +7,7 @@ Exit codes: 0 done and fine; 1 done, but the answer is no (a case failed, a gate
 from __future__ import annotations
 
 import dataclasses
+import signal
 import sys
 import uuid
 from datetime import datetime, timezone
@@ -17,7 +18,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from latbench import __version__
+from latbench import __version__, faults
 from latbench.errors import DeviceError, LatbenchError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -52,7 +53,7 @@ def fail(exc: LatbenchError, debug: bool = False) -> None:
     """Print a user error on stderr and exit 2 (the one place errors become exit codes)."""
     if debug:
         raise exc
-    err.print(f"error: {exc}", style="red", highlight=False, markup=False)
+    err.print(f"error: {exc}", style="red", highlight=False, markup=False, soft_wrap=True)  # one line, copyable
     raise typer.Exit(2)
 
 
@@ -85,32 +86,46 @@ def run(
     cudnn_benchmark: Annotated[bool, typer.Option(help="cuda: let cuDNN autotune conv algorithms (the paper did).")] = True,
     results_dir: Annotated[Path, typer.Option(help="Where result files go (never overwritten).")] = Path("results"),
     seed: Annotated[int, typer.Option(help="Seed for weights, inputs and the round order.")] = 0,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run: its results .csv. Finished groups are kept, the rest measured; give the run's suite and options again.")] = None,
+    case_timeout: Annotated[float, typer.Option(min=0.0, help="Seconds a case may take to build and warm up, and each of its timed blocks, before it is recorded as failed ('timed out') and the run goes on. 0: no limit. A single stuck native call cannot be cut short (docs/reliability.md).")] = faults.DEFAULT_CASE_TIMEOUT_S,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress or advice on stderr (errors still show).")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks for user errors too.")] = False,
     profile: Annotated[bool, typer.Option("--profile", help="After measuring each group, run torch.profiler over 5 more forwards per case: op (kernel) count per forward and the time share of zero-FLOP ops (ReLU, add, concat, copies). Never inside timed blocks.")] = False,
     roofline: Annotated[bool, typer.Option(help="Probe the device's peak FLOP/s and bandwidth (< 2 s, cached per machine in ~/.cache/latbench or $LATBENCH_CACHE) and add roofline columns.")] = True,
 ) -> None:
-    """Build each case of the suites, check FLOPs, warm up, time, and write results/ tables."""
+    """Build each case of the suites, check FLOPs, warm up, time, and write results/ tables.
+
+    Each finished group (experiment x scale) is on disk at once; Ctrl-C or SIGTERM keeps them and
+    says how to --resume. Exit 0 fine, 1 a case failed, 2 bad input, 130/143 interrupted.
+    """
     try:
-        code = _run(suites, device.value, quick, threads, schedule.value, widths.value if widths else None,
-                    platform.value if platform else None, batch, modes, max_time, min_time, target,
-                    cudnn_benchmark, results_dir, seed, quiet, profile=profile, roofline=roofline)
+        with faults.signals_as_interrupts():
+            code = _run(suites, device.value, quick, threads, schedule.value, widths.value if widths else None,
+                        platform.value if platform else None, batch, modes, max_time, min_time, target,
+                        cudnn_benchmark, results_dir, seed, quiet, resume, case_timeout, profile=profile,
+                        roofline=roofline)
     except LatbenchError as exc:
         fail(exc, debug)
+    except KeyboardInterrupt as exc:  # before or between runs: nothing half-written to report
+        err.print(f"interrupted by {exc}" if isinstance(exc, faults.Interrupted) else "interrupted", style="yellow")
+        code = exc.exit_code if isinstance(exc, faults.Interrupted) else 130
     raise typer.Exit(code)
 
 
 def _run(suite_paths, device, quick, threads, schedule, widths, platform, batch, modes, max_time, min_time,
-         target, cudnn_benchmark, results_dir, seed, quiet, profile=False, roofline=True) -> int:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
+         target, cudnn_benchmark, results_dir, seed, quiet, resume=None, case_timeout=0.0, profile=False,
+         roofline=True) -> int:
     from latbench import devices, env, runner
+    from latbench import resume as resuming
     from latbench.report import run_table
     from latbench.store import RunFiles
     from latbench.suite import expand, load_suite
 
     # Everything that can be wrong with the input is checked before anything is measured.
     loaded = [load_suite(p) for p in suite_paths]
+    if resume and len(loaded) != 1:
+        raise LatbenchError(f"--resume continues one run, but {len(loaded)} suites were given",
+                            hint="give only the suite that the run in --resume measured")
     plat = platform or ("gpu" if device == "cuda" else "arm")
     expanded = [(s, expand(s, plat, quick=quick, widths_mode=widths, batch=batch)) for s in loaded]
     dev = devices.setup(device, threads, cudnn_benchmark)
@@ -132,56 +147,117 @@ def _run(suite_paths, device, quick, threads, schedule, widths, platform, batch,
 
     code = 0
     for suite, specs in expanded:
-        run_id = uuid.uuid4().hex[:12]
-        files = RunFiles.reserve(results_dir, suite.model.suite, device)
-        cfg = runner.RunConfig(device=device, run_id=run_id, modes=mode_list, schedule=schedule, policy=policy,
-                               threads=dev.threads, seed=seed, **hardware)
-        files.metadata = {
-            "schema_version": runner.SCHEMA_VERSION, "run_id": run_id, "status": "running",
-            "command": sys.argv, "suite": {"name": suite.model.suite, "path": suite.path, "sha256": suite.sha256,
-                                            "experiment": suite.model.experiment,
-                                            "description": suite.model.description},
+        settings = {
+            "suite": {"name": suite.model.suite, "path": suite.path, "sha256": suite.sha256,
+                      "experiment": suite.model.experiment, "description": suite.model.description},
             "device": device, "platform_widths": plat, "widths_mode": widths or suite.model.widths,
             "quick": quick, "schedule": schedule, "modes": list(mode_list), "seed": seed, "threads": dev.threads,
-            "policy": dataclasses.asdict(policy), "device_settings": dev.settings, "fingerprint": fingerprint,
-            "roofline": dataclasses.asdict(hardware["ceilings"]) if hardware["ceilings"] else None,
-            "started_at_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "files": {"results": files.csv.name, "samples": files.samples.name},
+            "batch": specs[0].batch, "policy": dataclasses.asdict(policy), "device_settings": dev.settings,
+            "fingerprint": fingerprint, "case_timeout_s": case_timeout,
         }
-        files.flush()
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("round {task.completed:.0f}"),
-                      TimeElapsedColumn(), console=err, disable=quiet, transient=True) as progress:
-            task = progress.add_task(suite.model.suite, total=None)
-
-            def on_progress(label: str, rounds: int, _: float) -> None:
-                progress.update(task, description=f"{suite.model.suite} {label}", completed=rounds)
-
-            try:
-                rows = runner.run_specs(specs, cfg, dev.backend, files.add, on_progress)
-            except KeyboardInterrupt:
-                files.metadata.update(status="interrupted",
-                                      finished_at_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-                files.write_meta()
-                err.print(f"interrupted: the groups finished so far are in {files.csv}", style="yellow")
-                raise typer.Exit(130) from None
-        failed = [r for r in rows if r["status"] != "ok"]
-        files.metadata.update(status="complete", failed_cases=len(failed),
-                              finished_at_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        files.write_meta()
+        if resume:
+            files = resuming.open_run(resume)
+            resuming.check_same_run(files.metadata, settings, resume,
+                                    resuming.resume_command(files.metadata.get("command") or sys.argv, suite.path,
+                                                            resume))
+            files.lock()
+            for stale in ("interrupted_by", "finished_at_utc"):
+                files.metadata.pop(stale, None)
+            files.metadata.update(status="running", case_timeout_s=case_timeout,
+                                  resumed_at_utc=[*files.metadata.get("resumed_at_utc", []), _now()])
+        else:
+            files = RunFiles.reserve(results_dir, suite.model.suite, device)
+            files.lock()
+            files.metadata = {"schema_version": runner.SCHEMA_VERSION, "run_id": uuid.uuid4().hex[:12],
+                              "status": "running", "command": sys.argv, **settings, "started_at_utc": _now(),
+                              "roofline": dataclasses.asdict(hardware["ceilings"]) if hardware["ceilings"] else None,
+                              "files": {"results": files.csv.name, "samples": files.samples.name}}
+        try:
+            code = max(code, _run_groups(suite, specs, files, runner.RunConfig(
+                device=device, run_id=files.metadata["run_id"], modes=mode_list, schedule=schedule, policy=policy,
+                threads=dev.threads, seed=seed, case_timeout_s=case_timeout, **hardware), dev.backend, quiet,
+                resuming.resume_command(sys.argv, suite.path, files.csv)))
+        finally:
+            files.unlock()
         title = (f"{suite.model.suite} ({suite.model.experiment}) on {device}"
                  f" [{fingerprint['cpu_model'] if device == 'cpu' else dev.settings.get('cuda_device_name')}]"
                  f", {dev.threads} thread(s), {schedule}, batch {specs[0].batch}")
-        out.print(run_table(rows, title))
-        if not quiet and any(r.get("warnings") for r in rows):
+        out.print(run_table(files.rows, title))
+        if not quiet and any(r.get("warnings") for r in files.rows):
             err.print("notes: 'noisy +-x%' = 95% CI half-width of the median; 'ratio +-x%' = of the ratio to the "
                       "baseline; remedies: raise --max-time, stop other jobs, pin --threads (full text in the "
                       "'warnings' column; -q hides this)", style="yellow", highlight=False)
         if not quiet:
             err.print(f"wrote {files.csv}, {files.samples.name}, {files.meta.name}", highlight=False)
+        failed = [r for r in files.rows if r["status"] != "ok"]
         if failed:
-            err.print(f"{len(failed)} case(s) failed in {suite.path}; see the 'error' column", style="red")
-            code = 1
+            named = "; ".join(f"{r['experiment']}/{r['case']}/x{r['scale']} {r['mode']}: {r['error']}"
+                              for r in failed[:MAX_NAMED_FAILURES])
+            more = f"; and {len(failed) - MAX_NAMED_FAILURES} more" if len(failed) > MAX_NAMED_FAILURES else ""
+            err.print(f"{len(failed)} case(s) failed in {suite.path} (the run went on): {named}{more}",
+                      style="red", highlight=False, markup=False, soft_wrap=True)
     return code
+
+
+MAX_NAMED_FAILURES = 10  # the summary line names this many failed cases; the CSV's 'error' column has all
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _run_groups(suite, specs, files, cfg, backend, quiet: bool, resume_cmd: str) -> int:
+    """Measure the groups not yet on disk, saving each as it finishes. On SIGINT/SIGTERM, save the
+    finished groups with status 'interrupted', say how to resume, and exit 130/143."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from latbench import runner
+    from latbench.resume import group_label, group_status
+
+    def groups(rows):
+        return group_status(specs, cfg.modes, rows)
+
+    done = groups(files.rows)
+    files.rows = [r for r in files.rows if group_label(r["experiment"], r["scale"]) in done["finished"]]
+    files.sample_rows = [r for r in files.sample_rows if group_label(r["experiment"], r["scale"]) in done["finished"]]
+    todo = [s for s in specs if group_label(s.experiment, s.scale) in done["pending"]]
+    files.metadata["groups"] = done
+    files.flush()
+    if done["finished"] and not quiet:
+        err.print(f"resuming {files.csv}: {len(done['finished'])} group(s) already finished, "
+                  f"{len(done['pending'])} to measure", highlight=False)
+
+    def save_group(rows, samples):
+        files.metadata["groups"] = groups([*files.rows, *rows])
+        files.add(rows, samples)
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("round {task.completed:.0f}"),
+                  TimeElapsedColumn(), console=err, disable=quiet, transient=True) as progress:
+        task = progress.add_task(suite.model.suite, total=None)
+
+        def on_progress(label: str, rounds: int, _: float) -> None:
+            progress.update(task, description=f"{suite.model.suite} {label}", completed=rounds)
+
+        try:
+            runner.run_specs(todo, cfg, backend, save_group, on_progress)
+        except KeyboardInterrupt as exc:
+            signum = exc.signum if isinstance(exc, faults.Interrupted) else signal.SIGINT
+            with faults.signals_ignored():  # a second Ctrl-C must not cut the last save short
+                state = groups(files.rows)
+                files.metadata.update(status="interrupted", interrupted_by=signal.Signals(signum).name,
+                                      groups=state, finished_at_utc=_now())
+                files.flush()
+            progress.stop()
+            err.print(f"interrupted by {signal.Signals(signum).name}: {len(state['finished'])} of "
+                      f"{len(state['finished']) + len(state['pending'])} group(s) are saved in {files.csv} "
+                      f"(status 'interrupted' in {files.meta.name}); not measured: {', '.join(state['pending'])}",
+                      style="yellow", highlight=False, markup=False, soft_wrap=True)
+            err.print(f"resume with: {resume_cmd}", highlight=False, markup=False, soft_wrap=True)
+            raise typer.Exit(128 + signum) from None
+    failed = sum(r["status"] != "ok" for r in files.rows)
+    files.metadata.update(status="complete", failed_cases=failed, groups=groups(files.rows), finished_at_utc=_now())
+    files.write_meta()
+    return 1 if failed else 0
 
 
 @app.command("list")

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import torch
 
-from latbench import roofline
+from latbench import faults, roofline
 from latbench.cost import build_network, count_spec
 from latbench.records import SCHEMA_VERSION, CaseSpec, Cost, Measurement, Ratio, Summary
 from latbench.stats import paired_ratio, relative_halfwidth, summarize
@@ -39,6 +39,7 @@ class RunConfig:
     policy: StopPolicy = CPU_POLICY
     threads: int | None = None
     seed: int = 0
+    case_timeout_s: float = 0.0  # per case: build, warm-up, and each timed block; 0 = no limit
     dtype: torch.dtype = torch.float32
     extra: dict[str, Any] = field(default_factory=dict)
     telemetry: Any = None  # telemetry.TelemetrySampler (start()/stop() around each group), or None
@@ -71,25 +72,28 @@ def run_group(specs: list[CaseSpec], cfg: RunConfig, backend: TimingBackend,
         for spec in specs:
             torch.manual_seed(cfg.seed)
             try:
-                model, x = build_network(spec.builder, spec.param_dict, spec.blocks, spec.batch, spec.height,
-                                         spec.width, cfg.device, cfg.dtype)
+                with faults.time_limit(cfg.case_timeout_s):
+                    model, x = build_network(spec.builder, spec.param_dict, spec.blocks, spec.batch, spec.height,
+                                             spec.width, cfg.device, cfg.dtype)
             except Exception as exc:  # noqa: BLE001 - e.g. out of memory: record and go on
                 for mode in cfg.modes:
-                    errors[(spec.case, mode)] = _err(exc)
+                    errors[(spec.case, mode)] = _err(exc, cfg.device)
                 continue
             fn = fns[spec.case] = functools.partial(model, x)
             for mode in cfg.modes:
                 try:
-                    items.append(((spec.case, mode), backend.prepare(fn, mode)))
+                    with faults.time_limit(cfg.case_timeout_s):
+                        items.append(((spec.case, mode), backend.prepare(fn, mode)))
                 except Exception as exc:  # noqa: BLE001
-                    errors[(spec.case, mode)] = _err(exc)
+                    errors[(spec.case, mode)] = _err(exc, cfg.device)
         base_case = specs[0].baseline_case
         baselines = {key: (base_case, key[1]) for key, _ in items}
         progress = (lambda r, t: on_progress(label, r, t)) if on_progress else None
         if cfg.telemetry is not None:
             cfg.telemetry.start()
         try:
-            done, failed = measure(items, backend, cfg.policy, cfg.schedule, cfg.seed, baselines, progress)
+            done, failed = measure(items, backend, cfg.policy, cfg.schedule, cfg.seed, baselines, progress,
+                                   cfg.case_timeout_s)
         finally:
             tele = cfg.telemetry.stop() if cfg.telemetry is not None else None
         ops = {case: _profile(fn, cfg.device) for case, fn in fns.items()} if cfg.profile else {}
@@ -119,7 +123,7 @@ def _profile(fn: Callable[[], object], device: str) -> dict[str, Any]:
     try:
         return profile_forward(fn, device)
     except Exception as exc:  # noqa: BLE001 - a profiler failure must not lose the measurement
-        return {"profile_error": _err(exc)}
+        return {"profile_error": _err(exc, device)}
 
 
 def _add_hardware_columns(row: dict[str, Any], tele: Any, ceilings: roofline.Ceilings | None,
@@ -136,9 +140,11 @@ def _add_hardware_columns(row: dict[str, Any], tele: Any, ceilings: roofline.Cei
         row["warnings"] = " | ".join(w for w in (row.get("warnings"), *notes) if w)
 
 
-def _err(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}"[:500]
+def _err(exc: BaseException, device: str) -> str:
+    """The row's error text; after an out-of-memory on CUDA, hand cached blocks back before going on."""
+    if device == "cuda" and faults.is_oom(exc):
+        torch.cuda.empty_cache()
+    return faults.describe(exc)
 
 
 def make_row(spec: CaseSpec, cost: Cost, mode: str, m: Measurement | None, ratio: Ratio | None,

@@ -1,7 +1,8 @@
 """Results on disk: tidy CSV (one row per case x mode), raw samples CSV, metadata JSON.
 
 A run reserves its file names atomically (the metadata file is created with O_EXCL), so two runs
-never share or overwrite files. Tables are rewritten atomically (temp file + rename) after each
+never share or overwrite files, and holds a lock on them (<stem>.lock, flock) while it writes, so a
+`--resume` of a run that is still going is refused. Tables are rewritten atomically (temp file + rename) after each
 group finishes, so a crash or Ctrl-C leaves the last complete state on disk, never a half file.
 """
 
@@ -44,6 +45,7 @@ class RunFiles:
     rows: list[dict[str, Any]] = field(default_factory=list)
     sample_rows: list[dict[str, Any]] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    _lock_fd: int | None = field(default=None, repr=False)
 
     @classmethod
     def reserve(cls, results_dir: Path, suite: str, device: str, now: datetime | None = None) -> "RunFiles":
@@ -76,6 +78,45 @@ class RunFiles:
 
     def write_meta(self) -> None:
         atomic_write_text(self.meta, json.dumps(self.metadata, indent=2, sort_keys=True, default=str) + "\n")
+
+    @property
+    def lock_path(self) -> Path:
+        return self.csv.with_suffix(".lock")
+
+    def lock(self) -> None:
+        """Hold this run's lock until unlock() or the process ends (the kernel drops it even on a crash).
+
+        ResultsError when another process holds it. Without fcntl (Windows) there is no lock; names
+        are still reserved with O_EXCL, so only two resumes of one run at once could collide there.
+        """
+        try:
+            import fcntl
+        except ImportError:
+            return
+        while True:
+            fd = os.open(self.lock_path, os.O_CREAT | os.O_RDWR, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise ResultsError(f"another latbench process (pid {holder}) is writing this run", where=str(self.csv),
+                                   hint="wait for it to finish, or stop it and then --resume") from None
+            try:  # the holder may have removed the file between our open and our lock: lock the one on disk
+                if os.stat(self.lock_path).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            self.lock_path.unlink(missing_ok=True)
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
 
 def read_results(path: str | Path) -> pd.DataFrame:

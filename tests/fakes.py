@@ -247,3 +247,19 @@ class FakePsutil:
     def Process(self):
         own = self.own_busy
         return type("P", (), {"cpu_times": lambda s: self._ptimes(own, 0.0)})()
+
+
+class HangingWork(FakeWork):
+    """FakeWork that, from call `hang_after + 1` on, really sleeps `hang_s` seconds of wall time (a case
+    that hangs in Python code), so a SIGALRM time limit can be tested on a fake clock."""
+
+    def __init__(self, clock: FakeClock, cost_s: float, hang_after: int = 0, hang_s: float = 60.0, **kw):
+        super().__init__(clock, cost_s, **kw)
+        self.hang_after, self.hang_s = hang_after, hang_s
+
+    def __call__(self) -> None:
+        if self.calls >= self.hang_after:
+            import time
+
+            time.sleep(self.hang_s)
+        super().__call__()

@@ -16,6 +16,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Callable, Hashable, Sequence
 
+from latbench.faults import describe, time_limit
 from latbench.records import Measurement
 from latbench.stats import median_ci, paired_ratio, relative_halfwidth
 from latbench.timing.backend import TimingBackend
@@ -82,13 +83,15 @@ def warm_up(fn: Callable[[], object], backend: TimingBackend, policy: StopPolicy
 def measure(items: Sequence[tuple[Hashable, Callable[[], object]]], backend: TimingBackend,
             policy: StopPolicy = StopPolicy(), schedule: str = "interleaved", seed: int = 0,
             baselines: dict[Hashable, Hashable] | None = None,
-            on_progress: Callable[[int, float], None] | None = None,
+            on_progress: Callable[[int, float], None] | None = None, case_timeout_s: float = 0.0,
             ) -> tuple[dict[Hashable, Measurement], dict[Hashable, str]]:
     """Measure every item; returns ({key: Measurement}, {key: error message} for items that raised).
 
     baselines: {key: key of its baseline}; each item's paired ratio to its baseline must converge
         too (default: the first item is everyone's baseline).
     on_progress(round, seconds measured so far) is called after every round.
+    case_timeout_s: an item's warm-up, and each of its timed blocks, fails it with "timed out" when
+        it takes longer (0: no limit; see latbench/faults.py for what cannot be interrupted).
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; use one of {', '.join(SCHEDULES)}")
@@ -102,12 +105,14 @@ def measure(items: Sequence[tuple[Hashable, Callable[[], object]]], backend: Tim
     gc.disable()  # a collection inside a timed block is noise, not the model's cost (as timeit does)
     try:
         for st in states:
-            _guard(st, lambda st=st: _warm(st, backend, policy))
+            _guard(st, lambda st=st: _warm(st, backend, policy), case_timeout_s)
         live = [st for st in states if st.error is None]
         if schedule == "sequential":
-            reasons = {st.key: _rounds([st], backend, policy, rng, {}, False, on_progress) for st in live}
+            reasons = {st.key: _rounds([st], backend, policy, rng, {}, False, on_progress, case_timeout_s)
+                       for st in live}
         else:
-            reason = _rounds(live, backend, policy, rng, baselines, schedule == "interleaved", on_progress)
+            reason = _rounds(live, backend, policy, rng, baselines, schedule == "interleaved", on_progress,
+                             case_timeout_s)
             reasons = {st.key: reason for st in live}
     finally:
         if gc_was_enabled:
@@ -124,16 +129,18 @@ def _warm(st: _State, backend: TimingBackend, policy: StopPolicy) -> None:
     st.iters = max(1, math.ceil(policy.block_s / per_call)) if per_call > 0 else 1
 
 
-def _guard(st: _State, action: Callable[[], object]) -> None:
-    """Run action; an exception (OOM, unsupported op) fails this item only."""
+def _guard(st: _State, action: Callable[[], object], limit_s: float = 0.0) -> None:
+    """Run action within limit_s; an exception (OOM, unsupported op, timeout) fails this item only."""
     try:
-        action()
+        with time_limit(limit_s):
+            action()
     except Exception as exc:  # noqa: BLE001 - any failure of user/model code is recorded, not raised
-        st.error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:500]
+        st.error = describe(exc)
 
 
 def _rounds(states: list[_State], backend: TimingBackend, policy: StopPolicy, rng: random.Random,
-            baselines: dict[Hashable, Hashable], shuffle: bool, on_progress: Callable[[int, float], None] | None) -> str:
+            baselines: dict[Hashable, Hashable], shuffle: bool, on_progress: Callable[[int, float], None] | None,
+            limit_s: float = 0.0) -> str:
     """Time one block of every live item per round until the policy says stop; returns why."""
     order = list(states)
     r = 0
@@ -144,7 +151,7 @@ def _rounds(states: list[_State], backend: TimingBackend, policy: StopPolicy, rn
         for pos, st in enumerate(order):
             if st.error is not None:
                 continue
-            _guard(st, lambda st=st, pos=pos: _one_block(st, backend, policy, r, pos, switching))
+            _guard(st, lambda st=st, pos=pos: _one_block(st, backend, policy, r, pos, switching), limit_s)
         r += 1
         live = [st for st in states if st.error is None]
         if on_progress:

@@ -1,0 +1,140 @@
+"""Faults during a run: a per-case time limit, signals turned into one Interrupted exception, and
+short names for why a case failed (out of memory, unsupported on the device, timed out).
+
+Imports nothing from latbench and not torch, so timing/loop.py can use it.
+
+The time limit is SIGALRM raising CaseTimeout in the main thread. Python runs signal handlers only
+between bytecodes, so a case stuck inside one native call (a CUDA kernel that never returns, a
+deadlocked collective) cannot be interrupted in-process: the limit fires when that call returns.
+A model whose forward loops or sleeps in Python, or a network of many ops, is stopped at the limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from typing import Iterator
+
+DEFAULT_CASE_TIMEOUT_S = 600.0  # a case's build + warm-up, or one timed block, taking 10 min is stuck
+
+_OOM_TEXT = ("out of memory", "can't allocate memory", "cannot allocate memory")
+_UNSUPPORTED_TEXT = ("not implemented for", "could not run '", "no kernel image", "not supported on",
+                     "unsupported")
+
+
+class CaseTimeout(Exception):
+    """A case ran past its time limit. An Exception: it fails that case only."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"timed out after {seconds:g} s (--case-timeout)")
+        self.seconds = seconds
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived. A KeyboardInterrupt (not an Exception), so no case guard swallows it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal number, as shells report it: 130 for SIGINT, 143 for SIGTERM."""
+        return 128 + self.signum
+
+
+def _can_use_signals() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise CaseTimeout inside the block if it runs longer than `seconds` (0 or less: no limit).
+
+    A no-op off the main thread or where SIGALRM does not exist (Windows). A signal that arrives
+    after the block ended is ignored (the `armed` flag), so a timeout never escapes the block.
+    """
+    if seconds <= 0 or not hasattr(signal, "setitimer") or not _can_use_signals():
+        yield
+        return
+    armed = True
+
+    def on_alarm(signum, frame):  # noqa: ARG001 - signal handler signature
+        if armed:
+            raise CaseTimeout(seconds)
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        armed = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@contextlib.contextmanager
+def signals_as_interrupts() -> Iterator[None]:
+    """While inside, SIGINT and SIGTERM raise Interrupted(signum); the old handlers come back after.
+
+    A SIGINT that the parent set to be ignored (e.g. `nohup`) stays ignored.
+    """
+    if not _can_use_signals():
+        yield
+        return
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        raise Interrupted(signum)
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            previous[sig] = signal.signal(sig, on_signal)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def signals_ignored() -> Iterator[None]:
+    """Hold off SIGINT/SIGTERM while the last state is saved, so a second Ctrl-C cannot cut it short."""
+    if not _can_use_signals():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def is_oom(exc: BaseException) -> bool:
+    """torch.OutOfMemoryError (CUDA), MemoryError, or a RuntimeError saying so (CPU allocator)."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(exc, RuntimeError) and any(t in str(exc).lower() for t in _OOM_TEXT)
+
+
+def is_unsupported(exc: BaseException) -> bool:
+    """An op or dtype the device has no kernel for (NotImplementedError, 'Could not run ...')."""
+    if isinstance(exc, NotImplementedError):
+        return True
+    return isinstance(exc, RuntimeError) and any(t in str(exc).lower() for t in _UNSUPPORTED_TEXT)
+
+
+def describe(exc: BaseException) -> str:
+    """The 'error' column of a failed case: the kind of failure first, then torch's first line."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, CaseTimeout):
+        return first
+    if is_oom(exc):
+        text = f"out of memory: {first}"
+    elif is_unsupported(exc):
+        text = f"unsupported on this device: {type(exc).__name__}: {first}"
+    else:
+        text = f"{type(exc).__name__}: {first}"
+    return text[:500]

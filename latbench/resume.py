@@ -1,0 +1,137 @@
+"""Resuming an interrupted run: which groups are finished, whether the new command matches the old
+run (same suite file, device, machine and settings), and the command line that resumes it.
+
+A group (one experiment x scale, its cases measured interleaved) is the unit that finishes: its rows
+reach the disk together, so a group is either all there or absent.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from latbench.errors import ResultsError
+from latbench.records import CaseSpec
+from latbench.store import RunFiles, meta_path, read_results, samples_path
+
+# Metadata that must be equal for the new rows to belong in the old table (and which flag sets it).
+SETTINGS = {"device": "--device", "platform_widths": "--platform", "widths_mode": "--widths", "quick": "--quick",
+            "schedule": "--schedule", "modes": "--modes", "seed": "--seed", "threads": "--threads",
+            "batch": "--batch", "policy": "--max-time/--min-time/--target/--quick"}
+
+
+def group_label(experiment: Any, scale: Any) -> str:
+    return f"{experiment} x{scale}"
+
+
+def group_status(specs: Iterable[CaseSpec], modes: Iterable[str], rows: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
+    """{"finished": [...], "pending": [...]} group labels, in run order. Finished = every case x mode has a row."""
+    have = {(str(r["experiment"]), str(r["scale"]), str(r["case"]), str(r["mode"])) for r in rows}
+    wanted: dict[str, set] = {}
+    for s in specs:
+        wanted.setdefault(group_label(s.experiment, s.scale), set()).update(
+            (s.experiment, str(s.scale), s.case, m) for m in modes)
+    status: dict[str, list[str]] = {"finished": [], "pending": []}
+    for label, keys in wanted.items():
+        status["finished" if keys <= have else "pending"].append(label)
+    return status
+
+
+def open_run(csv: Path) -> RunFiles:
+    """The files of an earlier run, rows kept as the exact text on disk (no float/int round trip)."""
+    read_results(csv)  # schema and readability checks, with their messages
+    meta = meta_path(csv)
+    if not meta.is_file():
+        raise ResultsError(f"no metadata file {meta.name} beside it", where=str(csv),
+                           hint="--resume needs the .csv and .json that 'latbench run' wrote; start a new run instead")
+    try:
+        metadata = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"unreadable metadata ({exc})", where=str(meta), hint="start a new run instead") from None
+    if not isinstance(metadata, dict) or not metadata.get("run_id") or not isinstance(metadata.get("suite"), dict):
+        raise ResultsError("not the metadata of a 'latbench run' (no run_id or suite)", where=str(meta),
+                           hint="give the .csv of a run that 'latbench run' wrote")
+    samples = samples_path(csv)
+    if not samples.is_file():
+        raise ResultsError(f"the raw samples file {samples.name} is missing", where=str(csv),
+                           hint="restore it beside the .csv, or start a new run instead")
+    files = RunFiles(csv, samples, meta, metadata=metadata)
+    files.rows = _text_rows(csv)
+    files.sample_rows = _text_rows(samples)
+    other = sorted({str(r.get("run_id")) for r in files.rows} - {str(metadata["run_id"])})
+    if other:
+        raise ResultsError(f"rows of other runs ({', '.join(other)}) are mixed in", where=str(csv),
+                           hint="resume only a file written by one 'latbench run'")
+    return files
+
+
+def _text_rows(path: Path) -> list[dict[str, Any]]:
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False).to_dict("records")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise ResultsError(f"not a readable CSV ({type(exc).__name__})", where=str(path),
+                           hint="start a new run instead") from None
+
+
+def check_same_run(old: dict[str, Any], new: dict[str, Any], csv: Path, command: str) -> None:
+    """ResultsError unless `new` (this command's metadata) could have written `old`'s rows."""
+    where = str(csv)
+    fix = f"repeat the run's own options: {command}"
+    o_suite, n_suite = old.get("suite", {}), new["suite"]
+    if o_suite.get("name") != n_suite["name"]:
+        raise ResultsError(f"cannot resume: it is a run of suite {o_suite.get('name')!r}, not {n_suite['name']!r}",
+                           where=where, hint=f"give {o_suite.get('path')} as the suite")
+    if o_suite.get("sha256") != n_suite["sha256"]:
+        raise ResultsError(f"cannot resume: {n_suite['path']} changed since the run (sha256 "
+                           f"{str(o_suite.get('sha256'))[:12]} then, {n_suite['sha256'][:12]} now)", where=where,
+                           hint="restore the suite file as it was, or start a new run without --resume")
+    o_fp, n_fp = old.get("fingerprint", {}), new["fingerprint"]
+    for key, name in (("hostname", "host"), ("cpu_model", "CPU")):
+        if key in o_fp and o_fp.get(key) != n_fp.get(key):
+            raise ResultsError(f"cannot resume: the run was on {name} {o_fp.get(key)!r}, this is {n_fp.get(key)!r}",
+                               where=where, hint="resume on the same machine, or start a new run without --resume")
+    o_gpu = old.get("device_settings", {}).get("cuda_device_name")
+    n_gpu = new.get("device_settings", {}).get("cuda_device_name")
+    if o_gpu != n_gpu and new["device"] == old.get("device"):
+        raise ResultsError(f"cannot resume: the run was on GPU {o_gpu!r}, this is {n_gpu!r}", where=where,
+                           hint="resume with the same GPU (CUDA_VISIBLE_DEVICES), or start a new run")
+    diffs = []
+    for key, flag in SETTINGS.items():
+        found = _differences(key, _norm(old[key]), _norm(new.get(key))) if key in old else []
+        if found:
+            diffs.append(", ".join(f"{name}: {a} then, {b} now" for name, a, b in found) + f" ({flag})")
+    if diffs:
+        raise ResultsError("cannot resume with other settings: " + "; ".join(diffs), where=where, hint=fix)
+
+
+def _norm(v: Any) -> Any:
+    """Compare as JSON sees it (tuples are lists, 0.3 stays 0.3)."""
+    return json.loads(json.dumps(v, default=str))
+
+
+def _differences(name: str, a: Any, b: Any) -> list[tuple[str, Any, Any]]:
+    """(dotted name, old, new) of each differing leaf: 'policy.max_time_s', not the whole policy."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in _differences(f"{name}.{k}", a.get(k), b.get(k))]
+    return [] if a == b else [(name, a, b)]
+
+
+def resume_command(argv: list[str], suite: str, csv: Path) -> str:
+    """`argv` (the run's own command line) for `suite` alone, ending in `--resume CSV`.
+
+    Other suites of a multi-suite command (arguments ending in .yaml/.yml) and any earlier --resume
+    are dropped.
+    """
+    args, skip = [], False
+    for a in argv[1:]:
+        if skip:
+            skip = False
+        elif a == "--resume":
+            skip = True
+        elif not a.startswith("--resume=") and (a == str(suite) or not a.endswith((".yaml", ".yml"))):
+            args.append(a)
+    return shlex.join(["latbench", *args, "--resume", str(csv)])
