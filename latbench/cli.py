@@ -52,7 +52,7 @@ def fail(exc: LatbenchError, debug: bool = False) -> None:
     """Print a user error on stderr and exit 2 (the one place errors become exit codes)."""
     if debug:
         raise exc
-    err.print(f"error: {exc}", style="red", highlight=False, markup=False)
+    err.print(f"error: {exc}", style="red", highlight=False, markup=False, soft_wrap=True)  # one line, even in a log
     raise typer.Exit(2)
 
 
