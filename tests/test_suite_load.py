@@ -80,73 +80,43 @@ def test_scales_multiply_widths_and_per_scale_lists_are_taken_as_written():
 
 # ---- schema errors, each at its line --------------------------------------------------------------
 
-def test_unknown_top_level_key_suggests_the_near_one(tmp_path):
-    p = write(tmp_path, G2.replace("blocks: 10", "blokcs: 10"))
-    text = assert_located(error_of(p), p, line_with(G2, "blocks: 10"))
-    assert "unknown key 'blokcs'" in text and "did you mean 'blocks'" in text
+# (id, text in g2.yaml, its replacement, text on the line the error must name, nth such line, must-say)
+EDITS = [
+    ("unknown top-level key", "blocks: 10", "blokcs: 10", "blokcs", 1,
+     ["unknown key 'blokcs'", "did you mean 'blocks'"]),
+    ("unknown case key", "  - name: g=2\n", "  - name: g=2\n    parms: {groups: 2}\n", "parms:", 1,
+     ["cases[1].parms", "did you mean 'params'"]),
+    ("unknown nested key", "input: {height: 56, width: 56}", "input:\n  height: 56\n  widht: 56", "widht", 1,
+     ["did you mean 'width'"]),
+    ("wrong type", "blocks: 10", 'blocks: "ten"', "blocks:", 1, ["blocks", "integer"]),
+    ("bad value", "scales: [1, 2, 4]", "scales: [0]", "scales:", 1, ["positive"]),
+    ("literal choice", "widths: paper", "widths: papr", "widths: papr", 1, ["'paper'", "'flops'"]),
+    ("duplicate case names", "name: g=4", "name: g=2", "name: g=2", 2, ["'g=2'", "unique"]),
+    ("duplicate YAML key", "blocks: 10", "blocks: 10\nbatch: 2\nblocks: 12", "blocks: 12", 1,
+     ["duplicate key 'blocks'"]),
+    ("unknown builder", "builder: g2_group_conv", "builder: g2_group_cnov", "builder:", 1,
+     ["unknown builder 'g2_group_cnov'", "did you mean 'g2_group_conv'"]),
+    ("unknown builder parameter", "params: {groups: 2}", "params:\n      groups: 2\n      grops: 3", "grops:", 1,
+     ["unknown parameter 'grops'", "allowed: groups"]),
+    ("unknown width name", "gpu: {c: 180}", "gpu: {d: 180}", "{d: 180}", 1, ["unknown width 'd'", "widths c"]),
+    ("groups not dividing c", "params: {groups: 4}", "params: {groups: 3}", "gpu: {c: 256}", 1,
+     ["c=256 is not divisible by groups=3", "multiple of 3"]),
+    ("per-scale list too short", "[{c: 184}, {c: 360}, {c: 720}]", "[{c: 184}, {c: 360}]", "arm: [{c: 184}", 1,
+     ["2 width sets for 3 scales"]),
+    ("invalid YAML syntax", "blocks: 10", "blocks: [10", "batch: 1", 1, ["invalid YAML"]),  # where it is noticed
+    ("unreadable scalar", "experiment: G2", "experiment: 2001-13-45", "experiment:", 1,  # a date that is none
+     ["cannot read the value", "quote"]),
+]
 
 
-def test_unknown_case_key(tmp_path):
-    src = G2.replace("  - name: g=2\n", "  - name: g=2\n    parms: {groups: 2}\n")
+@pytest.mark.parametrize("old, new, marker, nth, says", [e[1:] for e in EDITS], ids=[e[0] for e in EDITS])
+def test_bad_suite_is_one_located_line_with_a_fix(tmp_path, old, new, marker, nth, says):
+    assert old in G2
+    src = G2.replace(old, new, 1)
     p = write(tmp_path, src)
-    text = assert_located(error_of(p), p, line_with(src, "parms:"))
-    assert "cases[1].parms" in text and "did you mean 'params'" in text
-
-
-def test_unknown_nested_key_in_input(tmp_path):
-    src = G2.replace("input: {height: 56, width: 56}", "input:\n  height: 56\n  widht: 56")
-    p = write(tmp_path, src)
-    text = assert_located(error_of(p), p, line_with(src, "widht"))
-    assert "did you mean 'width'" in text
-
-
-def test_wrong_type(tmp_path):
-    src = G2.replace("blocks: 10", 'blocks: "ten"')
-    p = write(tmp_path, src)
-    text = assert_located(error_of(p), p, line_with(src, "blocks:"))
-    assert "blocks" in text and "integer" in text
-
-
-def test_bad_value_scales_zero(tmp_path):
-    src = G2.replace("scales: [1, 2, 4]", "scales: [0]")
-    p = write(tmp_path, src)
-    text = assert_located(error_of(p), p, line_with(src, "scales:"))
-    assert "positive" in text
-
-
-def test_literal_choice_lists_the_options(tmp_path):
-    src = G2.replace("widths: paper", "widths: papr")
-    p = write(tmp_path, src)
-    text = assert_located(error_of(p), p, line_with(src, "widths: papr"))
-    assert "'paper'" in text and "'flops'" in text
-
-
-def test_duplicate_case_names_point_at_the_repeat(tmp_path):
-    src = G2.replace("name: g=4", "name: g=2")
-    p = write(tmp_path, src)
-    text = assert_located(error_of(p), p, line_with(src, "name: g=2", nth=2))
-    assert "'g=2'" in text and "unique" in text
-
-
-def test_duplicate_yaml_key(tmp_path):
-    src = G2.replace("blocks: 10", "blocks: 10\nbatch: 2\nblocks: 12")
-    p = write(tmp_path, src)
-    text = assert_located(error_of(p), p, line_with(src, "blocks: 12"))
-    assert "duplicate key 'blocks'" in text
-
-
-def test_unknown_builder_suggests_the_near_one(tmp_path):
-    src = G2.replace("builder: g2_group_conv", "builder: g2_group_cnov")
-    p = write(tmp_path, src)
-    text = assert_located(error_of(p), p, line_with(src, "builder:"))
-    assert "unknown builder 'g2_group_cnov'" in text and "did you mean 'g2_group_conv'" in text
-
-
-def test_unknown_builder_parameter(tmp_path):
-    src = G2.replace("params: {groups: 2}", "params:\n      groups: 2\n      grops: 3")
-    p = write(tmp_path, src)
-    text = assert_located(error_of(p), p, line_with(src, "grops:"))
-    assert "unknown parameter 'grops'" in text and "allowed: groups" in text
+    text = assert_located(error_of(p), p, line_with(src, marker, nth))
+    for fragment in says:
+        assert fragment in text
 
 
 def test_bad_builder_parameter_value_without_widths(tmp_path):
@@ -158,25 +128,21 @@ def test_bad_builder_parameter_value_without_widths(tmp_path):
     assert "ratio" in text and "greater than 0" in text
 
 
-def test_unknown_width_name(tmp_path):
-    src = G2.replace("gpu: {c: 180}", "gpu: {d: 180}")
-    p = write(tmp_path, src)
-    text = assert_located(error_of(p), p, line_with(src, "{d: 180}"))
-    assert "unknown width 'd'" in text and "widths c" in text
+FLOPS_SUITE = ("experiment: X\nbuilder: g1_conv_pair\nwidths: flops\nflops_target: {{gpu: {}}}\n"
+               "cases:\n  - name: a\n    params: {{ratio: 2}}\n")
 
 
-def test_groups_not_dividing_c(tmp_path):
-    src = G2.replace("params: {groups: 4}", "params: {groups: 3}")
-    p = write(tmp_path, src)
-    text = assert_located(error_of(p), p, line_with(src, "gpu: {c: 256}"))
-    assert "c=256 is not divisible by groups=3" in text and "multiple of 3" in text
+@pytest.mark.parametrize("target", ["0", "-5", "0.1", ".inf", ".nan"])
+def test_flops_target_must_be_a_positive_finite_number(tmp_path, target):
+    p = write(tmp_path, FLOPS_SUITE.format(target))
+    text = assert_located(error_of(p), p, 4)
+    assert "flops_target.gpu" in text
 
 
-def test_wrong_length_of_a_per_scale_widths_list(tmp_path):
-    src = G2.replace("[{c: 184}, {c: 360}, {c: 720}]", "[{c: 184}, {c: 360}]")
-    p = write(tmp_path, src)
-    text = assert_located(error_of(p), p, line_with(src, "arm: [{c: 184}"))
-    assert "2 width sets for 3 scales" in text
+def test_unreachable_flops_target_is_a_suite_error(tmp_path):
+    p = write(tmp_path, FLOPS_SUITE.format("1.0e+30"))
+    text = assert_located(error_of(p, "gpu"), p, 6)
+    assert "no width up to" in text and "lower flops_target" in text
 
 
 def test_missing_platform_widths_at_expand(tmp_path):
@@ -217,13 +183,6 @@ def test_not_a_mapping(tmp_path, content, kind):
     assert f"not a {kind}" in assert_located(error_of(p), p, 1)
 
 
-def test_invalid_yaml_syntax_names_the_line(tmp_path):
-    src = G2.replace("blocks: 10", "blocks: [10")
-    p = write(tmp_path, src)
-    text = assert_located(error_of(p), p, line_with(src, "batch: 1"))  # where the parser notices
-    assert "invalid YAML" in text
-
-
 def test_bad_indentation(tmp_path):
     src = "suite: x\nexperiment: X\n  builder: g2_group_conv\n"
     p = write(tmp_path, src)
@@ -255,13 +214,6 @@ def test_python_object_tag_on_a_mapping(tmp_path):
     src = "!!python/object:latbench.records.RunInfo {run_id: x}\n"
     p = write(tmp_path, src)
     assert "not allowed" in assert_located(error_of(p), p, 1)
-
-
-def test_scalar_that_cannot_be_read_is_located(tmp_path):
-    src = G2.replace("experiment: G2", "experiment: 2001-13-45")  # looks like a date, is not one
-    p = write(tmp_path, src)
-    text = assert_located(error_of(p), p, line_with(src, "experiment:"))
-    assert "cannot read the value" in text and "quote" in text
 
 
 def test_alias_bomb_is_refused_quickly(tmp_path):
