@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import atexit
 import copy
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -25,9 +27,10 @@ REAL_DATA = {name: yaml.safe_load(text) for name, text in REAL.items()}
 
 # A fixed, fast sample by default; LATBENCH_FUZZ_EXAMPLES=2000 explores (randomly) for longer.
 N = int(os.environ.get("LATBENCH_FUZZ_EXAMPLES", "0"))
-FAST = settings(max_examples=N or 40, deadline=None, derandomize=not N,
+FAST = settings(max_examples=N or 40, deadline=None, derandomize=not N, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 _DIR = Path(tempfile.mkdtemp(prefix="latbench-fuzz-"))
+atexit.register(shutil.rmtree, _DIR, ignore_errors=True)
 
 # Characters that mean something to YAML, so that mutations reach the parser's corners.
 YAML_CHARS = st.sampled_from(list(":-[]{}&*!|>'\"#%@`,?\n \t0123456789.~<=") + ["\xe9", "\x00", "\ufeff"])
