@@ -106,8 +106,8 @@ class Ratio:
 
     @property
     def differs(self) -> bool:
-        """False when the interval includes 1: no difference can be claimed."""
-        return not (self.ci_low <= 1.0 <= self.ci_high)
+        """False when the interval includes 1 or is undefined (NaN): no difference can be claimed."""
+        return self.ci_high < 1.0 or self.ci_low > 1.0
 
 
 # Columns of results/<suite>-<device>-<timestamp>.csv, in order. Units live in the names.

@@ -6,6 +6,7 @@ import dataclasses
 import math
 from typing import Any, Iterable
 
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -46,9 +47,10 @@ def run_table(rows: Iterable[dict[str, Any]], title: str) -> Table:
     for row in rows:
         lat, r = _num(row.get("latency_ms")), _num(row.get("ratio_to_baseline"))
         failed = row.get("status") != "ok"
-        note = row.get("error") if failed else short_warnings(row.get("warnings"))
+        # text from suites and exceptions is not markup: "[/x]" in an error must not break the table
+        note = escape(str((row.get("error") if failed else short_warnings(row.get("warnings"))) or ""))
         t.add_row(
-            str(row["case"]), f"x{row['scale']}", str(row["mode"]), str(row.get("widths", "")),
+            escape(str(row["case"])), f"x{row['scale']}", str(row["mode"]), str(row.get("widths", "")),
             f"{_num(row['mult_adds']) / 1e6:,.1f}",
             "" if math.isnan(_num(row.get("flops_drift_pct"))) else f"{_num(row['flops_drift_pct']):+.1f}%",
             f"{_num(row['mac_bytes']) / 1e6:,.2f}",

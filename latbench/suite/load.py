@@ -11,7 +11,7 @@ import difflib
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -55,7 +55,7 @@ class SuiteModel(_Strict):
     batch: int = Field(default=1, ge=1, le=65536)
     scales: list[int] = Field(default=[1], min_length=1)
     widths: Literal["paper", "flops"] = "paper"
-    flops_target: dict[Platform, float] | None = Field(
+    flops_target: dict[Platform, Annotated[float, Field(ge=1, allow_inf_nan=False)]] | None = Field(
         default=None, description="multiply-adds per image at scale 1 (the paper's FLOPs); "
                                   "default: the first case's count")
     flops_tolerance: float = Field(default=0.01, gt=0, le=0.5)
@@ -66,15 +66,6 @@ class SuiteModel(_Strict):
     def _positive(cls, v: list[int]) -> list[int]:
         if any(s < 1 for s in v) or len(set(v)) != len(v):
             raise ValueError("scales must be distinct positive integers, e.g. [1, 2, 4]")
-        return v
-
-    @field_validator("cases")
-    @classmethod
-    def _unique(cls, v: list[CaseModel]) -> list[CaseModel]:
-        names = [c.name for c in v]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"case names must be unique; repeated: {', '.join(dup)}")
         return v
 
 
@@ -114,6 +105,11 @@ def load_suite(path: str | Path) -> Suite:
         raise _located(exc, str(path), lines, SuiteModel) from None
     suite = Suite(model=model, path=str(path), sha256=hashlib.sha256(raw).hexdigest(), lines=lines)
     get_builder(model.builder, where=suite.where("builder"))
+    names = [c.name for c in model.cases]
+    for j, name in enumerate(names):
+        if name in names[:j]:  # checked here, not in the schema, to point at the repeat's line
+            raise SuiteError(f"cases[{j}]: case name {name!r} is already used by cases[{names.index(name)}]",
+                             where=suite.where("cases", j, "name"), hint="give every case a unique name")
     for i, case in enumerate(model.cases):
         _check_case(suite, i, case)
     return suite
@@ -173,6 +169,16 @@ def _check_case(suite: Suite, i: int, case: CaseModel) -> None:
             allowed = [k for k in b.params.model_fields if k not in width_names]
             raise SuiteError(f"cases[{i}].params: unknown parameter {key!r} for builder {b.name!r}",
                              where=suite.where("cases", i, "params", key), hint=f"allowed: {', '.join(allowed)}")
+    # the values too, even when no platform lists widths (flops mode solves them later)
+    try:
+        b.params.model_validate({**{n: 1 for n in width_names}, **case.params})
+    except ValidationError as exc:
+        bad = [e for e in exc.errors() if e["loc"] and e["loc"][0] in case.params]
+        if bad:
+            key = bad[0]["loc"][0]
+            raise SuiteError(f"cases[{i}] ({case.name}): params.{key}: {bad[0]['msg']}",
+                             where=suite.where("cases", i, "params", key),
+                             hint=_hint(bad[0]) or f"see 'latbench list' for {b.name}") from None
     for platform, widths in case.widths.items():
         per_scale = widths if isinstance(widths, list) else [widths]
         if isinstance(widths, list) and len(widths) != len(suite.model.scales):
@@ -226,7 +232,11 @@ def expand(suite: Suite, platform: str, *, quick: bool = False, widths_mode: str
                 params = _paper_params(suite, i, platform, s_idx, scale)
             else:
                 assert target is not None
-                params, flops = solve_widths(m.builder, dict(case.params), target, batch, h, w, m.blocks)
+                try:
+                    params, flops = solve_widths(m.builder, dict(case.params), target, batch, h, w, m.blocks)
+                except ValueError as exc:  # no width reaches the target
+                    raise SuiteError(f"cases[{i}] ({case.name}) at x{scale}: {exc}", where=suite.where("cases", i),
+                                     hint="lower flops_target or use 'widths: paper'") from None
                 drift = flops / target - 1
                 if abs(drift) > m.flops_tolerance:
                     raise SuiteError(

@@ -10,6 +10,7 @@ from latbench.errors import SuiteError
 
 MAX_NODES = 100_000  # more values than any real suite has: stops alias ("billion laughs") bombs
 MAX_BYTES = 1 << 20
+MAX_DEPTH = 50  # nesting levels; real suites use 4, and PyYAML's composer recurses per level
 
 Path = tuple[Any, ...]
 _PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
@@ -18,9 +19,11 @@ _PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 def load_with_lines(text: str, filename: str) -> tuple[Any, dict[Path, int]]:
     """Parse YAML safely. Returns the data and {path: 1-based line} for every mapping key and item."""
     if len(text) > MAX_BYTES:
-        raise SuiteError(f"file is {len(text)} bytes, more than a suite may have ({MAX_BYTES})", where=filename)
-    loader = yaml.SafeLoader(text)
+        raise SuiteError(f"file is {len(text)} characters, more than a suite may have ({MAX_BYTES})",
+                         where=filename, hint="a suite is a short YAML file; split it or give the right path")
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # its reader already refuses control characters
         root = loader.get_single_node()
         lines: dict[Path, int] = {}
         budget = [MAX_NODES]
@@ -29,6 +32,9 @@ def load_with_lines(text: str, filename: str) -> tuple[Any, dict[Path, int]]:
             budget[0] -= 1
             if budget[0] < 0:
                 raise SuiteError(f"more than {MAX_NODES} values (an alias bomb?)", where=f"{filename}:{_line(node)}",
+                                 hint="write the suite out plainly")
+            if len(path) > MAX_DEPTH:
+                raise SuiteError(f"values nested more than {MAX_DEPTH} levels deep", where=f"{filename}:{_line(node)}",
                                  hint="write the suite out plainly")
             lines.setdefault(path, _line(node))
             if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
@@ -41,7 +47,7 @@ def load_with_lines(text: str, filename: str) -> tuple[Any, dict[Path, int]]:
                     key = walk(key_node, path + ("<key>",))
                     if not isinstance(key, (str, int, float, bool)) or key is None:
                         raise SuiteError(f"mapping key must be a plain value, not {type(key).__name__}",
-                                         where=f"{filename}:{_line(key_node)}")
+                                         where=f"{filename}:{_line(key_node)}", hint="use a plain word as the key")
                     if key in out:
                         raise SuiteError(f"duplicate key {key!r}", where=f"{filename}:{_line(key_node)}",
                                          hint="each key may appear once in a mapping")
@@ -50,7 +56,11 @@ def load_with_lines(text: str, filename: str) -> tuple[Any, dict[Path, int]]:
                 return out
             if isinstance(node, yaml.SequenceNode):
                 return [walk(item, path + (i,)) for i, item in enumerate(node.value)]
-            return loader.construct_object(node, deep=True)
+            try:
+                return loader.construct_object(node, deep=True)
+            except (ValueError, KeyError, OverflowError) as exc:  # e.g. 2001-13-45, !!bool maybe, 5000 digits
+                raise SuiteError(f"cannot read the value {str(node.value)[:40]!r} ({str(exc).split(';')[0]})",
+                                 where=f"{filename}:{_line(node)}", hint="quote it to make it a string") from None
 
         data = walk(root, ()) if root is not None else None
     except yaml.MarkedYAMLError as exc:
@@ -59,10 +69,19 @@ def load_with_lines(text: str, filename: str) -> tuple[Any, dict[Path, int]]:
         problem = (exc.problem or exc.context or "invalid YAML").strip()
         raise SuiteError(f"invalid YAML: {problem}", where=f"{filename}{line}",
                          hint="fix the syntax (plain mappings, lists and scalars only)") from None
+    except yaml.reader.ReaderError as exc:  # a control character: no mark, but a position
+        raise SuiteError(f"invalid YAML: {str(exc).splitlines()[0]}",
+                         where=f"{filename}:{text.count(chr(10), 0, exc.position) + 1}",
+                         hint="remove the control character (suites are plain text)") from None
     except yaml.YAMLError as exc:
-        raise SuiteError(f"invalid YAML: {str(exc).splitlines()[0]}", where=filename) from None
+        raise SuiteError(f"invalid YAML: {str(exc).splitlines()[0]}", where=filename,
+                         hint="fix the syntax (plain mappings, lists and scalars only)") from None
+    except RecursionError:
+        raise SuiteError(f"values nested too deeply (more than {MAX_DEPTH} levels)", where=filename,
+                         hint="write the suite out plainly") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, lines
 
 
