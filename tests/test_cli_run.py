@@ -172,7 +172,7 @@ def test_a_failed_build_is_a_failed_row_and_exit_1(tmp_path, monkeypatch):
     df = pd.read_csv(csv_path).set_index("case")
     assert df.loc["g=1", "status"] == "ok" and df.loc["g=1", "latency_ms"] > 0
     assert df.loc["g=2", "status"] == "failed" and pd.isna(df.loc["g=2", "latency_ms"])
-    assert df.loc["g=2", "error"] == "RuntimeError: out of memory [/tried to allocate 5 GB]"
+    assert df.loc["g=2", "error"] == "out of memory: out of memory [/tried to allocate 5 GB]"
     assert df.loc["g=2", "flops"] > 0  # counted even though it could not run
     meta = json.loads(csv_path.with_suffix(".json").read_text())
     assert meta["status"] == "complete" and meta["failed_cases"] == 1

@@ -26,6 +26,10 @@ EXPECTED_RESULT_COLUMNS = [
     "outliers", "images_per_s", "batches_per_s",
     "baseline_case", "ratio_to_baseline", "ratio_ci_low", "ratio_ci_high", "ratio_differs",
     "schedule", "stop_reason", "status", "error", "warnings", "source",
+    # hardware-aware columns (telemetry, roofline, --profile)
+    "cpu_freq_mhz", "cpu_load_pct", "gpu_sm_clock_mhz", "gpu_temp_c", "gpu_power_w", "throttled", "under_load",
+    "achieved_flops_per_s", "achieved_bytes_per_s", "arithmetic_intensity_flops_per_byte", "roofline_bound_ms",
+    "roofline_pct", "op_count_per_forward", "zero_flop_time_pct",
 ]
 EXPECTED_SAMPLE_COLUMNS = ["run_id", "suite", "experiment", "case", "scale", "device", "mode", "batch",
                            "round", "position", "iters", "latency_ms"]
