@@ -87,28 +87,30 @@ def run(
     seed: Annotated[int, typer.Option(help="Seed for weights, inputs and the round order.")] = 0,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress or advice on stderr (errors still show).")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks for user errors too.")] = False,
+    allow_import: Annotated[bool, typer.Option("--allow-import", help="Let suites with 'builder: user' import and run the Python module they name (your own code; off by default).")] = False,
 ) -> None:
     """Build each case of the suites, check FLOPs, warm up, time, and write results/ tables."""
     try:
         code = _run(suites, device.value, quick, threads, schedule.value, widths.value if widths else None,
                     platform.value if platform else None, batch, modes, max_time, min_time, target,
-                    cudnn_benchmark, results_dir, seed, quiet)
+                    cudnn_benchmark, results_dir, seed, quiet, allow_import)
     except LatbenchError as exc:
         fail(exc, debug)
     raise typer.Exit(code)
 
 
 def _run(suite_paths, device, quick, threads, schedule, widths, platform, batch, modes, max_time, min_time,
-         target, cudnn_benchmark, results_dir, seed, quiet) -> int:
+         target, cudnn_benchmark, results_dir, seed, quiet, allow_import=False) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from latbench import devices, env, runner
-    from latbench.report import run_table
+    from latbench.claims import check_claims
+    from latbench.report import claims_table, run_table
     from latbench.store import RunFiles
     from latbench.suite import expand, load_suite
 
     # Everything that can be wrong with the input is checked before anything is measured.
-    loaded = [load_suite(p) for p in suite_paths]
+    loaded = [load_suite(p, allow_import) for p in suite_paths]
     plat = platform or ("gpu" if device == "cuda" else "arm")
     expanded = [(s, expand(s, plat, quick=quick, widths_mode=widths, batch=batch)) for s in loaded]
     dev = devices.setup(device, threads, cudnn_benchmark)
@@ -160,7 +162,7 @@ def _run(suite_paths, device, quick, threads, schedule, widths, platform, batch,
                 files.write_meta()
                 err.print(f"interrupted: the groups finished so far are in {files.csv}", style="yellow")
                 raise typer.Exit(130) from None
-        failed = [r for r in rows if r["status"] != "ok"]
+        failed = [r for r in rows if r["status"] == "failed"]
         files.metadata.update(status="complete", failed_cases=len(failed),
                               finished_at_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         files.write_meta()
@@ -168,6 +170,11 @@ def _run(suite_paths, device, quick, threads, schedule, widths, platform, batch,
                  f" [{fingerprint['cpu_model'] if device == 'cpu' else dev.settings.get('cuda_device_name')}]"
                  f", {dev.threads} thread(s), {schedule}, batch {specs[0].batch}")
         out.print(run_table(rows, title))
+        if suite.model.claims:  # the suite's claims, judged from this run's paired samples
+            verdicts = check_claims(suite.model.claims, rows, files.sample_rows, device)
+            files.metadata["claims"] = verdicts
+            files.write_meta()
+            out.print(claims_table(verdicts, f"claims of {suite.path}"))
         if not quiet and any(r.get("warnings") for r in rows):
             err.print("notes: 'noisy +-x%' = 95% CI half-width of the median; 'ratio +-x%' = of the ratio to the "
                       "baseline; remedies: raise --max-time, stop other jobs, pin --threads (full text in the "
