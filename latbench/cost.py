@@ -34,7 +34,10 @@ class _MemoryAccessCounter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        if not func.is_view and func not in _FREE_OPS:
+        # contiguous() is declared a view (it may return self) but copies a strided input (a channel
+        # shuffle's transpose): count it when it returned a new tensor.
+        copied = func in _MAYBE_COPY_OPS and out is not args[0]
+        if (copied or not func.is_view) and func not in _FREE_OPS:
             ins = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
             outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
             self.bytes += sum(t.numel() * t.element_size() for t in ins + outs)
@@ -43,6 +46,7 @@ class _MemoryAccessCounter(TorchDispatchMode):
 
 
 _FREE_OPS = {torch.ops.aten.detach.default, torch.ops.aten.empty.memory_format}
+_MAYBE_COPY_OPS = {torch.ops.aten.contiguous.default}
 
 
 def build_network(builder: str, params: dict[str, Any], blocks: int, batch: int, height: int, width: int,

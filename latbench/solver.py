@@ -33,9 +33,14 @@ def solve_widths(builder: str, params: dict[str, Any], target_flops: int, batch:
     b = get_builder(builder)
     per_block_target = target_flops / blocks
 
+    memo: dict[tuple, int] = {}  # bisection revisits the same rounded widths
+
     def flops_of(widths: dict[str, int]) -> int:
-        p = b.params.model_validate({**params, **widths}).model_dump()
-        return count(builder, p, 1, batch, height, width).flops
+        key = tuple(sorted(widths.items()))
+        if key not in memo:
+            p = b.params.model_validate({**params, **widths}).model_dump()
+            memo[key] = count(builder, p, 1, batch, height, width).flops
+        return memo[key]
 
     defaults = {n: f.default for n, f in b.params.model_fields.items() if not f.is_required()}
     shape = {**defaults, **params}

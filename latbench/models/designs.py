@@ -297,4 +297,4 @@ class GGhostStage(nn.Module):
 
 _register("g_ghost_stage", "G-Ghost stage: complex features on (1-lambda)c channels, cheap 1x1 ghost features, "
           "optional mix op; ghost: false is the plain stage", GGhostParams,
-          lambda p, blocks: _stack(GGhostStage, p, blocks))
+          lambda p, blocks: _stack(GGhostStage, p, blocks), step=lambda p: 2)
