@@ -168,7 +168,7 @@ def _run(suite_paths, device, quick, threads, schedule, widths, platform, batch,
         files.write_meta()
         title = (f"{suite.model.suite} ({suite.model.experiment}) on {device}"
                  f" [{fingerprint['cpu_model'] if device == 'cpu' else dev.settings.get('cuda_device_name')}]"
-                 f", {dev.threads} thread(s), {schedule}, batch {specs[0].batch}")
+                 f", {dev.threads} thread(s), {schedule}, batch {','.join(dict.fromkeys(str(s.batch) for s in specs))}")
         out.print(run_table(rows, title))
         if suite.model.claims:  # the suite's claims, judged from this run's paired samples
             verdicts = check_claims(suite.model.claims, rows, files.sample_rows, device)
@@ -181,6 +181,10 @@ def _run(suite_paths, device, quick, threads, schedule, widths, platform, batch,
                       "'warnings' column; -q hides this)", style="yellow", highlight=False)
         if not quiet:
             err.print(f"wrote {files.csv}, {files.samples.name}, {files.meta.name}", highlight=False)
+        skipped = [r for r in rows if r["status"] == "skipped"]
+        if skipped and not quiet:
+            err.print(f"{len(skipped)} case(s) skipped: this device cannot run them (reason in the 'error' column)",
+                      style="cyan", highlight=False)
         if failed:
             err.print(f"{len(failed)} case(s) failed in {suite.path}; see the 'error' column", style="red")
             code = 1
