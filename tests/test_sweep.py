@@ -173,3 +173,14 @@ def test_compile_mode_builds_outside_the_timed_region(tmp_path, monkeypatch):
         pytest.skip(f"torch.compile unavailable: {compiled[0]['error']}")
     assert all(r["status"] == "ok" and r["compile_s"] > 0 for r in compiled)
     assert all(r["compile_s"] is None for r in rows if r["mode"] == "eager")
+
+
+def test_schema_1_results_read_as_contiguous(tmp_path):
+    import pandas as pd
+
+    from latbench.store import read_results
+
+    old = [c for c in RESULT_COLUMNS if c not in ("memory_format", "latency_p99_ms", "compile_s")]
+    p = tmp_path / "old.csv"
+    pd.DataFrame([{c: None for c in old} | {"schema_version": 1, "latency_ms": 1.0}]).to_csv(p, index=False)
+    assert list(read_results(p)["memory_format"]) == ["contiguous"]
