@@ -92,6 +92,7 @@ def run(
     debug: Annotated[bool, typer.Option(help="Show tracebacks for user errors too.")] = False,
     profile: Annotated[bool, typer.Option("--profile", help="After measuring each group, run torch.profiler over 5 more forwards per case: op (kernel) count per forward and the time share of zero-FLOP ops (ReLU, add, concat, copies). Never inside timed blocks.")] = False,
     roofline: Annotated[bool, typer.Option(help="Probe the device's peak FLOP/s and bandwidth (< 2 s, cached per machine in ~/.cache/latbench or $LATBENCH_CACHE) and add roofline columns.")] = True,
+    allow_import: Annotated[bool, typer.Option("--allow-import", help="Let suites with 'builder: user' import and run the Python module they name (your own code; off by default).")] = False,
 ) -> None:
     """Build each case of the suites, check FLOPs, warm up, time, and write results/ tables.
 
@@ -103,7 +104,7 @@ def run(
             code = _run(suites, device.value, quick, threads, schedule.value, widths.value if widths else None,
                         platform.value if platform else None, batch, modes, max_time, min_time, target,
                         cudnn_benchmark, results_dir, seed, quiet, resume, case_timeout, profile=profile,
-                        roofline=roofline)
+                        roofline=roofline, allow_import=allow_import)
     except LatbenchError as exc:
         fail(exc, debug)
     except KeyboardInterrupt as exc:  # before or between runs: nothing half-written to report
@@ -114,15 +115,16 @@ def run(
 
 def _run(suite_paths, device, quick, threads, schedule, widths, platform, batch, modes, max_time, min_time,
          target, cudnn_benchmark, results_dir, seed, quiet, resume=None, case_timeout=0.0, profile=False,
-         roofline=True) -> int:
+         roofline=True, allow_import=False) -> int:
     from latbench import devices, env, runner
     from latbench import resume as resuming
-    from latbench.report import run_table
+    from latbench.claims import check_claims
+    from latbench.report import claims_table, run_table
     from latbench.store import RunFiles
     from latbench.suite import expand, load_suite
 
     # Everything that can be wrong with the input is checked before anything is measured.
-    loaded = [load_suite(p) for p in suite_paths]
+    loaded = [load_suite(p, allow_import) for p in suite_paths]
     if resume and len(loaded) != 1:
         raise LatbenchError(f"--resume continues one run, but {len(loaded)} suites were given",
                             hint="give only the suite that the run in --resume measured")
@@ -181,15 +183,24 @@ def _run(suite_paths, device, quick, threads, schedule, widths, platform, batch,
             files.unlock()
         title = (f"{suite.model.suite} ({suite.model.experiment}) on {device}"
                  f" [{fingerprint['cpu_model'] if device == 'cpu' else dev.settings.get('cuda_device_name')}]"
-                 f", {dev.threads} thread(s), {schedule}, batch {specs[0].batch}")
+                 f", {dev.threads} thread(s), {schedule}, batch {','.join(dict.fromkeys(str(s.batch) for s in specs))}")
         out.print(run_table(files.rows, title))
+        if suite.model.claims:  # the suite's claims, judged from this run's paired samples
+            verdicts = check_claims(suite.model.claims, files.rows, files.sample_rows, device)
+            files.metadata["claims"] = verdicts
+            files.write_meta()
+            out.print(claims_table(verdicts, f"claims of {suite.path}"))
         if not quiet and any(r.get("warnings") for r in files.rows):
             err.print("notes: 'noisy +-x%' = 95% CI half-width of the median; 'ratio +-x%' = of the ratio to the "
                       "baseline; remedies: raise --max-time, stop other jobs, pin --threads (full text in the "
                       "'warnings' column; -q hides this)", style="yellow", highlight=False)
         if not quiet:
             err.print(f"wrote {files.csv}, {files.samples.name}, {files.meta.name}", highlight=False)
-        failed = [r for r in files.rows if r["status"] != "ok"]
+        failed = [r for r in files.rows if r["status"] == "failed"]
+        skipped = [r for r in files.rows if r["status"] == "skipped"]
+        if skipped and not quiet:
+            err.print(f"{len(skipped)} case(s) skipped: this device cannot run them (reason in the 'error' column)",
+                      style="cyan", highlight=False)
         if failed:
             named = "; ".join(f"{r['experiment']}/{r['case']}/x{r['scale']} {r['mode']}: {r['error']}"
                               for r in failed[:MAX_NAMED_FAILURES])
@@ -254,7 +265,7 @@ def _run_groups(suite, specs, files, cfg, backend, quiet: bool, resume_cmd: str)
                       style="yellow", highlight=False, markup=False, soft_wrap=True)
             err.print(f"resume with: {resume_cmd}", highlight=False, markup=False, soft_wrap=True)
             raise typer.Exit(128 + signum) from None
-    failed = sum(r["status"] != "ok" for r in files.rows)
+    failed = sum(r["status"] == "failed" for r in files.rows)
     files.metadata.update(status="complete", failed_cases=failed, groups=groups(files.rows), finished_at_utc=_now())
     files.write_meta()
     return 1 if failed else 0

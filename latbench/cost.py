@@ -34,7 +34,10 @@ class _MemoryAccessCounter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        if not func.is_view and func not in _FREE_OPS:
+        # contiguous() is declared a view (it may return self) but copies a strided input (a channel
+        # shuffle's transpose): count it when it returned a new tensor.
+        copied = func in _MAYBE_COPY_OPS and out is not args[0]
+        if (copied or not func.is_view) and func not in _FREE_OPS:
             ins = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
             outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
             self.bytes += sum(t.numel() * t.element_size() for t in ins + outs)
@@ -43,6 +46,7 @@ class _MemoryAccessCounter(TorchDispatchMode):
 
 
 _FREE_OPS = {torch.ops.aten.detach.default, torch.ops.aten.empty.memory_format}
+_MAYBE_COPY_OPS = {torch.ops.aten.contiguous.default}
 
 
 def build_network(builder: str, params: dict[str, Any], blocks: int, batch: int, height: int, width: int,
@@ -51,16 +55,29 @@ def build_network(builder: str, params: dict[str, Any], blocks: int, batch: int,
     """The network in eval mode and a random input of shape (batch, C, height, width) on `device`."""
     b = get_builder(builder)
     params = b.params.model_validate(params).model_dump()
+    shape = b.input_shape(params) if b.input_shape else (b.in_channels(params), height, width)
     with torch.device(device):
         model = b.build(params, blocks).to(dtype=dtype).eval()
-        x = torch.randn(batch, b.in_channels(params), height, width, dtype=dtype)
+        x = torch.randn(batch, *shape, dtype=dtype)
     return model, x
 
 
 def count(builder: str, params: dict[str, Any], blocks: int, batch: int, height: int, width: int,
           dtype: torch.dtype = torch.float32) -> Cost:
-    """Count FLOPs, MAC bytes, parameters and activations of one forward pass of a batch."""
-    model, x = build_network(builder, params, blocks, batch, height, width, "meta", dtype)
+    """Count FLOPs, MAC bytes, parameters and activations of one forward pass of a batch.
+
+    On the meta device (no memory, no time); a module that cannot run there (a user module calling
+    .item(), say) is counted by one real forward pass on the CPU instead.
+    """
+    try:
+        return _count_on(builder, params, blocks, batch, height, width, dtype, "meta")
+    except Exception:  # noqa: BLE001 - any meta failure: count for real
+        return _count_on(builder, params, blocks, batch, height, width, dtype, "cpu")
+
+
+def _count_on(builder: str, params: dict[str, Any], blocks: int, batch: int, height: int, width: int,
+              dtype: torch.dtype, device: str) -> Cost:
+    model, x = build_network(builder, params, blocks, batch, height, width, device, dtype)
     flops = FlopCounterMode(display=False)
     mac = _MemoryAccessCounter()
     with torch.inference_mode(), flops, mac:
@@ -69,5 +86,7 @@ def count(builder: str, params: dict[str, Any], blocks: int, batch: int, height:
                 params=sum(p.numel() for p in model.parameters()), activations=int(mac.elements_out))
 
 
-def count_spec(spec: CaseSpec, dtype: torch.dtype = torch.float32) -> Cost:
+def count_spec(spec: CaseSpec, dtype: torch.dtype | None = None) -> Cost:
+    """The cost of a case at its batch and dtype (spec.dtype unless `dtype` is given)."""
+    dtype = dtype or getattr(torch, spec.dtype)
     return count(spec.builder, spec.param_dict, spec.blocks, spec.batch, spec.height, spec.width, dtype)

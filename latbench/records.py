@@ -7,7 +7,10 @@ from typing import Any
 
 # Results schema history:
 #   1 - first release (latbench 0.1.0)
-SCHEMA_VERSION = 1
+#   2 - sweep axes: memory_format joins the row identity with dtype and threads (KEY_COLUMNS);
+#       appended memory_format, latency_p99_ms, compile_s; status may be "skipped" (reason in error).
+#       Schema-1 files read as memory_format=contiguous.
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -29,19 +32,35 @@ class CaseSpec:
     flops_target: int | None = None  # in FLOPs (2 per multiply-add), per batch; None in paper mode
     flops_tolerance: float = 0.01
     source: str = ""  # "suites/g2.yaml:14"
+    # sweep axes (suite/sweep.py); the defaults are an unswept case
+    dtype: str = "float32"
+    memory_format: str = "contiguous"  # or "channels_last"
+    threads: int | None = None  # None: the run's --threads
+    mode: str | None = None  # None: every mode of the run (--modes)
 
     @property
     def param_dict(self) -> dict[str, Any]:
         return dict(self.params)
 
     @property
-    def group(self) -> tuple[str, str, int]:
-        """Cases in one group are measured together (interleaved) and compared with one baseline."""
-        return (self.suite, self.experiment, self.scale)
+    def group(self) -> tuple:
+        """Cases in one group are measured together (interleaved) and compared with one baseline:
+        same scale and same sweep point."""
+        return (self.suite, self.experiment, self.scale, self.batch, self.dtype, self.memory_format, self.threads,
+                self.mode)
 
     @property
     def label(self) -> str:
         return f"{self.experiment}/{self.case}/x{self.scale}"
+
+    @property
+    def point(self) -> str:
+        """The sweep point in short, e.g. 'b8 bfloat16 channels_last t2 compile' (empty when unswept)."""
+        parts = [f"b{self.batch}" if self.batch != 1 else "",
+                 self.dtype if self.dtype != "float32" else "",
+                 self.memory_format if self.memory_format != "contiguous" else "",
+                 f"t{self.threads}" if self.threads else "", self.mode or ""]
+        return " ".join(p for p in parts if p)
 
     def widths_text(self) -> str:
         """Compact 'c1=32;c2=32' of the integer width parameters (stable, for CSV)."""
@@ -93,6 +112,7 @@ class Summary:
     ci_high_ms: float
     n: int
     outliers: int
+    p99_ms: float = float("nan")  # 99th percentile of the samples (block means, see docs/suites.md)
 
 
 @dataclass(frozen=True)
@@ -127,16 +147,22 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "roofline_pct",
     # torch.profiler breakdown, with `run --profile` (latbench/opbreakdown.py)
     "op_count_per_forward", "zero_flop_time_pct",
+    # sweep axes (latbench/suite/sweep.py)
+    "memory_format", "latency_p99_ms", "compile_s",
 )
 
 # Columns of the raw samples file beside it (one row per timed block).
 SAMPLE_COLUMNS: tuple[str, ...] = (
     "run_id", "suite", "experiment", "case", "scale", "device", "mode", "batch",
     "round", "position", "iters", "latency_ms",
+    "dtype", "memory_format", "threads",
 )
 
 # The identity of a row: what compare joins on.
-KEY_COLUMNS: tuple[str, ...] = ("suite", "experiment", "case", "scale", "device", "mode", "batch")
+KEY_COLUMNS: tuple[str, ...] = ("suite", "experiment", "case", "scale", "device", "mode", "batch",
+                                 "dtype", "memory_format", "threads")
+# Defaults for key columns that older schemas lack (store.read_results fills them in).
+KEY_DEFAULTS: dict[str, Any] = {"memory_format": "contiguous"}
 
 
 @dataclass

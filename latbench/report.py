@@ -36,29 +36,48 @@ def short_warnings(text: Any) -> str:
     return "; ".join(w.split(":", 1)[0].strip() for w in text.split(" | "))
 
 
+SWEEP_AXES = ("batch", "dtype", "memory_format", "threads")
+
+
+def point_text(row: dict[str, Any], axes: Iterable[str]) -> str:
+    """'b8 bfloat16 channels_last t2': the values of the swept axes of a row."""
+    fmt = {"batch": "b{}", "threads": "t{}"}
+    return " ".join(fmt.get(a, "{}").format(row.get(a)) for a in axes)
+
+
 def run_table(rows: Iterable[dict[str, Any]], title: str) -> Table:
-    """The paper's comparison at a glance: FLOPs, MAC, latency and speed relative to the first case."""
+    """The paper's comparison at a glance: FLOPs, MAC, latency and speed relative to the first case.
+
+    When rows differ in batch, dtype, memory format or threads (a sweep), a 'point' column names
+    them and p99 and images/s columns show the latency-throughput trade.
+    """
+    rows = list(rows)
+    swept = [a for a in SWEEP_AXES if len({str(r.get(a)) for r in rows}) > 1]
     t = Table(title=title, title_justify="left")
-    for name, justify in (("case", "left"), ("scale", "right"), ("mode", "left"), ("widths", "left"),
-                          ("MFLOPs", "right"), ("drift", "right"), ("MAC MB", "right"), ("latency ms", "right"),
-                          ("p10-p90 ms", "right"), ("rel. speed", "right"), ("latency ratio [95% CI]", "left"),
-                          ("note", "left")):
+    columns = [("case", "left"), ("scale", "right"), ("mode", "left")] + ([("point", "left")] if swept else []) + [
+        ("widths", "left"), ("MFLOPs", "right"), ("drift", "right"), ("MAC MB", "right"), ("latency ms", "right"),
+        ("p10-p90 ms", "right")] + ([("p99 ms", "right"), ("images/s", "right")] if swept else []) + [
+        ("rel. speed", "right"), ("latency ratio [95% CI]", "left"), ("note", "left")]
+    for name, justify in columns:
         t.add_column(name, justify=justify)  # type: ignore[arg-type]
     for row in rows:
         lat, r = _num(row.get("latency_ms")), _num(row.get("ratio_to_baseline"))
         failed = row.get("status") != "ok"
-        # text from suites and exceptions is not markup: "[/x]" in an error must not break the table
-        note = escape(str((row.get("error") if failed else short_warnings(row.get("warnings"))) or ""))
+        note = row.get("error") if failed else short_warnings(row.get("warnings"))
+        extra = ([f"{_num(row.get('latency_p99_ms')):.3f}", f"{_num(row.get('images_per_s')):,.0f}"]
+                 if swept and not failed else ["", ""] if swept else [])
         t.add_row(
-            escape(str(row["case"])), f"x{row['scale']}", str(row["mode"]), str(row.get("widths", "")),
+            escape(str(row["case"])), f"x{row['scale']}", str(row["mode"]),
+            *([point_text(row, swept)] if swept else []), str(row.get("widths", "")),
             f"{_num(row['mult_adds']) / 1e6:,.1f}",
             "" if math.isnan(_num(row.get("flops_drift_pct"))) else f"{_num(row['flops_drift_pct']):+.1f}%",
             f"{_num(row['mac_bytes']) / 1e6:,.2f}",
-            "FAILED" if failed else f"{lat:.3f}",
+            str(row.get("status", "")).upper() if failed else f"{lat:.3f}",
             "" if failed else f"{_num(row.get('latency_p10_ms')):.3f}-{_num(row.get('latency_p90_ms')):.3f}",
+            *extra,
             "" if failed or math.isnan(r) or r <= 0 else f"{1 / r:.2f}",
             "" if failed else ratio_text(row),
-            f"[red]{note}[/red]" if failed else (f"[yellow]{note}[/yellow]" if note else ""),
+            _markup_note(note, row.get("status")),
         )
     return t
 
@@ -218,4 +237,32 @@ def calibration_table(suggestions: Any, pooled_pct: float, noise_floor: float, r
         t.add_row(f"{k['suite']}/{k['case']}", f"x{k['scale']}", str(k["device"]), str(k["mode"]), str(k["batch"]),
                   str(s.runs), f"{s.median_ms:.3f}", "-" if math.isnan(s.case_noise_pct) else f"{s.case_noise_pct:.1f}%",
                   f"{s.noise_pct:.1f}%", f"{s.threshold:.1%}")
+    return t
+
+
+def _markup_note(note: Any, status: Any) -> str:
+    if not note:
+        return ""
+    text = escape(str(note))
+    colour = {"failed": "red", "skipped": "cyan"}.get(str(status), "yellow")
+    return f"[{colour}]{text}[/{colour}]"
+
+
+def claims_table(verdicts: Iterable[dict[str, Any]], title: str) -> Table:
+    """One line per claim and group: the paired ratio latency(case)/latency(than) and the verdict."""
+    verdicts = list(verdicts)
+    swept = [a for a in (*SWEEP_AXES, "mode") if len({str(v.get(a)) for v in verdicts}) > 1]
+    t = Table(title=title, title_justify="left")
+    for name in ("claim", "group", "latency ratio case/than [95% CI]", "expected", "verdict"):
+        t.add_column(name)
+    colours = {"holds": "green", "fails": "red", "unclear": "yellow"}
+    for v in verdicts:
+        group = f"x{v['scale']} {point_text(v, swept)}".strip()
+        expected = {"faster": "< 1", "slower": "> 1", "at_most": f"<= {v['bound']:g}",
+                    "at_least": f">= {v['bound']:g}"}[v["expect"]]
+        t.add_row(escape(f"{v['case']} vs {v['than']}: {v['claim']}"), group,
+                  f"{v['ratio']:.3f}x [{v['ratio_ci_low']:.3f}, {v['ratio_ci_high']:.3f}]", expected,
+                  f"[{colours[v['verdict']]}]{v['verdict']}[/{colours[v['verdict']]}]")
+    if not t.row_count:
+        t.add_row("no claim could be judged (cases skipped, failed, or claims for other devices)", "", "", "", "")
     return t

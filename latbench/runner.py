@@ -4,7 +4,6 @@ interleaved, and turn measurements into result rows. The device backend is passe
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -13,7 +12,8 @@ from typing import Any, Callable
 import torch
 
 from latbench import faults, roofline
-from latbench.cost import build_network, count_spec
+from latbench.cost import count_spec
+from latbench.prepare import Prepared, error_text, prepare_case
 from latbench.records import SCHEMA_VERSION, CaseSpec, Cost, Measurement, Ratio, Summary
 from latbench.stats import paired_ratio, relative_halfwidth, summarize
 from latbench.timing.backend import TimingBackend
@@ -63,29 +63,58 @@ def run_specs(specs: list[CaseSpec], cfg: RunConfig, backend: TimingBackend,
 def run_group(specs: list[CaseSpec], cfg: RunConfig, backend: TimingBackend,
               on_progress: Callable[[str, int, float], None] | None = None,
               ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    costs = {s.case: count_spec(s, cfg.dtype) for s in specs}
+    """Measure one group (same scale and sweep point) interleaved; rows for every case x mode.
+
+    A sweep point's thread count holds for the group only; cases the device cannot run are rows
+    with status "skipped" and the reason in `error`.
+    """
+    first = specs[0]
+    modes = (first.mode,) if first.mode else cfg.modes
+    threads_before = torch.get_num_threads()
+    if first.threads:
+        torch.set_num_threads(first.threads)
+    try:
+        return _run_group(specs, modes, cfg, backend, on_progress)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _run_group(specs: list[CaseSpec], modes: tuple[str, ...], cfg: RunConfig, backend: TimingBackend,
+               on_progress: Callable[[str, int, float], None] | None,
+               ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    costs: dict[str, Cost | None] = {}
     errors: dict[tuple[str, str], str] = {}
+    for s in specs:
+        try:
+            costs[s.case] = count_spec(s)
+        except Exception as exc:  # noqa: BLE001 - a user module that cannot even be counted
+            costs[s.case] = None
+            errors.update({(s.case, m): error_text(exc) for m in modes})
+    skips: dict[tuple[str, str], str] = {}
+    compile_s: dict[tuple[str, str], float] = {}
     items: list[tuple[tuple[str, str], Callable[[], object]]] = []
-    fns: dict[str, Callable[[], object]] = {}
-    label = f"{specs[0].experiment} x{specs[0].scale}"
+    fns: dict[str, Callable[[], object]] = {}  # one callable per case, for --profile
+    label = f"{specs[0].experiment} x{specs[0].scale}" + (f" {specs[0].point}" if specs[0].point else "")
     with torch.inference_mode():
         for spec in specs:
-            torch.manual_seed(cfg.seed)
+            if costs[spec.case] is None:
+                continue
             try:
                 with faults.time_limit(cfg.case_timeout_s):
-                    model, x = build_network(spec.builder, spec.param_dict, spec.blocks, spec.batch, spec.height,
-                                             spec.width, cfg.device, cfg.dtype)
-            except Exception as exc:  # noqa: BLE001 - e.g. out of memory: record and go on
-                for mode in cfg.modes:
-                    errors[(spec.case, mode)] = _err(exc, cfg.device)
-                continue
-            fn = fns[spec.case] = functools.partial(model, x)
-            for mode in cfg.modes:
-                try:
-                    with faults.time_limit(cfg.case_timeout_s):
-                        items.append(((spec.case, mode), backend.prepare(fn, mode)))
-                except Exception as exc:  # noqa: BLE001
-                    errors[(spec.case, mode)] = _err(exc, cfg.device)
+                    prepared = prepare_case(spec, modes, cfg.device, backend, cfg.seed)
+            except faults.CaseTimeout as exc:
+                prepared = {mode: Prepared(error=_err(exc, cfg.device)) for mode in modes}
+            for mode, prep in prepared.items():
+                key = (spec.case, mode)
+                if prep.fn is not None:
+                    items.append((key, prep.fn))
+                    fns.setdefault(spec.case, prep.fn)
+                elif prep.skip:
+                    skips[key] = prep.skip
+                else:
+                    errors[key] = prep.error or "failed"
+                if prep.compile_s is not None:
+                    compile_s[key] = prep.compile_s
         base_case = specs[0].baseline_case
         baselines = {key: (base_case, key[1]) for key, _ in items}
         progress = (lambda r, t: on_progress(label, r, t)) if on_progress else None
@@ -102,16 +131,21 @@ def run_group(specs: list[CaseSpec], cfg: RunConfig, backend: TimingBackend,
         torch.cuda.empty_cache()
 
     rows, sample_rows = [], []
-    base_flops = costs[base_case].flops if base_case in costs else None
+    base_cost = costs.get(base_case)
+    base_flops = base_cost.flops if base_cost is not None else None
     for spec in specs:
-        for mode in cfg.modes:
+        for mode in modes:
             key = (spec.case, mode)
             m = done.get(key)
             base = done.get((base_case, mode))
             ratio = (paired_ratio(m.samples_s, m.rounds, base.samples_s, base.rounds)
                      if m is not None and base is not None else None)
-            rows.append(make_row(spec, costs[spec.case], mode, m, ratio, errors.get(key), cfg, base_flops))
-            _add_hardware_columns(rows[-1], tele, cfg.ceilings, ops.get(spec.case))
+            row = make_row(spec, costs[spec.case], mode, m, ratio, errors.get(key), cfg, base_flops)
+            row["compile_s"] = compile_s.get(key)
+            if key in skips:
+                row.update(status="skipped", error=skips[key], stop_reason="skipped")
+            _add_hardware_columns(row, tele, cfg.ceilings, ops.get(spec.case))
+            rows.append(row)
             if m is not None:
                 sample_rows.extend(_sample_rows(spec, mode, m, cfg))
     return rows, sample_rows
@@ -147,20 +181,22 @@ def _err(exc: BaseException, device: str) -> str:
     return faults.describe(exc)
 
 
-def make_row(spec: CaseSpec, cost: Cost, mode: str, m: Measurement | None, ratio: Ratio | None,
+def make_row(spec: CaseSpec, cost: Cost | None, mode: str, m: Measurement | None, ratio: Ratio | None,
              error: str | None, cfg: RunConfig, base_flops: int | None) -> dict[str, Any]:
     reference = spec.flops_target or base_flops
     row: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION, "run_id": cfg.run_id, "suite": spec.suite,
         "experiment": spec.experiment, "case": spec.case, "scale": spec.scale, "device": cfg.device,
-        "mode": mode, "batch": spec.batch, "dtype": str(cfg.dtype).removeprefix("torch."),
-        "threads": cfg.threads, "widths": spec.widths_text(), "widths_mode": spec.widths_mode,
-        "flops": cost.flops, "mult_adds": cost.mult_adds, "flops_target": spec.flops_target,
-        "flops_drift_pct": round(100 * (cost.flops / reference - 1), 3) if reference else None,
-        "mac_bytes": cost.mac_bytes, "params": cost.params, "activations": cost.activations,
+        "mode": mode, "batch": spec.batch, "dtype": spec.dtype, "memory_format": spec.memory_format,
+        "threads": spec.threads or cfg.threads, "widths": spec.widths_text(), "widths_mode": spec.widths_mode,
+        "flops_target": spec.flops_target,
         "baseline_case": spec.baseline_case, "schedule": cfg.schedule, "source": spec.source,
         "status": "failed" if error or m is None else "ok", "error": error or "",
     }
+    if cost is not None:
+        row.update({"flops": cost.flops, "mult_adds": cost.mult_adds, "mac_bytes": cost.mac_bytes,
+                    "params": cost.params, "activations": cost.activations,
+                    "flops_drift_pct": round(100 * (cost.flops / reference - 1), 3) if reference else None})
     if m is None:
         row["stop_reason"] = "failed"
         row["warnings"] = ""
@@ -168,7 +204,7 @@ def make_row(spec: CaseSpec, cost: Cost, mode: str, m: Measurement | None, ratio
     s = summarize(m.samples_s)
     row.update({
         "latency_ms": s.median_ms, "latency_mean_ms": s.mean_ms, "latency_p10_ms": s.p10_ms,
-        "latency_p90_ms": s.p90_ms, "latency_iqr_ms": s.iqr_ms, "latency_ci_low_ms": s.ci_low_ms,
+        "latency_p90_ms": s.p90_ms, "latency_p99_ms": s.p99_ms, "latency_iqr_ms": s.iqr_ms, "latency_ci_low_ms": s.ci_low_ms,
         "latency_ci_high_ms": s.ci_high_ms, "samples": s.n, "iters_per_sample": m.iters_per_sample,
         "warmup_iters": m.warmup_iters, "outliers": s.outliers,
         "images_per_s": 1e3 * spec.batch / s.median_ms, "batches_per_s": 1e3 / s.median_ms,
@@ -208,6 +244,7 @@ def _pct(x: float) -> str:
 def _sample_rows(spec: CaseSpec, mode: str, m: Measurement, cfg: RunConfig) -> list[dict[str, Any]]:
     common = {"run_id": cfg.run_id, "suite": spec.suite, "experiment": spec.experiment, "case": spec.case,
               "scale": spec.scale, "device": cfg.device, "mode": mode, "batch": spec.batch,
-              "iters": m.iters_per_sample}
+              "iters": m.iters_per_sample, "dtype": spec.dtype, "memory_format": spec.memory_format,
+              "threads": spec.threads or cfg.threads}
     return [{**common, "round": r, "position": p, "latency_ms": v * 1e3}
             for v, r, p in zip(m.samples_s, m.rounds, m.positions)]

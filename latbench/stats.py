@@ -45,7 +45,7 @@ def median_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[
 
 
 def summarize(samples_s: Sequence[float]) -> Summary:
-    """Median, mean, p10/p90, IQR, CI of the median and outlier count, all in milliseconds."""
+    """Median, mean, p10/p90/p99, IQR, CI of the median and outlier count, all in milliseconds."""
     x = np.asarray(samples_s, dtype=float) * 1e3
     if x.size == 0:
         nan = math.nan
@@ -54,9 +54,10 @@ def summarize(samples_s: Sequence[float]) -> Summary:
     iqr = q3 - q1
     outliers = int(np.sum((x < q1 - OUTLIER_IQR_FACTOR * iqr) | (x > q3 + OUTLIER_IQR_FACTOR * iqr)))
     lo, hi = median_ci(x)
-    p10, p90 = np.percentile(x, [10, 90])
+    p10, p90, p99 = np.percentile(x, [10, 90, 99])
     return Summary(median_ms=float(np.median(x)), mean_ms=float(x.mean()), p10_ms=float(p10), p90_ms=float(p90),
-                   iqr_ms=float(iqr), ci_low_ms=lo, ci_high_ms=hi, n=int(x.size), outliers=outliers)
+                   iqr_ms=float(iqr), ci_low_ms=lo, ci_high_ms=hi, n=int(x.size), outliers=outliers,
+                   p99_ms=float(p99))
 
 
 def paired_ratio(samples: Sequence[float], rounds: Sequence[int],

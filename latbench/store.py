@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from latbench.errors import ResultsError
-from latbench.records import KEY_COLUMNS, RESULT_COLUMNS, SAMPLE_COLUMNS, SCHEMA_VERSION
+from latbench.records import KEY_COLUMNS, KEY_DEFAULTS, RESULT_COLUMNS, SAMPLE_COLUMNS, SCHEMA_VERSION
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -129,6 +129,9 @@ def read_results(path: str | Path) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         raise ResultsError(f"not a readable CSV ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
                            where=str(path), hint="re-run 'latbench run' to regenerate it") from None
+    for col, default in KEY_DEFAULTS.items():  # older schemas: the key column had one implied value
+        if col not in df.columns and "schema_version" in df.columns:
+            df[col] = default
     missing = [c for c in ("schema_version", *KEY_COLUMNS, "latency_ms") if c not in df.columns]
     if missing:
         raise ResultsError(f"not a latbench results file: missing columns {', '.join(missing)}", where=str(path),

@@ -4,5 +4,7 @@ from latbench.models.registry import Builder, get_builder, list_builders
 
 # Importing the families registers them.
 from latbench.models import guidelines as _guidelines  # noqa: F401,E402
+from latbench.models import designs as _designs  # noqa: F401,E402
+from latbench.models import user as _user  # noqa: F401,E402
 
 __all__ = ["Builder", "get_builder", "list_builders"]

@@ -24,6 +24,8 @@ class Builder:
         FLOPs solver picks, each a multiple of its divisor.
     proportions(params) -> {width name: relative size}: the shape the solver keeps while it
         searches for a FLOPs target (e.g. c2 = 6 * c1 for a 1:6 pair).
+    input_shape(params) -> the input's shape without the batch dimension, when it is not
+        (in_channels, suite height, suite width) (user modules give their own).
     """
 
     name: str
@@ -34,6 +36,7 @@ class Builder:
     in_channels: Callable[[dict[str, Any]], int]
     widths: Callable[[dict[str, Any]], dict[str, int]]
     proportions: Callable[[dict[str, Any]], dict[str, float]]
+    input_shape: Callable[[dict[str, Any]], tuple[int, ...]] | None = None
 
 
 _REGISTRY: dict[str, Builder] = {}

@@ -2,7 +2,10 @@
 
 A suite is one experiment: a builder, a list of cases (the sweep) and the scales to run them at.
 Widths come either from the suite's per-platform channel lists (`widths: paper`) or from a FLOPs
-target that latbench/solver.py meets within `flops_tolerance` (`widths: flops`).
+target that latbench/solver.py meets within `flops_tolerance` (`widths: flops`). A case may name its
+own builder (to compare different unit types at matched FLOPs), the optional `sweep:` expands every
+case over batch, dtype, memory format, threads and mode (suite/sweep.py), and `claims:` states what
+the run should show (latbench/claims.py). The full schema is in docs/suites.md.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from latbench.cost import count
+from latbench.claims import ClaimModel
 from latbench.errors import SuiteError
-from latbench.models import get_builder
+from latbench.models import Builder, get_builder
 from latbench.records import CaseSpec
 from latbench.solver import solve_widths
+from latbench.suite.sweep import SweepModel, expand_specs, points
 from latbench.suite.yamlnodes import line_of, load_with_lines
 
 Platform = Literal["gpu", "arm"]
@@ -37,6 +42,7 @@ class InputShape(_Strict):
 
 class CaseModel(_Strict):
     name: str = Field(min_length=1, description="the case's label, unique in the suite")
+    builder: str | None = Field(default=None, description="this case's builder (default: the suite's)")
     params: dict[str, Any] = Field(default_factory=dict, description="builder parameters other than widths")
     widths: dict[Platform, Widths] = Field(
         default_factory=dict,
@@ -50,6 +56,8 @@ class SuiteModel(_Strict):
     experiment: str = Field(min_length=1)
     description: str = ""
     builder: str
+    params: dict[str, Any] = Field(default_factory=dict, description="parameters every case shares "
+                                   "(a case's own params override them)")
     input: InputShape = InputShape()
     blocks: int = Field(default=10, ge=1, le=1000)
     batch: int = Field(default=1, ge=1, le=65536)
@@ -59,6 +67,8 @@ class SuiteModel(_Strict):
         default=None, description="multiply-adds per image at scale 1 (the paper's FLOPs); "
                                   "default: the first case's count")
     flops_tolerance: float = Field(default=0.01, gt=0, le=0.5)
+    sweep: SweepModel | None = None
+    claims: list[ClaimModel] = Field(default_factory=list)
     cases: list[CaseModel] = Field(min_length=1)
 
     @field_validator("scales")
@@ -80,9 +90,20 @@ class Suite:
         line = line_of(self.lines, tuple(path))
         return f"{self.path}:{line}" if line else self.path
 
+    def builder_of(self, i: int) -> str:
+        """The builder of case i: its own, else the suite's."""
+        return self.model.cases[i].builder or self.model.builder
 
-def load_suite(path: str | Path) -> Suite:
-    """Read and validate a suite file. Raises SuiteError naming file, line and fix."""
+    def params_of(self, i: int) -> dict[str, Any]:
+        return {**self.model.params, **self.model.cases[i].params}
+
+
+def load_suite(path: str | Path, allow_import: bool = False) -> Suite:
+    """Read and validate a suite file. Raises SuiteError naming file, line and fix.
+
+    allow_import: a suite whose cases use the `user` builder imports (runs) the named Python code;
+    without this opt-in (`latbench run --allow-import`) such a suite is refused.
+    """
     p = Path(path)
     if not p.is_file():
         raise SuiteError("no such suite file", where=str(path),
@@ -111,8 +132,36 @@ def load_suite(path: str | Path) -> Suite:
             raise SuiteError(f"cases[{j}]: case name {name!r} is already used by cases[{names.index(name)}]",
                              where=suite.where("cases", j, "name"), hint="give every case a unique name")
     for i, case in enumerate(model.cases):
+        if case.builder:
+            get_builder(case.builder, where=suite.where("cases", i, "builder"))
         _check_case(suite, i, case)
+        if suite.builder_of(i) == "user":
+            _check_user(suite, i, allow_import)
+    for j, claim in enumerate(model.claims):
+        for key in ("case", "than"):
+            if getattr(claim, key) not in names:
+                close = difflib.get_close_matches(getattr(claim, key), names, n=1)
+                raise SuiteError(f"claims[{j}].{key}: no case named {getattr(claim, key)!r}",
+                                 where=suite.where("claims", j, key),
+                                 hint=(f"did you mean {close[0]!r}? " if close else "") + f"cases: {', '.join(names)}")
     return suite
+
+
+def _check_user(suite: Suite, i: int, allow_import: bool) -> None:
+    """User code is imported only on explicit opt-in; then its factory must resolve."""
+    from latbench.models.user import resolve_factory
+
+    factory = suite.params_of(i).get("factory", "?")
+    where = suite.where("cases", i, "params", "factory") if "factory" in suite.model.cases[i].params \
+        else suite.where("params", "factory") if "factory" in suite.model.params else suite.where("cases", i)
+    if not allow_import:
+        raise SuiteError(f"cases[{i}] ({suite.model.cases[i].name}) would import and run your code {factory!r}, "
+                         f"and latbench imports user code only when asked", where=where,
+                         hint="pass --allow-import to 'latbench run' if you trust this suite")
+    try:
+        resolve_factory(factory)
+    except SuiteError as exc:
+        raise SuiteError(exc.message, where=where, hint=exc.hint) from None
 
 
 def _located(exc: ValidationError, path: str, lines: dict, model: type[BaseModel], prefix: tuple = ()) -> SuiteError:
@@ -162,22 +211,30 @@ def _hint(err: dict) -> str | None:
 
 def _check_case(suite: Suite, i: int, case: CaseModel) -> None:
     """Builder parameters and widths are known and valid (at scale 1, paper widths)."""
-    b = get_builder(suite.model.builder)
+    b = get_builder(suite.builder_of(i))
     width_names = set(b.width_names)
-    for key in case.params:
+    for key in suite.params_of(i):
         if key not in b.params.model_fields or key in width_names:
             allowed = [k for k in b.params.model_fields if k not in width_names]
+            path = ("cases", i, "params", key) if key in case.params else ("params", key)
             raise SuiteError(f"cases[{i}].params: unknown parameter {key!r} for builder {b.name!r}",
-                             where=suite.where("cases", i, "params", key), hint=f"allowed: {', '.join(allowed)}")
+                             where=suite.where(*path), hint=f"allowed: {', '.join(allowed)}")
+    if not b.width_names:
+        if case.widths:
+            raise SuiteError(f"cases[{i}].widths: builder {b.name!r} has no widths", where=suite.where("cases", i,
+                             "widths"), hint="remove 'widths' from this case")
+        _validate_params(suite, i, suite.params_of(i), ("cases", i))
     # the values too, even when no platform lists widths (flops mode solves them later)
+    params = suite.params_of(i)
     try:
-        b.params.model_validate({**{n: 1 for n in width_names}, **case.params})
+        b.params.model_validate({**{n: 1 for n in width_names}, **params})
     except ValidationError as exc:
-        bad = [e for e in exc.errors() if e["loc"] and e["loc"][0] in case.params]
+        bad = [e for e in exc.errors() if e["loc"] and e["loc"][0] in params]
         if bad:
             key = bad[0]["loc"][0]
+            path = ("cases", i, "params", key) if key in case.params else ("params", key)
             raise SuiteError(f"cases[{i}] ({case.name}): params.{key}: {bad[0]['msg']}",
-                             where=suite.where("cases", i, "params", key),
+                             where=suite.where(*path),
                              hint=_hint(bad[0]) or f"see 'latbench list' for {b.name}") from None
     for platform, widths in case.widths.items():
         per_scale = widths if isinstance(widths, list) else [widths]
@@ -191,11 +248,11 @@ def _check_case(suite: Suite, i: int, case: CaseModel) -> None:
                 raise SuiteError(f"cases[{i}].widths.{platform}: unknown width {sorted(unknown)[0]!r}",
                                  where=suite.where("cases", i, "widths", platform),
                                  hint=f"builder {b.name!r} has widths {', '.join(sorted(width_names))}")
-            _validate_params(suite, i, {**case.params, **w}, ("cases", i, "widths", platform))
+            _validate_params(suite, i, {**suite.params_of(i), **w}, ("cases", i, "widths", platform))
 
 
 def _validate_params(suite: Suite, i: int, params: dict, path: tuple) -> dict[str, Any]:
-    b = get_builder(suite.model.builder)
+    b = get_builder(suite.builder_of(i))
     try:
         return b.params.model_validate(params).model_dump()
     except ValidationError as exc:
@@ -208,14 +265,16 @@ def _validate_params(suite: Suite, i: int, params: dict, path: tuple) -> dict[st
 
 def expand(suite: Suite, platform: str, *, quick: bool = False, widths_mode: str | None = None,
            batch: int | None = None) -> list[CaseSpec]:
-    """Every (scale, case) of the suite as a CaseSpec with its widths resolved for `platform`.
+    """Every (scale, sweep point, case) of the suite as a CaseSpec with widths resolved for `platform`.
 
     quick keeps the first scale only. In flops mode every case's counted FLOPs must be within
-    flops_tolerance of the target, else SuiteError names the best widths found.
+    flops_tolerance of the target, else SuiteError names the best widths found. batch replaces the
+    suite's batch and a batch sweep.
     """
     m = suite.model
     mode = widths_mode or m.widths
-    batch = batch or m.batch
+    pts = points(m.sweep, m.batch, batch)
+    batch = pts[0].batch
     scales = m.scales[:1] if quick else m.scales
     h, w = m.input.height, m.input.width
     specs: list[CaseSpec] = []
@@ -226,14 +285,16 @@ def expand(suite: Suite, platform: str, *, quick: bool = False, widths_mode: str
                 target = round(2 * m.flops_target[platform] * scale * scale * batch)
             else:
                 base = _paper_params(suite, 0, platform, s_idx, scale)
-                target = count(m.builder, base, m.blocks, batch, h, w).flops
+                target = count(suite.builder_of(0), base, m.blocks, batch, h, w).flops
         for i, case in enumerate(m.cases):
             if mode == "paper":
                 params = _paper_params(suite, i, platform, s_idx, scale)
             else:
                 assert target is not None
+                _require_widths(suite, i)
                 try:
-                    params, flops = solve_widths(m.builder, dict(case.params), target, batch, h, w, m.blocks)
+                    params, flops = solve_widths(suite.builder_of(i), suite.params_of(i), target, batch, h, w,
+                                                 m.blocks)
                 except ValueError as exc:  # no width reaches the target
                     raise SuiteError(f"cases[{i}] ({case.name}) at x{scale}: {exc}", where=suite.where("cases", i),
                                      hint="lower flops_target or use 'widths: paper'") from None
@@ -241,27 +302,37 @@ def expand(suite: Suite, platform: str, *, quick: bool = False, widths_mode: str
                 if abs(drift) > m.flops_tolerance:
                     raise SuiteError(
                         f"cases[{i}] ({case.name}) at x{scale}: the nearest widths "
-                        f"{_fmt_widths(params, m.builder)} give {flops:,} FLOPs, {drift:+.1%} off the target {target:,}, "
+                        f"{_fmt_widths(params, suite.builder_of(i))} give {flops:,} FLOPs, {drift:+.1%} off the target {target:,}, "
                         f"beyond flops_tolerance {m.flops_tolerance:.1%}", where=suite.where("cases", i),
                         hint="raise flops_tolerance, use larger widths (a larger scale or flops_target), "
                              "or use 'widths: paper'")
             specs.append(CaseSpec(
-                suite=m.suite, experiment=m.experiment, case=case.name, scale=scale, builder=m.builder,
+                suite=m.suite, experiment=m.experiment, case=case.name, scale=scale, builder=suite.builder_of(i),
                 params=tuple(sorted(params.items())), blocks=m.blocks, batch=batch, height=h, width=w,
                 baseline_case=m.cases[0].name, widths_mode=mode, flops_target=target,
                 flops_tolerance=m.flops_tolerance, source=suite.where("cases", i)))
-    return specs
+    return expand_specs(specs, pts)
+
+
+def _require_widths(suite: Suite, i: int) -> Builder:
+    b = get_builder(suite.builder_of(i))
+    if not b.width_names:
+        raise SuiteError(f"cases[{i}] ({suite.model.cases[i].name}): builder {b.name!r} has no widths to solve "
+                         f"for a FLOPs target", where=suite.where("cases", i), hint="use 'widths: paper'")
+    return b
 
 
 def _paper_params(suite: Suite, i: int, platform: str, s_idx: int, scale: int) -> dict[str, Any]:
     case = suite.model.cases[i]
+    if not get_builder(suite.builder_of(i)).width_names:
+        return _validate_params(suite, i, suite.params_of(i), ("cases", i))
     if platform not in case.widths:
         raise SuiteError(f"cases[{i}] ({case.name}) has no widths for platform {platform!r}",
                          where=suite.where("cases", i), hint=f"add widths.{platform}, pass --platform "
                          f"{'/'.join(case.widths) or 'gpu|arm'}, or use --widths flops")
     widths = case.widths[platform]
     chosen = widths[s_idx] if isinstance(widths, list) else {k: v * scale for k, v in widths.items()}
-    return _validate_params(suite, i, {**case.params, **chosen}, ("cases", i, "widths", platform))
+    return _validate_params(suite, i, {**suite.params_of(i), **chosen}, ("cases", i, "widths", platform))
 
 
 def _fmt_widths(params: dict[str, Any], builder: str) -> str:

@@ -1,0 +1,300 @@
+"""Efficient-CNN designs from the seed notes, as builders: conv families (dense, group, depthwise-
+separable, VarGNet's variable group conv), ShuffleNet V1/V2 units, MobileNet V2 inverted residual
+with optional SE, the Ghost module (C-Ghost) and the G-Ghost stage.
+
+As in models/guidelines.py every network is `blocks` identical blocks at a fixed feature-map size,
+input channels = output channels, convs carry no bias and no BatchNorm (an inference library folds
+BN into the conv); ReLUs stay where the design has them (they are real element-wise work, G4).
+MobileNet V1's depthwise-separable unit is `conv` with `group_channels: 1, pointwise: true`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+
+from latbench.models.registry import Builder, register_builder
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _conv(c_in: int, c_out: int, k: int = 1, groups: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, kernel_size=k, padding=k // 2, groups=groups, bias=False)
+
+
+def _multiple(c: int, step: int, what: str) -> None:
+    if c % step:
+        raise ValueError(f"c={c} is not a multiple of {step} ({what}); use e.g. c={step * max(1, round(c / step))}")
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """ShuffleNet's channel shuffle: reshape to (g, c/g), transpose, flatten (one copy)."""
+    n, c, h, w = x.shape
+    return x.view(n, groups, c // groups, h, w).transpose(1, 2).contiguous().view(n, c, h, w)
+
+
+def _register(name: str, summary: str, params: type[_Params], build, step=lambda p: 1) -> None:
+    """Every design here has one width, c (block input = output channels), a multiple of step(p)."""
+    register_builder(Builder(name=name, summary=summary, params=params, width_names=("c",), build=build,
+                             in_channels=lambda p: p["c"], widths=lambda p: {"c": step(p)},
+                             proportions=lambda p: {"c": 1.0}))
+
+
+def _stack(block, p: dict[str, Any], blocks: int) -> nn.Module:
+    return nn.Sequential(*[block(**p) for _ in range(blocks)])
+
+
+# ---- Conv families: dense / group / depthwise-separable / variable group (VarGNet) -------------
+
+class ConvParams(_Params):
+    c: int = Field(ge=1, description="input = output channels")
+    kernel: int = Field(default=3, ge=1, le=7, description="spatial kernel size (odd)")
+    groups: int = Field(default=1, ge=1, description="fixed group count (1 = dense)")
+    group_channels: int | None = Field(default=None, ge=1, description="VarGNet: fixed channels per group, so "
+                                       "groups = c / group_channels (1 = depthwise); excludes groups")
+    pointwise: bool = Field(default=False, description="follow with a 1x1 conv c->c (a separable block)")
+    relu: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> "ConvParams":
+        if self.kernel % 2 == 0:
+            raise ValueError(f"kernel={self.kernel} is even; use an odd size (1, 3, 5, 7)")
+        if self.group_channels is not None and self.groups != 1:
+            raise ValueError("give groups or group_channels, not both")
+        _multiple(self.c, self.group_channels or self.groups, "channels per group" if self.group_channels else "groups")
+        return self
+
+
+class ConvBlock(nn.Module):
+    """k x k conv c->c with G groups [ReLU] [1x1 conv c->c, ReLU]."""
+
+    def __init__(self, c: int, kernel: int, groups: int, group_channels: int | None, pointwise: bool, relu: bool):
+        super().__init__()
+        g = c // group_channels if group_channels else groups
+        layers: list[nn.Module] = [_conv(c, c, kernel, g)] + ([nn.ReLU(inplace=True)] if relu else [])
+        if pointwise:
+            layers += [_conv(c, c)] + ([nn.ReLU(inplace=True)] if relu else [])
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+_register("conv", "k x k conv c->c: dense (groups 1), group (groups g), variable group (group_channels S, "
+          "VarGNet), depthwise (group_channels 1); pointwise: true adds a 1x1 (MobileNet V1 unit)",
+          ConvParams, lambda p, blocks: _stack(ConvBlock, p, blocks),
+          step=lambda p: p.get("group_channels") or p.get("groups", 1))
+
+
+# ---- ShuffleNet V1 unit (Zhang et al. 2018, Fig. 2b) --------------------------------------------
+
+class ShuffleV1Params(_Params):
+    c: int = Field(ge=1, description="unit input = output channels")
+    groups: int = Field(default=3, ge=1, description="groups of both pointwise convs (the paper's g)")
+    bottleneck: int = Field(default=4, ge=1, description="inner width is c / bottleneck (paper: 4)")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ShuffleV1Params":
+        _multiple(self.c, self.bottleneck * self.groups, "bottleneck x groups, so both group convs divide")
+        return self
+
+
+class ShuffleV1Unit(nn.Module):
+    """1x1 group conv c->m, ReLU, channel shuffle, 3x3 depthwise m (no ReLU), 1x1 group conv m->c,
+    add the input, ReLU (stride-1 unit)."""
+
+    def __init__(self, c: int, groups: int, bottleneck: int):
+        super().__init__()
+        m = c // bottleneck
+        self.groups = groups
+        self.reduce = _conv(c, m, 1, groups)
+        self.dw = _conv(m, m, 3, m)
+        self.expand = _conv(m, c, 1, groups)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act(self.reduce(x))
+        out = self.expand(self.dw(channel_shuffle(out, self.groups)))
+        return self.act(out + x)
+
+
+_register("shufflenet_v1_unit", "ShuffleNet V1 unit: 1x1 group conv, channel shuffle, 3x3 depthwise, 1x1 group "
+          "conv, residual add", ShuffleV1Params, lambda p, blocks: _stack(ShuffleV1Unit, p, blocks),
+          step=lambda p: p.get("bottleneck", 4) * p.get("groups", 3))
+
+
+# ---- ShuffleNet V2 unit (Ma et al. 2018, Fig. 3c) -----------------------------------------------
+
+class ShuffleV2Params(_Params):
+    c: int = Field(ge=2, description="unit input = output channels (split in half)")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ShuffleV2Params":
+        _multiple(self.c, 2, "the channel split halves it")
+        return self
+
+
+class ShuffleV2Unit(nn.Module):
+    """Channel split in halves; one half passes, the other goes 1x1, ReLU, 3x3 depthwise, 1x1, ReLU;
+    concat; channel shuffle with 2 groups (stride-1 unit)."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        h = c // 2
+        self.branch = nn.Sequential(_conv(h, h), nn.ReLU(inplace=True), _conv(h, h, 3, h), _conv(h, h),
+                                    nn.ReLU(inplace=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        keep, work = x.chunk(2, dim=1)
+        return channel_shuffle(torch.cat((keep, self.branch(work)), dim=1), 2)
+
+
+_register("shufflenet_v2_unit", "ShuffleNet V2 unit: channel split, 1x1 / 3x3 depthwise / 1x1 on one half, "
+          "concat, channel shuffle", ShuffleV2Params, lambda p, blocks: _stack(ShuffleV2Unit, p, blocks),
+          step=lambda p: 2)
+
+
+# ---- MobileNet V2 inverted residual (Sandler et al. 2018), optional SE (Hu et al. 2018) ---------
+
+class SqueezeExcite(nn.Module):
+    """SE: global average pool, 1x1 c->c/r, ReLU, 1x1 c/r->c, sigmoid, scale the input per channel."""
+
+    def __init__(self, c: int, reduction: int):
+        super().__init__()
+        hidden = max(1, c // reduction)
+        self.gate = nn.Sequential(nn.AdaptiveAvgPool2d(1), _conv(c, hidden), nn.ReLU(inplace=True),
+                                  _conv(hidden, c), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
+
+
+class InvertedResidualParams(_Params):
+    c: int = Field(ge=1, description="unit input = output channels")
+    expansion: int = Field(default=6, ge=1, description="inner width is expansion x c (paper: 6)")
+    se: bool = Field(default=False, description="squeeze-and-excitation on the branch before the add")
+    se_reduction: int = Field(default=16, ge=1, description="SE hidden width is c / se_reduction (SENet: 16)")
+
+
+class InvertedResidual(nn.Module):
+    """1x1 c->tc, ReLU6, 3x3 depthwise tc, ReLU6, 1x1 tc->c (linear), [SE], add the input."""
+
+    def __init__(self, c: int, expansion: int, se: bool, se_reduction: int):
+        super().__init__()
+        t = c * expansion
+        layers: list[nn.Module] = [_conv(c, t), nn.ReLU6(inplace=True), _conv(t, t, 3, t), nn.ReLU6(inplace=True),
+                                   _conv(t, c)]
+        if se:
+            layers.append(SqueezeExcite(c, se_reduction))
+        self.branch = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.branch(x)
+
+
+_register("mobilenet_v2_unit", "MobileNet V2 inverted residual (1x1 expand, 3x3 depthwise, 1x1 linear "
+          "project, add), optional SE on the branch", InvertedResidualParams,
+          lambda p, blocks: _stack(InvertedResidual, p, blocks))
+
+
+# ---- Ghost module (Han et al. 2020, C-Ghost) ----------------------------------------------------
+
+class GhostParams(_Params):
+    c: int = Field(ge=1, description="module input = output channels")
+    ratio: int = Field(default=2, ge=2, description="s: output / intrinsic channels (paper: 2)")
+    dw_size: int = Field(default=3, ge=1, le=7, description="kernel of the cheap depthwise op (paper: 3)")
+    relu: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> "GhostParams":
+        _multiple(self.c, self.ratio, "ratio, so intrinsic + ghost features make exactly c")
+        return self
+
+
+class GhostModule(nn.Module):
+    """Primary 1x1 conv c->c/s [ReLU]; cheap depthwise d x d conv producing (s-1) ghost maps per
+    intrinsic map [ReLU]; concat intrinsic and ghost features (c channels)."""
+
+    def __init__(self, c: int, ratio: int, dw_size: int, relu: bool):
+        super().__init__()
+        m = c // ratio
+        act = [nn.ReLU(inplace=True)] if relu else []
+        self.primary = nn.Sequential(_conv(c, m), *act)
+        self.cheap = nn.Sequential(_conv(m, m * (ratio - 1), dw_size, m), *act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.primary(x)
+        return torch.cat((y, self.cheap(y)), dim=1)
+
+
+_register("ghost_module", "Ghost module (C-Ghost): 1x1 conv to c/s intrinsic maps, cheap depthwise op for the "
+          "rest, concat", GhostParams, lambda p, blocks: _stack(GhostModule, p, blocks),
+          step=lambda p: p.get("ratio", 2))
+
+
+# ---- G-Ghost stage (Han et al. 2022) and the plain stage it replaces ----------------------------
+
+class GGhostParams(_Params):
+    c: int = Field(ge=2, description="stage input = output channels")
+    depth: int = Field(default=4, ge=3, description="blocks in the stage (3x3 conv + ReLU each)")
+    ghost: bool = Field(default=True, description="false: the plain stage of `depth` blocks at width c")
+    cheap_ratio: float = Field(default=0.5, gt=0, lt=1, description="lambda: share of output made cheaply")
+    mix: bool = Field(default=True, description="the mix op: pooled intermediate features added to the cheap ones")
+
+    @model_validator(mode="after")
+    def _check(self) -> "GGhostParams":
+        cheap = round(self.c * self.cheap_ratio)
+        if self.ghost and not 1 <= cheap < self.c:
+            raise ValueError(f"c={self.c} with cheap_ratio={self.cheap_ratio} leaves no cheap or no raw channels; "
+                             f"use a larger c")
+        return self
+
+
+def _block(c: int) -> nn.Module:
+    return nn.Sequential(_conv(c, c, 3), nn.ReLU(inplace=True))
+
+
+class GGhostStage(nn.Module):
+    """First block c->c (x0); depth-2 blocks on its first (1-lambda)c channels (complex features);
+    the other lambda*c channels of x0 through a cheap 1x1 conv (ghost features), plus with `mix`
+    a per-channel term from the pooled x0 and intermediates (1x1, ReLU, 1x1); ReLU; concat; last
+    block c->c. With ghost=False: depth plain blocks."""
+
+    def __init__(self, c: int, depth: int, ghost: bool, cheap_ratio: float, mix: bool):
+        super().__init__()
+        self.ghost, self.mix = ghost, mix
+        if not ghost:
+            self.plain = nn.Sequential(*[_block(c) for _ in range(depth)])
+            return
+        q = round(c * cheap_ratio)
+        self.raw = c - q
+        self.base, self.end = _block(c), _block(c)
+        self.layers = nn.ModuleList(_block(self.raw) for _ in range(depth - 2))
+        self.cheap = _conv(q, q)
+        self.act = nn.ReLU(inplace=True)
+        if mix:
+            self.merge = nn.Sequential(nn.AdaptiveAvgPool2d(1), _conv(c + self.raw * (depth - 2), q),
+                                       nn.ReLU(inplace=True), _conv(q, q))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.ghost:
+            return self.plain(x)
+        x0 = self.base(x)
+        e, feats = x0[:, :self.raw], [x0]
+        for layer in self.layers:
+            e = layer(e)
+            feats.append(e)
+        g = self.cheap(x0[:, self.raw:])
+        if self.mix:
+            g = g + self.merge(torch.cat(feats, dim=1))
+        return self.end(torch.cat((e, self.act(g)), dim=1))
+
+
+_register("g_ghost_stage", "G-Ghost stage: complex features on (1-lambda)c channels, cheap 1x1 ghost features, "
+          "optional mix op; ghost: false is the plain stage", GGhostParams,
+          lambda p, blocks: _stack(GGhostStage, p, blocks), step=lambda p: 2)
