@@ -41,8 +41,11 @@ def parse_fraction(text: str | float, what: str = "--threshold", bare_percent: b
     return v
 
 
+SWEEP_KEYS = ("dtype", "memory_format", "threads")  # key columns a thresholds file may leave out
+
+
 def case_key(d: Mapping[str, Any]) -> tuple:
-    return tuple(str(d[c]) for c in KEY_COLUMNS)
+    return tuple(str(d.get(c, "*") if c in SWEEP_KEYS else d[c]) for c in KEY_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,11 @@ class Thresholds:
         k = dict(key)
         if "->" in str(k.get("device", "")):  # aligned across devices: look up by the candidate's device
             k["device"] = str(k["device"]).split("->")[-1]
-        return self.cases.get(case_key(k), self.default)
+        exact = self.cases.get(case_key(k))
+        if exact is not None:
+            return exact
+        # thresholds written without the sweep axes (dtype, memory_format, threads) match any value
+        return self.cases.get(case_key({**k, **{a: "*" for a in SWEEP_KEYS}}), self.default)
 
     @classmethod
     def from_data(cls, data: Any, default: float | None, where: str) -> "Thresholds":
@@ -69,11 +76,14 @@ class Thresholds:
                                 hint="write one with 'latbench calibrate --output FILE'")
         cases = {}
         for i, c in enumerate(data.get("cases", [])):
-            missing = [k for k in (*KEY_COLUMNS, "threshold") if not isinstance(c, dict) or k not in c]
+            required = [k for k in KEY_COLUMNS if k not in SWEEP_KEYS]
+            missing = [k for k in (*required, "threshold") if not isinstance(c, dict) or k not in c]
             if missing:
                 raise LatbenchError(f"cases[{i}] lacks {', '.join(missing)}", where=where,
-                                    hint="each case needs suite, experiment, case, scale, device, mode, batch, "
-                                         "threshold")
+                                    hint=f"each case needs {', '.join(required)}, threshold "
+                                         f"(and optionally {', '.join(SWEEP_KEYS)})")
+            c = {**{a: "*" for a in SWEEP_KEYS if a not in c or c[a] is None}, **{k: v for k, v in c.items()
+                                                                                 if v is not None}}
             cases[case_key(c)] = parse_fraction(c["threshold"], f"cases[{i}].threshold", False)
         dflt = default if default is not None else parse_fraction(data.get("default", DEFAULT_THRESHOLD), "default", False)
         nf = data.get("noise_floor")

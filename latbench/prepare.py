@@ -39,6 +39,12 @@ def error_text(exc: BaseException) -> str:
     return faults.describe(exc)
 
 
+def _plain(exc: BaseException) -> str:
+    """An exception as 'Type: first line', for skip reasons that already say what kind it is."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
 def device_skip(device: str, dtype: str) -> str | None:
     """A reason the device cannot run `dtype` at all, known without trying."""
     if device == "cuda" and dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
@@ -67,7 +73,7 @@ def prepare_case(spec: CaseSpec, modes: tuple[str, ...], device: str, backend: T
         model(x)
     except Exception as exc:  # noqa: BLE001
         if spec.dtype != "float32":
-            return {m: Prepared(skip=f"{spec.dtype} does not run on {device} here: {error_text(exc)}") for m in modes}
+            return {m: Prepared(skip=f"{spec.dtype} does not run on {device} here: {_plain(exc)}") for m in modes}
         return {m: Prepared(error=error_text(exc)) for m in modes}
     return {m: _mode(model, x, m, device, backend) for m in modes}
 
@@ -81,7 +87,7 @@ def _mode(model: torch.nn.Module, x: torch.Tensor, mode: str, device: str, backe
             compiled(x)  # and runs once more, so no recompilation lands in the warm-up
             return Prepared(fn=functools.partial(compiled, x), compile_s=time.perf_counter() - t0)
         except Exception as exc:  # noqa: BLE001 - no compiler, unsupported op: this machine cannot
-            return Prepared(skip=f"torch.compile ({COMPILE_BACKEND}) failed: {error_text(exc)}")
+            return Prepared(skip=f"torch.compile ({COMPILE_BACKEND}) failed: {_plain(exc)}")
     if mode not in backend.modes:
         return Prepared(skip=f"mode {mode!r} is not available on {device}; it has {', '.join(backend.modes)}"
                              f"{' and compile' if 'compile' not in backend.modes else ''}")

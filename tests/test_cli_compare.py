@@ -92,8 +92,9 @@ def test_compare_warns_on_different_machines_and_lists_missing_cases(tmp_path):
     flat = r.stderr.replace("\n", " ")
     assert "fingerprints differ: torch" in flat and "one run per side" in flat
     lines = r.stdout.splitlines()
-    assert lines[0].startswith("suite,experiment,case,scale,device,mode,batch,status")
-    status = {ln.split(",")[2]: ln.split(",")[7] for ln in lines[1:]}
+    assert lines[0].startswith("suite,experiment,case,scale,device,mode,batch,dtype,memory_format,threads,status")
+    status_at = lines[0].split(",").index("status")
+    status = {ln.split(",")[2]: ln.split(",")[status_at] for ln in lines[1:]}
     assert status == {"g=1": "same", "gone": "missing", "added": "missing"}
 
 

@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+
+from latbench.records import SCHEMA_VERSION
 from resultfiles import FINGERPRINT, write_run, write_side
 
 from latbench.compare import (classify, compare, expand_paths, load_run, load_runs, ratio_from_runs,
@@ -155,7 +157,7 @@ def test_expand_paths_takes_directories_globs_and_commas(tmp_path):
     (lambda p: p.with_suffix(".json").unlink(), "metadata file is missing"),
     (lambda p: p.with_suffix(".json").write_text("{not json"), "not readable JSON"),
     (lambda p: p.with_name(p.stem + "-samples.csv").unlink(), "samples file is missing"),
-    (lambda p: p.write_text(p.read_text().replace("\n1,", "\n99,")), "schema 99"),
+    (lambda p: p.write_text(p.read_text().replace(f"\n{SCHEMA_VERSION},", "\n99,")), "schema 99"),
 ])
 def test_bad_files_raise_results_error(tmp_path, damage, message):
     p = write_run(tmp_path, {"g=1": 10.0, "g=2": 11.0}, seed=1)

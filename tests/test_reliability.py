@@ -19,7 +19,7 @@ import torch
 from typer.testing import CliRunner
 
 from fakes import FakeClock, FakeWork, HangingWork
-from latbench import faults, runner
+from latbench import faults, prepare, runner
 from latbench.cli import app
 from latbench.records import KEY_COLUMNS
 from latbench.store import RunFiles, atomic_write_text, read_results
@@ -185,7 +185,7 @@ FAULTS = {
 @pytest.mark.parametrize("name", list(FAULTS))
 def test_a_faulty_case_is_a_failed_row_with_its_reason_and_the_run_goes_on(tmp_path, monkeypatch, name):
     where, action, expected = FAULTS[name]
-    real = runner.build_network
+    real = prepare.build_network
 
     def build(builder, params, *args, **kw):
         model, x = real(builder, params, *args, **kw)
@@ -195,7 +195,7 @@ def test_a_faulty_case_is_a_failed_row_with_its_reason_and_the_run_goes_on(tmp_p
             action()
         return action, x  # the "model" is the faulty forward
 
-    monkeypatch.setattr(runner, "build_network", build)
+    monkeypatch.setattr(prepare, "build_network", build)
     t0 = time.monotonic()
     result = _quick(tmp_path, "--case-timeout", "0.5")
     assert time.monotonic() - t0 < 25, "a hang must not hold the run for its 30 s"
@@ -226,14 +226,14 @@ def test_a_real_out_of_memory_case_fails_alone(tmp_path):
 
 
 def test_case_timeout_0_disables_the_limit(tmp_path, monkeypatch):
-    real = runner.build_network
+    real = prepare.build_network
 
     def build(builder, params, *args, **kw):
         if params["groups"] == 2:
             time.sleep(0.3)
         return real(builder, params, *args, **kw)
 
-    monkeypatch.setattr(runner, "build_network", build)
+    monkeypatch.setattr(prepare, "build_network", build)
     result = _quick(tmp_path, "--case-timeout", "0")
     assert result.exit_code == 0, result.stderr
     assert json.loads(next(tmp_path.glob("*.json")).read_text())["case_timeout_s"] == 0

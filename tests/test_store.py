@@ -30,9 +30,11 @@ EXPECTED_RESULT_COLUMNS = [
     "cpu_freq_mhz", "cpu_load_pct", "gpu_sm_clock_mhz", "gpu_temp_c", "gpu_power_w", "throttled", "under_load",
     "achieved_flops_per_s", "achieved_bytes_per_s", "arithmetic_intensity_flops_per_byte", "roofline_bound_ms",
     "roofline_pct", "op_count_per_forward", "zero_flop_time_pct",
+    # schema 2: sweep axes
+    "memory_format", "latency_p99_ms", "compile_s",
 ]
 EXPECTED_SAMPLE_COLUMNS = ["run_id", "suite", "experiment", "case", "scale", "device", "mode", "batch",
-                           "round", "position", "iters", "latency_ms"]
+                           "round", "position", "iters", "latency_ms", "dtype", "memory_format", "threads"]
 
 
 def header(path) -> list[str]:
