@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 # Results schema history:
@@ -163,16 +163,3 @@ KEY_COLUMNS: tuple[str, ...] = ("suite", "experiment", "case", "scale", "device"
                                  "dtype", "memory_format", "threads")
 # Defaults for key columns that older schemas lack (store.read_results fills them in).
 KEY_DEFAULTS: dict[str, Any] = {"memory_format": "contiguous"}
-
-
-@dataclass
-class RunInfo:
-    """What a run was asked to do; goes into the metadata JSON."""
-
-    run_id: str
-    device: str
-    threads: int | None
-    schedule: str
-    quick: bool
-    seed: int
-    extra: dict[str, Any] = field(default_factory=dict)

@@ -5,7 +5,7 @@ interleaved, and turn measurements into result rows. The device backend is passe
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import groupby
 from typing import Any, Callable
 
@@ -40,8 +40,6 @@ class RunConfig:
     threads: int | None = None
     seed: int = 0
     case_timeout_s: float = 0.0  # per case: build, warm-up, and each timed block; 0 = no limit
-    dtype: torch.dtype = torch.float32
-    extra: dict[str, Any] = field(default_factory=dict)
     telemetry: Any = None  # telemetry.TelemetrySampler (start()/stop() around each group), or None
     ceilings: roofline.Ceilings | None = None  # for the roofline columns
     profile: bool = False  # torch.profiler op breakdown after each group's measurement

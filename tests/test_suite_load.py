@@ -211,7 +211,7 @@ def test_python_tags_never_construct_anything(tmp_path, tag):
 
 
 def test_python_object_tag_on_a_mapping(tmp_path):
-    src = "!!python/object:latbench.records.RunInfo {run_id: x}\n"
+    src = "!!python/object:latbench.records.Ratio {value: 1}\n"
     p = write(tmp_path, src)
     assert "not allowed" in assert_located(error_of(p), p, 1)
 
