@@ -10,6 +10,7 @@ then gates A vs A' (any 'slower' = false alarm) and A vs B ('target' slower = de
 
     python benchmarks/validate_gate.py --pairs 20                 # full: ~1 h on 2 cores
     python benchmarks/validate_gate.py --pairs 2 --quick          # smoke test, a few minutes
+    python benchmarks/validate_gate.py --regate --workdir DIR     # gate DIR's runs again, measure nothing
 
 Prints progress on stderr and a markdown summary on stdout; --output writes all figures as JSON.
 """
@@ -67,9 +68,9 @@ def run_suite(suite: Path, out: Path, args: argparse.Namespace, seed: int) -> Pa
     return new[0]
 
 
-def gate(base: list[Path], cand: list[Path], args: argparse.Namespace) -> dict:
+def gate(base: list[Path], cand: list[Path], args: argparse.Namespace, *extra: str) -> dict:
     cmd = [sys.executable, "-m", "latbench", "gate", "--json", "-q", "--threshold", args.threshold,
-           "--alpha", str(args.alpha)]
+           "--alpha", str(args.alpha), *extra]
     for p in base:
         cmd += ["--baseline", str(p)]
     for p in cand:
@@ -96,7 +97,11 @@ def main() -> None:
     ap.add_argument("--wider", type=int, default=69, help="target's c in B (64 -> 69: FLOPs x 1.162)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep all runs here (default: a temp dir)")
     ap.add_argument("--output", type=Path, default=None, help="write the figures as JSON")
+    ap.add_argument("--regate", action="store_true",
+                    help="measure nothing: gate the runs already in --workdir again (e.g. after changing the gate)")
     args = ap.parse_args()
+    if args.regate and not args.workdir:
+        raise SystemExit("--regate needs --workdir (the directory of an earlier validation)")
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="latbench-validate-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -109,12 +114,22 @@ def main() -> None:
     t0 = time.time()
     for t in range(args.pairs):
         files: dict[str, list[Path]] = {"base": [], "aa": [], "ab": []}
-        for i in range(args.runs_per_side):
-            for side, suite in (("base", suite_a), ("aa", suite_a), ("ab", suite_b)):
-                files[side].append(run_suite(suite, work / f"trial{t:02d}" / side, args, seed=t * 100 + i))
+        if args.regate:
+            for side in files:
+                files[side] = sorted(p for p in (work / f"trial{t:02d}" / side).glob("*.csv")
+                                     if not p.name.endswith("-samples.csv"))
+            if not all(files.values()):
+                break
+        else:
+            for i in range(args.runs_per_side):
+                for side, suite in (("base", suite_a), ("aa", suite_a), ("ab", suite_b)):
+                    files[side].append(run_suite(suite, work / f"trial{t:02d}" / side, args, seed=t * 100 + i))
         trial = {"aa": gate(files["base"], files["aa"], args), "ab": gate(files["base"], files["ab"], args),
                  "aa_1v1": gate(files["base"][:1], files["aa"][:1], args),
-                 "ab_1v1": gate(files["base"][:1], files["ab"][:1], args)}
+                 "ab_1v1": gate(files["base"][:1], files["ab"][:1], args),
+                 # relative to the suite's reference case 'ref', paired within each run
+                 "aa_norm": gate(files["base"], files["aa"], args, "--normalized"),
+                 "ab_norm": gate(files["base"], files["ab"], args, "--normalized")}
         trials.append(trial)
         log(f"trial {t + 1}/{args.pairs} ({time.time() - t0:.0f} s): A/A slower={trial['aa']['slower']} "
             f"A/B slower={trial['ab']['slower']} target ratio {trial['ab']['ratio']['target']:.3f}")
@@ -125,10 +140,11 @@ def main() -> None:
         ref_fa = sum(1 for tr in trials if "ref" in tr[kind]["slower"])
         return {"aa_false_alarms": fa, "ab_detections": det, "ab_ref_false_alarms": ref_fa, "trials": len(trials)}
 
-    multi, single = rate("ab"), rate("ab_1v1")
+    multi, single, norm = rate("ab"), rate("ab_1v1"), rate("ab_norm")
     ratios = [tr["ab"]["ratio"]["target"] for tr in trials]
     noise = [v for tr in trials for v in tr["aa"]["run_noise_pct"].values() if v is not None]
     summary = {"args": {k: str(v) for k, v in vars(args).items()}, "runs_per_side": multi, "one_run_per_side": single,
+               "normalized": norm,
                "ab_target_ratio_median": sorted(ratios)[len(ratios) // 2] if ratios else math.nan,
                "aa_run_noise_pct_median": sorted(noise)[len(noise) // 2] if noise else math.nan,
                "seconds": round(time.time() - t0), "workdir": str(work), "trials": trials}
@@ -140,7 +156,8 @@ def main() -> None:
     print("| gate | runs per side | A/A false alarms | A/B detections (target +16% FLOPs) | A/B false alarms on ref |")
     print("|---|--:|--:|--:|--:|")
     for name, r, k in (("multi-run (Welch on run medians)", multi, args.runs_per_side),
-                       ("single run (samples + noise floor)", single, 1)):
+                       ("single run (samples + noise floor)", single, 1),
+                       ("multi-run --normalized (vs reference case 'ref')", norm, args.runs_per_side)):
         print(f"| {name} | {k} | {r['aa_false_alarms']}/{r['trials']} | {r['ab_detections']}/{r['trials']} | "
               f"{r['ab_ref_false_alarms']}/{r['trials']} |")
     print(f"\nMedian measured A/B latency ratio of 'target': {summary['ab_target_ratio_median']:.3f}; median "

@@ -372,6 +372,7 @@ ThresholdOpt = Annotated[Optional[str], typer.Option(help=_THRESHOLD_HELP)]
 AlphaOpt = Annotated[float, typer.Option(help="Significance level: the ratio's CI is 1-alpha (two-sided).")]
 NoiseFloorOpt = Annotated[Optional[str], typer.Option(help=_NOISE_FLOOR_HELP)]
 FormatOpt = Annotated[Format, typer.Option("--format", help="table (default), markdown (PR comment), csv or json.")]
+NormalizedOpt = Annotated[bool, typer.Option("--normalized", help="Judge each case by its change relative to its suite's first (reference) case, paired within each run, so machine-wide drift cancels; the reference itself is not judged. Use when the machine is noisy and the suite has a reference case your change cannot affect (docs/compare-and-gate.md).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Same as --format json.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed of the bootstrap (one run per side).")]
 QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="No warnings on stderr (errors still show).")]
@@ -379,7 +380,7 @@ DebugOpt = Annotated[bool, typer.Option(help="Show tracebacks for user errors to
 
 
 def _comparison(base: list[str], cand: list[str], threshold: Optional[str], thresholds: Optional[Path], alpha: float,
-                noise_floor: Optional[str], seed: int):
+                noise_floor: Optional[str], seed: int, normalized: bool = False):
     import yaml
 
     from latbench.compare import DEFAULT_NOISE_FLOOR, compare, load_runs
@@ -398,7 +399,7 @@ def _comparison(base: list[str], cand: list[str], threshold: Optional[str], thre
     floor = (parse_fraction(noise_floor, "--noise-floor") if noise_floor is not None
              else thr.noise_floor if thr.noise_floor is not None else DEFAULT_NOISE_FLOOR)
     base_runs, cand_runs = load_runs(base, "baseline"), load_runs(cand, "candidate")
-    return compare(base_runs, cand_runs, thr.for_case, alpha, floor, seed)
+    return compare(base_runs, cand_runs, thr.for_case, alpha, floor, seed, normalized)
 
 
 def _emit(cmp, fmt: Format, title: str, outcome=None) -> None:
@@ -430,6 +431,7 @@ def compare_cmd(
     thresholds: Annotated[Optional[Path], typer.Option(help="Per-case thresholds written by 'latbench calibrate'.")] = None,
     alpha: AlphaOpt = 0.05,
     noise_floor: NoiseFloorOpt = None,
+    normalized: NormalizedOpt = False,
     fmt: FormatOpt = Format.table,
     as_json: JsonOpt = False,
     seed: SeedOpt = 0,
@@ -442,7 +444,7 @@ def compare_cmd(
         if not cand:
             raise LatbenchError("compare needs a baseline and at least one candidate results file",
                                 hint="latbench compare BASE.csv NEW.csv, or --baseline BASE.csv NEW.csv")
-        cmp = _comparison(base, cand, threshold, thresholds, alpha, noise_floor, seed)
+        cmp = _comparison(base, cand, threshold, thresholds, alpha, noise_floor, seed, normalized)
     except LatbenchError as exc:
         fail(exc, debug)
     _warn_all(cmp.warnings, quiet)
@@ -458,6 +460,7 @@ def gate(
     alpha: AlphaOpt = 0.05,
     noise_floor: NoiseFloorOpt = None,
     allow_different_machine: Annotated[bool, typer.Option(help="Gate even when CPU/GPU model, driver, torch, threads or device differ between the sides.")] = False,
+    normalized: NormalizedOpt = False,
     fmt: FormatOpt = Format.table,
     as_json: JsonOpt = False,
     seed: SeedOpt = 0,
@@ -472,7 +475,7 @@ def gate(
     from latbench.report import compare_markdown
 
     try:
-        cmp = _comparison(baseline, candidate, threshold, thresholds, alpha, noise_floor, seed)
+        cmp = _comparison(baseline, candidate, threshold, thresholds, alpha, noise_floor, seed, normalized)
         if cmp.fingerprint_differences and not allow_different_machine:
             raise ResultsError("baseline and candidate ran on different machines or software ("
                                + "; ".join(cmp.fingerprint_differences) + ")",

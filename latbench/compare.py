@@ -12,6 +12,8 @@ docs/compare-and-gate.md explains the design and how to calibrate it.
 
 from __future__ import annotations
 
+import dataclasses
+
 import glob
 import json
 import math
@@ -303,11 +305,17 @@ def _samples_of(run: Run, row: pd.Series) -> np.ndarray:
 
 
 def compare(base: Sequence[Run], cand: Sequence[Run], threshold_for: Callable[[dict[str, Any]], float] | float = 0.10,
-            alpha: float = DEFAULT_ALPHA, noise_floor: float = DEFAULT_NOISE_FLOOR, seed: int = 0) -> Comparison:
+            alpha: float = DEFAULT_ALPHA, noise_floor: float = DEFAULT_NOISE_FLOOR, seed: int = 0,
+            normalized: bool = False) -> Comparison:
     """Align cases on KEY_COLUMNS and compute one Delta per case (see the module docstring for the test).
 
     When each side ran on one device and the devices differ (CPU vs CUDA), cases are aligned without
     the device column, and a warning says so.
+
+    normalized: judge every case by its change relative to its suite's baseline (reference) case, i.e. on
+    ratio_to_baseline, which interleaved rounds pair within each run so that machine-wide drift cancels.
+    The reference case itself is then not judged. Needs >= 3 runs in all (e.g. 2 + 1); a uniform
+    slowdown of every case, reference included, is invisible in this mode.
     """
     thr = threshold_for if callable(threshold_for) else (lambda _k, t=float(threshold_for): t)
     warnings: list[str] = []
@@ -322,8 +330,9 @@ def compare(base: Sequence[Run], cand: Sequence[Run], threshold_for: Callable[[d
     bidx, cidx = _index(base, key_cols), _index(cand, key_cols)
     deltas = []
     for k in list(bidx) + [k for k in cidx if k not in bidx]:
-        deltas.append(_delta(k, key_cols, bidx.get(k, []), cidx.get(k, []), len(base), len(cand), thr, alpha,
-                             noise_floor, seed))
+        d = _delta(k, key_cols, bidx.get(k, []), cidx.get(k, []), len(base), len(cand), thr, alpha, noise_floor,
+                   seed)
+        deltas.append(_normalized(d) if normalized else d)
     warnings.extend(noise_warnings(deltas))
     if any(d.method.startswith("samples") for d in deltas):
         warnings.append(f"one run per side: run-to-run drift cannot be measured, so the verdict assumes it is "
@@ -398,6 +407,21 @@ def _delta(k: tuple, key_cols: list[str], b: list, c: list, nb: int, nc: int, th
                  ratio=ratio, ci_low=lo, ci_high=hi, p_value=p, significant=significant, method=method,
                  base_runs=len(bm), cand_runs=len(cm), run_noise_pct=_log_sd_pct(bm, cm), baseline_case=base_case,
                  norm_ratio=norm[0], norm_ci_low=norm[1], norm_ci_high=norm[2], note="; ".join(notes))
+
+
+def _normalized(d: Delta) -> Delta:
+    """The Delta judged on its ratio to the reference case instead of its absolute latency."""
+    if d.status in ("missing", "failed"):
+        return d
+    note = "; ".join(n for n in (d.note,) if n)
+    if str(d.key.get("case")) == d.baseline_case:
+        return dataclasses.replace(d, status="same", significant=False, method="reference",
+                                   note=(note + "; " if note else "") + "reference case: not judged with --normalized")
+    if not (math.isfinite(d.norm_ci_low) and math.isfinite(d.norm_ci_high)):
+        return dataclasses.replace(d, note=(note + "; " if note else "") +
+                                   "no normalized CI (needs >= 3 runs in all): judged on absolute latency")
+    status, significant = classify(d.norm_ratio, d.norm_ci_low, d.norm_ci_high, d.threshold)
+    return dataclasses.replace(d, status=status, significant=significant, method="normalized-runs-welch")
 
 
 def _norm_ratio(b: list, c: list, alpha: float) -> tuple[float, float, float]:

@@ -173,3 +173,36 @@ def test_compare_warns_when_noise_is_too_high_for_the_threshold(tmp_path):
     assert any("run-to-run noise is high" in w for w in cmp.warnings)
     quiet = compare(load_runs(b, "b"), load_runs(c, "c"), 0.50)
     assert not any("run-to-run noise" in w for w in quiet.warnings)
+
+
+def test_normalized_mode_sees_through_large_machine_drift(tmp_path):
+    """Runs whose whole-machine speed varies by ~15 % (sd): the absolute test cannot call a 15 % slowdown
+    of one case significant; relative to the reference case (paired within each run) it can."""
+    cases = {"g=1": 10.0, "g=2": 12.0}
+    base = load_runs(write_side(tmp_path / "b", cases, 3, seed=11, drift_sd=0.15), "baseline")
+    cand_files = write_side(tmp_path / "c", {"g=1": 10.0, "g=2": 12.0 * 1.15}, 3, seed=12, drift_sd=0.15)
+    cand = load_runs(cand_files, "candidate")
+    absolute = {d.key["case"]: d for d in compare(base, cand, 0.10).deltas}
+    norm = {d.key["case"]: d for d in compare(base, cand, 0.10, normalized=True).deltas}
+    assert absolute["g=2"].status != "slower"  # lost in the drift
+    assert norm["g=2"].status == "slower" and norm["g=2"].method == "normalized-runs-welch"
+    assert norm["g=2"].norm_ratio == pytest.approx(1.15, rel=0.02)
+    assert norm["g=1"].status == "same" and norm["g=1"].method == "reference"
+
+
+def test_normalized_mode_no_false_alarm_under_drift(tmp_path):
+    cases = {"g=1": 10.0, "g=2": 12.0, "g=4": 15.0}
+    alarms = 0
+    for seed in range(10):
+        base = load_runs(write_side(tmp_path / f"b{seed}", cases, 3, seed=100 + seed, drift_sd=0.15), "baseline")
+        cand = load_runs(write_side(tmp_path / f"c{seed}", cases, 3, seed=200 + seed, drift_sd=0.15), "candidate")
+        alarms += sum(d.status == "slower" for d in compare(base, cand, 0.10, normalized=True).deltas)
+    assert alarms == 0
+
+
+def test_normalized_mode_with_too_few_runs_falls_back_to_absolute(tmp_path):
+    cases = {"g=1": 10.0, "g=2": 12.0}
+    base = load_runs(write_side(tmp_path / "b", cases, 1, seed=1), "baseline")
+    cand = load_runs(write_side(tmp_path / "c", cases, 1, seed=2), "candidate")
+    d = {d.key["case"]: d for d in compare(base, cand, 0.10, normalized=True).deltas}["g=2"]
+    assert d.method == "samples-bootstrap+floor" and "judged on absolute latency" in d.note

@@ -169,3 +169,13 @@ def test_read_results_current_schema_round_trips(tmp_path):
     files.add([row(latency_ms=0.123456789, flops=2_055_208_960)], [])
     df = read_results(files.csv)
     assert df.loc[0, "latency_ms"] == pytest.approx(0.123456789) and df.loc[0, "flops"] == 2_055_208_960
+
+
+def test_written_files_are_readable_by_others_as_the_umask_allows(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "x.csv"
+        atomic_write_text(path, "a\n")
+        assert (path.stat().st_mode & 0o777) == 0o644  # not mkstemp's 0600
+    finally:
+        os.umask(old)
