@@ -78,7 +78,10 @@ def _assert_interrupted(csv: Path, proc: subprocess.Popen, signame: str, code: i
     assert sorted(f"T x{s}" for s in df["scale"].unique()) == finished and len(df) == 2 * len(finished)
     assert (df["status"] == "ok").all()
     assert f"interrupted by {signame}" in err and f"--resume {csv}" in err
-    left = {p.name for p in csv.parent.iterdir() if p.name.startswith(csv.stem)}
+    # this run's files only: a concurrent run started in the same second is named <stem>-1
+    own = {csv.name, csv.stem + "-samples.csv", csv.stem + ".json", csv.stem + ".lock"}
+    left = {p.name for p in csv.parent.iterdir()
+            if p.name in own or any(p.name.startswith(f".{n}.") and p.name.endswith(".tmp") for n in own)}
     assert left == {csv.name, csv.stem + "-samples.csv", csv.stem + ".json"}, "no .lock or temp file left behind"
     return err, meta
 
