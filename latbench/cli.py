@@ -119,8 +119,8 @@ def _run(suite_paths, device, quick, threads, schedule, widths, platform, batch,
     from latbench import devices, env, runner
     from latbench import resume as resuming
     from latbench.claims import check_claims
-    from latbench.report import claims_table, run_table
-    from latbench.store import RunFiles
+    from latbench.report.terminal import claims_table, run_table
+    from latbench.results.files import RunFiles
     from latbench.suite import expand, load_suite
 
     # Everything that can be wrong with the input is checked before anything is measured.
@@ -313,7 +313,7 @@ def env_cmd(
     import json
 
     from latbench.env import fingerprint
-    from latbench.report import env_table
+    from latbench.report.terminal import env_table
 
     fp = fingerprint()
     if json_out:
@@ -334,7 +334,7 @@ def report_cmd(
     roofline, and which cost (FLOPs, MAC, roofline time) ranks latency best. Headless."""
     from rich.table import Table
 
-    from latbench.report_md import write_report
+    from latbench.report.markdown import write_report
 
     try:
         rep = write_report(files, out_dir, name)
@@ -403,7 +403,7 @@ def _comparison(base: list[str], cand: list[str], threshold: Optional[str], thre
 
 
 def _emit(cmp, fmt: Format, title: str, outcome=None) -> None:
-    from latbench import report
+    from latbench.report import terminal as report
 
     if fmt is Format.json:
         sys.stdout.write(report.compare_json(cmp, outcome))
@@ -472,7 +472,7 @@ def gate(
 
     from latbench.errors import ResultsError
     from latbench.gate import decide
-    from latbench.report import compare_markdown
+    from latbench.report.terminal import compare_markdown
 
     try:
         cmp = _comparison(baseline, candidate, threshold, thresholds, alpha, noise_floor, seed, normalized)
@@ -519,7 +519,7 @@ def calibrate(
     from latbench.compare import load_runs
     from latbench.gate import DEFAULT_THRESHOLD, parse_fraction, suggest_thresholds, thresholds_data
     from latbench.records import KEY_COLUMNS
-    from latbench.report import calibration_table
+    from latbench.report.terminal import calibration_table
 
     try:
         specs = list(files or [])

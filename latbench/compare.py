@@ -27,7 +27,7 @@ from scipy import stats as _st
 
 from latbench.errors import ResultsError
 from latbench.records import KEY_COLUMNS, SAMPLE_COLUMNS
-from latbench.store import meta_path, read_results, samples_path
+from latbench.results.files import meta_path, read_results, samples_path
 
 DEFAULT_ALPHA = 0.05  # two-sided: a 95 % confidence interval for the ratio
 # One run per side cannot show between-run drift; we assume it is at most this (as a factor on the

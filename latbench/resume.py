@@ -16,7 +16,7 @@ import pandas as pd
 
 from latbench.errors import ResultsError
 from latbench.records import CaseSpec
-from latbench.store import RunFiles, meta_path, read_results, samples_path
+from latbench.results.files import RunFiles, meta_path, read_results, samples_path
 
 # Metadata that must be equal for the new rows to belong in the old table (and which flag sets it).
 SETTINGS = {"device": "--device", "platform_widths": "--platform", "widths_mode": "--widths", "quick": "--quick",

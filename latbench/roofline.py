@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import torch
 
-from latbench.store import atomic_write_text, read_json_object
+from latbench.results.files import atomic_write_text, read_json_object
 
 GEMM_BUDGET_S = 0.5
 COPY_BUDGET_S = 0.25  # per buffer size

@@ -12,7 +12,7 @@ from pathlib import Path
 from latbench.records import CaseSpec, Cost, Measurement
 from latbench.runner import RunConfig, _sample_rows, make_row
 from latbench.stats import paired_ratio
-from latbench.store import RunFiles
+from latbench.results.files import RunFiles
 
 FINGERPRINT = {"cpu_model": "AMD EPYC", "torch": "2.13.0+cpu", "gpus": [], "hostname": "vm"}
 

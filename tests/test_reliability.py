@@ -22,7 +22,7 @@ from fakes import FakeClock, FakeWork, HangingWork
 from latbench import faults, prepare, runner
 from latbench.cli import app
 from latbench.records import KEY_COLUMNS
-from latbench.store import RunFiles, atomic_write_text, read_results
+from latbench.results.files import RunFiles, atomic_write_text, read_results
 from latbench.timing.cpu import CpuBackend
 from latbench.timing.loop import StopPolicy, measure
 

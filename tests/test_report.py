@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from latbench import analysis
+from latbench.report import analysis
 from latbench.cli import app
 from latbench.records import RESULT_COLUMNS, SAMPLE_COLUMNS
 

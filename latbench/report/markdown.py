@@ -11,8 +11,9 @@ from typing import Any
 
 import pandas as pd
 
-from latbench import __version__, analysis, plots
-from latbench.analysis import Comparison, ResultSet, Verdict
+from latbench import __version__
+from latbench.report import analysis, plots
+from latbench.report.analysis import Comparison, ResultSet, Verdict
 
 FIGURES_DIR = "figures"
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from latbench.analysis import CLAIMS, Comparison
+from latbench.report.analysis import CLAIMS, Comparison
 from latbench.errors import LatbenchError
 
 GUIDELINES = ("G1", "G2", "G3", "G4")

@@ -24,7 +24,7 @@ from scipy import stats as _st
 
 from latbench.errors import ResultsError
 from latbench.stats import median_ci
-from latbench.store import meta_path, read_json_object, read_results, samples_path
+from latbench.results.files import meta_path, read_json_object, read_results, samples_path
 
 
 @dataclass(frozen=True)
