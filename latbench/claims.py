@@ -1,9 +1,11 @@
-"""Claims a suite states (`claims:`) and whether a run supports them. Pure: rows in, verdicts out.
+"""Claims a suite states (`claims:`) and whether results support them: the one claims engine, used by
+`latbench run` (one run's rows) and `latbench report` (rounds pooled over runs). Pure: rows in, verdicts out.
 
 A claim compares two cases of the suite: "case is faster than `than`", "slower", or "its latency is
 at most / at least `ratio` times `than`'s". It is judged in every group (scale x sweep point) that
 measured both cases, from the paired per-round ratio of their samples and its 95 % CI:
 holds (the whole CI agrees), fails (the whole CI disagrees) or unclear (the CI straddles the bound).
+Samples pair by (run_id, round), so rounds of several runs of one suite on one device pool.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class ClaimModel(BaseModel):
     ratio: float | None = Field(default=None, gt=0, description="the bound for at_most / at_least")
     devices: list[Literal["cpu", "cuda"]] | None = Field(default=None, description="devices the claim is made "
                                                          "for (default: all)")
+    paper: str | None = Field(default=None, min_length=1, description="what the cited source measured, "
+                              "shown beside the verdict in `latbench report`")
 
     @model_validator(mode="after")
     def _check(self) -> "ClaimModel":
@@ -62,27 +66,53 @@ def verdict(claim: ClaimModel, lo: float, hi: float) -> str:
 def check_claims(claims: Iterable[ClaimModel], rows: list[dict[str, Any]], samples: list[dict[str, Any]],
                  device: str) -> list[dict[str, Any]]:
     """One verdict row per claim and group where both cases were measured (skipped and failed
-    cases give no verdict). Ratios are latency(case)/latency(than), paired by round."""
-    def key(r: dict[str, Any]) -> tuple:
-        return tuple(r.get(f) for f in GROUP_FIELDS)
+    cases give no verdict). Ratios are latency(case)/latency(than), paired by run and round.
 
-    series: dict[tuple, tuple[list[float], list[int]]] = {}
+    A group field the samples do not carry (older samples files) does not split groups."""
+    fields = [f for f in GROUP_FIELDS if any(_norm(s.get(f)) for s in samples)]
+
+    def key(r: dict[str, Any]) -> tuple:
+        return tuple(_norm(r.get(f)) for f in fields)
+
+    series: dict[tuple, tuple[list[float], list[tuple]]] = {}
     for s in samples:
-        vals, rounds = series.setdefault((s["case"], key(s)), ([], []))
-        vals.append(s["latency_ms"])
-        rounds.append(s["round"])
-    groups = list(dict.fromkeys(key(r) for r in rows if r.get("status") == "ok"))
+        vals, rounds = series.setdefault((str(s["case"]), key(s)), ([], []))
+        vals.append(float(s["latency_ms"]))
+        rounds.append((_norm(s.get("run_id")), int(s["round"])))
+    groups: dict[tuple, dict[str, Any]] = {}
+    for r in rows:
+        if r.get("status") == "ok":
+            groups.setdefault(key(r), r)
     out = []
     for claim in claims:
         if claim.devices and device not in claim.devices:
             continue
-        for g in groups:
+        for g, first in groups.items():
             a, b = series.get((claim.case, g)), series.get((claim.than, g))
             if not a or not b:
                 continue
-            ratio = paired_ratio(a[0], a[1], b[0], b[1])
+            ratio = paired_ratio(a[0], a[1], b[0], b[1])  # type: ignore[arg-type]  # rounds are (run, round)
             out.append({"claim": claim.text, "case": claim.case, "than": claim.than, "expect": claim.expect,
-                        "bound": claim.bound, **dict(zip(GROUP_FIELDS, g)), "ratio": ratio.value,
-                        "ratio_ci_low": ratio.ci_low, "ratio_ci_high": ratio.ci_high,
+                        "bound": claim.bound, **{f: first.get(f) for f in GROUP_FIELDS}, "ratio": ratio.value,
+                        "ratio_ci_low": ratio.ci_low, "ratio_ci_high": ratio.ci_high, "rounds": ratio.n,
                         "verdict": verdict(claim, ratio.ci_low, ratio.ci_high)})
     return out
+
+
+def overall(verdicts: Iterable[str]) -> str:
+    """One word for a claim over several groups: the groups' verdict when they agree, else mixed."""
+    words = set(verdicts)
+    return words.pop() if len(words) == 1 else "mixed" if words else "unclear"
+
+
+def _norm(v: Any) -> str:
+    """A group value as text, so 1, 1.0 and '1' (CSV round trips) match; missing is ''."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, bool):
+        return str(v)
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    return "" if math.isnan(f) else f"{f:g}"
