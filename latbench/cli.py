@@ -330,21 +330,27 @@ def report_cmd(
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Do not list written files on stderr.")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks for user errors too.")] = False,
 ) -> None:
-    """Write a markdown report with PNG plots: per-guideline verdicts with CIs, the paper side by side,
-    roofline, and which cost (FLOPs, MAC, roofline time) ranks latency best. Headless."""
+    """Write a markdown report with PNG plots for the results of any suites: each suite's claims judged
+    over all its runs, every case against its baseline (the paper side by side for G1-G4), roofline, and
+    which cost (FLOPs, MAC, roofline time) ranks latency best. Headless."""
+    from rich.markup import escape
     from rich.table import Table
 
-    from latbench.report.markdown import write_report
+    from latbench.report.markdown import group_text, title, write_report
 
     try:
         rep = write_report(files, out_dir, name)
     except LatbenchError as exc:
         fail(exc, debug)
-    t = Table(title="ShuffleNet V2 guidelines on this hardware", title_justify="left")
-    for col in ("guideline", "device", "mode", "verdict", "per scale"):
+    t = Table(title=f"claims: {title(rep.suites)}", title_justify="left")
+    for col in ("suite", "claim", "device", "mode", "verdict", "per group"):
         t.add_column(col)
-    for v in rep.verdicts:
-        t.add_row(v.guideline, v.device_label, v.mode, v.verdict, ", ".join(f"x{s}: {w}" for s, w in v.per_scale.items()))
+    for c in rep.claims:
+        t.add_row(c.suite, escape(f"{c.claim.case} vs {c.claim.than}: {c.claim.text}"), c.device_label, c.mode,
+                  c.verdict, ", ".join(f"{g}: {v['verdict']}" for g, v in zip(group_text(c.groups), c.groups)))
+    for s in rep.suites:
+        if not s.claims:
+            t.add_row(s.name, "no claims in this suite", "", "", "", "")
     out.print(t)
     if not quiet:
         err.print(f"wrote {rep.markdown} and {len(rep.figures)} figure(s) in {rep.markdown.parent / 'figures'}",

@@ -68,27 +68,32 @@ def results(tmp_path):
     return d
 
 
-def by_guideline(verdicts):
-    return {v.guideline: v for v in verdicts}
+def by_case(results):
+    return {(r.suite, r.claim.case): r for r in results}
 
 
 def test_verdicts_follow_the_planted_effects(results):
     rs = analysis.load(sorted(results.glob("*.csv")))  # a glob with *-samples.csv in it is fine
-    v = by_guideline(analysis.verdicts(analysis.comparisons(rs)))
-    assert v["G1"].verdict == "holds" and v["G1"].per_scale == {1: "holds", 2: "holds"}
-    assert v["G2"].verdict == "inconclusive"
-    assert v["G3"].verdict == "does not hold"
-    assert v["G4"].verdict == "holds"
-    [g4] = v["G4"].key
-    assert g4.ratio == pytest.approx(0.8, abs=0.01) and g4.ci_low < 0.8 < g4.ci_high and g4.share_slower == 0
-    assert g4.n == 40
-    g1_12 = [c for c in v["G1"].key if c.case == "1:12" and c.scale == 1][0]
-    assert g1_12.ratio == pytest.approx(1.4, abs=0.02) and g1_12.share_slower == 1.0
+    v = by_case(analysis.judge_claims(rs, analysis.suites(rs)))  # the claims of suites/g1.yaml ... g4.yaml
+    assert set(v) == {("g1", "1:2"), ("g1", "1:6"), ("g1", "1:12"), ("g2", "g=8"), ("g3", "4-fragment-series"),
+                      ("g3", "4-fragment-parallel"), ("g4", "neither")}
+    for case in ("1:2", "1:6", "1:12"):
+        assert v[("g1", case)].verdict == "holds"
+        assert [(g["scale"], g["verdict"]) for g in v[("g1", case)].groups] == [(1, "holds"), (2, "holds")]
+    assert v[("g2", "g=8")].verdict == "unclear"
+    assert v[("g3", "4-fragment-series")].verdict == v[("g3", "4-fragment-parallel")].verdict == "fails"
+    assert v[("g4", "neither")].verdict == "holds" and v[("g4", "neither")].claim.paper.startswith("about +20 %")
+    [g4] = v[("g4", "neither")].groups
+    assert g4["ratio"] == pytest.approx(0.8, abs=0.01) and g4["ratio_ci_low"] < 0.8 < g4["ratio_ci_high"]
+    assert g4["rounds"] == 40
+    effects = {(c.case, c.scale): c for c in analysis.case_effects(rs)}
+    assert effects[("neither", 1)].ratio == g4["ratio"] and effects[("neither", 1)].share_slower == 0
+    assert effects[("1:12", 1)].ratio == pytest.approx(1.4, abs=0.02) and effects[("1:12", 1)].share_slower == 1.0
 
 
 def test_paper_speeds_are_mapped_by_case_and_scale(results):
     rs = analysis.load(results.glob("*.csv"))
-    comps = {(c.experiment, c.case, c.scale): c for c in analysis.comparisons(rs)}
+    comps = {(c.experiment, c.case, c.scale): c for c in analysis.case_effects(rs)}
     # Table 1: 1:12 vs 1:1 at x2, ARM 15.1 / 21.7 images/s; GPU 392 / 723
     assert comps[("G1", "1:12", 2)].paper_speed["arm"] == pytest.approx(15.1 / 21.7)
     assert comps[("G1", "1:12", 2)].paper_speed["gpu"] == pytest.approx(392 / 723)
@@ -100,7 +105,7 @@ def test_pooled_rounds_of_two_runs(tmp_path):
     for seed in (1, 2):
         write_run(tmp_path, "g4", "G4", {"relu+shortcut": (10, 1e8, 3e7), "neither": (8, 1e8, 1e7)}, seed=seed)
     rs = analysis.load(tmp_path.glob("*.csv"))
-    [c] = [c for c in analysis.comparisons(rs) if c.case == "neither"]
+    [c] = [c for c in analysis.case_effects(rs) if c.case == "neither"]
     assert c.n == 80
 
 
@@ -119,10 +124,11 @@ def test_report_cli_writes_markdown_and_nonempty_pngs(results, tmp_path):
     r = CliRunner().invoke(app, ["report", *map(str, results.glob("*.csv")), "--out", str(out),
                                  "--name", "reproduction.md"])
     assert r.exit_code == 0, r.output
-    assert "G1" in r.stdout and "holds" in r.stdout and "wrote" in r.stderr
+    assert "g1" in r.stdout and "holds" in r.stdout and "wrote" in r.stderr
     text = (out / "reproduction.md").read_text()
-    for needle in ("## Verdicts", "**holds**", "**does not hold**", "**inconclusive**", "Spearman",
-                   "paper ARM", "G1: equal channel widths", "Fake CPU", "0.70"):
+    assert text.startswith("# ShuffleNet V2 guidelines G1-G4 on this hardware")
+    for needle in ("## Verdicts", "**holds**", "**fails**", "**unclear**", "Spearman",
+                   "paper ARM", "## G1: equal channel widths", "Fake CPU", "0.70", "Ma et al."):
         assert needle in text, needle
     figures = sorted((out / "figures").glob("*.png"))
     assert len(figures) == 3

@@ -1,11 +1,12 @@
-"""Statistics behind `latbench report`: does each ShuffleNet V2 guideline hold on this hardware, how do
-our relative speeds compare with the paper's Tables 1-4, and which cost predicts latency best.
+"""What `latbench report` judges: each suite's claims (from its YAML `claims:`, judged by the one claims
+engine, latbench/claims.py), every case's effect against its baseline, how our relative speeds compare
+with the ShuffleNet V2 paper's Tables 1-4 (G1-G4 only), and which cost predicts latency best.
 
 Effect sizes are paired latency ratios (case / baseline) from interleaved rounds: the samples file
 pairs every case's samples by round, so machine drift cancels in each per-round ratio. Rounds from
 several runs of the same suite on the same device are pooled. The CI is the distribution-free 95 %
 CI of the median ratio (stats.median_ci); `share_slower` is the share of rounds in which the case was
-slower than its baseline (a common-language effect size). No rendering here (see report_md, plots).
+slower than its baseline (a common-language effect size). No rendering here (see markdown, plots).
 """
 
 from __future__ import annotations
@@ -20,36 +21,15 @@ from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
+import yaml
+from pydantic import ValidationError
 from scipy import stats as _st
 
+from latbench.claims import ClaimModel, check_claims, overall
 from latbench.errors import ResultsError
-from latbench.stats import median_ci
+from latbench.stats import paired_ratio
 from latbench.results.files import meta_path, read_json_object, read_results, samples_path
 
-
-@dataclass(frozen=True)
-class Claim:
-    """A guideline's claim as a test: each key case against the baseline, in one direction."""
-
-    guideline: str
-    text: str
-    baseline: str
-    keys: tuple[str, ...]
-    slower: bool  # True: key cases should be slower than the baseline (ratio > 1); False: faster
-    paper: str  # what the paper measured, for the report
-
-
-CLAIMS = {
-    "G1": Claim("G1", "equal channel widths (1:1) are fastest at fixed FLOPs", "1:1", ("1:2", "1:6", "1:12"), True,
-                "1:1 fastest in every column; 1:12 ran at 0.51-0.70x (GPU) and 0.70-0.83x (ARM) the speed of 1:1"),
-    "G2": Claim("G2", "more groups are slower at fixed FLOPs (g=8 vs g=1)", "g=1", ("g=8",), True,
-                "g=8 at 0.26-0.53x the speed of g=1 on GPU, 0.70-0.78x on ARM"),
-    "G3": Claim("G3", "fragmented blocks (4 small convs) are slower than one conv at fixed FLOPs", "1-fragment",
-                ("4-fragment-series", "4-fragment-parallel"), True,
-                "4 fragments at 0.28-0.80x the speed of 1 on GPU, 0.83-1.00x on ARM"),
-    "G4": Claim("G4", "removing ReLU and shortcut (zero-FLOP element-wise ops) makes a unit faster", "relu+shortcut",
-                ("neither",), False, "about +20 % speed without both (GPU +15 to +24 %, ARM +8 to +20 %)"),
-}
 
 # Our G4 case names -> the paper's Table 4 settings (other guidelines use the paper's names).
 PAPER_SETTING = {"relu+shortcut": "relu=yes;shortcut=yes", "shortcut-only": "relu=no;shortcut=yes",
@@ -115,8 +95,8 @@ def slug(label: str) -> str:
 
 
 @dataclass(frozen=True)
-class Comparison:
-    """One case against its baseline at one scale, on one device and mode."""
+class CaseEffect:
+    """One case's effect against its baseline at one scale, on one device and mode."""
 
     device_label: str
     mode: str
@@ -136,13 +116,8 @@ class Comparison:
         """Relative speed as the paper's tables give it: baseline = 1, higher is faster."""
         return 1 / self.ratio if self.ratio > 0 else math.nan
 
-    @property
-    def significant(self) -> int:
-        """+1 significantly slower than the baseline, -1 significantly faster, 0 CI includes 1."""
-        return 1 if self.ci_low > 1 else (-1 if self.ci_high < 1 else 0)
 
-
-def comparisons(rs: ResultSet) -> list[Comparison]:
+def case_effects(rs: ResultSet) -> list[CaseEffect]:
     """Every ok row against its baseline (the baseline itself included, ratio 1)."""
     paper = paper_table()
     out = []
@@ -152,13 +127,14 @@ def comparisons(rs: ResultSet) -> list[Comparison]:
         for case in dict.fromkeys(g["case"]):
             r, lo, hi, n, share = _pooled_ratio(rs, g, case, base)
             ps = {p: paper_speed(paper, exp, case, base, int(scale), p) for p in ("arm", "gpu")}
-            out.append(Comparison(label, mode, exp, case, base, int(scale), r, lo, hi, n, share,
+            out.append(CaseEffect(label, mode, exp, case, base, int(scale), r, lo, hi, n, share,
                                   {p: v for p, v in ps.items() if v is not None}))
     return out
 
 
 def _pooled_ratio(rs: ResultSet, g: pd.DataFrame, case: str, base: str) -> tuple[float, float, float, int, float]:
-    """Per-round ratios pooled over runs; falls back to the row's own ratio columns without samples."""
+    """Per-round ratios pooled over runs (paired by run and round); falls back to the row's own ratio
+    columns without samples."""
     if case == base:
         return 1.0, 1.0, 1.0, int(g["samples"].max() if "samples" in g else 0), math.nan
     s = rs.samples
@@ -166,14 +142,13 @@ def _pooled_ratio(rs: ResultSet, g: pd.DataFrame, case: str, base: str) -> tuple
     key = (s["run_id"].isin(runs) & (s["experiment"] == g["experiment"].iloc[0])
            & (s["scale"] == g["scale"].iloc[0]) & (s["mode"] == g["mode"].iloc[0]))
     sub = s[key]
-    a = sub[sub["case"] == case].set_index(["run_id", "round"])["latency_ms"]
-    b = sub[sub["case"] == base].set_index(["run_id", "round"])["latency_ms"]
-    joined = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner").dropna()
-    joined = joined[joined["b"] > 0]
-    if len(joined):
-        ratios = (joined["a"] / joined["b"]).to_numpy()
-        lo, hi = median_ci(ratios)
-        return float(np.median(ratios)), lo, hi, len(ratios), float(np.mean(ratios > 1))
+    a, b = sub[sub["case"] == case], sub[sub["case"] == base]
+    rounds_a = list(zip(a["run_id"], a["round"]))
+    rounds_b = list(zip(b["run_id"], b["round"]))
+    ratio = paired_ratio(a["latency_ms"].tolist(), rounds_a, b["latency_ms"].tolist(), rounds_b)  # type: ignore[arg-type]
+    if ratio.n:
+        share = share_slower(a["latency_ms"].tolist(), rounds_a, b["latency_ms"].tolist(), rounds_b)
+        return ratio.value, ratio.ci_low, ratio.ci_high, ratio.n, share
     row = g[g["case"] == case].iloc[-1]
     return (_f(row.get("ratio_to_baseline")), _f(row.get("ratio_ci_low")), _f(row.get("ratio_ci_high")),
             int(_f(row.get("samples")) if math.isfinite(_f(row.get("samples"))) else 0), math.nan)
@@ -211,45 +186,97 @@ def paper_speed(paper: pd.DataFrame, experiment: str, case: str, baseline: str, 
     return v / b if v is not None and b else None
 
 
-# --- verdicts ------------------------------------------------------------------------------------
+# --- suites and their claims ---------------------------------------------------------------------
+
+
+PAPER_EXPERIMENTS = ("G1", "G2", "G3", "G4")  # the experiments of the paper's Tables 1-4
+SUITES_DIR = Path(__file__).resolve().parents[2] / "suites"  # the suites shipped in the source tree
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """Does a guideline hold on one device: per scale and overall, with the key comparisons."""
+class SuiteInfo:
+    """A suite found in the results, with the claims its YAML states."""
 
-    guideline: str
+    name: str
+    experiment: str
+    description: str
+    claims: tuple[ClaimModel, ...]
+    source: str | None  # the suite file the claims were read from; None when none was found
+
+
+def suites(rs: ResultSet) -> list[SuiteInfo]:
+    """The suites the results hold, in order of appearance. Claims come from the suite file the run
+    recorded (metadata suite.path), else suites/NAME.yaml here or in latbench's source tree."""
+    out = []
+    for name, g in rs.rows.groupby("suite", sort=False):
+        meta = next((rs.meta[r] for r in g["run_id"] if r in rs.meta), {})
+        recorded = meta.get("suite") if isinstance(meta.get("suite"), dict) else {}
+        experiment = str(g["experiment"].iloc[0])
+        description = str(recorded.get("description") or "")
+        candidates = [recorded.get("path"), f"suites/{name}.yaml", SUITES_DIR / f"{name}.yaml"]
+        claims: tuple[ClaimModel, ...] = ()
+        source = None
+        for c in candidates:
+            if c and Path(c).is_file():
+                data = _suite_yaml(Path(c))
+                if data.get("suite", Path(c).stem) != name:
+                    continue
+                claims, source = _claims(data, Path(c)), str(c)
+                description = description or str(data.get("description") or "")
+                break
+        out.append(SuiteInfo(str(name), experiment, " ".join(description.split()), claims, source))
+    return out
+
+
+def _suite_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ResultsError(f"cannot read the suite's claims: {exc}", where=str(path),
+                           hint="fix the suite file (latbench run checks it) or move it out of the way") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _claims(data: dict[str, Any], path: Path) -> tuple[ClaimModel, ...]:
+    out = []
+    for j, c in enumerate(data.get("claims") or []):
+        try:
+            out.append(ClaimModel.model_validate(c))
+        except ValidationError as exc:
+            msg = exc.errors()[0]["msg"] if exc.errors() else str(exc)
+            raise ResultsError(f"claims[{j}] is not a valid claim: {msg}", where=str(path),
+                               hint="see docs/suites.md, 'claims'") from None
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """One claim of a suite judged on one device and mode: overall and per group (scale x sweep point)."""
+
+    suite: str
     device_label: str
     mode: str
-    claim: Claim
-    verdict: str  # holds | mixed | does not hold | inconclusive
-    per_scale: dict[int, str]
-    key: list[Comparison]  # the claim's key comparisons, every scale
-    all: list[Comparison]  # every case of the guideline, every scale
+    claim: ClaimModel
+    verdict: str  # holds | fails | unclear | mixed (groups disagree)
+    groups: list[dict[str, Any]]  # claims.check_claims rows: ratio, CI, rounds and verdict per group
 
 
-def verdicts(comps: list[Comparison]) -> list[Verdict]:
+def judge_claims(rs: ResultSet, infos: list[SuiteInfo]) -> list[ClaimResult]:
+    """Every suite's claims, judged by the claims engine on the rounds of all runs of that suite on
+    one device (paired by run and round)."""
+    claims = {i.name: i.claims for i in infos}
+    ok = rs.rows[rs.rows["status"] == "ok"]
     out = []
-    groups: dict[tuple[str, str, str], list[Comparison]] = {}
-    for c in comps:
-        groups.setdefault((c.experiment, c.device_label, c.mode), []).append(c)
-    for (exp, label, mode), cs in sorted(groups.items()):
-        claim = CLAIMS.get(exp)
-        if claim is None:
+    for (suite, label), g in ok.groupby(["suite", "device_label"], sort=False):
+        if not claims.get(str(suite)):
             continue
-        key = [c for c in cs if c.case in claim.keys and c.baseline == claim.baseline]
-        if not key:
-            continue
-        want = 1 if claim.slower else -1
-        per_scale = {}
-        for scale in sorted({c.scale for c in key}):
-            signs = [c.significant for c in key if c.scale == scale]
-            per_scale[scale] = ("holds" if all(s == want for s in signs) else
-                                "does not hold" if any(s == -want for s in signs) else "inconclusive")
-        states = set(per_scale.values())
-        overall = (states.pop() if len(states) == 1 else
-                   "mixed" if "holds" in states or "does not hold" in states else "inconclusive")
-        out.append(Verdict(exp, label, mode, claim, overall, per_scale, key, cs))
+        s = rs.samples[rs.samples["run_id"].isin(set(g["run_id"])) & (rs.samples["suite"] == suite)]
+        rows, samples = g.to_dict("records"), s.to_dict("records")
+        for claim in claims[str(suite)]:
+            judged = check_claims([claim], rows, samples, str(g["device"].iloc[0]))
+            for mode in dict.fromkeys(str(v["mode"]) for v in judged):
+                vs = [v for v in judged if str(v["mode"]) == mode]
+                out.append(ClaimResult(str(suite), str(label), mode, claim, overall(v["verdict"] for v in vs), vs))
     return out
 
 
@@ -325,3 +352,11 @@ def ceilings(rs: ResultSet) -> dict[str, dict[str, Any]]:
             if len(labels):
                 out[str(labels.iloc[0])] = m["roofline"]
     return out
+
+
+# TODO(stats): move to stats.py
+def share_slower(samples: list[float], rounds: list[Any], base_samples: list[float], base_rounds: list[Any]) -> float:
+    """Share of paired rounds in which sample > baseline (a common-language effect size); nan if none pair."""
+    base = dict(zip(base_rounds, base_samples))
+    r = [s > base[k] for s, k in zip(samples, rounds) if k in base and base[k] > 0]
+    return float(np.mean(r)) if r else math.nan

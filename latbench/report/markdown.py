@@ -1,5 +1,6 @@
-"""`latbench report`: results CSVs -> a markdown report with PNG figures. Formatting and file writing
-only; every number comes from analysis.py (statistics) or the result rows."""
+"""`latbench report`: results CSVs of any suites -> a markdown report with PNG figures: each suite's
+claims judged, every case against its baseline (beside the paper's Tables 1-4 for G1-G4), roofline and
+which cost ranks latency. Formatting and file writing only; every number comes from analysis.py or the rows."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pandas as pd
 
 from latbench import __version__
 from latbench.report import analysis, plots
-from latbench.report.analysis import Comparison, ResultSet, Verdict
+from latbench.report.analysis import CaseEffect, ClaimResult, ResultSet, SuiteInfo
+from latbench.report.terminal import SWEEP_AXES, expected_text, point_text, ratio_ci_text
 
 FIGURES_DIR = "figures"
 
@@ -22,17 +24,20 @@ FIGURES_DIR = "figures"
 class Report:
     markdown: Path
     figures: list[Path]
-    verdicts: list[Verdict]
+    suites: list[SuiteInfo]
+    claims: list[ClaimResult]
     predictors: list[analysis.PredictorScore]
 
 
 def write_report(paths: list[Path], out_dir: Path, name: str = "report.md") -> Report:
     """Analyse the results files and write out_dir/name plus out_dir/figures/*.png."""
     rs = analysis.load(paths)
-    comps = analysis.comparisons(rs)
-    verdicts = analysis.verdicts(comps)
+    infos = analysis.suites(rs)
+    effects = analysis.case_effects(rs)
+    claims = analysis.judge_claims(rs, infos)
     scores = analysis.predictor_scores(rs)
     ceilings = analysis.ceilings(rs)
+    headings = {i.experiment: _heading(i) for i in infos}
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = Path(name).stem
     figures: dict[str, list[Path]] = {}
@@ -40,15 +45,16 @@ def write_report(paths: list[Path], out_dir: Path, name: str = "report.md") -> R
     for (label, mode), rows in ok.groupby(["device_label", "mode"], sort=True):
         title = f"{label} ({mode})"
         base = out_dir / FIGURES_DIR / f"{stem}-{analysis.slug(label)}-{mode}"
-        figures[title] = [
-            plots.flops_vs_latency(rows, title, base.with_name(base.name + "-flops-latency.png")),
+        drawn = [
+            plots.flops_vs_latency(rows, headings, title, base.with_name(base.name + "-flops-latency.png")),
             plots.roofline(rows, ceilings.get(label), title, base.with_name(base.name + "-roofline.png")),
-            plots.paper_side_by_side([c for c in comps if c.device_label == label and c.mode == mode], title,
+            plots.paper_side_by_side([c for c in effects if c.device_label == label and c.mode == mode], title,
                                      base.with_name(base.name + "-paper.png")),
         ]
+        figures[title] = [f for f in drawn if f is not None]
     md = out_dir / name
-    md.write_text(render(rs, comps, verdicts, scores, ceilings, figures, out_dir), encoding="utf-8")
-    return Report(md, [p for ps in figures.values() for p in ps], verdicts, scores)
+    md.write_text(render(rs, infos, effects, claims, scores, ceilings, figures, out_dir), encoding="utf-8")
+    return Report(md, [p for ps in figures.values() for p in ps], infos, claims, scores)
 
 
 # --- rendering -----------------------------------------------------------------------------------
@@ -68,13 +74,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def ratio_text(c: Comparison) -> str:
-    """'1.42x [1.38, 1.47], slower in 98% of rounds' (latency ratio to the baseline)."""
-    share = "" if math.isnan(c.share_slower) else f", slower in {c.share_slower:.0%} of {c.n} rounds"
-    return f"{c.ratio:.3f}x [{c.ci_low:.3f}, {c.ci_high:.3f}]{share}"
-
-
-def speed_text(c: Comparison) -> str:
+def speed_text(c: CaseEffect) -> str:
     if c.case == c.baseline:
         return "1 (baseline)"
     lo = 1 / c.ci_high if c.ci_high > 0 else math.nan
@@ -82,30 +82,56 @@ def speed_text(c: Comparison) -> str:
     return f"{c.speed:.2f} [{_n(lo)}, {_n(hi)}]"
 
 
-def render(rs: ResultSet, comps: list[Comparison], verdicts: list[Verdict], scores: list[analysis.PredictorScore],
-           ceilings: dict[str, dict[str, Any]], figures: dict[str, list[Path]], out_dir: Path) -> str:
+def is_paper(experiment: str) -> bool:
+    return experiment in analysis.PAPER_EXPERIMENTS
+
+
+def title(infos: list[SuiteInfo]) -> str:
+    """From the suites the results hold: the paper's guidelines, or the suites by name."""
+    exps = list(dict.fromkeys(i.experiment for i in infos))
+    if exps and all(is_paper(e) for e in exps):
+        names = "G1-G4" if sorted(exps) == list(analysis.PAPER_EXPERIMENTS) else ", ".join(sorted(exps))
+        return f"ShuffleNet V2 guidelines {names} on this hardware"
+    return "Suites " + ", ".join(f"{i.name} ({i.experiment})" for i in infos) + " on this hardware"
+
+
+def _heading(i: SuiteInfo) -> str:
+    """'G1: equal channel widths (1:1) ...' for the paper's suites (their claim), else 'suite (experiment)'."""
+    if is_paper(i.experiment) and i.claims:
+        return i.claims[0].text
+    return f"{i.name} ({i.experiment})"
+
+
+def render(rs: ResultSet, infos: list[SuiteInfo], effects: list[CaseEffect], claims: list[ClaimResult],
+           scores: list[analysis.PredictorScore], ceilings: dict[str, dict[str, Any]], figures: dict[str, list[Path]],
+           out_dir: Path) -> str:
     parts = [
-        "# ShuffleNet V2 guidelines G1-G4 on this hardware",
+        f"# {title(infos)}",
         f"Generated by latbench {__version__} on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from "
         f"{len(rs.files)} results file(s): " + ", ".join(f"`{p.name}`" for p in rs.files) + ".",
-        "Paper: Ma et al., *ShuffleNet V2*, ECCV 2018 / arXiv:1807.11164, Tables 1-4 (GTX 1080Ti at batch "
-        "1 assumed, and one Snapdragon 810 core). Only trends transfer: our absolute times come from a "
-        "different library and hardware.",
-        "## Devices", _devices(rs, ceilings),
-        "## Verdicts", _verdicts(verdicts),
-        "Verdict per scale: **holds** when every key comparison's 95% CI excludes 1 in the claimed direction, "
-        "**does not hold** when one excludes 1 the other way, **inconclusive** when a CI includes 1. Overall: "
-        "one word when all scales agree, else **mixed**. Each CI is for one comparison (no multiple-testing "
-        "correction).",
     ]
-    for exp in plots.GUIDELINES:
-        cs = [c for c in comps if c.experiment == exp]
+    if any(is_paper(i.experiment) for i in infos):
+        parts.append("Paper: Ma et al., *ShuffleNet V2*, ECCV 2018 / arXiv:1807.11164, Tables 1-4 (GTX 1080Ti at "
+                     "batch 1 assumed, and one Snapdragon 810 core). Only trends transfer: our absolute times come "
+                     "from a different library and hardware.")
+    parts += [
+        "## Devices", _devices(rs, ceilings),
+        "## Verdicts", _verdicts(infos, claims),
+        "Each claim compares two cases of its suite (the suite's `claims:`) by the paired latency ratio "
+        "case / than, pooled over the rounds of every run of the suite on the device. Per group (scale and "
+        "sweep point): **holds** when the ratio's whole 95% CI is on the claimed side of the bound, **fails** "
+        "when it is wholly on the other side, **unclear** when it straddles the bound. Overall: one word when "
+        "all groups agree, else **mixed**. Each CI is for one comparison (no multiple-testing correction).",
+    ]
+    for info in infos:
+        cs = [c for c in effects if c.experiment == info.experiment]
         if cs:
-            parts += [f"## {exp}: {analysis.CLAIMS[exp].text}", _guideline(rs, cs, verdicts, exp)]
+            parts += [f"## {_heading(info)}", _suite_section(rs, info, cs, claims)]
     parts += ["## Which cost predicts latency?", _predictors(scores)]
-    for title, figs in figures.items():
-        parts.append(f"## Figures: {title}")
-        parts += [f"![{f.stem}]({f.relative_to(out_dir).as_posix()})" for f in figs]
+    for fig_title, figs in figures.items():
+        if figs:
+            parts.append(f"## Figures: {fig_title}")
+            parts += [f"![{f.stem}]({f.relative_to(out_dir).as_posix()})" for f in figs]
     parts += ["## How to read this", _NOTES]
     return "\n\n".join(parts) + "\n"
 
@@ -126,19 +152,47 @@ def _devices(rs: ResultSet, ceilings: dict[str, dict[str, Any]]) -> str:
                    "telemetry flags"], rows)
 
 
-def _verdicts(verdicts: list[Verdict]) -> str:
+def group_text(groups: list[dict[str, Any]]) -> list[str]:
+    """'x1', 'x2 b8' ...: each group of a claim result, naming only the axes that vary."""
+    swept = [a for a in SWEEP_AXES if len({str(v.get(a)) for v in groups}) > 1]
+    return [f"x{_scale(v.get('scale'))} {point_text(v, swept)}".strip() for v in groups]
+
+
+def _scale(v: Any) -> str:
+    try:
+        return f"{float(v):g}"
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _verdicts(infos: list[SuiteInfo], claims: list[ClaimResult]) -> str:
     rows = []
-    for v in verdicts:
-        per_scale = ", ".join(f"x{s}: {w}" for s, w in v.per_scale.items())
-        effect = "<br>".join(f"{c.case} x{c.scale}: {ratio_text(c)}" for c in v.key)
-        rows.append([v.guideline, f"{v.device_label} ({v.mode})", v.claim.text, f"**{v.verdict}** ({per_scale})",
-                     effect, v.claim.paper])
-    if not rows:
-        return "No G1-G4 suite results among these files."
-    return _table(["guideline", "device", "claim", "verdict", "latency ratio to baseline [95% CI]", "paper"], rows)
+    with_paper = any(r.claim.paper for r in claims)
+    for r in claims:
+        names = group_text(r.groups)
+        per_group = ", ".join(f"{g}: {v['verdict']}" for g, v in zip(names, r.groups))
+        effect = "<br>".join(f"{g}: {ratio_ci_text(v['ratio'], v['ratio_ci_low'], v['ratio_ci_high'])}"
+                             for g, v in zip(names, r.groups))
+        rows.append([r.suite, f"{r.device_label} ({r.mode})", f"{r.claim.case} vs {r.claim.than}: {r.claim.text}",
+                     expected_text(r.claim.expect, r.claim.bound), f"**{r.verdict}** ({per_group})", effect]
+                    + ([r.claim.paper or ""] if with_paper else []))
+    parts = []
+    if rows:
+        parts.append(_table(["suite", "device", "claim", "expected ratio", "verdict", "latency ratio case/than "
+                             "[95% CI]"] + (["paper"] if with_paper else []), rows))
+    judged = {r.suite for r in claims}
+    for i in infos:
+        if not i.claims:
+            where = f" (`{i.source}`)" if i.source else " (its suite file was not found: suites/" + i.name + ".yaml)"
+            parts.append(f"- `{i.name}`: no claims in this suite{where}.")
+        elif i.name not in judged:
+            parts.append(f"- `{i.name}`: no claim could be judged (cases skipped, failed, or claims for other "
+                         "devices).")
+    return "\n\n".join(parts)
 
 
-def _guideline(rs: ResultSet, cs: list[Comparison], verdicts: list[Verdict], exp: str) -> str:
+def _suite_section(rs: ResultSet, info: SuiteInfo, cs: list[CaseEffect], claims: list[ClaimResult]) -> str:
+    paper = is_paper(info.experiment)
     rows = []
     cols = ["experiment", "case", "scale", "device_label", "mode"]
     idx = rs.rows[rs.rows["status"] == "ok"].drop_duplicates(cols, keep="last").set_index(cols)
@@ -146,15 +200,17 @@ def _guideline(rs: ResultSet, cs: list[Comparison], verdicts: list[Verdict], exp
         r = idx.loc[(c.experiment, c.case, c.scale, c.device_label, c.mode)]
         rows.append([c.case, f"x{c.scale}", c.device_label if len({x.device_label for x in cs}) > 1 else c.mode,
                      _n(r.get("mult_adds", math.nan) / 1e6, ".1f"), _n(r.get("mac_bytes", math.nan) / 1e6, ".2f"),
-                     _n(r.get("latency_ms"), ".3f"), speed_text(c),
-                     _n(c.paper_speed.get("arm")), _n(c.paper_speed.get("gpu")),
-                     _n(r.get("arithmetic_intensity_flops_per_byte"), ".1f"), _n(r.get("roofline_pct"), ".1f"),
-                     _n(r.get("op_count_per_forward"), ".0f"), _n(r.get("zero_flop_time_pct"), ".1f")])
-    lines = [f"Paper: {analysis.CLAIMS[exp].paper}."]
-    lines += [f"**{v.device_label} ({v.mode}): {v.verdict}.**" for v in verdicts if v.guideline == exp]
+                     _n(r.get("latency_ms"), ".3f"), speed_text(c)]
+                    + ([_n(c.paper_speed.get("arm")), _n(c.paper_speed.get("gpu"))] if paper else [])
+                    + [_n(r.get("arithmetic_intensity_flops_per_byte"), ".1f"), _n(r.get("roofline_pct"), ".1f"),
+                       _n(r.get("op_count_per_forward"), ".0f"), _n(r.get("zero_flop_time_pct"), ".1f")])
+    lines = [f"Suite `{info.name}` (experiment {info.experiment}). {info.description}".strip()]
+    lines += [f"Paper: {p}." for p in dict.fromkeys(c.paper for c in info.claims if c.paper)]
+    lines += [f"**{r.device_label} ({r.mode}): {r.claim.case} vs {r.claim.than} {r.verdict}.**"
+              for r in claims if r.suite == info.name]
     lines.append(_table(["case", "scale", "mode/device", "M mult-adds", "MAC MB", "latency ms",
-                         "speed vs baseline [95% CI]", "paper ARM", "paper GPU", "FLOP/B", "% of roofline",
-                         "ops/fwd", "zero-FLOP time %"], rows))
+                         "speed vs baseline [95% CI]"] + (["paper ARM", "paper GPU"] if paper else [])
+                        + ["FLOP/B", "% of roofline", "ops/fwd", "zero-FLOP time %"], rows))
     return "\n\n".join(lines)
 
 

@@ -9,11 +9,20 @@ from typing import Any
 
 import pandas as pd
 
-from latbench.report.analysis import CLAIMS, Comparison
+from latbench.report.analysis import CaseEffect
 from latbench.errors import LatbenchError
 
-GUIDELINES = ("G1", "G2", "G3", "G4")
 DPI = 110
+
+
+def _panels(n: int, size: tuple[float, float]) -> Any:
+    """A figure with n panels, two per row (no empty cell: an odd last one is removed)."""
+    cols = min(2, n)
+    rows = math.ceil(n / cols)
+    fig, axes = _figure(rows, cols, (size[0] * cols / 2, size[1] * rows / 2))
+    for ax in axes[n:]:
+        ax.remove()
+    return fig, axes[:n]
 
 
 def _figure(rows: int, cols: int, size: tuple[float, float]) -> Any:
@@ -35,19 +44,21 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def flops_vs_latency(rows: pd.DataFrame, title: str, path: Path) -> Path:
-    """One panel per guideline: measured latency against FLOPs, a series per case (log-log).
+def flops_vs_latency(rows: pd.DataFrame, headings: dict[str, str], title: str, path: Path) -> Path | None:
+    """One panel per experiment in the rows: measured latency against FLOPs, a series per case (log-log).
+    headings: experiment -> panel title. None (no figure) without rows.
 
     At fixed FLOPs a perfect FLOPs proxy would stack the cases on one point; the vertical spread at
     each scale is what FLOPs miss.
     """
-    fig, axes = _figure(2, 2, (11, 8))
-    for ax, exp in zip(axes, GUIDELINES):
+    rows = rows.dropna(subset=["latency_ms", "mult_adds"])
+    experiments = list(dict.fromkeys(rows["experiment"]))
+    if not experiments:
+        return None
+    fig, axes = _panels(len(experiments), (11, 8))
+    for ax, exp in zip(axes, experiments):
         g = rows[rows["experiment"] == exp]
-        ax.set_title(f"{exp}: {CLAIMS[exp].text}" if exp in CLAIMS else exp, fontsize=9)
-        if g.empty:
-            ax.text(0.5, 0.5, "not in these results", ha="center", va="center", transform=ax.transAxes)
-            continue
+        ax.set_title(headings.get(exp, exp), fontsize=9)
         for case, h in g.groupby("case", sort=False):
             h = h.sort_values("mult_adds")
             x = h["mult_adds"] / 1e6
@@ -64,30 +75,39 @@ def flops_vs_latency(rows: pd.DataFrame, title: str, path: Path) -> Path:
     return _save(fig, path)
 
 
-def roofline(rows: pd.DataFrame, ceilings: dict[str, Any] | None, title: str, path: Path) -> Path:
-    """Left: measured time against the roofline lower bound (y = x is the ceiling). Right: the classic
-    roofline, achieved FLOP/s against arithmetic intensity, under the measured roof."""
-    fig, (left, right) = _figure(1, 2, (12, 5))
+def roofline(rows: pd.DataFrame, ceilings: dict[str, Any] | None, title: str, path: Path) -> Path | None:
+    """Left: measured time against the roofline lower bound (y = x is the ceiling), only when the runs
+    measured ceilings. Right: the classic roofline, achieved FLOP/s against arithmetic intensity, under
+    the measured roof. None (no figure) when the rows hold neither."""
     ok = rows.dropna(subset=["latency_ms"])
+    has_bound = "roofline_bound_ms" in ok and ok["roofline_bound_ms"].notna().any()
+    has_ai = all(c in ok for c in ("arithmetic_intensity_flops_per_byte", "achieved_flops_per_s")) and (
+        ok["arithmetic_intensity_flops_per_byte"].notna() & ok["achieved_flops_per_s"].notna()).any()
+    if not (has_bound or has_ai):
+        return None
+    fig, axes = _figure(1, 2 if has_bound and has_ai else 1, (12 if has_bound and has_ai else 6, 5))
+    left, right = (axes[0] if has_bound else None), (axes[-1] if has_ai else None)
     for exp, g in ok.groupby("experiment"):
-        if "roofline_bound_ms" in g and g["roofline_bound_ms"].notna().any():
+        if left is not None and g["roofline_bound_ms"].notna().any():
             left.scatter(g["roofline_bound_ms"], g["latency_ms"], s=18, label=str(exp))
-        right.scatter(g["arithmetic_intensity_flops_per_byte"], g["achieved_flops_per_s"] / 1e9, s=18, label=str(exp))
-    if "roofline_bound_ms" in ok and ok["roofline_bound_ms"].notna().any():
+        if right is not None:
+            right.scatter(g["arithmetic_intensity_flops_per_byte"], g["achieved_flops_per_s"] / 1e9, s=18,
+                          label=str(exp))
+    if left is not None:
         lo = min(ok["roofline_bound_ms"].min(), ok["latency_ms"].min())
         hi = max(ok["roofline_bound_ms"].max(), ok["latency_ms"].max())
         for frac, style in ((1.0, "-"), (0.1, "--"), (0.01, ":")):
             left.plot([lo, hi], [lo / frac, hi / frac], "k" + style, lw=0.8, label=f"{frac:.0%} of roofline")
         left.set_xscale("log")
         left.set_yscale("log")
-    else:
-        left.text(0.5, 0.5, "no roofline ceilings in these runs (--no-roofline)", ha="center", va="center",
-                  transform=left.transAxes)
-    left.set_xlabel("roofline lower bound (ms)")
-    left.set_ylabel("measured latency (ms)")
-    left.set_title("measured time vs roofline bound", fontsize=10)
-    left.legend(fontsize=7)
-    left.grid(True, which="both", alpha=0.3)
+        left.set_xlabel("roofline lower bound (ms)")
+        left.set_ylabel("measured latency (ms)")
+        left.set_title("measured time vs roofline bound", fontsize=10)
+        left.legend(fontsize=7)
+        left.grid(True, which="both", alpha=0.3)
+    if right is None:
+        fig.suptitle(f"Roofline - {title}", fontsize=11)
+        return _save(fig, path)
     if ceilings and len(ok):
         peak, bw = ceilings["peak_flops_per_s"] / 1e9, ceilings["bandwidth_bytes_per_s"] / 1e9
         ai = ok["arithmetic_intensity_flops_per_byte"].dropna()
@@ -105,15 +125,16 @@ def roofline(rows: pd.DataFrame, ceilings: dict[str, Any] | None, title: str, pa
     return _save(fig, path)
 
 
-def paper_side_by_side(comps: list[Comparison], title: str, path: Path) -> Path:
-    """One panel per guideline: our relative speed (95% CI) beside the paper's ARM and GPU numbers."""
-    fig, axes = _figure(2, 2, (13, 8))
-    for ax, exp in zip(axes, GUIDELINES):
-        cs = [c for c in comps if c.experiment == exp]
+def paper_side_by_side(effects: list[CaseEffect], title: str, path: Path) -> Path | None:
+    """One panel per experiment the paper has (G1-G4 present in the effects): our relative speed (95% CI)
+    beside the paper's ARM and GPU numbers. None (no figure) when no effect has a paper number."""
+    experiments = list(dict.fromkeys(c.experiment for c in effects if c.paper_speed))
+    if not experiments:
+        return None
+    fig, axes = _panels(len(experiments), (13, 8))
+    for ax, exp in zip(axes, experiments):
+        cs = [c for c in effects if c.experiment == exp]
         ax.set_title(exp, fontsize=10)
-        if not cs:
-            ax.text(0.5, 0.5, "not in these results", ha="center", va="center", transform=ax.transAxes)
-            continue
         order = list(dict.fromkeys(c.case for c in cs))
         cs.sort(key=lambda c: (c.scale, order.index(c.case)))
         xs = list(range(len(cs)))

@@ -18,15 +18,22 @@ def _num(v: Any) -> float:
     return f
 
 
+def ratio_ci_text(r: float, lo: float, hi: float) -> str:
+    """'1.420x [1.400, 1.450]' for a latency ratio and its CI; '1.420x' without a CI, '-' without a ratio."""
+    if math.isnan(r):
+        return "-"
+    if math.isnan(lo) or math.isnan(hi):
+        return f"{r:.3f}x"
+    return f"{r:.3f}x [{lo:.3f}, {hi:.3f}]"
+
+
 def ratio_text(row: dict[str, Any]) -> str:
-    """'1.42x [1.40, 1.45]' for a latency ratio, 'no difference' when its CI includes 1."""
+    """'1.42x [1.40, 1.45]' for a row's ratio to its baseline, 'no difference' when its CI includes 1."""
     r, lo, hi = _num(row.get("ratio_to_baseline")), _num(row.get("ratio_ci_low")), _num(row.get("ratio_ci_high"))
     if row.get("case") == row.get("baseline_case"):
         return "baseline"
-    if math.isnan(r):
-        return "-"
-    text = f"{r:.3f}x [{lo:.3f}, {hi:.3f}]"
-    return text if (lo > 1 or hi < 1) else f"no difference ({text})"
+    text = ratio_ci_text(r, lo, hi)
+    return text if (math.isnan(r) or lo > 1 or hi < 1) else f"no difference ({text})"
 
 
 def short_warnings(text: Any) -> str:
@@ -123,12 +130,7 @@ def _ms(v: float) -> str:
     return "-" if math.isnan(v) else f"{v:.3f}"
 
 
-def _ratio_ci(r: float, lo: float, hi: float) -> str:
-    if math.isnan(r):
-        return "-"
-    if math.isnan(lo) or math.isnan(hi):
-        return f"{r:.3f}x"
-    return f"{r:.3f}x [{lo:.3f}, {hi:.3f}]"
+_ratio_ci = ratio_ci_text
 
 
 def _change(d: Any) -> str:
@@ -248,6 +250,11 @@ def _markup_note(note: Any, status: Any) -> str:
     return f"[{colour}]{text}[/{colour}]"
 
 
+def expected_text(expect: str, bound: float) -> str:
+    """'> 1', '<= 1.05': what a claim expects of the ratio latency(case)/latency(than)."""
+    return {"faster": "< 1", "slower": "> 1", "at_most": f"<= {bound:g}", "at_least": f">= {bound:g}"}[expect]
+
+
 def claims_table(verdicts: Iterable[dict[str, Any]], title: str) -> Table:
     """One line per claim and group: the paired ratio latency(case)/latency(than) and the verdict."""
     verdicts = list(verdicts)
@@ -258,10 +265,8 @@ def claims_table(verdicts: Iterable[dict[str, Any]], title: str) -> Table:
     colours = {"holds": "green", "fails": "red", "unclear": "yellow"}
     for v in verdicts:
         group = f"x{v['scale']} {point_text(v, swept)}".strip()
-        expected = {"faster": "< 1", "slower": "> 1", "at_most": f"<= {v['bound']:g}",
-                    "at_least": f">= {v['bound']:g}"}[v["expect"]]
         t.add_row(escape(f"{v['case']} vs {v['than']}: {v['claim']}"), group,
-                  f"{v['ratio']:.3f}x [{v['ratio_ci_low']:.3f}, {v['ratio_ci_high']:.3f}]", expected,
+                  ratio_ci_text(v["ratio"], v["ratio_ci_low"], v["ratio_ci_high"]), expected_text(v["expect"], v["bound"]),
                   f"[{colours[v['verdict']]}]{v['verdict']}[/{colours[v['verdict']]}]")
     if not t.row_count:
         t.add_row("no claim could be judged (cases skipped, failed, or claims for other devices)", "", "", "", "")
