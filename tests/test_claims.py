@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from pathlib import Path
 
-from latbench.claims import ClaimModel, check_claims, verdict
+from latbench.claims import ClaimModel, check_claims, overall, verdict
 from latbench.errors import SuiteError
 from latbench.suite import load_suite
 
@@ -65,3 +66,43 @@ claims:
 def test_at_most_needs_a_ratio():
     with pytest.raises(ValueError, match="needs a ratio"):
         claim(expect="at_most")
+
+
+def test_check_claims_pools_runs_pairing_by_run_and_round():
+    """Two runs with the same round numbers: rounds pair within a run only, and both runs' rounds count."""
+    rows = [{"case": c, "status": "ok", "scale": 1, "mode": "eager"} for c in ("a", "b")]
+    samples = []
+    for run, (a, b) in {"r1": (1.0, 2.0), "r2": (3.0, 6.0)}.items():  # ratio 0.5 within each run
+        samples += [{"run_id": run, "case": "a", "round": r, "latency_ms": a, "scale": 1, "mode": "eager"}
+                    for r in range(8)]
+        samples += [{"run_id": run, "case": "b", "round": r, "latency_ms": b, "scale": 1, "mode": "eager"}
+                    for r in range(8)]
+    [v] = check_claims([claim()], rows, samples, "cpu")
+    assert (v["ratio"], v["ratio_ci_low"], v["ratio_ci_high"], v["rounds"]) == (0.5, 0.5, 0.5, 16)
+
+
+def test_check_claims_matches_groups_across_csv_types_and_missing_sample_fields():
+    """Rows read back from CSV carry 1.0 or '1' where the run had 1; older samples lack dtype/threads."""
+    rows = [{"case": c, "status": "ok", "scale": 1.0, "batch": "1", "dtype": "float32", "threads": 2, "mode": "eager"}
+            for c in ("a", "b")]
+    samples = [{"case": c, "round": r, "latency_ms": v, "scale": 1, "batch": 1, "mode": "eager", "dtype": None}
+               for c, v in (("a", 1.0), ("b", 2.0)) for r in range(8)]
+    [v] = check_claims([claim()], rows, samples, "cpu")
+    assert v["verdict"] == "holds" and v["scale"] == 1.0 and v["threads"] == 2
+
+
+@pytest.mark.parametrize("words,want", [(["holds", "holds"], "holds"), (["holds", "unclear"], "mixed"),
+                                        (["fails"], "fails"), ([], "unclear")])
+def test_overall_verdict(words, want):
+    assert overall(words) == want
+
+
+def test_g1_to_g4_state_the_papers_claims():
+    """The guidelines' claims live in their suites, with the paper's numbers beside them."""
+    expected = {"g1": {("1:2", "1:1"), ("1:6", "1:1"), ("1:12", "1:1")}, "g2": {("g=8", "g=1")},
+                "g3": {("4-fragment-series", "1-fragment"), ("4-fragment-parallel", "1-fragment")},
+                "g4": {("neither", "relu+shortcut")}}
+    for name, pairs in expected.items():
+        claims = load_suite(Path(__file__).resolve().parents[1] / "suites" / f"{name}.yaml").model.claims
+        assert {(c.case, c.than) for c in claims} == pairs
+        assert all(c.paper and c.expect == ("faster" if name == "g4" else "slower") for c in claims)

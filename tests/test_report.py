@@ -188,3 +188,84 @@ def test_run_with_profile_and_roofline_then_report(tmp_path, monkeypatch):
     r = CliRunner().invoke(app, ["report", *map(str, res.glob("*.csv")), "--out", str(tmp_path / "rep")])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "rep" / "report.md").read_text().count("relu+shortcut") >= 1
+
+
+MINE = """\
+suite: mine
+experiment: mine-exp
+description: A suite of my own, not the paper's.
+builder: conv
+cases:
+  - name: a
+    widths: {arm: {c: 4}}
+  - name: b
+    widths: {arm: {c: 4}}
+  - name: c
+    widths: {arm: {c: 4}}
+claims:
+  - text: "b beats a"
+    case: b
+    than: a
+    expect: faster
+  - text: "c takes at least twice a's time"
+    case: c
+    than: a
+    expect: at_least
+    ratio: 2
+  - text: "only on GPUs"
+    case: c
+    than: a
+    expect: slower
+    devices: [cuda]
+"""
+
+
+def test_report_of_suites_other_than_g1_g4(tmp_path, monkeypatch):
+    """Regression: report on a non-G suite printed the G1-G4 title, an empty verdict table and empty panels."""
+    from latbench.report import plots
+
+    d = tmp_path / "results"
+    d.mkdir()
+    suite = tmp_path / "mine.yaml"
+    suite.write_text(MINE)
+    csv = write_run(d, "mine", "mine-exp", {"a": (10, 100e6, 10e6), "b": (8, 100e6, 10e6), "c": (13, 100e6, 10e6)},
+                    scales=(1, 2), seed=1)
+    meta = json.loads(csv.with_suffix(".json").read_text())
+    csv.with_suffix(".json").write_text(json.dumps({**meta, "suite": {"name": "mine", "path": str(suite)}}))
+    write_run(d, "nofile", "other-exp", {"x": (5, 50e6, 5e6), "y": (6, 50e6, 6e6)}, seed=2)
+    saved = []
+    real_save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path: saved.append(fig) or real_save(fig, path))
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["report", *map(str, d.glob("*.csv")), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    text = (out / "report.md").read_text()
+    assert text.startswith("# Suites mine (mine-exp), nofile (other-exp) on this hardware")
+    assert "ShuffleNet" not in text and "Ma et al." not in text and "paper ARM" not in text
+    assert "b vs a: b beats a | > 1" not in text and "| b vs a: b beats a | < 1 | **holds** (x1: holds, x2: holds)" in text
+    assert "| c vs a: c takes at least twice a's time | >= 2 | **fails** (x1: fails, x2: fails)" in text
+    assert "only on GPUs" not in text  # a cuda-only claim is not judged on cpu
+    assert "`nofile`: no claims in this suite" in text
+    assert "A suite of my own, not the paper's." in text
+    assert "no claims in this suite" in r.stdout and "b beats a" in r.stdout
+    figures = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert figures == ["report-cpu-fake-cpu-1-thread-s-eager-flops-latency.png",
+                       "report-cpu-fake-cpu-1-thread-s-eager-roofline.png"]  # no paper figure
+    assert len(saved) == 2
+    for fig in saved:  # every panel drawn holds data: no 'not in these results' placeholders
+        assert fig.axes and all(ax.has_data() for ax in fig.axes)
+    assert len(saved[0].axes) == 2  # one panel per experiment the results hold
+
+
+def test_report_on_files_written_by_the_runner_judges_the_suites_claims(tmp_path):
+    """Results files of the real schema (tests/resultfiles.py) of suites/ghost.yaml: its cpu claim is judged."""
+    from resultfiles import write_run as write_real_run
+
+    for seed in (1, 2):
+        write_real_run(tmp_path, {"plain-1x1": 10.0, "ghost": 10.0}, seed=seed, suite="ghost", noise=0.01)
+    rs = analysis.load(tmp_path.glob("*.csv"))
+    [info] = analysis.suites(rs)
+    assert info.name == "ghost" and info.source.endswith("ghost.yaml") and len(info.claims) == 2
+    [res] = analysis.judge_claims(rs, [info])
+    assert res.claim.expect == "at_most" and res.verdict == "holds"
+    assert res.groups[0]["rounds"] == 60  # both runs' rounds pooled, paired by run and round
