@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
 from pathlib import Path
+
+import pytest
 
 from latbench.claims import ClaimModel, check_claims, overall, verdict
 from latbench.errors import SuiteError
