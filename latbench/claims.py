@@ -69,16 +69,16 @@ def check_claims(claims: Iterable[ClaimModel], rows: list[dict[str, Any]], sampl
     cases give no verdict). Ratios are latency(case)/latency(than), paired by run and round.
 
     A group field the samples do not carry (older samples files) does not split groups."""
-    fields = [f for f in GROUP_FIELDS if any(_norm(s.get(f)) for s in samples)]
+    fields = [f for f in GROUP_FIELDS if any(group_value(s.get(f)) for s in samples)]
 
     def key(r: dict[str, Any]) -> tuple:
-        return tuple(_norm(r.get(f)) for f in fields)
+        return tuple(group_value(r.get(f)) for f in fields)
 
     series: dict[tuple, tuple[list[float], list[tuple]]] = {}
     for s in samples:
         vals, rounds = series.setdefault((str(s["case"]), key(s)), ([], []))
         vals.append(float(s["latency_ms"]))
-        rounds.append((_norm(s.get("run_id")), int(s["round"])))
+        rounds.append((group_value(s.get("run_id")), int(s["round"])))
     groups: dict[tuple, dict[str, Any]] = {}
     for r in rows:
         if r.get("status") == "ok":
@@ -105,7 +105,7 @@ def overall(verdicts: Iterable[str]) -> str:
     return words.pop() if len(words) == 1 else "mixed" if words else "unclear"
 
 
-def _norm(v: Any) -> str:
+def group_value(v: Any) -> str:
     """A group value as text, so 1, 1.0 and '1' (CSV round trips) match; missing is ''."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from latbench.claims import ClaimModel
 from latbench.report import analysis
 from latbench.cli import app
 from latbench.records import RESULT_COLUMNS, SAMPLE_COLUMNS
@@ -18,23 +19,24 @@ CEILINGS = {"peak_flops_per_s": 50e9, "bandwidth_bytes_per_s": 20e9}
 
 
 def write_run(d: Path, suite: str, exp: str, cases: dict, scales=(1,), rounds=40, noise=0.01, seed=0,
-              run_id=None) -> Path:
-    """cases: name -> (latency ms at x1, mult_adds at x1, mac_bytes at x1); x2/x4 scale FLOPs by 4/16."""
+              run_id=None, batches=(1,)) -> Path:
+    """cases: name -> (latency ms at x1, mult_adds at x1, mac_bytes at x1); x2/x4 scale FLOPs by 4/16.
+    A latency may be a dict batch -> ms when batches sweeps."""
     rng = random.Random(seed)
     run_id = run_id or f"{suite}{seed}"
     base = next(iter(cases))
     rows, samples = [], []
-    for scale in scales:
+    for scale, batch in [(s, b) for s in scales for b in batches]:
         for name, (ms, mult_adds, mac) in cases.items():
-            lat = ms * scale ** 2
+            lat = (ms[batch] if isinstance(ms, dict) else ms) * scale ** 2
             s = [lat * (1 + rng.gauss(0, noise)) for _ in range(rounds)]
             samples += [dict(run_id=run_id, suite=suite, experiment=exp, case=name, scale=scale, device="cpu",
-                             mode="eager", batch=1, round=r, position=0, iters=1, latency_ms=v)
+                             mode="eager", batch=batch, round=r, position=0, iters=1, latency_ms=v, threads=1)
                         for r, v in enumerate(s)]
             bound = max(2 * mult_adds * scale ** 2 / CEILINGS["peak_flops_per_s"],
                         mac * scale ** 2 / CEILINGS["bandwidth_bytes_per_s"]) * 1e3
             rows.append(dict(schema_version=1, run_id=run_id, suite=suite, experiment=exp, case=name, scale=scale,
-                             device="cpu", mode="eager", batch=1, threads=1, flops=2 * mult_adds * scale ** 2,
+                             device="cpu", mode="eager", batch=batch, threads=1, flops=2 * mult_adds * scale ** 2,
                              mult_adds=mult_adds * scale ** 2, mac_bytes=mac * scale ** 2, latency_ms=lat,
                              latency_ci_low_ms=lat * 0.99, latency_ci_high_ms=lat * 1.01, samples=rounds,
                              baseline_case=base, status="ok", roofline_bound_ms=bound, roofline_pct=100 * bound / lat,
@@ -269,3 +271,20 @@ def test_report_on_files_written_by_the_runner_judges_the_suites_claims(tmp_path
     [res] = analysis.judge_claims(rs, [info])
     assert res.claim.expect == "at_most" and res.verdict == "holds"
     assert res.groups[0]["rounds"] == 60  # both runs' rounds pooled, paired by run and round
+
+
+def test_sweep_points_are_judged_apart(tmp_path):
+    """Regression: rows of a batch sweep were pooled into one effect per case and scale, pairing
+    rounds of batch 1 with rounds of batch 8."""
+    write_run(tmp_path, "mine", "mine-exp", {"a": ({1: 10, 8: 10}, 1e8, 1e7), "b": ({1: 8, 8: 12.5}, 1e8, 1e7)},
+              batches=(1, 8))
+    rs = analysis.load(tmp_path.glob("*.csv"))
+    effects = {c.point["batch"]: c for c in analysis.case_effects(rs) if c.case == "b"}
+    assert effects[1].ratio == pytest.approx(0.8, abs=0.01) and effects[8].ratio == pytest.approx(1.25, abs=0.02)
+    assert effects[1].n == effects[8].n == 40 and effects[8].row["batch"] == 8
+    info = analysis.SuiteInfo("mine", "mine-exp", "", (ClaimModel(text="b beats a", case="b", than="a",
+                                                                   expect="faster"),), None)
+    [res] = analysis.judge_claims(rs, [info])
+    assert res.verdict == "mixed" and [(g["batch"], g["verdict"]) for g in res.groups] == [(1, "holds"), (8, "fails")]
+    from latbench.report.markdown import group_text
+    assert group_text(res.groups) == ["x1 b1", "x1 b8"]

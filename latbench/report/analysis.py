@@ -25,7 +25,7 @@ import yaml
 from pydantic import ValidationError
 from scipy import stats as _st
 
-from latbench.claims import ClaimModel, check_claims, overall
+from latbench.claims import ClaimModel, check_claims, group_value, overall
 from latbench.errors import ResultsError
 from latbench.stats import paired_ratio
 from latbench.results.files import meta_path, read_json_object, read_results, samples_path
@@ -110,6 +110,8 @@ class CaseEffect:
     n: int  # paired rounds
     share_slower: float  # share of rounds the case was slower than the baseline (nan without samples)
     paper_speed: dict[str, float]  # platform -> the paper's relative speed (baseline = 1)
+    point: dict[str, Any] = field(default_factory=dict)  # the sweep point: batch, dtype, memory_format, threads
+    row: dict[str, Any] = field(default_factory=dict, compare=False)  # the case's result row (the last run's)
 
     @property
     def speed(self) -> float:
@@ -117,18 +119,24 @@ class CaseEffect:
         return 1 / self.ratio if self.ratio > 0 else math.nan
 
 
+POINT_FIELDS = ("batch", "dtype", "memory_format", "threads")  # a sweep point (with scale and mode)
+
+
 def case_effects(rs: ResultSet) -> list[CaseEffect]:
-    """Every ok row against its baseline (the baseline itself included, ratio 1)."""
+    """Every ok row against its baseline (the baseline itself included, ratio 1), per scale and sweep point."""
     paper = paper_table()
     out = []
     ok = rs.rows[rs.rows["status"] == "ok"]
-    for (label, mode, exp, scale), g in ok.groupby(["device_label", "mode", "experiment", "scale"], sort=True):
+    point = [f for f in POINT_FIELDS if f in ok]
+    for keys, g in ok.groupby(["device_label", "mode", "experiment", "scale", *point], sort=True, dropna=False):
+        label, mode, exp, scale = keys[:4]
         base = str(g["baseline_case"].iloc[0])
         for case in dict.fromkeys(g["case"]):
             r, lo, hi, n, share = _pooled_ratio(rs, g, case, base)
             ps = {p: paper_speed(paper, exp, case, base, int(scale), p) for p in ("arm", "gpu")}
             out.append(CaseEffect(label, mode, exp, case, base, int(scale), r, lo, hi, n, share,
-                                  {p: v for p, v in ps.items() if v is not None}))
+                                  {p: v for p, v in ps.items() if v is not None}, dict(zip(point, keys[4:])),
+                                  g[g["case"] == case].iloc[-1].to_dict()))
     return out
 
 
@@ -141,6 +149,9 @@ def _pooled_ratio(rs: ResultSet, g: pd.DataFrame, case: str, base: str) -> tuple
     runs = set(g["run_id"])
     key = (s["run_id"].isin(runs) & (s["experiment"] == g["experiment"].iloc[0])
            & (s["scale"] == g["scale"].iloc[0]) & (s["mode"] == g["mode"].iloc[0]))
+    for f in POINT_FIELDS:  # the group's sweep point, where the samples file records it
+        if f in s and f in g and s[f].notna().any():
+            key &= s[f].map(group_value) == group_value(g[f].iloc[0])
     sub = s[key]
     a, b = sub[sub["case"] == case], sub[sub["case"] == base]
     rounds_a = list(zip(a["run_id"], a["round"]))

@@ -126,7 +126,7 @@ def render(rs: ResultSet, infos: list[SuiteInfo], effects: list[CaseEffect], cla
     for info in infos:
         cs = [c for c in effects if c.experiment == info.experiment]
         if cs:
-            parts += [f"## {_heading(info)}", _suite_section(rs, info, cs, claims)]
+            parts += [f"## {_heading(info)}", _suite_section(info, cs, claims)]
     parts += ["## Which cost predicts latency?", _predictors(scores)]
     for fig_title, figs in figures.items():
         if figs:
@@ -191,16 +191,16 @@ def _verdicts(infos: list[SuiteInfo], claims: list[ClaimResult]) -> str:
     return "\n\n".join(parts)
 
 
-def _suite_section(rs: ResultSet, info: SuiteInfo, cs: list[CaseEffect], claims: list[ClaimResult]) -> str:
+def _suite_section(info: SuiteInfo, cs: list[CaseEffect], claims: list[ClaimResult]) -> str:
     paper = is_paper(info.experiment)
+    swept = [a for a in SWEEP_AXES if len({str(c.point.get(a)) for c in cs}) > 1]
     rows = []
-    cols = ["experiment", "case", "scale", "device_label", "mode"]
-    idx = rs.rows[rs.rows["status"] == "ok"].drop_duplicates(cols, keep="last").set_index(cols)
     for c in cs:
-        r = idx.loc[(c.experiment, c.case, c.scale, c.device_label, c.mode)]
-        rows.append([c.case, f"x{c.scale}", c.device_label if len({x.device_label for x in cs}) > 1 else c.mode,
-                     _n(r.get("mult_adds", math.nan) / 1e6, ".1f"), _n(r.get("mac_bytes", math.nan) / 1e6, ".2f"),
-                     _n(r.get("latency_ms"), ".3f"), speed_text(c)]
+        r = c.row
+        rows.append([c.case, f"x{c.scale}"] + ([point_text(c.point, swept)] if swept else [])
+                    + [c.device_label if len({x.device_label for x in cs}) > 1 else c.mode,
+                       _n(r.get("mult_adds", math.nan) / 1e6, ".1f"), _n(r.get("mac_bytes", math.nan) / 1e6, ".2f"),
+                       _n(r.get("latency_ms"), ".3f"), speed_text(c)]
                     + ([_n(c.paper_speed.get("arm")), _n(c.paper_speed.get("gpu"))] if paper else [])
                     + [_n(r.get("arithmetic_intensity_flops_per_byte"), ".1f"), _n(r.get("roofline_pct"), ".1f"),
                        _n(r.get("op_count_per_forward"), ".0f"), _n(r.get("zero_flop_time_pct"), ".1f")])
@@ -208,8 +208,8 @@ def _suite_section(rs: ResultSet, info: SuiteInfo, cs: list[CaseEffect], claims:
     lines += [f"Paper: {p}." for p in dict.fromkeys(c.paper for c in info.claims if c.paper)]
     lines += [f"**{r.device_label} ({r.mode}): {r.claim.case} vs {r.claim.than} {r.verdict}.**"
               for r in claims if r.suite == info.name]
-    lines.append(_table(["case", "scale", "mode/device", "M mult-adds", "MAC MB", "latency ms",
-                         "speed vs baseline [95% CI]"] + (["paper ARM", "paper GPU"] if paper else [])
+    lines.append(_table(["case", "scale"] + (["point"] if swept else []) + [
+                         "mode/device", "M mult-adds", "MAC MB", "latency ms", "speed vs baseline [95% CI]"] + (["paper ARM", "paper GPU"] if paper else [])
                         + ["FLOP/B", "% of roofline", "ops/fwd", "zero-FLOP time %"], rows))
     return "\n\n".join(lines)
 
