@@ -288,3 +288,16 @@ def test_sweep_points_are_judged_apart(tmp_path):
     assert res.verdict == "mixed" and [(g["batch"], g["verdict"]) for g in res.groups] == [(1, "holds"), (8, "fails")]
     from latbench.report.markdown import group_text
     assert group_text(res.groups) == ["x1 b1", "x1 b8"]
+
+
+def test_report_with_an_invalid_claim_in_the_suite_file_exits_2(tmp_path):
+    d = tmp_path / "results"
+    d.mkdir()
+    suite = tmp_path / "mine.yaml"
+    suite.write_text(MINE.replace("    ratio: 2\n", ""))  # at_least without its ratio
+    csv = write_run(d, "mine", "mine-exp", {"a": (10, 1e8, 1e7), "b": (8, 1e8, 1e7), "c": (13, 1e8, 1e7)})
+    meta = json.loads(csv.with_suffix(".json").read_text())
+    csv.with_suffix(".json").write_text(json.dumps({**meta, "suite": {"name": "mine", "path": str(suite)}}))
+    r = CliRunner().invoke(app, ["report", str(csv), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "claims[1] is not a valid claim" in " ".join(r.stderr.split()) and str(suite) in r.stderr.replace("\n", "")

@@ -4,8 +4,8 @@ with the ShuffleNet V2 paper's Tables 1-4 (G1-G4 only), and which cost predicts 
 
 Effect sizes are paired latency ratios (case / baseline) from interleaved rounds: the samples file
 pairs every case's samples by round, so machine drift cancels in each per-round ratio. Rounds from
-several runs of the same suite on the same device are pooled. The CI is the distribution-free 95 %
-CI of the median ratio (stats.median_ci); `share_slower` is the share of rounds in which the case was
+several runs of the same suite on the same device are pooled, paired by (run, round). The ratio and its
+distribution-free 95 % CI come from stats.paired_ratio; `share_slower` is the share of rounds in which the case was
 slower than its baseline (a common-language effect size). No rendering here (see markdown, plots).
 """
 
