@@ -60,7 +60,7 @@ def results(tmp_path):
     # G1 holds: 1:1 fastest, 1:12 40 % slower; MAC rises with the ratio, FLOPs drift a little.
     write_run(d, "g1", "G1", {"1:1": (10, 100e6, 10e6), "1:2": (11, 99e6, 11e6), "1:6": (13, 99.5e6, 14e6),
                               "1:12": (14, 95e6, 19e6)}, scales=(1, 2))
-    # G2 no effect: g=8 as fast as g=1 (inconclusive).
+    # G2 no effect: g=8 as fast as g=1 (unclear).
     write_run(d, "g2", "G2", {"g=1": (10, 100e6, 10e6), "g=8": (10, 103e6, 20e6)}, noise=0.05)
     # G3 contradicted: 4 fragments faster than 1.
     write_run(d, "g3", "G3", {"1-fragment": (10, 100e6, 10e6), "4-fragment-series": (8, 100e6, 12e6),
