@@ -94,10 +94,6 @@ class Measurement:
     warmup_s: float
     stop_reason: str
 
-    @property
-    def total_iters(self) -> int:
-        return self.iters_per_sample * len(self.samples_s)
-
 
 @dataclass(frozen=True)
 class Summary:
