@@ -379,7 +379,7 @@ QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="No warnings on st
 DebugOpt = Annotated[bool, typer.Option(help="Show tracebacks for user errors too.")]
 
 
-def _comparison(base: list[str], cand: list[str], threshold: Optional[str], thresholds: Optional[Path], alpha: float,
+def _comparison(base: list, cand: list, threshold: Optional[str], thresholds: Optional[Path], alpha: float,
                 noise_floor: Optional[str], seed: int, normalized: bool = False):
     from latbench.compare import DEFAULT_NOISE_FLOOR, compare, load_runs
     from latbench.gate import DEFAULT_THRESHOLD, Thresholds, parse_fraction
@@ -418,7 +418,7 @@ def _warn_all(lines: list[str], quiet: bool) -> None:
 
 @app.command("compare")
 def compare_cmd(
-    files: Annotated[list[str], typer.Argument(help="Results CSVs (shell globs work). Without --baseline the first is the baseline and the rest are repeated runs of the candidate.")],
+    files: Annotated[list[str], typer.Argument(help="Results CSVs, directories or globs (results/* works: a run's -samples.csv and .json count as that run). Without --baseline the first run is the baseline and the rest are repeated runs of the candidate.")],
     baseline: Annotated[Optional[list[str]], typer.Option("--baseline", "-b", help="Baseline results: a CSV, a directory of them or a quoted glob; repeat for several runs. Then every FILE is a candidate run.")] = None,
     threshold: ThresholdOpt = None,
     thresholds: Annotated[Optional[Path], typer.Option(help="Per-case thresholds written by 'latbench calibrate'.")] = None,
@@ -432,8 +432,10 @@ def compare_cmd(
     debug: DebugOpt = False,
 ) -> None:
     """Align the cases of result files: baseline vs candidate medians, the ratio with its CI, and which changes are significant (also across devices and machines)."""
+    from latbench.results.read import split_first
+
     try:
-        base, cand = (list(baseline), list(files)) if baseline else (files[:1], files[1:])
+        base, cand = (list(baseline), list(files)) if baseline else split_first(files)
         if not cand:
             raise LatbenchError("compare needs a baseline and at least one candidate results file",
                                 hint="latbench compare BASE.csv NEW.csv, or --baseline BASE.csv NEW.csv")

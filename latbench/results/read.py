@@ -70,7 +70,7 @@ class RunPaths:
                            hint="give the files 'latbench run' wrote, e.g. results/*.csv or a results directory")
 
 
-def expand_paths(specs: Iterable[str | Path]) -> list[RunPaths]:
+def expand_paths(specs: Iterable[str | Path | RunPaths]) -> list[RunPaths]:
     """The runs named by specs, in the order first named, each once.
 
     A spec is a results, samples or metadata file (all three map to their run, so a shell-expanded
@@ -80,6 +80,9 @@ def expand_paths(specs: Iterable[str | Path]) -> list[RunPaths]:
     """
     out: list[RunPaths] = []
     for spec in specs:
+        if isinstance(spec, RunPaths):
+            out.extend([spec] if spec not in out else [])
+            continue
         for part in (p.strip() for p in str(spec).split(",")):
             if not part:
                 continue
@@ -108,6 +111,13 @@ def expand_paths(specs: Iterable[str | Path]) -> list[RunPaths]:
                 if run not in out:
                     out.append(run)
     return out
+
+
+def split_first(specs: Sequence[str | Path]) -> tuple[list[RunPaths], list[RunPaths]]:
+    """(runs of the first spec, runs of the others not among them): a shell-expanded list whose first
+    file is X-samples.csv gives run X first, and X.csv after it is not counted again."""
+    first = expand_paths(specs[:1])
+    return first, [r for r in expand_paths(specs[1:]) if r not in first]
 
 
 # --------------------------------------------------------------------------- reading
@@ -293,7 +303,7 @@ def _check_rows(rows: pd.DataFrame, p: Path) -> None:
                            hint="give each run's own file; do not concatenate result files")
 
 
-def read_runs(specs: Sequence[str | Path], side: str = "", strict: bool = True) -> list[Run]:
+def read_runs(specs: Sequence[str | Path | RunPaths], side: str = "", strict: bool = True) -> list[Run]:
     """expand_paths(specs), each run read with read_run. ResultsError when specs name no run."""
     paths = expand_paths(specs)
     if not paths:
