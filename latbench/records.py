@@ -157,5 +157,5 @@ SAMPLE_COLUMNS: tuple[str, ...] = (
 # The identity of a row: what compare joins on.
 KEY_COLUMNS: tuple[str, ...] = ("suite", "experiment", "case", "scale", "device", "mode", "batch",
                                  "dtype", "memory_format", "threads")
-# Defaults for key columns that older schemas lack (store.read_results fills them in).
+# Defaults for key columns that older schemas lack (latbench.results.schema.migrate fills them in).
 KEY_DEFAULTS: dict[str, Any] = {"memory_format": "contiguous"}
