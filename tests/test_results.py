@@ -194,3 +194,28 @@ def test_compare_on_a_shell_expanded_results_directory(tmp_path):
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["baseline_files"] == [str(base)] and sorted(doc["candidate_files"]) == sorted(map(str, head))
+
+
+def test_a_run_without_results_yet_is_passed_over_in_a_listing(tmp_path):
+    """A run that has not finished its first group has only its .json (and .lock): results/* names it."""
+    done = write_run(tmp_path, {"g=1": 10.0}, seed=1, now=NOW)
+    started = RunFiles.reserve(tmp_path, "syn", "cpu")  # reserves <stem>.json, writes no CSV yet
+    assert [r.csv for r in expand_paths(sorted(tmp_path.iterdir()))] == [done]
+    with pytest.raises(ResultsError, match="no results yet") as info:
+        expand_paths([started.meta])
+    assert info.value.where == str(started.meta)
+    done.unlink()  # samples without their CSV are damage, not a run in progress
+    with pytest.raises(ResultsError, match="no results CSV"):
+        expand_paths(sorted(tmp_path.iterdir()))
+
+
+def test_declared_columns_get_their_dtypes_and_unknown_ones_are_left_alone(tmp_path):
+    csv = write_run(tmp_path, {"g=1": 10.0}, seed=1)
+    df = pd.read_csv(csv, dtype=str)
+    df["flops"] = "garbage"  # a numeric column with a damaged cell
+    df["future_text"] = "cuda-events"  # a column a later latbench may add
+    df.to_csv(csv, index=False)
+    rows = read_results(csv)
+    assert pd.isna(rows.loc[0, "flops"]) and rows.loc[0, "future_text"] == "cuda-events"
+    assert set(schema.NUMERIC_COLUMNS).isdisjoint(schema.STRING_COLUMNS)
+    assert {"latency_ms", "scale", "batch", "threads", "round", "iters"} <= set(schema.NUMERIC_COLUMNS)

@@ -76,9 +76,11 @@ def expand_paths(specs: Iterable[str | Path | RunPaths]) -> list[RunPaths]:
     A spec is a results, samples or metadata file (all three map to their run, so a shell-expanded
     results/* or results/*.csv works), a directory (every run in it), a quoted glob, or a comma-separated
     list of these. ResultsError when a file does not exist, a pattern or directory holds no run, or a
-    samples/metadata file has no results CSV beside it.
+    samples file has no results CSV beside it. The metadata (or lock) of a run that has not written its
+    CSV yet (it has not finished a group) is passed over, unless nothing else is named.
     """
     out: list[RunPaths] = []
+    orphans: list[str] = []  # metadata/lock files of runs that have no CSV yet
     for spec in specs:
         if isinstance(spec, RunPaths):
             out.extend([spec] if spec not in out else [])
@@ -88,36 +90,47 @@ def expand_paths(specs: Iterable[str | Path | RunPaths]) -> list[RunPaths]:
                 continue
             p = Path(part)
             if p.is_dir():
-                found = [RunPaths(q) for q in sorted(p.glob("*.csv")) if not q.name.endswith(SAMPLES_SUFFIX)]
-                if not found:
+                files = [q for q in sorted(p.glob("*.csv")) if not q.name.endswith(SAMPLES_SUFFIX)]
+                if not files:
                     raise ResultsError("holds no results CSV", where=part,
                                        hint="give the directory 'latbench run --results-dir' wrote to")
             elif p.exists():
-                found = [RunPaths.of(p)]
+                files = [p]
             elif glob.has_magic(part):
-                matches = sorted(glob.glob(part))
-                found = [RunPaths.of(q) for q in matches if not q.endswith(".lock")]
-                if not found:
+                files = [Path(q) for q in sorted(glob.glob(part)) if not q.endswith(".lock")]
+                if not files:
                     raise ResultsError("matches no results CSV", where=part,
                                        hint="check the directory or pattern; results files end in .csv")
             else:
                 raise ResultsError("no such results file", where=part,
                                    hint="give a results/*.csv written by 'latbench run'")
-            for run in found:
-                if not run.csv.is_file():
-                    raise ResultsError(f"has no results CSV {run.csv.name} beside it", where=part,
-                                       hint="keep the .csv that 'latbench run' wrote (a run that has not "
-                                            "finished its first group has none yet)")
-                if run not in out:
-                    out.append(run)
+            for f in files:
+                run = RunPaths.of(f)
+                if run.csv.is_file():
+                    if run not in out:
+                        out.append(run)
+                elif f.name.endswith(SAMPLES_SUFFIX) or not (run.meta.is_file() or run.lock.is_file()):
+                    raise ResultsError(f"has no results CSV {run.csv.name} beside it", where=str(f),
+                                       hint="keep the .csv that 'latbench run' wrote beside its other files")
+                else:
+                    orphans.append(str(f))
+    if not out and orphans:
+        raise ResultsError("names a run that has no results yet (no CSV beside its metadata)", where=orphans[0],
+                           hint="a run writes its CSV when its first group finishes; wait, or give finished runs")
     return out
 
 
 def split_first(specs: Sequence[str | Path]) -> tuple[list[RunPaths], list[RunPaths]]:
-    """(runs of the first spec, runs of the others not among them): a shell-expanded list whose first
-    file is X-samples.csv gives run X first, and X.csv after it is not counted again."""
-    first = expand_paths(specs[:1])
-    return first, [r for r in expand_paths(specs[1:]) if r not in first]
+    """(runs of the first spec that names a run, every other run named): a shell-expanded list whose
+    first file is X-samples.csv gives run X first, and X.csv after it is not counted again."""
+    runs = expand_paths(specs)
+    for spec in specs:
+        try:
+            first = expand_paths([spec])
+        except ResultsError:  # only a run without results yet: passed over, as in expand_paths
+            continue
+        return first, [r for r in runs if r not in first]
+    return [], []
 
 
 # --------------------------------------------------------------------------- reading

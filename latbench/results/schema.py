@@ -12,7 +12,7 @@ from latbench.records import KEY_COLUMNS, KEY_DEFAULTS, RESULT_COLUMNS, SAMPLE_C
 
 __all__ = ["KEY_COLUMNS", "KEY_DEFAULTS", "RESULT_COLUMNS", "SAMPLE_COLUMNS", "SCHEMA_VERSION", "OK", "FAILED",
            "SKIPPED", "ROW_STATUSES", "RUNNING", "COMPLETE", "INTERRUPTED", "RUN_STATUSES", "STRING_COLUMNS",
-           "BOOL_COLUMNS", "OLDEST_SCHEMA", "SCHEMA_ADDED", "apply_dtypes", "migrate"]
+           "BOOL_COLUMNS", "NUMERIC_COLUMNS", "OLDEST_SCHEMA", "SCHEMA_ADDED", "apply_dtypes", "migrate"]
 
 # --- status of a row (one case x mode)
 OK = "ok"  # measured: latency_ms > 0
@@ -34,6 +34,9 @@ STRING_COLUMNS: tuple[str, ...] = (
     "baseline_case", "schedule", "stop_reason", "status", "error", "warnings", "source",
 )
 BOOL_COLUMNS: tuple[str, ...] = ("ratio_differs", "throttled", "under_load")
+# Numeric: the rest of the declared columns (a column this version does not know is left as pandas reads it).
+NUMERIC_COLUMNS: tuple[str, ...] = tuple(c for c in dict.fromkeys(RESULT_COLUMNS + SAMPLE_COLUMNS)
+                                         if c not in STRING_COLUMNS and c not in BOOL_COLUMNS)
 
 OLDEST_SCHEMA = 1
 # Columns each schema version added (its readers fill them in for older files), and the value they take.
@@ -43,12 +46,10 @@ SCHEMA_ADDED: dict[int, dict[str, Any]] = {
 
 
 def apply_dtypes(df: pd.DataFrame) -> pd.DataFrame:
-    """Declared dtypes on a frame read with every STRING_COLUMNS column as str: numeric columns numeric
-    (unparseable values become NaN), empty strings stay NaN. Returns the same frame."""
-    for col in df.columns:
-        if col in STRING_COLUMNS or col in BOOL_COLUMNS:
-            continue
-        if df[col].dtype == object:
+    """Declared dtypes on a frame read with every STRING_COLUMNS column as str: NUMERIC_COLUMNS numeric
+    (unparseable values become NaN); empty cells are NaN. Returns the same frame."""
+    for col in NUMERIC_COLUMNS:
+        if col in df.columns and not pd.api.types.is_numeric_dtype(df[col]):
             df[col] = pd.to_numeric(df[col], errors="coerce")
     return df
 
