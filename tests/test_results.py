@@ -219,3 +219,14 @@ def test_declared_columns_get_their_dtypes_and_unknown_ones_are_left_alone(tmp_p
     assert pd.isna(rows.loc[0, "flops"]) and rows.loc[0, "future_text"] == "cuda-events"
     assert set(schema.NUMERIC_COLUMNS).isdisjoint(schema.STRING_COLUMNS)
     assert {"latency_ms", "scale", "batch", "threads", "round", "iters"} <= set(schema.NUMERIC_COLUMNS)
+
+
+def test_the_docs_example_with_a_quoted_baseline_glob_and_a_shell_expanded_candidate(tmp_path):
+    """docs/compare-and-gate.md: latbench compare --baseline 'base/*.csv' head/*.csv"""
+    base = write_side(tmp_path / "base", {"g=1": 10.0}, 2, seed=1)
+    head = write_side(tmp_path / "head", {"g=1": 10.0}, 2, seed=2)
+    r = _cli("compare", "--baseline", f"{tmp_path}/base/*.csv", *sorted((tmp_path / "head").glob("*.csv")), "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert sorted(doc["baseline_files"]) == sorted(map(str, base)) and sorted(doc["candidate_files"]) == sorted(
+        map(str, head))
