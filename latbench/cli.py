@@ -385,23 +385,16 @@ QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="No warnings on st
 DebugOpt = Annotated[bool, typer.Option(help="Show tracebacks for user errors too.")]
 
 
-def _comparison(base: list[str], cand: list[str], threshold: Optional[str], thresholds: Optional[Path], alpha: float,
+def _comparison(base: list, cand: list, threshold: Optional[str], thresholds: Optional[Path], alpha: float,
                 noise_floor: Optional[str], seed: int, normalized: bool = False):
-    import yaml
-
     from latbench.compare import DEFAULT_NOISE_FLOOR, compare, load_runs
     from latbench.gate import DEFAULT_THRESHOLD, Thresholds, parse_fraction
 
     if not 0 < alpha < 0.5:
         raise LatbenchError(f"--alpha {alpha} is out of range", hint="use e.g. 0.05 (a 95% confidence interval)")
-    thr = Thresholds(parse_fraction(threshold) if threshold is not None else DEFAULT_THRESHOLD)
-    if thresholds is not None:
-        try:
-            data = yaml.safe_load(thresholds.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise LatbenchError(f"cannot read thresholds ({str(exc).splitlines()[0]})", where=str(thresholds),
-                                hint="write one with 'latbench calibrate --output FILE'") from None
-        thr = Thresholds.from_data(data, parse_fraction(threshold) if threshold is not None else None, str(thresholds))
+    given = parse_fraction(threshold) if threshold is not None else None
+    thr = Thresholds.from_file(thresholds, given) if thresholds is not None else Thresholds(
+        given if given is not None else DEFAULT_THRESHOLD)
     floor = (parse_fraction(noise_floor, "--noise-floor") if noise_floor is not None
              else thr.noise_floor if thr.noise_floor is not None else DEFAULT_NOISE_FLOOR)
     base_runs, cand_runs = load_runs(base, "baseline"), load_runs(cand, "candidate")
@@ -431,7 +424,7 @@ def _warn_all(lines: list[str], quiet: bool) -> None:
 
 @app.command("compare")
 def compare_cmd(
-    files: Annotated[list[str], typer.Argument(help="Results CSVs (shell globs work). Without --baseline the first is the baseline and the rest are repeated runs of the candidate.")],
+    files: Annotated[list[str], typer.Argument(help="Results CSVs, directories or globs (results/* works: a run's -samples.csv and .json count as that run). Without --baseline the first run is the baseline and the rest are repeated runs of the candidate.")],
     baseline: Annotated[Optional[list[str]], typer.Option("--baseline", "-b", help="Baseline results: a CSV, a directory of them or a quoted glob; repeat for several runs. Then every FILE is a candidate run.")] = None,
     threshold: ThresholdOpt = None,
     thresholds: Annotated[Optional[Path], typer.Option(help="Per-case thresholds written by 'latbench calibrate'.")] = None,
@@ -445,8 +438,10 @@ def compare_cmd(
     debug: DebugOpt = False,
 ) -> None:
     """Align the cases of result files: baseline vs candidate medians, the ratio with its CI, and which changes are significant (also across devices and machines)."""
+    from latbench.results.read import split_first
+
     try:
-        base, cand = (list(baseline), list(files)) if baseline else (files[:1], files[1:])
+        base, cand = (list(baseline), list(files)) if baseline else split_first(files)
         if not cand:
             raise LatbenchError("compare needs a baseline and at least one candidate results file",
                                 hint="latbench compare BASE.csv NEW.csv, or --baseline BASE.csv NEW.csv")
@@ -476,16 +471,13 @@ def gate(
     """CI latency gate: exit 1 when a case is slower than its threshold AND significantly so (or failed to run), 0 otherwise, 2 for unreadable input; appends a markdown report to $GITHUB_STEP_SUMMARY."""
     import os
 
-    from latbench.errors import ResultsError
-    from latbench.gate import decide
+    from latbench.gate import decide, require_same_machine
     from latbench.report.terminal import compare_markdown
 
     try:
         cmp = _comparison(baseline, candidate, threshold, thresholds, alpha, noise_floor, seed, normalized)
-        if cmp.fingerprint_differences and not allow_different_machine:
-            raise ResultsError("baseline and candidate ran on different machines or software ("
-                               + "; ".join(cmp.fingerprint_differences) + ")",
-                               hint="gate results from one machine, or pass --allow-different-machine")
+        if not allow_different_machine:
+            require_same_machine(cmp.fingerprint_differences)
     except LatbenchError as exc:
         fail(exc, debug)
     _warn_all(cmp.warnings, quiet)
@@ -518,49 +510,34 @@ def calibrate(
     """A/A calibration: measure run-to-run noise per case and suggest per-case gate thresholds."""
     import json
     import shlex
-    import subprocess
 
     import yaml
 
     from latbench.compare import load_runs
-    from latbench.gate import DEFAULT_THRESHOLD, parse_fraction, suggest_thresholds, thresholds_data
-    from latbench.records import KEY_COLUMNS
+    from latbench.gate import aa_runs, calibrate as calibrate_runs, parse_fraction
     from latbench.report.terminal import calibration_table
 
+    def progress(i: int, n: int) -> None:
+        if not quiet:
+            err.print(f"calibration run {i}/{n} of {suite}", highlight=False)
+
     try:
+        minimum = parse_fraction(min_threshold)
         specs = list(files or [])
         if suite is not None:
-            results_dir.mkdir(parents=True, exist_ok=True)
-            for i in range(runs):
-                before = set(results_dir.glob("*.csv"))
-                if not quiet:
-                    err.print(f"calibration run {i + 1}/{runs} of {suite}", highlight=False)
-                proc = subprocess.run([sys.executable, "-m", "latbench", "run", str(suite), "-q", "--results-dir",
-                                       str(results_dir), *shlex.split(run_args)], capture_output=True, text=True)
-                if proc.returncode != 0:
-                    raise LatbenchError(f"'latbench run' exited {proc.returncode}: "
-                                        f"{(proc.stderr.strip().splitlines() or [''])[-1]}", where=str(suite))
-                specs += [str(p) for p in sorted(set(results_dir.glob("*.csv")) - before)
-                          if not p.name.endswith("-samples.csv")]
-        if len(specs) < 1:
+            specs += [str(p) for p in aa_runs(suite, runs, shlex.split(run_args), results_dir, progress)]
+        if not specs:
             raise LatbenchError("nothing to calibrate on", hint="give >= 2 A/A results files, or --suite FILE")
-        loaded = load_runs(specs, "A/A")
-        medians: dict[tuple, tuple[dict, list[float]]] = {}
-        for r in loaded:
-            for _, row in r.rows[r.rows["status"].astype(str) == "ok"].iterrows():
-                key = {c: (int(row[c]) if c in ("scale", "batch") else str(row[c])) for c in KEY_COLUMNS}
-                medians.setdefault(tuple(key.values()), (key, []))[1].append(float(row["latency_ms"]))
-        suggestions, pooled, floor = suggest_thresholds(medians, runs_per_side, parse_fraction(min_threshold))
+        cal = calibrate_runs(load_runs(specs, "A/A"), runs_per_side, minimum)
     except LatbenchError as exc:
         fail(exc, debug)
-    data = thresholds_data(suggestions, pooled, floor, runs_per_side, DEFAULT_THRESHOLD, [str(r.path) for r in loaded])
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text("# latbench gate thresholds, from 'latbench calibrate' (A/A run-to-run noise)\n"
-                          + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+                          + yaml.safe_dump(cal.data, sort_keys=False), encoding="utf-8")
         if not quiet:
             err.print(f"wrote {output}; use it with 'latbench gate --thresholds {output}'", highlight=False)
     if fmt is Format.json:
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        sys.stdout.write(json.dumps(cal.data, indent=2) + "\n")
     else:
-        out.print(calibration_table(suggestions, pooled, floor, runs_per_side))
+        out.print(calibration_table(cal.suggestions, cal.pooled_pct, cal.noise_floor, cal.runs_per_side))

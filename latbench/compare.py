@@ -13,9 +13,6 @@ docs/compare-and-gate.md explains the design and how to calibrate it.
 from __future__ import annotations
 
 import dataclasses
-
-import glob
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,43 +20,25 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats as _st
 
 from latbench.errors import ResultsError
-from latbench.records import KEY_COLUMNS, SAMPLE_COLUMNS
-from latbench.results.files import meta_path, read_results, samples_path
+from latbench.results import schema
+from latbench.results.read import FINGERPRINT_FIELDS, Run, expand_paths, read_run, read_runs
+from latbench.results.schema import KEY_COLUMNS
+from latbench.stats import geometric_mean, log_sd_pct, ratio_from_runs, ratio_noise_sds
+from latbench.stats import ratio_from_samples as _bootstrap_ratio
+
+__all__ = ["Comparison", "Delta", "Run", "classify", "compare", "expand_paths", "fingerprint_differences",
+           "load_run", "load_runs", "noise_warnings", "ratio_from_runs", "ratio_from_samples"]
 
 DEFAULT_ALPHA = 0.05  # two-sided: a 95 % confidence interval for the ratio
 # One run per side cannot show between-run drift; we assume it is at most this (as a factor on the
 # ratio, applied to both CI ends). 10 % covers the 4-17 % run-to-run moves of a median measured on
 # 2 shared cores in most runs; 'latbench calibrate' measures it for your machine.
 DEFAULT_NOISE_FLOOR = 0.10
-BOOTSTRAP_RESAMPLES = 2000
 # compare warns when a threshold is fewer than this many sds of the ratio's run-to-run noise: at 3 sd
 # a one-sided normal tail is 0.13 %, the false-alarm rate per case we aim for (see docs/compare-and-gate.md).
 NOISE_SDS = 3.0
-# Fingerprint fields that must agree for latencies to be comparable (pyperf's _CHECKED_METADATA).
-FINGERPRINT_FIELDS = ("device", "cpu_model", "gpus", "gpu_driver", "torch", "threads")
-STATUSES = ("slower", "faster", "same", "missing", "failed")
-
-
-@dataclass(frozen=True)
-class Run:
-    """One result file with its raw samples and metadata (the three files 'latbench run' writes)."""
-
-    path: Path
-    rows: pd.DataFrame
-    samples: pd.DataFrame
-    meta: dict[str, Any]
-
-    def fingerprint(self) -> dict[str, str]:
-        """The FINGERPRINT_FIELDS of this run, as comparable strings."""
-        fp = self.meta.get("fingerprint") or {}
-        gpus = fp.get("gpus") or []
-        return {"device": str(self.meta.get("device", "")), "cpu_model": str(fp.get("cpu_model", "")),
-                "gpus": ", ".join(str(g.get("name", "")) for g in gpus) or "none",
-                "gpu_driver": ", ".join(sorted({str(g.get("driver", "")) for g in gpus})) or "none",
-                "torch": str(fp.get("torch", "")), "threads": str(self.meta.get("threads", ""))}
 
 
 @dataclass(frozen=True)
@@ -107,138 +86,25 @@ class Comparison:
     alpha: float = DEFAULT_ALPHA
     noise_floor: float = DEFAULT_NOISE_FLOOR
 
-    def by_status(self, status: str) -> list[Delta]:
-        return [d for d in self.deltas if d.status == status]
 
-
-# ---------------------------------------------------------------- reading
-
-def expand_paths(specs: Sequence[str | Path]) -> list[Path]:
-    """Files named directly, by glob pattern (quoted, so the shell did not expand it), by directory
-    (every results CSV in it) or comma-separated. Raises ResultsError when a pattern matches nothing."""
-    out: list[Path] = []
-    for spec in specs:
-        for part in [p for p in str(spec).split(",") if p.strip()]:
-            p = Path(part.strip())
-            if p.is_dir():
-                found = sorted(q for q in p.glob("*.csv") if not q.name.endswith("-samples.csv"))
-            elif p.exists():
-                found = [p]
-            else:
-                found = sorted(Path(q) for q in glob.glob(part.strip()) if not q.endswith("-samples.csv"))
-                if not found and not glob.has_magic(part):
-                    raise ResultsError("no such results file", where=part,
-                                       hint="give a results/*.csv written by 'latbench run'")
-            if not found:
-                raise ResultsError("matches no results CSV", where=part,
-                                   hint="check the directory or pattern; results files end in .csv")
-            out.extend(q for q in found if q not in out)
-    return out
-
+# ---------------------------------------------------------------- reading (latbench.results)
 
 def load_run(path: str | Path) -> Run:
-    """Read a results CSV plus its -samples.csv and .json. Every defect is a ResultsError (exit 2)."""
-    p = Path(path)
-    rows = read_results(p)
-    if rows.empty:
-        raise ResultsError("has no result rows", where=str(p), hint="re-run 'latbench run'; the run may have "
-                                                                    "been interrupted before its first group")
-    for col in ("status", "run_id"):
-        if col not in rows.columns:
-            raise ResultsError(f"not a latbench results file: missing column {col}", where=str(p),
-                               hint="give the main results CSV written by 'latbench run'")
-    rows = rows.copy()
-    status = rows["status"].astype(str)
-    odd = rows[~status.isin(["ok", "failed"])]
-    if len(odd) or not p.read_bytes().endswith(b"\n"):
-        line = int(odd.index[0]) + 2 if len(odd) else len(rows) + 1
-        raise ResultsError(f"line {line} is incomplete: the file looks truncated", where=str(p),
-                           hint="re-run 'latbench run' (or copy the file again)")
-    rows["latency_ms"] = pd.to_numeric(rows["latency_ms"], errors="coerce")
-    ok = rows["status"].astype(str) == "ok"
-    bad = rows[ok & ~(rows["latency_ms"] > 0)]
-    if len(bad):
-        raise ResultsError(f"row {int(bad.index[0]) + 2} has status ok but no valid latency_ms "
-                           f"({bad['latency_ms'].iloc[0]!r})", where=str(p),
-                           hint="the file is damaged or truncated; re-run 'latbench run'")
-    dup = rows.duplicated(list(KEY_COLUMNS), keep=False)
-    if dup.any():
-        raise ResultsError(f"case {_key_text(rows[dup].iloc[0])} appears twice", where=str(p),
-                           hint="give each run's own file; do not concatenate result files")
-    mp = meta_path(p)
-    try:
-        meta = json.loads(mp.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ResultsError("metadata file is missing", where=str(mp),
-                           hint="keep the .json that 'latbench run' wrote beside the CSV") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ResultsError(f"metadata is not readable JSON ({exc})", where=str(mp),
-                           hint="re-run 'latbench run' to regenerate it") from None
-    if not isinstance(meta, dict) or "fingerprint" not in meta:
-        raise ResultsError("metadata has no fingerprint", where=str(mp),
-                           hint="give the .json written by 'latbench run'")
-    if meta.get("status") in ("running", "interrupted"):
-        raise ResultsError(f"the run is {meta['status']}, its results are incomplete", where=str(p),
-                           hint="wait for it to finish, or re-run 'latbench run'")
-    sp = samples_path(p)
-    try:
-        samples = pd.read_csv(sp)
-    except FileNotFoundError:
-        raise ResultsError("raw samples file is missing", where=str(sp),
-                           hint="keep the -samples.csv that 'latbench run' wrote beside the CSV") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
-        raise ResultsError(f"samples are not a readable CSV ({str(exc).splitlines()[0]})", where=str(sp),
-                           hint="re-run 'latbench run' to regenerate it") from None
-    missing = [c for c in SAMPLE_COLUMNS if c not in samples.columns]
-    if missing:
-        raise ResultsError(f"not a latbench samples file: missing columns {', '.join(missing)}", where=str(sp),
-                           hint="re-run 'latbench run' to regenerate it")
-    samples["latency_ms"] = pd.to_numeric(samples["latency_ms"], errors="coerce")
-    return Run(p, rows, samples, meta)
+    """One finished run read strictly (latbench.results.read_run): every defect is a ResultsError (exit 2)."""
+    return read_run(path, strict=True)
 
 
 def load_runs(specs: Sequence[str | Path], side: str) -> list[Run]:
-    paths = expand_paths(specs)
-    if not paths:
-        raise ResultsError(f"no {side} results given", hint=f"name one or more results CSVs for the {side}")
-    return [load_run(p) for p in paths]
+    """The runs specs name (files of any of the three kinds, directories, quoted globs, comma lists)."""
+    return read_runs(specs, side, strict=True)
 
 
-def _key_text(row: Any) -> str:
-    return "/".join(str(row[c]) for c in KEY_COLUMNS)
-
-
-# ---------------------------------------------------------------- statistics (pure)
-
-def ratio_from_runs(base_ms: Sequence[float], cand_ms: Sequence[float], alpha: float = DEFAULT_ALPHA
-                    ) -> tuple[float, float, float, float, str]:
-    """Ratio of geometric means of run medians, CI and p-value from a t-test on their logs.
-
-    Both sides >= 2 runs: Welch (unequal variances). One side with a single run: pooled variance from
-    the other side (Student). Returns (ratio, ci_low, ci_high, p_value, method).
-    """
-    x, y = np.log(np.asarray(base_ms, float)), np.log(np.asarray(cand_ms, float))
-    d = float(y.mean() - x.mean())
-    welch = len(x) >= 2 and len(y) >= 2
-    method = "runs-welch" if welch else "runs-pooled"
-    if np.ptp(x) == 0 and np.ptp(y) == 0:  # no spread at all (synthetic data): the ratio is exact
-        return math.exp(d), math.exp(d), math.exp(d), (1.0 if d == 0 else 0.0), method
-    res = _st.ttest_ind(y, x, equal_var=welch)
-    ci = res.confidence_interval(1 - alpha)
-    return math.exp(d), math.exp(float(ci.low)), math.exp(float(ci.high)), float(res.pvalue), method
-
+# ---------------------------------------------------------------- statistics (latbench.stats)
 
 def ratio_from_samples(base: Sequence[float], cand: Sequence[float], alpha: float = DEFAULT_ALPHA,
                        noise_floor: float = DEFAULT_NOISE_FLOOR, seed: int = 0) -> tuple[float, float, float]:
-    """Ratio of medians of one run each, with a seeded percentile-bootstrap CI widened by noise_floor
-    (ci_low / (1 + floor), ci_high * (1 + floor)): the drift between two runs that samples cannot show."""
-    b, c = np.asarray(base, float), np.asarray(cand, float)
-    ratio = float(np.median(c) / np.median(b))
-    rng = np.random.default_rng(seed)
-    mb = np.median(rng.choice(b, size=(BOOTSTRAP_RESAMPLES, b.size)), axis=1)
-    mc = np.median(rng.choice(c, size=(BOOTSTRAP_RESAMPLES, c.size)), axis=1)
-    lo, hi = np.quantile(mc / mb, [alpha / 2, 1 - alpha / 2])
-    return ratio, float(lo) / (1 + noise_floor), float(hi) * (1 + noise_floor)
+    """stats.ratio_from_samples with compare's default noise floor."""
+    return _bootstrap_ratio(base, cand, alpha, noise_floor, seed)
 
 
 def classify(ratio: float, ci_low: float, ci_high: float, threshold: float) -> tuple[str, bool]:
@@ -252,17 +118,6 @@ def classify(ratio: float, ci_low: float, ci_high: float, threshold: float) -> t
     if ci_high < 1 and ratio < 1 / (1 + threshold):
         return "faster", True
     return "same", significant
-
-
-def _log_sd_pct(*groups: Sequence[float]) -> float:
-    """Pooled sd of log values over groups of >= 2, in percent (nan without any such group)."""
-    ss, df = 0.0, 0
-    for g in groups:
-        a = np.log(np.asarray(g, float))
-        if a.size >= 2:
-            ss += float(((a - a.mean()) ** 2).sum())
-            df += a.size - 1
-    return 100 * math.sqrt(ss / df) if df else math.nan
 
 
 # ---------------------------------------------------------------- joining
@@ -350,10 +205,10 @@ def noise_warnings(deltas: Sequence[Delta]) -> list[str]:
     """
     loud = []
     for d in deltas:
-        if d.method.startswith("runs") and math.isfinite(d.run_noise_pct) and d.base_runs and d.cand_runs:
-            sd = d.run_noise_pct / 100 * math.sqrt(1 / d.base_runs + 1 / d.cand_runs)
-            if sd > 0 and math.log1p(d.threshold) / sd < NOISE_SDS:
-                loud.append((math.log1p(d.threshold) / sd, d))
+        if d.method.startswith("runs"):
+            z = ratio_noise_sds(d.threshold, d.run_noise_pct, d.base_runs, d.cand_runs)
+            if z < NOISE_SDS:  # False for nan
+                loud.append((z, d))
     if not loud:
         return []
     z, d = min(loud, key=lambda t: t[0])
@@ -375,11 +230,21 @@ def _delta(k: tuple, key_cols: list[str], b: list, c: list, nb: int, nc: int, th
         side = "baseline" if not b else "candidate"
         return Delta(key, "missing", t, base_runs=len(b), cand_runs=len(c), baseline_case=base_case,
                      note=f"not in the {side}")
-    bok = [(r, row) for r, row in b if str(row["status"]) == "ok"]
-    cok = [(r, row) for r, row in c if str(row["status"]) == "ok"]
+    # skipped rows (the device cannot run the case) are no measurement: the case is missing on that side
+    skipped = {side: next((str(row.get("error", "")) for _, row in rows if row["status"] == schema.SKIPPED), None)
+               for side, rows in (("baseline", b), ("candidate", c))}
+    b = [(r, row) for r, row in b if row["status"] != schema.SKIPPED]
+    c = [(r, row) for r, row in c if row["status"] != schema.SKIPPED]
+    if not b or not c:
+        sides = [side for side, rows in (("baseline", b), ("candidate", c)) if not rows]
+        reason = skipped[sides[-1]]
+        return Delta(key, "missing", t, base_runs=len(b), cand_runs=len(c), baseline_case=base_case,
+                     note=f"skipped in the {' and '.join(sides)}" + (f": {reason}" if reason else ""))
+    bok = [(r, row) for r, row in b if row["status"] == schema.OK]
+    cok = [(r, row) for r, row in c if row["status"] == schema.OK]
     notes = []
     if len(cok) < len(c):
-        err = next(str(row.get("error", "")) for _, row in c if str(row["status"]) != "ok")
+        err = next(str(row.get("error", "")) for _, row in c if row["status"] != schema.OK)
         return Delta(key, "failed", t, base_runs=len(bok), cand_runs=len(cok), baseline_case=base_case,
                      note=f"failed in {len(c) - len(cok)} candidate run(s): {err}"[:300])
     if not bok:
@@ -403,9 +268,9 @@ def _delta(k: tuple, key_cols: list[str], b: list, c: list, nb: int, nc: int, th
         p, method = math.nan, "samples-bootstrap+floor"
     status, significant = classify(ratio, lo, hi, t)
     norm = _norm_ratio(bok, cok, alpha)
-    return Delta(key, status, t, base_ms=float(np.exp(np.log(bm).mean())), cand_ms=float(np.exp(np.log(cm).mean())),
+    return Delta(key, status, t, base_ms=geometric_mean(bm), cand_ms=geometric_mean(cm),
                  ratio=ratio, ci_low=lo, ci_high=hi, p_value=p, significant=significant, method=method,
-                 base_runs=len(bm), cand_runs=len(cm), run_noise_pct=_log_sd_pct(bm, cm), baseline_case=base_case,
+                 base_runs=len(bm), cand_runs=len(cm), run_noise_pct=log_sd_pct(bm, cm), baseline_case=base_case,
                  norm_ratio=norm[0], norm_ci_low=norm[1], norm_ci_high=norm[2], note="; ".join(notes))
 
 

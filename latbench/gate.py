@@ -1,5 +1,5 @@
 """The CI latency gate: thresholds + deltas -> GateOutcome, and thresholds suggested from A/A noise.
-No I/O: cli.py reads files and prints.
+No file I/O (cli.py reads files and prints), except aa_runs, which drives 'latbench run' processes for calibrate.
 
 A case fails the gate only when it is slower by more than its threshold AND the slowdown is
 statistically significant (compare.classify), or when it failed to run in the candidate.
@@ -8,14 +8,19 @@ statistically significant (compare.classify), or when it failed to run in the ca
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from latbench.compare import Delta
-from latbench.errors import LatbenchError
-from latbench.records import KEY_COLUMNS
+from latbench.errors import LatbenchError, ResultsError
+from latbench.results import Run, schema
+from latbench.results.schema import KEY_COLUMNS
+from latbench.stats import pooled_log_sd, threshold_for_noise
 
 DEFAULT_THRESHOLD = 0.10  # a case must be > 10 % slower to fail (asv compare's default factor 1.1)
 # calibrate: a threshold of Z_THRESHOLD sds of the A/A ratio estimate keeps P(point estimate above it)
@@ -69,6 +74,18 @@ class Thresholds:
         return self.cases.get(case_key({**k, **{a: "*" for a in SWEEP_KEYS}}), self.default)
 
     @classmethod
+    def from_file(cls, path: Path, default: float | None) -> "Thresholds":
+        """Read a thresholds file (YAML written by 'latbench calibrate'); default overrides its default."""
+        import yaml
+
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise LatbenchError(f"cannot read thresholds ({str(exc).splitlines()[0]})", where=str(path),
+                                hint="write one with 'latbench calibrate --output FILE'") from None
+        return cls.from_data(data, default, str(path))
+
+    @classmethod
     def from_data(cls, data: Any, default: float | None, where: str) -> "Thresholds":
         """From the mapping a thresholds file holds (written by to_data); default overrides its default."""
         if not isinstance(data, dict) or not isinstance(data.get("cases", []), list):
@@ -109,6 +126,14 @@ class GateOutcome:
                 f"{len(self.improvements)} faster, {len(self.same)} unchanged, {len(self.missing)} missing")
 
 
+def require_same_machine(fingerprint_differences: Sequence[str]) -> None:
+    """ResultsError naming the differences when baseline and candidate ran on different machines or software."""
+    if fingerprint_differences:
+        raise ResultsError("baseline and candidate ran on different machines or software ("
+                           + "; ".join(fingerprint_differences) + ")",
+                           hint="gate results from one machine, or pass --allow-different-machine")
+
+
 def decide(deltas: Sequence[Delta]) -> GateOutcome:
     """Fail on significant slowdowns beyond threshold and on cases that failed in the candidate."""
     by = {s: [d for d in deltas if d.status == s] for s in ("slower", "faster", "same", "missing", "failed")}
@@ -138,25 +163,64 @@ def suggest_thresholds(medians: Mapping[tuple, tuple[dict[str, Any], Sequence[fl
     Z_THRESHOLD such sds, rounded up to 0.5 %, at least `minimum`. Returns (suggestions, pooled sd in %,
     suggested single-run noise floor as a fraction).
     """
-    ss, df = 0.0, 0
-    for _, vals in medians.values():
-        a = np.log(np.asarray(vals, float))
-        if a.size >= 2:
-            ss += float(((a - a.mean()) ** 2).sum())
-            df += a.size - 1
+    pooled, df = pooled_log_sd([vals for _, vals in medians.values()])
     if df == 0:
         raise LatbenchError("calibration needs at least two runs of the same cases",
                             hint="give two or more A/A result files of one suite (same code, same machine)")
-    pooled = math.sqrt(ss / df)
     out = []
     for key, vals in medians.values():
         a = np.log(np.asarray(vals, float))
         own = float(a.std(ddof=1)) if a.size >= 2 else math.nan
         sigma = max(pooled, own) if a.size >= 2 else pooled
-        thr = max(minimum, math.ceil(200 * (math.exp(Z_THRESHOLD * sigma * math.sqrt(2 / runs_per_side)) - 1)) / 200)
+        thr = threshold_for_noise(sigma, Z_THRESHOLD, runs_per_side, minimum)
         out.append(Suggestion(key, int(a.size), float(np.exp(a.mean())), 100 * sigma, 100 * own, thr))
-    floor = max(minimum, math.ceil(200 * (math.exp(Z_NOISE_FLOOR * pooled * math.sqrt(2)) - 1)) / 200)
+    floor = threshold_for_noise(pooled, Z_NOISE_FLOOR, 1, minimum)  # one run pair: sd sqrt(2) sigma
     return out, 100 * pooled, floor
+
+
+def run_medians(runs: Sequence[Run]) -> dict[tuple, tuple[dict[str, Any], list[float]]]:
+    """{case key: (key dict, [median ms of each run where it is ok])}: what suggest_thresholds pools."""
+    medians: dict[tuple, tuple[dict[str, Any], list[float]]] = {}
+    for r in runs:
+        for _, row in r.rows[r.rows["status"] == schema.OK].iterrows():
+            key = {c: (int(row[c]) if c in ("scale", "batch") else str(row[c])) for c in KEY_COLUMNS}
+            medians.setdefault(tuple(key.values()), (key, []))[1].append(float(row["latency_ms"]))
+    return medians
+
+
+@dataclass(frozen=True)
+class Calibration:
+    suggestions: list[Suggestion]
+    pooled_pct: float  # run-to-run sd of log medians pooled over all cases, in percent
+    noise_floor: float  # suggested single-run noise floor (fraction)
+    runs_per_side: int
+    data: dict[str, Any]  # what the thresholds file holds (thresholds_data)
+
+
+def calibrate(runs: Sequence[Run], runs_per_side: int = 3, minimum: float = MIN_THRESHOLD,
+              default: float = DEFAULT_THRESHOLD) -> Calibration:
+    """A/A calibration from finished runs of one suite: per-case thresholds and the thresholds file."""
+    suggestions, pooled, floor = suggest_thresholds(run_medians(runs), runs_per_side, minimum)
+    data = thresholds_data(suggestions, pooled, floor, runs_per_side, default, [str(r.path) for r in runs])
+    return Calibration(suggestions, pooled, floor, runs_per_side, data)
+
+
+def aa_runs(suite: Path, runs: int, run_args: Sequence[str], results_dir: Path,
+            on_run: Callable[[int, int], None] = lambda i, n: None) -> list[Path]:
+    """Run `latbench run SUITE` `runs` times, each in its own process (as CI would), into results_dir;
+    the results CSVs they wrote. LatbenchError naming the last stderr line when a run fails."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    out: list[Path] = []
+    for i in range(runs):
+        before = set(results_dir.glob("*.csv"))
+        on_run(i + 1, runs)
+        proc = subprocess.run([sys.executable, "-m", "latbench", "run", str(suite), "-q", "--results-dir",
+                               str(results_dir), *run_args], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise LatbenchError(f"'latbench run' exited {proc.returncode}: "
+                                f"{(proc.stderr.strip().splitlines() or [''])[-1]}", where=str(suite))
+        out += sorted(p for p in set(results_dir.glob("*.csv")) - before if not p.name.endswith("-samples.csv"))
+    return out
 
 
 def thresholds_data(suggestions: Sequence[Suggestion], pooled_pct: float, noise_floor: float, runs_per_side: int,

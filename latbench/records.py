@@ -94,10 +94,6 @@ class Measurement:
     warmup_s: float
     stop_reason: str
 
-    @property
-    def total_iters(self) -> int:
-        return self.iters_per_sample * len(self.samples_s)
-
 
 @dataclass(frozen=True)
 class Summary:
@@ -161,5 +157,5 @@ SAMPLE_COLUMNS: tuple[str, ...] = (
 # The identity of a row: what compare joins on.
 KEY_COLUMNS: tuple[str, ...] = ("suite", "experiment", "case", "scale", "device", "mode", "batch",
                                  "dtype", "memory_format", "threads")
-# Defaults for key columns that older schemas lack (store.read_results fills them in).
+# Defaults for key columns that older schemas lack (latbench.results.schema.migrate fills them in).
 KEY_DEFAULTS: dict[str, Any] = {"memory_format": "contiguous"}

@@ -12,11 +12,10 @@ import shlex
 from pathlib import Path
 from typing import Any, Iterable
 
-import pandas as pd
-
 from latbench.errors import ResultsError
 from latbench.records import CaseSpec
-from latbench.results.files import RunFiles, meta_path, read_results, samples_path
+from latbench.results import read as _results
+from latbench.results.files import RunFiles
 
 # Metadata that must be equal for the new rows to belong in the old table (and which flag sets it).
 SETTINGS = {"device": "--device", "platform_widths": "--platform", "widths_mode": "--widths", "quick": "--quick",
@@ -42,39 +41,8 @@ def group_status(specs: Iterable[CaseSpec], modes: Iterable[str], rows: Iterable
 
 
 def open_run(csv: Path) -> RunFiles:
-    """The files of an earlier run, rows kept as the exact text on disk (no float/int round trip)."""
-    read_results(csv)  # schema and readability checks, with their messages
-    meta = meta_path(csv)
-    if not meta.is_file():
-        raise ResultsError(f"no metadata file {meta.name} beside it", where=str(csv),
-                           hint="--resume needs the .csv and .json that 'latbench run' wrote; start a new run instead")
-    try:
-        metadata = json.loads(meta.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ResultsError(f"unreadable metadata ({exc})", where=str(meta), hint="start a new run instead") from None
-    if not isinstance(metadata, dict) or not metadata.get("run_id") or not isinstance(metadata.get("suite"), dict):
-        raise ResultsError("not the metadata of a 'latbench run' (no run_id or suite)", where=str(meta),
-                           hint="give the .csv of a run that 'latbench run' wrote")
-    samples = samples_path(csv)
-    if not samples.is_file():
-        raise ResultsError(f"the raw samples file {samples.name} is missing", where=str(csv),
-                           hint="restore it beside the .csv, or start a new run instead")
-    files = RunFiles(csv, samples, meta, metadata=metadata)
-    files.rows = _text_rows(csv)
-    files.sample_rows = _text_rows(samples)
-    other = sorted({str(r.get("run_id")) for r in files.rows} - {str(metadata["run_id"])})
-    if other:
-        raise ResultsError(f"rows of other runs ({', '.join(other)}) are mixed in", where=str(csv),
-                           hint="resume only a file written by one 'latbench run'")
-    return files
-
-
-def _text_rows(path: Path) -> list[dict[str, Any]]:
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False).to_dict("records")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
-        raise ResultsError(f"not a readable CSV ({type(exc).__name__})", where=str(path),
-                           hint="start a new run instead") from None
+    """The files of an earlier run, rows kept as the exact text on disk (see latbench.results.read.open_run)."""
+    return _results.open_run(csv)
 
 
 def check_same_run(old: dict[str, Any], new: dict[str, Any], csv: Path, command: str) -> None:

@@ -80,3 +80,80 @@ def relative_halfwidth(lo: float, hi: float, centre: float) -> float:
     if not (math.isfinite(lo) and math.isfinite(hi)) or centre <= 0:
         return math.inf
     return (hi - lo) / 2 / centre
+
+
+# --- comparing runs (compare, gate, calibrate)
+# Between runs each run contributes one number per case (its median); the tests below are on the logs
+# of those numbers, so ratios are symmetric and the between-run spread is in their CIs.
+
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def pooled_log_sd(groups: Sequence[Sequence[float]]) -> tuple[float, int]:
+    """(sd, degrees of freedom) of log values pooled over the groups of >= 2 values: sqrt(sum of squared
+    deviations from each group's own mean / sum(n - 1)). (nan, 0) without any such group."""
+    ss, df = 0.0, 0
+    for g in groups:
+        a = np.log(np.asarray(g, float))
+        if a.size >= 2:
+            ss += float(((a - a.mean()) ** 2).sum())
+            df += a.size - 1
+    return (math.sqrt(ss / df), df) if df else (math.nan, 0)
+
+
+def log_sd_pct(*groups: Sequence[float]) -> float:
+    """pooled_log_sd of the groups, in percent (nan without a group of >= 2)."""
+    return 100 * pooled_log_sd(groups)[0]
+
+
+def geometric_mean(values: Sequence[float]) -> float:
+    return float(np.exp(np.log(np.asarray(values, float)).mean()))
+
+
+def ratio_from_runs(base_ms: Sequence[float], cand_ms: Sequence[float], alpha: float = 0.05
+                    ) -> tuple[float, float, float, float, str]:
+    """Ratio of geometric means of run medians (candidate / baseline), its 1-alpha CI and the p-value of
+    a two-sample t-test on their logs.
+
+    Both sides >= 2 runs: Welch's test (unequal variances, "runs-welch"). One side with a single run:
+    Student's test, whose pooled variance comes from the other side ("runs-pooled"). No spread at all
+    (synthetic data): the ratio is exact. Returns (ratio, ci_low, ci_high, p_value, method).
+    """
+    x, y = np.log(np.asarray(base_ms, float)), np.log(np.asarray(cand_ms, float))
+    d = float(y.mean() - x.mean())
+    welch = len(x) >= 2 and len(y) >= 2
+    method = "runs-welch" if welch else "runs-pooled"
+    if np.ptp(x) == 0 and np.ptp(y) == 0:
+        return math.exp(d), math.exp(d), math.exp(d), (1.0 if d == 0 else 0.0), method
+    res = _st.ttest_ind(y, x, equal_var=not welch)
+    ci = res.confidence_interval(1 - alpha)
+    return math.exp(d), math.exp(float(ci.low)), math.exp(float(ci.high)), float(res.pvalue), method
+
+
+def ratio_from_samples(base: Sequence[float], cand: Sequence[float], alpha: float = 0.05, noise_floor: float = 0.0,
+                       seed: int = 0) -> tuple[float, float, float]:
+    """Ratio of medians of one run each (candidate / baseline) with a seeded percentile-bootstrap CI
+    (each side resampled on its own), widened by noise_floor: (ci_low / (1 + floor), ci_high * (1 + floor)),
+    the drift between two runs that within-run samples cannot show."""
+    b, c = np.asarray(base, float), np.asarray(cand, float)
+    ratio = float(np.median(c) / np.median(b))
+    rng = np.random.default_rng(seed)
+    mb = np.median(rng.choice(b, size=(BOOTSTRAP_RESAMPLES, b.size)), axis=1)
+    mc = np.median(rng.choice(c, size=(BOOTSTRAP_RESAMPLES, c.size)), axis=1)
+    lo, hi = np.quantile(mc / mb, [alpha / 2, 1 - alpha / 2])
+    return ratio, float(lo) / (1 + noise_floor), float(hi) * (1 + noise_floor)
+
+
+def ratio_noise_sds(threshold: float, run_noise_pct: float, base_runs: int, cand_runs: int) -> float:
+    """How many sds of the log ratio's run-to-run noise a threshold is: log(1 + threshold) /
+    (sigma * sqrt(1/m + 1/n)) with sigma the sd of log run medians (nan when undefined)."""
+    if not (math.isfinite(run_noise_pct) and base_runs and cand_runs):
+        return math.nan
+    sd = run_noise_pct / 100 * math.sqrt(1 / base_runs + 1 / cand_runs)
+    return math.log1p(threshold) / sd if sd > 0 else math.nan
+
+
+def threshold_for_noise(sigma: float, z: float, runs_per_side: int, minimum: float) -> float:
+    """The change a gate with runs_per_side runs per side sees from noise alone at most rarely: z sds of
+    the log ratio, sigma * sqrt(2 / n), as a fraction exp(z * sd) - 1, rounded up to 0.5 %, >= minimum."""
+    return max(minimum, math.ceil(200 * (math.exp(z * sigma * math.sqrt(2 / runs_per_side)) - 1)) / 200)

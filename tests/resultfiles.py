@@ -7,6 +7,7 @@ import json
 import math
 import random
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 from latbench.records import CaseSpec, Cost, Measurement
@@ -25,21 +26,26 @@ def spec(case: str, suite: str = "syn", scale: int = 1, baseline: str = "g=1") -
 
 def write_run(results_dir: Path, medians_ms: dict[str, float], *, seed: int, drift: float = 1.0,
               noise: float = 0.02, n: int = 30, device: str = "cpu", failed: tuple[str, ...] = (),
-              fingerprint: dict | None = None, threads: int = 1, suite: str = "syn") -> Path:
+              fingerprint: dict | None = None, threads: int = 1, suite: str = "syn",
+              skipped: dict[str, str] | None = None, run_id: str | None = None, now: datetime | None = None,
+              status: str = "complete") -> Path:
     """One run: each case's samples are median x drift x lognormal(noise), paired by round.
 
     drift is the machine-wide speed factor of this run (same for every case, as on a shared box).
+    skipped: {case: reason} rows the device could not run (status skipped, as the runner writes them).
+    now: the time in the file name (default: the clock). status: the metadata's run status.
     Returns the path of the results CSV.
     """
     rng = random.Random(seed)
-    run_id = uuid.UUID(int=rng.getrandbits(128)).hex[:12]
+    run_id = run_id or uuid.UUID(int=rng.getrandbits(128)).hex[:12]
+    skipped = skipped or {}
     cfg = RunConfig(device=device, run_id=run_id, threads=threads)
-    files = RunFiles.reserve(results_dir, suite, device)
+    files = RunFiles.reserve(results_dir, suite, device, now=now)
     cases = list(medians_ms)
     base_case = cases[0]
     meas = {}
     for c in cases:
-        if c in failed:
+        if c in failed or c in skipped:
             continue
         samples = tuple(medians_ms[c] * drift * math.exp(rng.gauss(0, noise)) / 1e3 for _ in range(n))
         meas[c] = Measurement(samples_s=samples, iters_per_sample=1, rounds=tuple(range(n)),
@@ -51,11 +57,13 @@ def write_run(results_dir: Path, medians_ms: dict[str, float], *, seed: int, dri
         sp = spec(c, suite=suite, baseline=base_case)
         m, b = meas.get(c), meas.get(base_case)
         ratio = paired_ratio(m.samples_s, m.rounds, b.samples_s, b.rounds) if m and b else None
-        rows.append(make_row(sp, cost, "eager", m, ratio, "RuntimeError: boom" if c in failed else None, cfg,
-                             cost.flops))
+        rows.append(make_row(sp, cost, "eager", m, ratio, "RuntimeError: boom" if c in failed else skipped.get(c),
+                             cfg, cost.flops))
+        if c in skipped:  # as runner.run_group marks what the device cannot run
+            rows[-1].update(status="skipped", error=skipped[c], stop_reason="skipped")
         if m:
             samples.extend(_sample_rows(sp, "eager", m, cfg))
-    files.metadata = {"schema_version": 1, "run_id": run_id, "status": "complete", "device": device,
+    files.metadata = {"schema_version": 1, "run_id": run_id, "status": status, "device": device,
                       "threads": threads, "suite": {"name": suite}, "fingerprint": dict(fingerprint or FINGERPRINT)}
     files.add(rows, samples)
     return files.csv

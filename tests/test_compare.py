@@ -142,9 +142,11 @@ def test_cpu_vs_cuda_aligns_without_the_device_column(tmp_path):
 
 def test_expand_paths_takes_directories_globs_and_commas(tmp_path):
     files = write_side(tmp_path / "b", {"g=1": 10.0}, 2, seed=1)
-    assert sorted(expand_paths([str(tmp_path / "b")])) == sorted(files)
-    assert sorted(expand_paths([str(tmp_path / "b" / "*.csv")])) == sorted(files)
-    assert expand_paths([",".join(map(str, files))]) == files
+    def csvs(specs):
+        return [r.csv for r in expand_paths(specs)]
+    assert sorted(csvs([str(tmp_path / "b")])) == sorted(files)
+    assert sorted(csvs([str(tmp_path / "b" / "*.csv")])) == sorted(files)
+    assert csvs([",".join(map(str, files))]) == files
     with pytest.raises(ResultsError, match="matches no results"):
         expand_paths([str(tmp_path / "nothing-*.csv")])
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 
 import pytest
-from resultfiles import write_side
+from resultfiles import write_run, write_side
 
 from latbench.compare import Delta, compare, load_runs
 from latbench.errors import LatbenchError
-from latbench.gate import (Thresholds, decide, parse_fraction, suggest_thresholds, thresholds_data)
+from latbench.gate import (Thresholds, calibrate, decide, parse_fraction, run_medians, suggest_thresholds,
+                           thresholds_data)
 
 KEY = {"suite": "syn", "experiment": "SYN", "case": "g=1", "scale": 1, "device": "cpu", "mode": "eager", "batch": 1}
 
@@ -83,3 +84,18 @@ def test_calibrated_thresholds_round_trip_into_the_gate(tmp_path):
     cmp = compare(loaded[:2], loaded[2:], thr.for_case)
     assert {d.threshold for d in cmp.deltas} == {s.threshold for s in sugg}
     assert decide(cmp.deltas).passed
+
+
+def test_calibrate_pools_the_ok_run_medians_of_each_case(tmp_path):
+    runs = [write_run(tmp_path, {"g=1": 10.0, "g=2": 12.0, "cg": 1.0}, seed=s, failed=("g=2",) if s == 2 else (),
+                      skipped={"cg": "needs CUDA"}) for s in (1, 2, 3)]
+    loaded = load_runs(runs, "A/A")
+    med = run_medians(loaded)
+    by_case = {key["case"]: vals for key, vals in med.values()}
+    assert set(by_case) == {"g=1", "g=2"} and len(by_case["g=1"]) == 3 and len(by_case["g=2"]) == 2
+    key = next(k for k, v in med.values() if k["case"] == "g=1")
+    assert key["scale"] == 1 and key["suite"] == "syn" and isinstance(key["case"], str)
+    cal = calibrate(loaded, runs_per_side=3)
+    sugg, pooled, floor = suggest_thresholds(med, 3)
+    assert cal.suggestions == sugg and cal.pooled_pct == pooled and cal.noise_floor == floor
+    assert cal.data == thresholds_data(sugg, pooled, floor, 3, 0.10, [str(p) for p in runs])

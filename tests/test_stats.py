@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 
 from latbench.records import Ratio
-from latbench.stats import median_ci, paired_ratio, relative_halfwidth, summarize
+from scipy import stats as st
+
+from latbench.stats import (geometric_mean, log_sd_pct, median_ci, paired_ratio, pooled_log_sd, ratio_from_runs,
+                            ratio_from_samples, ratio_noise_sds, relative_halfwidth, summarize, threshold_for_noise)
 
 
 def test_median_ci_covers_the_true_median_about_95_percent_of_the_time():
@@ -140,3 +143,71 @@ def test_relative_halfwidth():
     assert relative_halfwidth(0.9, 1.1, 1.0) == pytest.approx(0.1)
     assert relative_halfwidth(math.nan, 1.0, 1.0) == math.inf
     assert relative_halfwidth(1.0, 2.0, 0.0) == math.inf
+
+
+# --- comparing runs (compare, gate, calibrate): checked against scipy where it has the same thing
+
+BASE = [10.0, 10.5, 9.8]
+CAND = [11.0, 13.0, 10.1, 12.0]  # more spread than BASE: Welch and Student differ
+
+
+def test_ratio_from_runs_is_welch_on_log_medians_as_scipy_computes_it():
+    """Regression: with >= 2 runs per side the test was Student's (equal_var inverted), not Welch's."""
+    r, lo, hi, p, method = ratio_from_runs(BASE, CAND, alpha=0.05)
+    ref = st.ttest_ind(np.log(CAND), np.log(BASE), equal_var=False)
+    ci = ref.confidence_interval(0.95)
+    assert method == "runs-welch"
+    assert (lo, hi) == pytest.approx((math.exp(ci.low), math.exp(ci.high)), rel=1e-12)
+    assert p == pytest.approx(ref.pvalue, rel=1e-12)
+    assert r == pytest.approx(st.gmean(CAND) / st.gmean(BASE), rel=1e-12)
+
+
+def test_ratio_from_runs_with_one_run_on_a_side_is_student_with_the_other_sides_variance():
+    r, lo, hi, p, method = ratio_from_runs([10.0], CAND, alpha=0.10)
+    ref = st.ttest_ind(np.log(CAND), np.log([10.0]), equal_var=True)
+    ci = ref.confidence_interval(0.90)
+    assert method == "runs-pooled" and p == pytest.approx(ref.pvalue, rel=1e-12)
+    assert (lo, hi) == pytest.approx((math.exp(ci.low), math.exp(ci.high)), rel=1e-12)
+
+
+def test_ratio_from_runs_without_spread_is_exact():
+    assert ratio_from_runs([10.0, 10.0], [12.0, 12.0]) == (pytest.approx(1.2), pytest.approx(1.2), pytest.approx(1.2),
+                                                           0.0, "runs-welch")
+
+
+def test_pooled_log_sd_is_the_pooled_sd_of_students_t():
+    sd, df = pooled_log_sd([BASE, CAND])
+    ref = st.ttest_ind(np.log(CAND), np.log(BASE), equal_var=True)
+    diff = np.log(CAND).mean() - np.log(BASE).mean()
+    assert df == len(BASE) + len(CAND) - 2
+    assert sd == pytest.approx(diff / (ref.statistic * math.sqrt(1 / len(BASE) + 1 / len(CAND))), rel=1e-12)
+    assert log_sd_pct(BASE, CAND) == pytest.approx(100 * sd)
+    assert pooled_log_sd([[5.0], [3.0]]) == (pytest.approx(math.nan, nan_ok=True), 0)  # no group of >= 2
+    assert pooled_log_sd([[5.0], BASE])[0] == pytest.approx(float(np.log(BASE).std(ddof=1)))  # singletons add nothing
+
+
+def test_geometric_mean_matches_scipy():
+    assert geometric_mean(CAND) == pytest.approx(st.gmean(CAND), rel=1e-12)
+
+
+def test_bootstrap_ratio_agrees_with_scipys_percentile_bootstrap():
+    rng = np.random.default_rng(4)
+    b, c = 10 * np.exp(rng.normal(0, 0.03, 60)), 11 * np.exp(rng.normal(0, 0.03, 60))
+    r, lo, hi = ratio_from_samples(b, c, alpha=0.05, noise_floor=0.0, seed=1)
+    ref = st.bootstrap((c, b), lambda x, y, axis=-1: np.median(x, axis=axis) / np.median(y, axis=axis),
+                       method="percentile", n_resamples=4000, random_state=2, vectorized=True)
+    assert r == pytest.approx(np.median(c) / np.median(b))
+    assert lo == pytest.approx(ref.confidence_interval.low, rel=0.01)
+    assert hi == pytest.approx(ref.confidence_interval.high, rel=0.01)
+    r2, lo2, hi2 = ratio_from_samples(b, c, noise_floor=0.1, seed=1)
+    assert (lo2, hi2) == pytest.approx((lo / 1.1, hi * 1.1))
+
+
+def test_noise_sds_and_threshold_from_noise():
+    # sigma 5 %, 3 runs per side: the log ratio's sd is 0.05 * sqrt(2/3)
+    assert ratio_noise_sds(0.10, 5.0, 3, 3) == pytest.approx(math.log(1.1) / (0.05 * math.sqrt(2 / 3)))
+    assert math.isnan(ratio_noise_sds(0.10, math.nan, 3, 3)) and math.isnan(ratio_noise_sds(0.10, 0.0, 3, 3))
+    t = threshold_for_noise(0.02, 3.0, 3, 0.02)
+    assert t == math.ceil(200 * (math.exp(3 * 0.02 * math.sqrt(2 / 3)) - 1)) / 200 and t * 200 == round(t * 200)
+    assert threshold_for_noise(0.0001, 3.0, 3, 0.02) == 0.02  # never below the minimum
+    assert threshold_for_noise(0.02, 3.0, 10, 0.0) < threshold_for_noise(0.02, 3.0, 3, 0.0)  # more runs, less noise

@@ -1,4 +1,4 @@
-"""Results on disk: tidy CSV (one row per case x mode), raw samples CSV, metadata JSON.
+"""Writing results: tidy CSV (one row per case x mode), raw samples CSV, metadata JSON.
 
 A run reserves its file names atomically (the metadata file is created with O_EXCL), so two runs
 never share or overwrite files, and holds a lock on them (<stem>.lock, flock) while it writes, so a
@@ -19,7 +19,8 @@ from typing import Any
 import pandas as pd
 
 from latbench.errors import ResultsError
-from latbench.records import KEY_COLUMNS, KEY_DEFAULTS, RESULT_COLUMNS, SAMPLE_COLUMNS, SCHEMA_VERSION
+from latbench.results.read import meta_path, read_results, samples_path  # noqa: F401 (readers live there)
+from latbench.results.schema import RESULT_COLUMNS, SAMPLE_COLUMNS
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -120,39 +121,6 @@ class RunFiles:
             self.lock_path.unlink(missing_ok=True)
             os.close(self._lock_fd)
             self._lock_fd = None
-
-
-def read_results(path: str | Path) -> pd.DataFrame:
-    """Read a results CSV, checking its schema. Raises ResultsError with the fix."""
-    p = Path(path)
-    if not p.is_file():
-        raise ResultsError("no such results file", where=str(path), hint="give a results/*.csv written by 'latbench run'")
-    try:
-        df = pd.read_csv(p)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
-        raise ResultsError(f"not a readable CSV ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
-                           where=str(path), hint="re-run 'latbench run' to regenerate it") from None
-    for col, default in KEY_DEFAULTS.items():  # older schemas: the key column had one implied value
-        if col not in df.columns and "schema_version" in df.columns:
-            df[col] = default
-    missing = [c for c in ("schema_version", *KEY_COLUMNS, "latency_ms") if c not in df.columns]
-    if missing:
-        raise ResultsError(f"not a latbench results file: missing columns {', '.join(missing)}", where=str(path),
-                           hint="give the main results CSV (not *-samples.csv) written by 'latbench run'")
-    versions = set(pd.to_numeric(df["schema_version"], errors="coerce").dropna().astype(int))
-    if versions and max(versions) > SCHEMA_VERSION:
-        raise ResultsError(f"uses schema {max(versions)}; this latbench reads schema {SCHEMA_VERSION}",
-                           where=str(path), hint="upgrade latbench")
-    return df
-
-
-def samples_path(results_csv: str | Path) -> Path:
-    p = Path(results_csv)
-    return p.with_name(p.stem + "-samples.csv")
-
-
-def meta_path(results_csv: str | Path) -> Path:
-    return Path(results_csv).with_suffix(".json")
 
 
 def read_json_object(path: Path) -> dict[str, Any]:

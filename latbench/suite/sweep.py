@@ -16,11 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from latbench.records import CaseSpec
 
-DTYPES = ("float32", "bfloat16", "float16")
-MEMORY_FORMATS = ("contiguous", "channels_last")
-MODES = ("eager", "compile", "cudagraph")
-
-
 def _distinct(v: list) -> list:
     if len(set(v)) != len(v):
         raise ValueError(f"values must be distinct; got {v}")

@@ -1,0 +1,64 @@
+"""The results schema in one place: columns, their dtypes, the status vocabulary, and how older schema
+versions are migrated on read. The column lists themselves live in latbench.records (the runner writes
+them and imports nothing from here); they are re-exported for readers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from latbench.records import KEY_COLUMNS, KEY_DEFAULTS, RESULT_COLUMNS, SAMPLE_COLUMNS, SCHEMA_VERSION
+
+__all__ = ["KEY_COLUMNS", "KEY_DEFAULTS", "RESULT_COLUMNS", "SAMPLE_COLUMNS", "SCHEMA_VERSION", "OK", "FAILED",
+           "SKIPPED", "ROW_STATUSES", "RUNNING", "COMPLETE", "INTERRUPTED", "RUN_STATUSES", "STRING_COLUMNS",
+           "BOOL_COLUMNS", "NUMERIC_COLUMNS", "OLDEST_SCHEMA", "SCHEMA_ADDED", "apply_dtypes", "migrate"]
+
+# --- status of a row (one case x mode)
+OK = "ok"  # measured: latency_ms > 0
+FAILED = "failed"  # tried and failed (reason in `error`): a result in its own right
+SKIPPED = "skipped"  # not tried, the device cannot run it (reason in `error`): no latency, not a failure
+ROW_STATUSES = (OK, FAILED, SKIPPED)
+
+# --- status of a run (metadata "status")
+RUNNING = "running"  # being written; a run whose process died (SIGKILL, power loss) still says so, but
+#                      nobody holds its lock: read_run reports such a run as INTERRUPTED
+COMPLETE = "complete"  # every group finished
+INTERRUPTED = "interrupted"  # stopped by a signal after its last finished group; --resume continues it
+RUN_STATUSES = (RUNNING, COMPLETE, INTERRUPTED)
+
+# Columns read as strings even when every value looks like a number (a run_id of 12 hex digits can be
+# all digits; a case may be called "1"). Every other column that is not boolean is numeric.
+STRING_COLUMNS: tuple[str, ...] = (
+    "run_id", "suite", "experiment", "case", "device", "mode", "dtype", "memory_format", "widths", "widths_mode",
+    "baseline_case", "schedule", "stop_reason", "status", "error", "warnings", "source",
+)
+BOOL_COLUMNS: tuple[str, ...] = ("ratio_differs", "throttled", "under_load")
+# Numeric: the rest of the declared columns (a column this version does not know is left as pandas reads it).
+NUMERIC_COLUMNS: tuple[str, ...] = tuple(c for c in dict.fromkeys(RESULT_COLUMNS + SAMPLE_COLUMNS)
+                                         if c not in STRING_COLUMNS and c not in BOOL_COLUMNS)
+
+OLDEST_SCHEMA = 1
+# Columns each schema version added (its readers fill them in for older files), and the value they take.
+SCHEMA_ADDED: dict[int, dict[str, Any]] = {
+    2: {"memory_format": KEY_DEFAULTS["memory_format"], "latency_p99_ms": float("nan"), "compile_s": float("nan")},
+}
+
+
+def apply_dtypes(df: pd.DataFrame) -> pd.DataFrame:
+    """Declared dtypes on a frame read with every STRING_COLUMNS column as str: NUMERIC_COLUMNS numeric
+    (unparseable values become NaN); empty cells are NaN. Returns the same frame."""
+    for col in NUMERIC_COLUMNS:
+        if col in df.columns and not pd.api.types.is_numeric_dtype(df[col]):
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+    return df
+
+
+def migrate(df: pd.DataFrame, version: int) -> pd.DataFrame:
+    """Rows of schema `version` as the current schema reads them: every column a later version added is
+    filled with its implied value. The schema_version column keeps the version on disk."""
+    for v in range(version + 1, SCHEMA_VERSION + 1):
+        for col, value in SCHEMA_ADDED.get(v, {}).items():
+            if col not in df.columns:
+                df[col] = value
+    return df
