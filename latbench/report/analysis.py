@@ -28,7 +28,7 @@ from scipy import stats as _st
 from latbench.claims import ClaimModel, check_claims, group_value, overall
 from latbench.errors import ResultsError
 from latbench.stats import paired_ratio
-from latbench.results.files import meta_path, read_json_object, read_results, samples_path
+from latbench.results.read import read_runs
 
 
 # Our G4 case names -> the paper's Table 4 settings (other guidelines use the paper's names).
@@ -46,35 +46,24 @@ class ResultSet:
     files: list[Path] = field(default_factory=list)
 
 
-def results_paths(paths: Iterable[str | Path]) -> list[Path]:
-    """The main results CSVs among paths (a shell glob results/*.csv also matches *-samples.csv)."""
-    out = [Path(p) for p in paths if not str(p).endswith("-samples.csv")]
-    if not out:
-        raise ResultsError("no results files given", hint="pass results/*.csv written by 'latbench run'")
-    return out
-
-
 def load(paths: Iterable[str | Path]) -> ResultSet:
-    frames, sample_frames, meta, files = [], [], {}, results_paths(paths)
-    for p in files:
-        df = read_results(p)
-        m = read_json_object(meta_path(p))
+    """Every run among paths (results CSVs, their samples/metadata files, directories, globs), read
+    leniently by the results layer: an interrupted run is read as far as it got."""
+    runs = read_runs(list(paths), strict=False)
+    frames, sample_frames, meta = [], [], {}
+    for run in runs:
+        df = run.rows.copy()
         for run_id in df["run_id"].dropna().unique():
-            meta[str(run_id)] = m
-        df["device_label"] = device_label(m, df)
-        df["platform_widths"] = m.get("platform_widths") or ("gpu" if (df["device"] == "cuda").any() else "arm")
-        df["file"] = p.name
+            meta[str(run_id)] = run.meta
+        df["device_label"] = device_label(run.meta, df)
+        df["platform_widths"] = run.meta.get("platform_widths") or ("gpu" if (df["device"] == "cuda").any() else "arm")
+        df["file"] = run.path.name
+        df["run_status"] = run.status
         frames.append(df)
-        sp = samples_path(p)
-        if sp.is_file():
-            sample_frames.append(pd.read_csv(sp))
+        sample_frames.append(run.samples)
     rows = pd.concat(frames, ignore_index=True)
-    samples = pd.concat(sample_frames, ignore_index=True) if sample_frames else pd.DataFrame(
-        columns=["run_id", "suite", "experiment", "case", "scale", "device", "mode", "batch", "round", "latency_ms"])
-    for col in ("run_id", "case", "experiment", "suite", "mode", "device"):
-        rows[col] = rows[col].astype(str)
-        samples[col] = samples[col].astype(str)
-    return ResultSet(rows=rows, samples=samples, meta=meta, files=files)
+    samples = pd.concat(sample_frames, ignore_index=True)
+    return ResultSet(rows=rows, samples=samples, meta=meta, files=[r.path for r in runs])
 
 
 def device_label(meta: dict[str, Any], df: pd.DataFrame) -> str:
