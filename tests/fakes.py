@@ -80,8 +80,8 @@ class FakeCudaWork:
     def kernel_s(self) -> float:
         factor = self.speed(self.clock.now_s)
         jitter = max(-0.5, self.rng.gauss(0.0, self.noise)) if self.noise else 0.0
-        cold = self.cold_s if self.cuda.l2_holder is not self else 0.0
-        self.cuda.l2_holder = self
+        cold = self.cold_s if self.cuda.l2_holder() is not self else 0.0
+        self.cuda.l2_holder = weakref.ref(self)  # weak: the fake must not keep a freed model alive
         return self.cost_s * factor * (1.0 + jitter) + cold
 
     def __call__(self) -> None:
@@ -119,7 +119,7 @@ class FakeCuda:
         self.pools_alive = 0
         self.flushes = 0
         self.epoch = 0  # bumped by every device-wide synchronize
-        self.l2_holder: object | None = None
+        self.l2_holder: weakref.ref = lambda: None  # the work whose data is in L2
         self.streams: list[weakref.ref] = []  # every stream made, for synchronize()
         self.default = FakeStream(self, default=True)
         self._current = self.default
@@ -218,7 +218,7 @@ class FakeCuda:
         """The L2 flush the backend is given in tests: a kernel of flush_s that evicts everything."""
         self.flushes += 1
         self.launch(None, self.current_stream(), self.flush_s)
-        self.l2_holder = None
+        self.l2_holder = lambda: None
 
 
 class FakeRaceError(RuntimeError):
