@@ -3,8 +3,8 @@ against the mutated copy, and count the mutations the tests catch (at least one 
 
     python benchmarks/mutate_cuda_backend.py [--out docs/benchmarks/mutate_cuda_backend.md]
 
-Each mutation runs in a scratch copy (latbench/, tests/conftest.py, tests/fakes.py and the CUDA
-test files): the working tree is never edited. Exit 0 when every mutation not marked equivalent is
+Each mutation runs in a scratch copy (latbench/, benchmarks/, tests/conftest.py, tests/fakes.py
+and the CUDA test files): the working tree is never edited. Exit 0 when every mutation not marked equivalent is
 caught, 1 otherwise.
 """
 
@@ -58,6 +58,8 @@ def run_one(old: str, new: str, python: str) -> tuple[int, int, str]:
         tmp_root = Path(tmp)
         shutil.copytree(ROOT / "latbench", tmp_root / "latbench",
                         ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(ROOT / "benchmarks", tmp_root / "benchmarks",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.json", "*.md"))
         (tmp_root / "tests").mkdir()
         for name in ("conftest.py", "fakes.py", *[Path(t).name for t in TESTS]):
             shutil.copy(ROOT / "tests" / name, tmp_root / "tests" / name)

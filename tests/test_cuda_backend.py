@@ -212,3 +212,14 @@ def test_fake_refuses_unordered_streams_and_capture_on_the_default_stream():
     with pytest.raises(RuntimeError, match="non-default stream"):
         with cuda.graph(cuda.CUDAGraph(), stream=cuda.default):
             pass
+
+
+def test_gpu_acceptance_exits_2_with_one_line_without_cuda(monkeypatch, capsys):
+    import torch
+
+    from benchmarks import gpu_acceptance
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu_acceptance.main([]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no CUDA device" in err and "GPU" in err
