@@ -60,6 +60,16 @@ def test_a_graph_break_fails_the_case_instead_of_running_part_eager():
     assert "fullgraph" in prep.error and "graph break" in prep.error
 
 
+def test_a_model_dynamo_would_skip_fails_instead_of_running_eager():
+    class Disabled(torch.nn.Module):
+        @torch._dynamo.disable
+        def forward(self, x):
+            return x * 2
+
+    prep = prepare._compile(Disabled(), torch.randn(2))
+    assert prep.fn is None and prep.skip is None and "disable" in prep.error
+
+
 def test_compile_time_is_returned_and_eager_modes_have_none():
     prep = prepare._compile(_net(3), torch.randn(3, 4))
     assert prep.compile_s is not None and prep.compile_s > 0
