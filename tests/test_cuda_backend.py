@@ -92,6 +92,8 @@ def test_unknown_latency_or_l2_is_a_user_error():
         CudaBackend(FakeCuda(FakeClock()), l2="cold")
     with pytest.raises(DeviceError, match="latency"):
         CpuBackend(latency="batch")
+    with pytest.raises(DeviceError, match="needs a CUDA device"):
+        CpuBackend(l2="flushed")
 
 
 def test_cpu_single_request_reads_the_clock_around_each_call():

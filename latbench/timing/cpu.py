@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from latbench.timing.cuda import LATENCY_SEMANTICS, check_option
+from latbench.errors import DeviceError
+from latbench.timing.cuda import L2_STATES, LATENCY_SEMANTICS, check_option
 
 
 class CpuBackend:
@@ -20,9 +21,12 @@ class CpuBackend:
     name = "cpu:perf_counter_ns"
     modes = ("eager",)
 
-    def __init__(self, clock: Callable[[], int] = time.perf_counter_ns, latency: str = "throughput"):
+    def __init__(self, clock: Callable[[], int] = time.perf_counter_ns, latency: str = "throughput",
+                 l2: str = "warm"):
         self._clock = clock
         self.latency = check_option("latency", latency, LATENCY_SEMANTICS)
+        if check_option("l2", l2, L2_STATES) != "warm":
+            raise DeviceError(f"l2 {l2!r} needs a CUDA device", where="l2", hint="use l2 'warm' on the CPU")
 
     def columns(self) -> dict[str, str]:
         """What every row timed by this backend measured (the L2 is never flushed on the CPU)."""
