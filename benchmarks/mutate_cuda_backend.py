@@ -47,6 +47,9 @@ MUTATIONS = [
      "the call's launch hides behind queued work"),
     ("no warm-up before capture", "GRAPH_WARMUP_ITERS = 3", "GRAPH_WARMUP_ITERS = 0",
      "cuDNN autotuning during capture is refused"),
+    ("L2 flush inside the timed region",
+     "flush()  # not timed: it runs before the start event\n            start.record()",
+     "start.record()\n            flush()", "the flush's time is counted as the model's"),
     ("release() keeps the graphs", "            g.release()\n", "            pass\n",
      "private pools are never freed"),
 ]
