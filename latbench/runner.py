@@ -13,7 +13,7 @@ import torch
 
 from latbench import faults, roofline
 from latbench.cost import count_spec
-from latbench.prepare import Prepared, error_text, prepare_case
+from latbench.timing.prepare import Prepared, error_text, prepare_case
 from latbench.records import SCHEMA_VERSION, CaseSpec, Cost, Measurement, Ratio, Summary
 from latbench.stats import paired_ratio, relative_halfwidth, summarize
 from latbench.timing.backend import TimingBackend

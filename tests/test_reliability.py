@@ -19,7 +19,8 @@ import torch
 from typer.testing import CliRunner
 
 from fakes import FakeClock, FakeWork, HangingWork
-from latbench import faults, prepare, runner
+from latbench import faults, runner
+from latbench.timing import prepare
 from latbench.cli import app
 from latbench.records import KEY_COLUMNS
 from latbench.results.files import RunFiles, atomic_write_text, read_results

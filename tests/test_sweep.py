@@ -8,7 +8,8 @@ import textwrap
 import pytest
 import torch
 
-from latbench import prepare, runner
+from latbench import runner
+from latbench.timing import prepare
 from latbench.errors import SuiteError
 from latbench.records import KEY_COLUMNS, RESULT_COLUMNS, SAMPLE_COLUMNS
 from latbench.suite import expand, load_suite

@@ -14,5 +14,13 @@ class TimingBackend(Protocol):
         ...
 
     def time_block(self, fn: Callable[[], object], iters: int) -> float:
-        """Seconds taken by `iters` back-to-back calls of fn, synchronized at both ends."""
+        """Seconds taken by `iters` calls of fn (back to back, or one at a time for latency="single")."""
+        ...
+
+    def release(self) -> int:
+        """Drop what prepare() made for the cases measured so far (CUDA graphs and their pools)."""
+        ...
+
+    def columns(self) -> dict[str, str]:
+        """Per-row columns saying what was measured: latency_semantics, l2."""
         ...
