@@ -223,11 +223,13 @@ def _converged(live: list[_State], policy: StopPolicy, baselines: dict[Hashable,
     for st, base in pairs:
         if base is not None and base is not st:
             ratios = per_round_ratios(st.samples, st.rounds, base.samples, base.rounds)
-            lo, hi = median_ci_dependent(ratios, policy.stop_confidence) if ratios else (math.nan, math.nan)
-            if relative_halfwidth(lo, hi, statistics.median(ratios) if ratios else math.nan) > policy.rel_ci:
+            if not ratios:
+                return False
+            lo, hi = median_ci_dependent(ratios, policy.stop_confidence)
+            if not relative_halfwidth(lo, hi, statistics.median(ratios)) <= policy.rel_ci:
                 return False
         elif not compared or not any(b is st for _, b in pairs):
             lo, hi = median_ci_dependent(st.samples, policy.stop_confidence)
-            if relative_halfwidth(lo, hi, statistics.median(st.samples)) > policy.rel_ci:
+            if not relative_halfwidth(lo, hi, statistics.median(st.samples)) <= policy.rel_ci:
                 return False
     return True
