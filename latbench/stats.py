@@ -159,7 +159,8 @@ def _t_quantile(confidence: float, df: float) -> float:
     return float(_st.t.ppf(1 - (1 - confidence) / 2, round(df, 1)))
 
 
-def median_ci_dependent(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
+def median_ci_dependent(values: Sequence[float], confidence: float = CONFIDENCE,
+                        conservative: bool = False) -> tuple[float, float]:
     """CI of the median of a time-ordered series whose neighbours may be correlated ("order-ess").
 
     The order-statistic interval rests on B = #(x_t <= median) being Binomial(n, 1/2). Autocorrelation
@@ -167,6 +168,10 @@ def median_ci_dependent(values: Sequence[float], confidence: float = CONFIDENCE)
     are taken for n_eff = n / tau samples (normal approximation) and mapped back onto the n order
     statistics (with a t quantile on n_eff - 1 degrees of freedom). Never narrower than median_ci, and
     equal to it when tau = 1 (uncorrelated rounds).
+
+    conservative: tau is at least that of the series' ranks too (larger, and steadier on short
+    series). The stop rule decides with it, so that stopping does not pick the series whose
+    indicator autocorrelation happened to be underestimated.
     On seeded AR(1) series (phi = 0.5, 100 rounds; tests/test_intervals.py) it held the true median
     in 95.8 % of 600 series, median_ci in 81.3 %.
     """
@@ -175,6 +180,8 @@ def median_ci_dependent(values: Sequence[float], confidence: float = CONFIDENCE)
     if x.size < 4 or not all(math.isfinite(v) for v in base):
         return base
     tau = integrated_autocorr_time((x <= np.median(x)).astype(float))
+    if conservative:
+        tau = max(tau, integrated_autocorr_time(_st.rankdata(x)))
     if tau <= 1.0:
         return base
     n = x.size
