@@ -159,3 +159,15 @@ def test_pooled_interval_covers_a_drifting_process_mean_where_one_process_does_n
         pooled_hits += p.ci_low <= TRUE <= p.ci_high
     assert single_hits / reps < 0.75
     assert pooled_hits / reps >= 0.93
+
+
+def test_the_conservative_interval_for_stopping_is_never_narrower():
+    rng = np.random.default_rng(9)
+    wider = 0
+    for _ in range(50):
+        x = ar1(rng, 60, 0.5)
+        lo, hi = median_ci_dependent(x)
+        clo, chi = median_ci_dependent(x, conservative=True)
+        assert clo <= lo and chi >= hi
+        wider += (chi - clo) > (hi - lo)
+    assert wider >= 10  # the ranks' autocorrelation time is the larger one on many short series
