@@ -119,6 +119,7 @@ class Ratio:
     ci_low: float
     ci_high: float
     n: int
+    interval: str = "order"  # how ci_low/ci_high were made: stats.INTERVALS names them
 
     @property
     def differs(self) -> bool:

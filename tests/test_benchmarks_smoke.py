@@ -4,6 +4,7 @@ No timing assertions: the machine is shared. The arithmetic is checked on plante
 """
 
 import math
+import os
 import statistics
 import textwrap
 
@@ -112,3 +113,50 @@ def test_ratio_stability_case_arithmetic_on_planted_ratios():
     assert seq["cov_pct"] == pytest.approx(100 * statistics.stdev([1.5, 2.5]) / 2.0)
     summary = ratio_stability.goal_summary(list(cases.values()))
     assert summary["interleaved"]["goal_met"] is True and summary["sequential"]["goal_met"] is False
+
+
+def test_ratio_stability_processes_mode_in_process_reports_both_methods(tmp_path, monkeypatch):
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(TINY_SUITE)
+    monkeypatch.setattr(runner, "count_spec", lambda spec, dtype=None: Cost(1000, 1000, 10, 10))
+    res = ratio_stability.processes([str(suite)], reps=3, quick=True, max_time_s=0.02, spawn=False)
+    assert [r["rep"] for r in res["runs"]] == [0, 1, 2]
+    (case,) = res["cases"]  # the baseline's ratio to itself is not judged
+    assert case["case"] == "T/g=2/x1" and case["runs"] == 3
+    for m in ratio_stability.METHODS:
+        assert 0 <= case[f"{m}_covered"] <= case[f"{m}_judged"] == 3 and finite(case[f"{m}_halfwidth_pct"])
+    assert case["pooled"]["n_processes"] == 3 and case["pooled"]["interval"] == "processes-t"
+    s = res["summary"]
+    assert set(s) == {*ratio_stability.METHODS, "cov", "wall_s"} and s["wall_s"][str(suite)] > 0
+    text = ratio_stability.processes_markdown(res, "tiny")
+    assert "| T/g=2/x1 | 3 |" in text and "order-ess" in text
+
+
+def test_ratio_stability_coverage_arithmetic_on_planted_runs():
+    def run(ratio_b, rounds=20):
+        base = [1e-3] * rounds
+        # a spread of per-round ratios around ratio_b: its order interval is about +-1 %
+        b = [1e-3 * ratio_b * (1 + 0.01 * ((i % 5) - 2) / 2) for i in range(rounds)]
+        case = {"status": "ok", "stop_reason": "converged", "rounds": list(range(rounds))}
+        return {"suite": "s", "wall_s": 1.0, "cases": {
+            "E/a/x1": {**case, "baseline": "E/a/x1", "samples_s": base},
+            "E/b/x1": {**case, "baseline": "E/a/x1", "samples_s": b}}}
+    runs = [run(2.0), run(2.002), run(2.2)]  # the third process is 10 % off
+    (c,) = ratio_stability.method_stats(runs)
+    assert c["mean_ratio"] == pytest.approx(statistics.fmean([2.0, 2.002, 2.2]))
+    # run 0's interval holds mean(2.002, 2.2)? no; run 2's holds mean(2.0, 2.002)? no
+    assert c["order_covered"] == 0 and c["order_judged"] == 3
+    assert c["pooled"]["unstable"] is True
+    s = ratio_stability.method_summary([c], runs)
+    assert s["order"]["coverage"] == 0 and s["order"]["coverage_goal_met"] is False
+    assert s["cov"]["unstable"] == ["E/b/x1"] and s["wall_s"] == {"s": 1.0}
+
+
+def test_ratio_stability_worker_runs_in_a_separate_process(tmp_path):
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(TINY_SUITE)
+    run = ratio_stability.spawn_worker(str(suite), quick=True, max_time_s=0.02, threads=1, seed=0, scale=None)
+    assert run["pid"] != os.getpid() and run["wall_s"] > 0
+    assert set(run["cases"]) == {"T/g=1/x1", "T/g=2/x1"}
+    c = run["cases"]["T/g=2/x1"]
+    assert c["status"] == "ok" and len(c["rounds"]) == len(c["samples_s"]) > 0 and c["baseline"] == "T/g=1/x1"
