@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from scipy import stats as _st
@@ -358,3 +358,10 @@ def pool_processes(per_process: Sequence[Ratio], confidence: float = CONFIDENCE)
     return Pooled(value=math.exp(centre), ci_low=math.exp(centre - half), ci_high=math.exp(centre + half),
                   n_processes=k, between_rel=between, within_rel=within_rel, spread_rel=spread,
                   unstable=bool(between > within_rel))
+
+
+def share_slower(samples: list[float], rounds: list[Any], base_samples: list[float], base_rounds: list[Any]) -> float:
+    """Share of paired rounds in which sample > baseline (a common-language effect size); nan if none pair."""
+    base = dict(zip(base_rounds, base_samples))
+    r = [s > base[k] for s, k in zip(samples, rounds) if k in base and base[k] > 0]
+    return float(np.mean(r)) if r else math.nan

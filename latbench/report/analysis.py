@@ -27,7 +27,7 @@ from scipy import stats as _st
 
 from latbench.claims import ClaimModel, check_claims, group_value, overall
 from latbench.errors import ResultsError
-from latbench.stats import paired_ratio
+from latbench.stats import paired_ratio, share_slower
 from latbench.results.read import read_runs
 
 
@@ -352,11 +352,3 @@ def ceilings(rs: ResultSet) -> dict[str, dict[str, Any]]:
             if len(labels):
                 out[str(labels.iloc[0])] = m["roofline"]
     return out
-
-
-# TODO(stats): move to stats.py
-def share_slower(samples: list[float], rounds: list[Any], base_samples: list[float], base_rounds: list[Any]) -> float:
-    """Share of paired rounds in which sample > baseline (a common-language effect size); nan if none pair."""
-    base = dict(zip(base_rounds, base_samples))
-    r = [s > base[k] for s, k in zip(samples, rounds) if k in base and base[k] > 0]
-    return float(np.mean(r)) if r else math.nan
