@@ -8,5 +8,7 @@ take the input (3, resolution, resolution) from their `resolution` parameter, no
 from latbench.models.networks._common import NETWORKS
 from latbench.models.networks import shufflenet as _shufflenet  # noqa: F401,E402
 from latbench.models.networks import mobilenet as _mobilenet  # noqa: F401,E402
+from latbench.models.networks import classic as _classic  # noqa: F401,E402
+from latbench.models.networks import efficient as _efficient  # noqa: F401,E402
 
 __all__ = ["NETWORKS"]
