@@ -3,10 +3,11 @@ networks (IGCV2: Xie et al. 2018; IGCV3: Sun et al. 2018) built on their layouts
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from latbench.models.networks._common import (Classifier, NetParams, channel_shuffle, conv, conv_act,
@@ -49,7 +50,8 @@ IGCV3_D_REPEATS = (1, 4, 6, 8, 6, 6, 1)  # IGCV3-D: the deeper layout of Sun et 
 
 class MobileNetV2Params(NetParams):
     width: float = Field(default=1.0, gt=0, le=4, description="width multiplier (0.35 ... 1.4); channels rounded "
-                         "to multiples of 8, the last conv stays 1280 below 1.0")
+                         "to multiples of `divisor`, the last conv stays 1280 below 1.0")
+    divisor: int = Field(default=8, ge=1, le=64, description="channels are multiples of this (MobileNet V2: 8)")
 
 
 class InvertedResidual(nn.Module):
@@ -88,7 +90,7 @@ def _inverted_net(p: dict[str, Any], repeats: tuple[int, ...], groups: int, divi
 
 
 def mobilenet_v2(p: dict[str, Any]) -> nn.Module:
-    return _inverted_net(p, tuple(n for _, _, n, _ in V2_STAGES), 1, 8)
+    return _inverted_net(p, tuple(n for _, _, n, _ in V2_STAGES), 1, p["divisor"])
 
 
 register_network("mobilenet_v2", "MobileNet V2 whole network at width multiplier and resolution (160/192/224)",
@@ -99,14 +101,21 @@ class IGCV3Params(NetParams):
     width: float = Field(default=1.0, gt=0, le=4, description="width multiplier over MobileNet V2's channels "
                          "(suites/networks.yaml solves it to each IGCV3-D row's complexity)")
     groups: int = Field(default=2, ge=1, description="groups of both 1x1 convs of every block (IGCV3: 2)")
+    divisor: int = Field(default=16, ge=1, le=64, description="channels are multiples of this (a multiple of groups)")
+
+    @model_validator(mode="after")
+    def _check(self) -> "IGCV3Params":
+        if self.divisor % self.groups:
+            raise ValueError(f"divisor={self.divisor} is not a multiple of groups={self.groups}")
+        return self
 
 
 def igcv3(p: dict[str, Any]) -> nn.Module:
     """IGCV3-D style: MobileNet V2's stages at depths (1, 4, 6, 8, 6, 6, 1), both 1x1 convs of every
     block with `groups` groups and a channel shuffle between them. The IGCV3 paper's exact widths are not
-    reproduced: channels are MobileNet V2's x width (multiples of 8 x groups), and the width is chosen
+    reproduced: channels are MobileNet V2's x width (multiples of divisor), and the width is chosen
     to meet a published complexity (IGCV3-D 0.7 / 1.0 / 1.4: 210 / 318 / 610 M multiply-adds)."""
-    return _inverted_net(p, IGCV3_D_REPEATS, p["groups"], 8 * p["groups"])
+    return _inverted_net(p, IGCV3_D_REPEATS, p["groups"], p["divisor"])
 
 
 register_network("igcv3", "IGCV3-D style heavy-group network: MobileNet V2 layout, deeper, group 1x1 convs + "
@@ -128,7 +137,7 @@ class IGCV2Block(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, stride: int, s: int):
         super().__init__()
-        self.g1 = c_in // s
+        self.g1 = math.gcd(c_in // s, c_out // s)
         self.dw = conv_act(c_in, c_in, 3, stride, c_in, act=None)
         self.gc1 = conv(c_in, c_out, groups=self.g1)
         self.gc2 = conv_act(c_out, c_out, groups=c_out // s)
