@@ -10,34 +10,11 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from latbench.models.designs import GGhostStage
+from latbench.models.designs import GGhostStage, MixedConv
 from latbench.models.networks._common import (SE, Classifier, NetParams, conv, conv_act, make_divisible,
                                               register_network)
 
 # ---- MBConv with mixed kernels (EfficientNet, MixNet) --------------------------------------------
-
-
-def _split(total: int, n: int) -> list[int]:
-    """MixNet's channel split: equal parts, the first takes the remainder."""
-    parts = [total // n] * n
-    parts[0] += total - sum(parts)
-    return parts
-
-
-class MixedConv(nn.Module):
-    """MixConv: the channels split into len(kernels) parts, each with its own kernel; depthwise when
-    `depthwise`, else a pointwise conv per part (MixNet's grouped 1x1 "a1.1"/"p1.1"); outputs concatenated."""
-
-    def __init__(self, c_in: int, c_out: int, kernels: tuple[int, ...], stride: int = 1, depthwise: bool = False):
-        super().__init__()
-        ins, outs = _split(c_in, len(kernels)), _split(c_out, len(kernels))
-        self.ins = ins
-        self.convs = nn.ModuleList(conv(i, o, k, stride, i if depthwise else 1) for i, o, k in zip(ins, outs, kernels))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if len(self.convs) == 1:
-            return self.convs[0](x)
-        return torch.cat([c(part) for c, part in zip(self.convs, x.split(self.ins, dim=1))], dim=1)
 
 
 class MBConv(nn.Module):
