@@ -67,7 +67,7 @@ class SE(nn.Module):
 class Classifier(nn.Module):
     """Global average pool, flatten, fully connected."""
 
-    def __init__(self, c: int, num_classes: int, dropout: float = 0.0):
+    def __init__(self, c: int, num_classes: int):
         super().__init__()
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(c, num_classes)
