@@ -195,3 +195,16 @@ def test_networks_suite_quick_run_on_cpu(tmp_path):
     with csv_path.open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 33 and all(r["status"] == "ok" for r in rows)
+
+
+@pytest.mark.parametrize("blocks_line, where", [("", ":4"), ("blocks: 3\n", ":3")])
+def test_suite_with_a_whole_network_and_blocks_other_than_1_is_refused_at_load(tmp_path, blocks_line, where):
+    # regression: the default blocks: 10 with a network builder loaded, then crashed at build time in the run
+    from latbench.errors import SuiteError
+
+    path = tmp_path / "nets.yaml"
+    path.write_text(f"experiment: x\nbuilder: conv\n{blocks_line}cases:\n  - name: net\n    builder: mobilenet_v1\n"
+                    if blocks_line else "experiment: x\nbuilder: mobilenet_v1\ncases:\n  - name: net\n")
+    with pytest.raises(SuiteError, match="whole network, so blocks must be 1") as exc:
+        load_suite(path)
+    assert exc.value.where.endswith(where) and "blocks: 1" in exc.value.hint
