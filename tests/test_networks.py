@@ -41,11 +41,11 @@ PUBLISHED = [
     ("shufflenet_v2", {"width": 2.0}, 591, "ShuffleNet V2, Table 5"),
     # ShuffleNet V2, Table 8: "ShuffleNet v2 2x (with SE)" 597 M (ours counts 584 M: SE adds < 1 M here)
     ("shufflenet_v2", {"width": 2.0, "se": True}, 597, "ShuffleNet V2, Table 8"),
-    # ShuffleNet V1 paper (Zhang et al. 2018), Table 2, g = 3: 38 / 140 / 292 / 524 M (also Table 8)
-    ("shufflenet_v1", {"width": 0.5}, 38, "ShuffleNet V1, Table 2"),
-    ("shufflenet_v1", {"width": 1.0}, 140, "ShuffleNet V1, Table 2"),
-    ("shufflenet_v1", {"width": 1.5}, 292, "ShuffleNet V1, Table 2"),
-    ("shufflenet_v1", {"width": 2.0}, 524, "ShuffleNet V1, Table 2"),
+    # ShuffleNet V1 (Zhang et al. 2018) g = 3 as ShuffleNet V2's Table 8 lists it: 38 / 140 / 292 / 524 M
+    ("shufflenet_v1", {"width": 0.5}, 38, "ShuffleNet V2, Table 8"),
+    ("shufflenet_v1", {"width": 1.0}, 140, "ShuffleNet V2, Table 8"),
+    ("shufflenet_v1", {"width": 1.5}, 292, "ShuffleNet V2, Table 8"),
+    ("shufflenet_v1", {"width": 2.0}, 524, "ShuffleNet V2, Table 8"),
     # MobileNet V1 paper (Howard et al. 2017), Table 6: 569 / 325 / 149 / 41 M
     ("mobilenet_v1", {"width": 1.0}, 569, "MobileNet V1, Table 6"),
     ("mobilenet_v1", {"width": 0.75}, 325, "MobileNet V1, Table 6"),
@@ -84,7 +84,7 @@ def test_googlenet_within_its_rounded_budget():
 
 
 def test_mixnet_s_parameters_and_complexity():
-    # MixNet paper (Tan & Le 2019), Table 4: MixNet-S 4.1 M parameters, 256 M FLOPs. The layout (timm's
+    # MixConv paper (Tan & Le 2019), ImageNet results: MixNet-S 4.1 M parameters, 256 M FLOPs. The layout (timm's
     # and the authors' mixnet_s definition) gives exactly 4.10 M parameters; the counted 239 M
     # multiply-adds are 6.6 % under the printed 256 M (not explained: the paper's counting convention)
     c = cost("mixnet_s", ())
