@@ -14,6 +14,7 @@ import torch
 from latbench.cost import build_network, count, count_spec
 from latbench.errors import SuiteError
 from latbench.models import get_builder, list_builders
+from latbench.models.networks import NETWORKS
 from latbench.suite import expand, load_suite
 
 SUITES = Path(__file__).resolve().parent.parent / "suites"
@@ -42,7 +43,7 @@ def suites_using(builder: str) -> list[str]:
 
 # ---- registry-driven: every builder, every case of the suites that use it ---------------------------
 
-@pytest.mark.parametrize("name", [n for n in list_builders() if n != "user"])  # user: test_user_modules.py
+@pytest.mark.parametrize("name", [n for n in list_builders() if n != "user" and n not in NETWORKS])  # user: test_user_modules.py; whole networks: test_networks.py
 def test_every_builder_builds_runs_and_has_positive_costs(name):
     b = get_builder(name)
     used_by = suites_using(name)

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from latbench.suite import expand, load_suite
+from latbench.suite.sweep import points
 
 SUITES = sorted((Path(__file__).resolve().parent.parent / "suites").glob("*.yaml"))
-DESIGN_SUITES = {"conv_families", "vargnet", "units", "se_overhead", "ghost", "g_ghost"}
+DESIGN_SUITES = {"conv_families", "vargnet", "units", "se_overhead", "ghost", "g_ghost", "inception", "fire", "resnext",
+                 "mixconv", "mbconv", "networks"}
 
 
 @pytest.mark.parametrize("path", SUITES, ids=[p.stem for p in SUITES])
@@ -31,3 +33,21 @@ def test_every_design_suite_states_claims_it_tests():
     for stem in DESIGN_SUITES:
         m = load_suite(next(p for p in SUITES if p.stem == stem)).model
         assert m.description.strip() and m.claims, stem
+
+
+@pytest.mark.parametrize("path", SUITES, ids=[p.stem for p in SUITES])
+def test_every_suite_expands_fully_on_both_platforms(path):
+    suite = load_suite(path)
+    for platform in ("gpu", "arm"):
+        specs = expand(suite, platform)
+        assert len(specs) == len(suite.model.cases) * len(suite.model.scales) * len(points(suite.model.sweep,
+                                                                                           suite.model.batch))
+
+
+def test_whole_network_suites_use_one_block():
+    from latbench.models.networks import NETWORKS
+
+    for path in SUITES:
+        m = load_suite(path).model
+        if any((c.builder or m.builder) in NETWORKS for c in m.cases):
+            assert m.blocks == 1, path.stem

@@ -6,5 +6,6 @@ from latbench.models.registry import Builder, get_builder, list_builders
 from latbench.models import guidelines as _guidelines  # noqa: F401,E402
 from latbench.models import designs as _designs  # noqa: F401,E402
 from latbench.models import user as _user  # noqa: F401,E402
+from latbench.models import networks as _networks  # noqa: F401,E402
 
 __all__ = ["Builder", "get_builder", "list_builders"]

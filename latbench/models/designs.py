@@ -298,3 +298,208 @@ class GGhostStage(nn.Module):
 _register("g_ghost_stage", "G-Ghost stage: complex features on (1-lambda)c channels, cheap 1x1 ghost features, "
           "optional mix op; ghost: false is the plain stage", GGhostParams,
           lambda p, blocks: _stack(GGhostStage, p, blocks), step=lambda p: 2)
+
+
+# ---- Inception module (Szegedy et al. 2015, Fig. 2) ---------------------------------------------
+
+class InceptionParams(_Params):
+    c: int = Field(ge=16, description="module input = output channels: 1x1 c/4, 3x3 c/2, 5x5 c/8, pool c/8")
+    reduced: bool = Field(default=True, description="1x1 reductions before the 3x3 (to c/4) and 5x5 (to c/16) "
+                          "convs (Fig. 2b); false: the naive module (Fig. 2a)")
+
+    @model_validator(mode="after")
+    def _check(self) -> "InceptionParams":
+        _multiple(self.c, 16, "the branches take c/4, c/2, c/8, c/8 and the 5x5 reduction c/16")
+        return self
+
+
+class InceptionModule(nn.Module):
+    """Branches 1x1; [1x1 reduce] 3x3; [1x1 reduce] 5x5; 3x3 max pool + 1x1 projection; each with ReLU,
+    concatenated (GoogLeNet 3a's proportions). The naive module drops the 3x3/5x5 reductions; its pool
+    branch keeps the projection so that the output has c channels and modules stack."""
+
+    def __init__(self, c: int, reduced: bool):
+        super().__init__()
+        relu = lambda: nn.ReLU(inplace=True)  # noqa: E731
+        self.b1 = nn.Sequential(_conv(c, c // 4), relu())
+        r3, r5 = (c // 4, c // 16) if reduced else (c, c)
+        pre3 = [_conv(c, r3), relu()] if reduced else []
+        pre5 = [_conv(c, r5), relu()] if reduced else []
+        self.b3 = nn.Sequential(*pre3, _conv(r3, c // 2, 3), relu())
+        self.b5 = nn.Sequential(*pre5, _conv(r5, c // 8, 5), relu())
+        self.bp = nn.Sequential(nn.MaxPool2d(3, 1, 1), _conv(c, c // 8), relu())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat((self.b1(x), self.b3(x), self.b5(x), self.bp(x)), dim=1)
+
+
+_register("inception_module", "Inception module (GoogLeNet): 1x1 / 3x3 / 5x5 / pool branches concatenated, with "
+          "or without the 1x1 reductions", InceptionParams, lambda p, blocks: _stack(InceptionModule, p, blocks),
+          step=lambda p: 16)
+
+
+# ---- Fire module (SqueezeNet, Iandola et al. 2016) ----------------------------------------------
+
+class FireParams(_Params):
+    c: int = Field(ge=2, description="module input = output channels (expand 1x1 + expand 3x3)")
+    squeeze_ratio: float = Field(default=0.125, gt=0, le=1, description="SR: squeeze width / c (SqueezeNet: 0.125)")
+    pct_3x3: float = Field(default=0.5, ge=0, le=1, description="share of the expand channels made by 3x3 convs")
+
+    @model_validator(mode="after")
+    def _check(self) -> "FireParams":
+        e3 = round(self.c * self.pct_3x3)
+        if not 0 < e3 < self.c:
+            raise ValueError(f"c={self.c} with pct_3x3={self.pct_3x3} leaves no 1x1 or no 3x3 expand channels")
+        return self
+
+
+class FireModule(nn.Module):
+    """Squeeze 1x1 c -> SR*c, ReLU; expand 1x1 and 3x3 (pct_3x3 of c), ReLU; concat (c channels)."""
+
+    def __init__(self, c: int, squeeze_ratio: float, pct_3x3: float):
+        super().__init__()
+        s, e3 = max(1, round(c * squeeze_ratio)), round(c * pct_3x3)
+        self.squeeze = nn.Sequential(_conv(c, s), nn.ReLU(inplace=True))
+        self.e1 = nn.Sequential(_conv(s, c - e3), nn.ReLU(inplace=True))
+        self.e3 = nn.Sequential(_conv(s, e3, 3), nn.ReLU(inplace=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.squeeze(x)
+        return torch.cat((self.e1(x), self.e3(x)), dim=1)
+
+
+_register("fire_module", "SqueezeNet fire module: 1x1 squeeze, then 1x1 and 3x3 expand concatenated", FireParams,
+          lambda p, blocks: _stack(FireModule, p, blocks), step=lambda p: 2)
+
+
+# ---- ResNeXt block (Xie et al. 2017, Fig. 3c) ---------------------------------------------------
+
+class ResNeXtParams(_Params):
+    c: int = Field(ge=1, description="block input = output channels (ResNeXt conv2: 256)")
+    cardinality: int = Field(default=32, ge=1, description="C: groups of the 3x3 conv")
+    group_width: int = Field(default=4, ge=1, description="d: channels per group (inner width C x d)")
+
+
+class ResNeXtBlock(nn.Module):
+    """1x1 c -> C*d, ReLU, 3x3 group conv (C groups), ReLU, 1x1 C*d -> c, add the input, ReLU."""
+
+    def __init__(self, c: int, cardinality: int, group_width: int):
+        super().__init__()
+        w = cardinality * group_width
+        self.body = nn.Sequential(_conv(c, w), nn.ReLU(inplace=True), _conv(w, w, 3, cardinality),
+                                  nn.ReLU(inplace=True), _conv(w, c))
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.body(x) + x)
+
+
+_register("resnext_block", "ResNeXt bottleneck: 1x1, 3x3 group conv with cardinality C and d channels per group, "
+          "1x1, residual add", ResNeXtParams, lambda p, blocks: _stack(ResNeXtBlock, p, blocks))
+
+
+# ---- MixConv (Tan & Le 2019) --------------------------------------------------------------------
+
+def split_channels(total: int, n: int) -> list[int]:
+    """MixNet's channel split: equal parts, the first takes the remainder."""
+    parts = [total // n] * n
+    parts[0] += total - sum(parts)
+    return parts
+
+
+class MixedConv(nn.Module):
+    """MixConv: the channels split into len(kernels) parts, each with its own kernel size; depthwise
+    when `depthwise`, else a dense conv per part (MixNet's grouped 1x1); outputs concatenated."""
+
+    def __init__(self, c_in: int, c_out: int, kernels: tuple[int, ...], stride: int = 1, depthwise: bool = False):
+        super().__init__()
+        self.ins = split_channels(c_in, len(kernels))
+        outs = split_channels(c_out, len(kernels))
+        self.convs = nn.ModuleList(nn.Conv2d(i, o, k, stride, k // 2, groups=i if depthwise else 1, bias=False)
+                                   for i, o, k in zip(self.ins, outs, kernels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if len(self.convs) == 1:
+            return self.convs[0](x)
+        return torch.cat([conv(part) for conv, part in zip(self.convs, x.split(self.ins, dim=1))], dim=1)
+
+
+class MixConvParams(_Params):
+    c: int = Field(ge=1, description="block input = output channels")
+    kernels: tuple[int, ...] = Field(default=(3,), min_length=1, max_length=8,
+                                     description="depthwise kernel sizes, one per channel group (odd)")
+
+    @model_validator(mode="after")
+    def _check(self) -> "MixConvParams":
+        if any(k % 2 == 0 or k < 1 for k in self.kernels):
+            raise ValueError(f"kernels={list(self.kernels)}: use odd sizes such as [3, 5, 7]")
+        if self.c < len(self.kernels):
+            raise ValueError(f"c={self.c} is smaller than the {len(self.kernels)} kernel groups")
+        return self
+
+
+class MixConvBlock(nn.Module):
+    """Mixed depthwise conv (kernels), ReLU, 1x1 conv c->c, ReLU (a separable block with MixConv)."""
+
+    def __init__(self, c: int, kernels: tuple[int, ...]):
+        super().__init__()
+        self.body = nn.Sequential(MixedConv(c, c, tuple(kernels), depthwise=True), nn.ReLU(inplace=True),
+                                  _conv(c, c), nn.ReLU(inplace=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+_register("mixconv", "MixConv block: depthwise conv with mixed kernel sizes over channel groups, then 1x1",
+          MixConvParams, lambda p, blocks: _stack(MixConvBlock, p, blocks))
+
+
+# ---- MBConv (EfficientNet, Tan & Le 2019): SE and swish switchable ------------------------------
+
+class MBConvParams(_Params):
+    c: int = Field(ge=1, description="block input = output channels")
+    expansion: int = Field(default=6, ge=1, description="inner width is expansion x c")
+    kernel: int = Field(default=3, ge=1, le=9, description="depthwise kernel size (odd)")
+    se: bool = Field(default=True, description="squeeze-and-excitation (hidden = se_ratio x c, swish/ReLU, sigmoid)")
+    se_ratio: float = Field(default=0.25, gt=0, le=1, description="EfficientNet: 0.25 of the block input")
+    swish: bool = Field(default=True, description="swish (SiLU) activations; false: ReLU")
+
+    @model_validator(mode="after")
+    def _check(self) -> "MBConvParams":
+        if self.kernel % 2 == 0:
+            raise ValueError(f"kernel={self.kernel} is even; use an odd size (3, 5, 7)")
+        return self
+
+
+class MBConvBlock(nn.Module):
+    """1x1 expand, act, k x k depthwise, act, [SE], 1x1 linear project, add the input."""
+
+    def __init__(self, c: int, expansion: int, kernel: int, se: bool, se_ratio: float, swish: bool):
+        super().__init__()
+        t = c * expansion
+        act = nn.SiLU if swish else nn.ReLU
+        layers: list[nn.Module] = [_conv(c, t), act(inplace=True), _conv(t, t, kernel, t), act(inplace=True)]
+        if se:
+            hidden = max(1, int(c * se_ratio))
+            layers.append(_Gate(t, hidden, act))
+        layers.append(_conv(t, c))
+        self.branch = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.branch(x)
+
+
+class _Gate(nn.Module):
+    """SE with a given hidden width and activation: pool, 1x1, act, 1x1, sigmoid, scale."""
+
+    def __init__(self, c: int, hidden: int, act: type[nn.Module]):
+        super().__init__()
+        self.gate = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c, hidden, 1), act(inplace=True),
+                                  nn.Conv2d(hidden, c, 1), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
+
+
+_register("mbconv", "EfficientNet MBConv: 1x1 expand, k x k depthwise, optional SE, 1x1 project, add; swish or "
+          "ReLU", MBConvParams, lambda p, blocks: _stack(MBConvBlock, p, blocks))

@@ -22,6 +22,7 @@ from latbench.cost import count
 from latbench.claims import ClaimModel
 from latbench.errors import SuiteError
 from latbench.models import Builder, get_builder
+from latbench.models.networks import NETWORKS
 from latbench.records import CaseSpec
 from latbench.solver import solve_widths
 from latbench.suite.sweep import SweepModel, expand_specs, points
@@ -213,6 +214,11 @@ def _check_case(suite: Suite, i: int, case: CaseModel) -> None:
     """Builder parameters and widths are known and valid (at scale 1, paper widths)."""
     b = get_builder(suite.builder_of(i))
     width_names = set(b.width_names)
+    if b.name in NETWORKS and suite.model.blocks != 1:  # a classifier cannot be stacked
+        given = ("blocks",) in suite.lines
+        raise SuiteError(f"cases[{i}] ({case.name}): builder {b.name!r} is a whole network, so blocks must be 1 "
+                         f"(got {suite.model.blocks}{'' if given else ', the default'})",
+                         where=suite.where("blocks") if given else suite.where("cases", i), hint="set 'blocks: 1'")
     for key in suite.params_of(i):
         if key not in b.params.model_fields or key in width_names:
             allowed = [k for k in b.params.model_fields if k not in width_names]
