@@ -18,10 +18,14 @@ from latbench.errors import ResultsError
 from latbench.records import CaseSpec
 from latbench.results.files import RunFiles, meta_path, read_results, samples_path
 
-# Metadata that must be equal for the new rows to belong in the old table (and which flag sets it).
+# The run settings in a run's metadata, declared once (session.run_settings writes exactly these keys).
+# SETTINGS: what must be equal for the new rows to belong in the old table, and the option that sets it.
 SETTINGS = {"device": "--device", "platform_widths": "--platform", "widths_mode": "--widths", "quick": "--quick",
             "schedule": "--schedule", "modes": "--modes", "seed": "--seed", "threads": "--threads",
-            "batch": "--batch", "policy": "--max-time/--min-time/--target/--quick"}
+            "batch": "--batch", "policy": "--max-time/--min-time/--target/--quick",
+            "profile": "--profile", "roofline_columns": "--roofline/--no-roofline"}
+# OTHER_SETTINGS: the suite, machine and device (checked on their own below) and what may change on resume.
+OTHER_SETTINGS = ("suite", "fingerprint", "device_settings", "case_timeout_s")
 
 
 def group_label(experiment: Any, scale: Any) -> str:
