@@ -39,6 +39,7 @@ class Device(Protocol):
     name: str  # "cpu", "cuda": the results' device column and torch's device string
     default_platform: str  # whose paper widths to use by default ("arm", "gpu")
     policy: StopPolicy  # the default stop policy (--quick replaces it)
+    copy_sizes: tuple[int, ...]  # buffer sizes (bytes) of the roofline bandwidth probe
     backend: TimingBackend | None
     threads: int | None
     settings: dict[str, Any]
@@ -117,6 +118,7 @@ class CpuDevice(_Base):
     name: ClassVar[str] = "cpu"
     default_platform: ClassVar[str] = "arm"
     policy: ClassVar[StopPolicy] = CPU_POLICY
+    copy_sizes: ClassVar[tuple[int, ...]] = (4 << 20, 64 << 20)  # roofline copy probe: in cache, in DRAM
 
 
 @dataclass
@@ -124,6 +126,7 @@ class CudaDevice(_Base):
     name: ClassVar[str] = "cuda"
     default_platform: ClassVar[str] = "gpu"
     policy: ClassVar[StopPolicy] = CUDA_POLICY
+    copy_sizes: ClassVar[tuple[int, ...]] = (4 << 20, 256 << 20)  # in L2, in HBM/GDDR
 
     def synchronize(self) -> None:
         torch.cuda.synchronize()

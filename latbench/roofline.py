@@ -31,8 +31,8 @@ from latbench.results.files import atomic_write_text, read_json_object
 
 GEMM_BUDGET_S = 0.5
 COPY_BUDGET_S = 0.25  # per buffer size
-# Copy buffers: 4 MiB stays in a server's last-level cache, 64 MiB (CPU) / 256 MiB (GPU) does not.
-COPY_SIZES_BYTES = {"cpu": (4 << 20, 64 << 20), "cuda": (4 << 20, 256 << 20)}
+# Copy buffers: each device's copy_sizes (devices.py); 4 MiB stays in a server's last-level cache,
+# 64 MiB (CPU) / 256 MiB (GPU) does not.
 
 ROOFLINE_COLUMNS = ("achieved_flops_per_s", "achieved_bytes_per_s", "arithmetic_intensity_flops_per_byte",
                     "roofline_bound_ms", "roofline_pct")
@@ -93,7 +93,7 @@ def probe_copy(device: str | Device, budget_s: float = COPY_BUDGET_S, sizes: tup
     dev = devices.of(device)
     per_size = {}
     with torch.inference_mode():
-        for size in sizes or COPY_SIZES_BYTES.get(dev.name, COPY_SIZES_BYTES["cpu"]):
+        for size in sizes or dev.copy_sizes:
             src = torch.ones(size // 4, device=dev.name, dtype=torch.float32)
             dst = torch.empty_like(src)
             per_size[str(size)] = _best_rate(lambda: dst.copy_(src), 2.0 * src.numel() * 4, dev, budget_s)
