@@ -1,0 +1,155 @@
+"""The run session below the CLI: options -> settings and policy, events, metadata written once,
+resume bookkeeping, interruption. Timed with the fake backend (devices.FakeBackend)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import signal
+from pathlib import Path
+
+import pytest
+
+from latbench import devices, faults, runner, session
+from latbench.errors import DeviceError, ResultsError
+from latbench.resume import OTHER_SETTINGS, SETTINGS
+from latbench.session import RunOptions
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "tests" / "data" / "tiny.yaml"  # 4 scales = 4 groups of 2 cases
+
+
+class Recorder(session.Events):
+    def __init__(self):
+        self.events = []
+
+    def on_note(self, kind, text):
+        self.events.append(("note", kind))
+
+    def on_suite_start(self, suite_name):
+        self.events.append(("start", suite_name))
+
+    def on_progress(self, suite_name, group, rounds):
+        if ("progress", group) not in self.events:
+            self.events.append(("progress", group))
+
+    def on_group_done(self, suite_name, group, rows):
+        self.events.append(("group", group, len(rows)))
+
+    def on_interrupted(self, info):
+        self.events.append(("interrupted", info.signal_name))
+
+    def on_suite_done(self, result):
+        self.events.append(("done", result.suite_name))
+
+
+def options(tmp_path: Path, **kw) -> RunOptions:
+    base = dict(suites=(TINY,), quick=True, results_dir=tmp_path, roofline=False, fake_backend=True,
+                argv=("latbench", "run", str(TINY), "--quick"))
+    return RunOptions(**{**base, **kw})
+
+
+@pytest.fixture
+def keep_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_options_are_frozen():
+    opts = RunOptions(suites=(TINY,))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opts.quick = True  # type: ignore[misc]
+
+
+def test_a_session_reports_through_events_and_writes_the_run(tmp_path, keep_threads):
+    rec = Recorder()
+    outcome = session.run(options(tmp_path, quick=False, max_time=0.05), rec)
+    assert outcome.exit_code == 0 and outcome.interrupted is None
+    groups = ["T x1", "T x2", "T x3", "T x4"]
+    assert [e for e in rec.events if e[0] == "group"] == [("group", g, 2) for g in groups]
+    steps = [e for e in rec.events if e[0] != "note"]  # notes: advice about this machine, if any
+    assert steps[0] == ("start", "tiny") and steps[-1] == ("done", "tiny")
+    assert [e[1] for e in rec.events if e[0] == "progress"] == groups
+    (result,) = outcome.suites
+    assert result.title.startswith("tiny (T) on cpu [") and ", 1 thread(s), interleaved, batch 1" in result.title
+    meta = json.loads(result.files.meta.read_text())
+    assert meta["status"] == "complete" and meta["groups"]["finished"] == groups
+    assert meta["device_settings"]["backend"].startswith("cpu:fake")
+    assert meta["command"] == ["latbench", "run", str(TINY), "--quick"]
+
+
+def test_metadata_settings_are_the_declared_ones(tmp_path, keep_threads):
+    """Regression: the schema was written in cli._run and again in resume.SETTINGS, and drifted:
+    --profile and --roofline changed the columns but were neither recorded nor compared on --resume."""
+    outcome = session.run(options(tmp_path), session.Events())
+    meta = json.loads(outcome.suites[0].files.meta.read_text())
+    assert set(SETTINGS) | set(OTHER_SETTINGS) <= set(meta)
+    assert meta["profile"] is False and meta["roofline_columns"] is False
+
+
+@pytest.mark.parametrize("change, expected", [
+    (dict(profile=True), "profile: False then, True now (--profile)"),
+    (dict(roofline=True), "roofline_columns: False then, True now (--roofline/--no-roofline)"),
+    (dict(seed=3), "seed: 0 then, 3 now (--seed)"),
+])
+def test_resume_refuses_settings_that_change_the_columns(tmp_path, keep_threads, monkeypatch, change, expected):
+    monkeypatch.setenv("LATBENCH_CACHE", str(tmp_path / "cache"))
+    from latbench import roofline
+
+    monkeypatch.setattr(roofline, "probe_gemm", lambda device, dtype: {"peak_flops_per_s": 1e10})
+    monkeypatch.setattr(roofline, "probe_copy", lambda device: {"bandwidth_bytes_per_s": 1e10})
+    first = session.run(options(tmp_path), session.Events())
+    csv = first.suites[0].files.csv
+    with pytest.raises(ResultsError, match="cannot resume with other settings") as info:
+        session.run(options(tmp_path, resume=csv, **change), session.Events())
+    assert expected in str(info.value)
+    assert not list(tmp_path.glob("*.lock"))
+
+
+def test_resume_of_a_finished_run_measures_nothing(tmp_path, keep_threads, monkeypatch):
+    first = session.run(options(tmp_path), session.Events())
+    csv = first.suites[0].files.csv
+    monkeypatch.setattr(runner, "run_group", lambda *a, **k: pytest.fail("measured a finished group"))
+    rec = Recorder()
+    again = session.run(options(tmp_path, resume=csv), rec)
+    assert again.exit_code == 0 and ("note", "resuming") in rec.events
+    assert len(json.loads(csv.with_suffix(".json").read_text())["resumed_at_utc"]) == 1
+
+
+def test_an_interruption_is_saved_and_returned_with_the_resume_command(tmp_path, keep_threads, monkeypatch):
+    real, calls = runner.run_group, [0]
+
+    def run_group(*a, **kw):
+        calls[0] += 1
+        if calls[0] == 2:
+            raise faults.Interrupted(signal.SIGTERM)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(runner, "run_group", run_group)
+    rec = Recorder()
+    outcome = session.run(options(tmp_path, quick=False, max_time=0.05, suites=(TINY, TINY)), rec)
+    info = outcome.interrupted
+    assert outcome.exit_code == 143 and info.signal_name == "SIGTERM" and ("interrupted", "SIGTERM") in rec.events
+    assert info.finished == ["T x1"] and info.pending == ["T x2", "T x3", "T x4"]
+    assert info.resume_command.endswith(f"--resume {info.csv}") and info.resume_command.count(".yaml") == 1
+    assert not outcome.suites and not [e for e in rec.events if e[0] == "done"]  # the second suite never ran
+    meta = json.loads(info.csv.with_suffix(".json").read_text())
+    assert meta["status"] == "interrupted" and meta["interrupted_by"] == "SIGTERM"
+
+
+def test_policy_resolution():
+    cpu, cuda = devices.of("cpu"), devices.of("cuda")
+    assert session.resolve_policy(RunOptions(suites=()), cuda) == runner.CUDA_POLICY
+    assert session.resolve_policy(RunOptions(suites=(), quick=True), cuda) == runner.QUICK_POLICY
+    p = session.resolve_policy(RunOptions(suites=(), max_time=0.2, target=0.05), cpu)
+    assert (p.max_time_s, p.min_time_s, p.rel_ci) == (0.2, 0.2, 0.05)  # min clipped to max
+
+
+def test_modes_are_checked_against_the_backend():
+    dev = devices.CpuDevice(backend=devices.FakeBackend())
+    assert session.parse_modes(None, dev) == ("eager",) and session.parse_modes(" eager, ", dev) == ("eager",)
+    with pytest.raises(DeviceError, match="cudagraph not available on cpu"):
+        session.parse_modes("eager,cudagraph", dev)
