@@ -151,13 +151,34 @@ class CudaDevice(_Base):
         return float(getattr(event, "device_time_total", 0.0))
 
     def telemetry_gpu_index(self) -> int | None:
-        return torch.cuda.current_device()  # NVML numbering; differs only under CUDA_VISIBLE_DEVICES
+        """The NVML index of the GPU in use (CUDA's numbering differs under CUDA_VISIBLE_DEVICES)."""
+        from latbench.env import gpus
+
+        index = torch.cuda.current_device()
+        uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+        return nvml_index(index, str(uuid) if uuid is not None else None, gpus(),
+                          os.environ.get("CUDA_VISIBLE_DEVICES"))
 
     def model_name(self, fingerprint: dict[str, Any]) -> str:
         return str(self.settings.get("cuda_device_name") or torch.cuda.get_device_name())
 
     def gemm_size(self) -> int:
         return 4096
+
+
+def nvml_index(cuda_index: int, cuda_uuid: str | None, nvml_gpus: list[dict[str, Any]],
+               visible: str | None) -> int:
+    """NVML's index of CUDA device `cuda_index`: by UUID when NVML lists it, else through
+    CUDA_VISIBLE_DEVICES when that holds indices, else the CUDA index itself."""
+    if cuda_uuid:
+        want = cuda_uuid.removeprefix("GPU-").lower()
+        for g in nvml_gpus:
+            if str(g.get("uuid") or "").removeprefix("GPU-").lower() == want:
+                return int(g["index"])
+    entries = [v.strip() for v in (visible or "").split(",") if v.strip()]
+    if cuda_index < len(entries) and entries[cuda_index].isdigit():
+        return int(entries[cuda_index])
+    return cuda_index
 
 
 DEVICES: dict[str, type[_Base]] = {"cpu": CpuDevice, "cuda": CudaDevice}

@@ -117,11 +117,28 @@ def test_breakdown_counts_kernels_on_cuda_and_ops_on_cpu():
 
 
 def test_telemetry_handle_and_titles(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
-    assert CpuDevice().telemetry_gpu_index() is None and CudaDevice().telemetry_gpu_index() == 3
+    import latbench.env
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: SimpleNamespace(uuid="bbbb-2"))
+    monkeypatch.setattr(latbench.env, "gpus", lambda: [{"index": 0, "uuid": "GPU-aaaa-1"},
+                                                       {"index": 1, "uuid": "GPU-bbbb-2"}])
+    assert CpuDevice().telemetry_gpu_index() is None and CudaDevice().telemetry_gpu_index() == 1
     fp = {"cpu_model": "Some CPU"}
     assert CpuDevice().model_name(fp) == "Some CPU"
     assert CudaDevice(settings={"cuda_device_name": "Some GPU"}).model_name(fp) == "Some GPU"
+
+
+@pytest.mark.parametrize("uuid, visible, expected", [
+    ("bbbb-2", None, 1),  # by UUID: CUDA's device 0 is NVML's 1 (CUDA_VISIBLE_DEVICES=1, or another order)
+    (None, "2,3", 2),  # no UUID: through CUDA_VISIBLE_DEVICES
+    (None, "GPU-bbbb-2", 0),  # UUIDs there but not in NVML: the CUDA index
+    ("cccc", None, 0),
+])
+def test_nvml_index_of_the_gpu_in_use(uuid, visible, expected):
+    """Regression: telemetry read NVML's GPU 0 while the run used CUDA_VISIBLE_DEVICES=1 (another GPU)."""
+    nvml = [{"index": 0, "uuid": "GPU-aaaa-1"}, {"index": 1, "uuid": "GPU-bbbb-2"}]
+    assert devices.nvml_index(0, uuid, nvml, visible) == expected
 
 
 def test_roofline_probe_sizes_come_from_the_device():
