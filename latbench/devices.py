@@ -2,9 +2,9 @@
 
 Everything that differs between devices is a method or attribute of the device object, so no other
 module asks `device == "cuda"`: synchronization, memory reset and out-of-memory handling, profiler
-activities, dtype support (skip reasons), the telemetry handle (which GPU), the roofline probe, the
-settings recorded in metadata, and the name shown in titles. Timing itself stays in the backend
-(latbench/timing), which the device carries.
+activities, dtype support (skip reasons), the telemetry handle (which GPU), what the roofline
+probe needs (sizes, synchronize), the settings recorded in metadata, and the name shown in titles.
+Timing itself stays in the backend (latbench/timing), which the device carries.
 
 `of(name)` gives the same object without touching torch's configuration (for code handed a device
 name, such as RunConfig(device="cpu") in tests). LATBENCH_FAKE_BACKEND=1 (or `get(..., fake=True)`)
@@ -54,7 +54,6 @@ class Device(Protocol):
     def telemetry_gpu_index(self) -> int | None: ...
     def model_name(self, fingerprint: dict[str, Any]) -> str: ...
     def gemm_size(self) -> int: ...
-    def ceilings(self, fingerprint: dict[str, Any]) -> tuple[Any, bool]: ...
 
 
 @dataclass
@@ -104,13 +103,8 @@ class _Base:
         return str(fingerprint.get("cpu_model"))
 
     def gemm_size(self) -> int:
+        """n of the roofline GEMM probe (n x n); with copy_sizes and synchronize, what roofline.py asks."""
         return 512 if torch.get_num_threads() == 1 else 1024
-
-    def ceilings(self, fingerprint: dict[str, Any]) -> tuple[Any, bool]:
-        """(roofline.Ceilings, came_from_cache): peak FLOP/s and bandwidth at this device's threads."""
-        from latbench import roofline
-
-        return roofline.measure_ceilings(self, self.model_name(fingerprint), self.threads or torch.get_num_threads())
 
 
 @dataclass

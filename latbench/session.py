@@ -190,7 +190,7 @@ def hardware(opts: RunOptions, device: Device, fingerprint: dict[str, Any], even
 
     ceilings = None
     if opts.roofline:
-        ceilings, cached = device.ceilings(fingerprint)
+        ceilings, cached = rl.measure_ceilings(device, device.model_name(fingerprint), device.threads)
         events.on_note("roofline", f"roofline ({'cached' if cached else 'probed'}): peak "
                                    f"{ceilings.peak_flops_per_s / 1e9:.1f} GFLOP/s, bandwidth "
                                    f"{ceilings.bandwidth_bytes_per_s / 1e9:.1f} GB/s at {device.threads} thread(s) "
