@@ -28,21 +28,67 @@ SETTINGS = {"device": "--device", "platform_widths": "--platform", "widths_mode"
 OTHER_SETTINGS = ("suite", "fingerprint", "device_settings", "case_timeout_s")
 
 
-def group_label(experiment: Any, scale: Any) -> str:
-    return f"{experiment} x{scale}"
+def group_label(experiment: Any, scale: Any, point: str = "") -> str:
+    """'G2 x1', or 'G2 x1 b8 bfloat16' for a sweep point: one measurement group (runner.run_group)."""
+    return f"{experiment} x{scale}" + (f" {point}" if point else "")
+
+
+def spec_group(spec: CaseSpec) -> str:
+    return group_label(spec.experiment, spec.scale, spec.point)
+
+
+# The columns (text on disk) that place a row in its group; threads only where the sweep set them.
+_ROW_FIELDS = ("experiment", "scale", "case", "mode", "batch", "dtype", "memory_format")
+_ROW_DEFAULTS = {"dtype": "float32", "memory_format": "contiguous"}  # older files lack them
+
+
+def _row_key(r: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(_text(r.get(f, _ROW_DEFAULTS.get(f, ""))) for f in _ROW_FIELDS)
+
+
+def _text(v: Any) -> str:
+    """A value as the CSV holds it ('1', not '1.0'), whether read as text or written as numbers."""
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    return str(v)
+
+
+def _wanted(specs: Iterable[CaseSpec], modes: Iterable[str]) -> dict[str, set[tuple[tuple[str, ...], str | None]]]:
+    """{group label: {(row key, threads or None), ...}}: the rows each group must have, in run order."""
+    modes = tuple(modes)
+    wanted: dict[str, set] = {}
+    for s in specs:
+        for m in ((s.mode,) if s.mode else modes):
+            key = tuple(_text(v) for v in (s.experiment, s.scale, s.case, m, s.batch, s.dtype, s.memory_format))
+            wanted.setdefault(spec_group(s), set()).add((key, _text(s.threads) if s.threads else None))
+    return wanted
+
+
+def _present(rows: Iterable[dict[str, Any]]) -> tuple[set, set]:
+    rows = list(rows)
+    return {_row_key(r) for r in rows}, {(_row_key(r), _text(r.get("threads", ""))) for r in rows}
 
 
 def group_status(specs: Iterable[CaseSpec], modes: Iterable[str], rows: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
-    """{"finished": [...], "pending": [...]} group labels, in run order. Finished = every case x mode has a row."""
-    have = {(str(r["experiment"]), str(r["scale"]), str(r["case"]), str(r["mode"])) for r in rows}
-    wanted: dict[str, set] = {}
-    for s in specs:
-        wanted.setdefault(group_label(s.experiment, s.scale), set()).update(
-            (s.experiment, str(s.scale), s.case, m) for m in modes)
+    """{"finished": [...], "pending": [...]} group labels, in run order. Finished = every case x mode
+    of the group (a sweep point: its own modes, batch, dtype, format, threads) has a row."""
+    keys, with_threads = _present(rows)
     status: dict[str, list[str]] = {"finished": [], "pending": []}
-    for label, keys in wanted.items():
-        status["finished" if keys <= have else "pending"].append(label)
+    for label, want in _wanted(specs, modes).items():
+        done = all((k in keys) if t is None else ((k, t) in with_threads) for k, t in want)
+        status["finished" if done else "pending"].append(label)
     return status
+
+
+def rows_of_groups(specs: Iterable[CaseSpec], modes: Iterable[str], labels: Iterable[str],
+                   rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows (results or samples) that belong to the groups named in `labels`, in their order."""
+    wanted, labels = _wanted(specs, modes), set(labels)
+    keys = {k for label, want in wanted.items() if label in labels for k, _ in want}
+    threads = {(k, t) for label, want in wanted.items() if label in labels for k, t in want if t is not None}
+    swept = {k for k, _ in threads}
+    return [r for r in rows if _row_key(r) in keys
+            and (_row_key(r) not in swept or (_row_key(r), _text(r.get("threads", ""))) in threads)]
 
 
 def open_run(csv: Path) -> RunFiles:

@@ -274,7 +274,7 @@ def _run_groups(suite: Any, specs: list, files: RunFiles, cfg: runner.RunConfig,
                 resume_cmd: str) -> Interruption | None:
     """Measure the groups not yet on disk, saving each as it finishes. On SIGINT/SIGTERM, save the
     finished groups with status 'interrupted' and return what to tell the user."""
-    from latbench.resume import group_label, group_status
+    from latbench.resume import group_status, rows_of_groups, spec_group
 
     name = suite.model.suite
 
@@ -282,9 +282,9 @@ def _run_groups(suite: Any, specs: list, files: RunFiles, cfg: runner.RunConfig,
         return group_status(specs, cfg.modes, rows)
 
     done = groups(files.rows)
-    files.rows = [r for r in files.rows if group_label(r["experiment"], r["scale"]) in done["finished"]]
-    files.sample_rows = [r for r in files.sample_rows if group_label(r["experiment"], r["scale"]) in done["finished"]]
-    todo = [s for s in specs if group_label(s.experiment, s.scale) in done["pending"]]
+    files.rows = rows_of_groups(specs, cfg.modes, done["finished"], files.rows)
+    files.sample_rows = rows_of_groups(specs, cfg.modes, done["finished"], files.sample_rows)
+    todo = [s for s in specs if spec_group(s) in done["pending"]]
     files.metadata["groups"] = done
     files.flush()
     if done["finished"]:
@@ -294,8 +294,8 @@ def _run_groups(suite: Any, specs: list, files: RunFiles, cfg: runner.RunConfig,
     def save_group(rows, samples):
         files.metadata["groups"] = groups([*files.rows, *rows])
         files.add(rows, samples)
-        if rows:
-            events.on_group_done(name, group_label(rows[0]["experiment"], rows[0]["scale"]), rows)
+        labels = groups(rows)["finished"]  # this group's label
+        events.on_group_done(name, labels[0] if labels else "", rows)
 
     events.on_suite_start(name)
     try:

@@ -153,3 +153,61 @@ def test_modes_are_checked_against_the_backend():
     assert session.parse_modes(None, dev) == ("eager",) and session.parse_modes(" eager, ", dev) == ("eager",)
     with pytest.raises(DeviceError, match="cudagraph not available on cpu"):
         session.parse_modes("eager,cudagraph", dev)
+
+
+SWEEP = """\
+suite: swept
+experiment: S
+builder: g2_group_conv
+input: {height: 8, width: 8}
+blocks: 1
+sweep: {batch: [1, 2]}
+cases:
+  - {name: g=1, params: {groups: 1}, widths: {gpu: {c: 8}, arm: {c: 8}}}
+  - {name: g=2, params: {groups: 2}, widths: {gpu: {c: 8}, arm: {c: 8}}}
+"""
+
+
+def test_resume_of_a_sweep_measures_the_points_not_yet_done(tmp_path, keep_threads, monkeypatch):
+    """Regression: resume grouped rows by experiment x scale only, so after the first sweep point
+    (batch 1) was saved the whole scale counted as finished: resuming measured nothing and marked
+    the run complete without its batch-2 rows."""
+    suite = tmp_path / "swept.yaml"
+    suite.write_text(SWEEP)
+    real, calls = runner.run_group, [0]
+
+    def run_group(*a, **kw):
+        calls[0] += 1
+        if calls[0] == 2:
+            raise faults.Interrupted(signal.SIGINT)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(runner, "run_group", run_group)
+    first = session.run(options(tmp_path, suites=(suite,)), session.Events())
+    info = first.interrupted
+    assert info is not None and info.finished == ["S x1"] and info.pending == ["S x1 b2"]
+    monkeypatch.setattr(runner, "run_group", real)
+    rec = Recorder()
+    done = session.run(options(tmp_path, suites=(suite,), resume=info.csv), rec)
+    assert done.exit_code == 0 and [e for e in rec.events if e[0] == "group"] == [("group", "S x1 b2", 2)]
+    rows = done.suites[0].rows
+    assert sorted((str(r["batch"]), r["case"]) for r in rows) == [("1", "g=1"), ("1", "g=2"), ("2", "g=1"), ("2", "g=2")]
+    meta = json.loads(info.csv.with_suffix(".json").read_text())
+    assert meta["status"] == "complete" and meta["groups"] == {"finished": ["S x1", "S x1 b2"], "pending": []}
+
+
+def test_a_mode_sweep_is_finished_when_its_own_modes_are_there(tmp_path, keep_threads):
+    """Regression: groups were checked against --modes, not a sweep's modes, so a suite sweeping
+    mode: [compile] stayed 'pending' in a complete run."""
+    from latbench import prepare
+
+    suite = tmp_path / "swept.yaml"
+    suite.write_text(SWEEP.replace("{batch: [1, 2]}", "{mode: [compile]}"))
+    prepare_backend = prepare.COMPILE_BACKEND
+    prepare.COMPILE_BACKEND = "eager"
+    try:
+        outcome = session.run(options(tmp_path, suites=(suite,)), session.Events())
+    finally:
+        prepare.COMPILE_BACKEND = prepare_backend
+    meta = json.loads(outcome.suites[0].files.meta.read_text())
+    assert meta["groups"] == {"finished": ["S x1 compile"], "pending": []}
