@@ -159,6 +159,10 @@ class _RunView:
         if self.progress is not None:
             self.progress.update(self.task, description=f"{suite_name} {group}", completed=rounds)
 
+    def on_group_start(self, suite_name: str, group: str) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, description=f"{suite_name} {group}", completed=0)
+
     def on_group_done(self, suite_name: str, group: str, rows: list) -> None:
         pass
 

@@ -53,11 +53,14 @@ class RunConfig:
 
 def run_specs(specs: list[CaseSpec], cfg: RunConfig, backend: TimingBackend,
               on_group_done: Callable[[list[dict], list[dict]], None],
-              on_progress: Callable[[str, int, float], None] | None = None) -> list[dict[str, Any]]:
+              on_progress: Callable[[str, int, float], None] | None = None,
+              on_group_start: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """Measure every group of specs; after each group, hand its rows and samples to on_group_done."""
     all_rows: list[dict[str, Any]] = []
     for _, group in groupby(specs, key=lambda s: s.group):
         group = list(group)
+        if on_group_start:
+            on_group_start(group_label(group[0]))
         rows, samples = run_group(group, cfg, backend, on_progress)
         on_group_done(rows, samples)
         all_rows.extend(rows)
@@ -99,7 +102,7 @@ def _run_group(specs: list[CaseSpec], modes: tuple[str, ...], cfg: RunConfig, ba
     compile_s: dict[tuple[str, str], float] = {}
     items: list[tuple[tuple[str, str], Callable[[], object]]] = []
     fns: dict[str, Callable[[], object]] = {}  # one callable per case, for --profile
-    label = f"{specs[0].experiment} x{specs[0].scale}" + (f" {specs[0].point}" if specs[0].point else "")
+    label = group_label(specs[0])
     with torch.inference_mode():
         for spec in specs:
             if costs[spec.case] is None:
@@ -153,6 +156,11 @@ def _run_group(specs: list[CaseSpec], modes: tuple[str, ...], cfg: RunConfig, ba
             if m is not None:
                 sample_rows.extend(_sample_rows(spec, mode, m, cfg))
     return rows, sample_rows
+
+
+def group_label(spec: CaseSpec) -> str:
+    """'G2 x1', or 'G2 x1 b8 bfloat16' at a sweep point (resume.spec_group gives the same)."""
+    return f"{spec.experiment} x{spec.scale}" + (f" {spec.point}" if spec.point else "")
 
 
 def _profile(fn: Callable[[], object], device: Device) -> dict[str, Any]:

@@ -111,6 +111,9 @@ class Events:
     def on_suite_start(self, suite_name: str) -> None:
         """A suite's groups are about to be measured."""
 
+    def on_group_start(self, suite_name: str, group: str) -> None:
+        """`group` (e.g. 'G2 x1') is about to be built and measured."""
+
     def on_progress(self, suite_name: str, group: str, rounds: int) -> None:
         """A round of `group` was timed."""
 
@@ -300,7 +303,8 @@ def _run_groups(suite: Any, specs: list, files: RunFiles, cfg: runner.RunConfig,
     events.on_suite_start(name)
     try:
         runner.run_specs(todo, cfg, device.backend, save_group,
-                         lambda label, rounds, _: events.on_progress(name, label, rounds))
+                         lambda label, rounds, _: events.on_progress(name, label, rounds),
+                         lambda label: events.on_group_start(name, label))
     except KeyboardInterrupt as exc:
         signum = exc.signum if isinstance(exc, faults.Interrupted) else signal.SIGINT
         with faults.signals_ignored():  # a second Ctrl-C must not cut the last save short

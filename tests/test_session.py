@@ -29,6 +29,9 @@ class Recorder(session.Events):
     def on_suite_start(self, suite_name):
         self.events.append(("start", suite_name))
 
+    def on_group_start(self, suite_name, group):
+        self.events.append(("group start", group))
+
     def on_progress(self, suite_name, group, rounds):
         if ("progress", group) not in self.events:
             self.events.append(("progress", group))
@@ -73,6 +76,8 @@ def test_a_session_reports_through_events_and_writes_the_run(tmp_path, keep_thre
     steps = [e for e in rec.events if e[0] != "note"]  # notes: advice about this machine, if any
     assert steps[0] == ("start", "tiny") and steps[-1] == ("done", "tiny")
     assert [e[1] for e in rec.events if e[0] == "progress"] == groups
+    assert [e[1] for e in rec.events if e[0] == "group start"] == groups
+    assert rec.events.index(("group start", "T x2")) < rec.events.index(("progress", "T x2"))
     (result,) = outcome.suites
     assert result.title.startswith("tiny (T) on cpu [") and ", 1 thread(s), interleaved, batch 1" in result.title
     meta = json.loads(result.files.meta.read_text())
