@@ -145,8 +145,8 @@ def parse_modes(modes: str | None, device: Device) -> tuple[str, ...]:
 def resolve_policy(opts: RunOptions, device: Device) -> StopPolicy:
     """The device's stop policy (or --quick's) with --max-time/--min-time/--target applied."""
     base = runner.QUICK_POLICY if opts.quick else device.policy
-    policy = dataclasses.replace(base, **{k: v for k, v in (("max_time_s", opts.max_time), ("min_time_s", opts.min_time),
-                                                             ("rel_ci", opts.target)) if v is not None})
+    given = (("max_time_s", opts.max_time), ("min_time_s", opts.min_time), ("rel_ci", opts.target))
+    policy = dataclasses.replace(base, **{k: v for k, v in given if v is not None})
     if policy.min_time_s > policy.max_time_s:
         policy = dataclasses.replace(policy, min_time_s=policy.max_time_s)
     return policy
