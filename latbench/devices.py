@@ -67,6 +67,11 @@ class _Base:
     def __str__(self) -> str:
         return self.name
 
+    @classmethod
+    def configure(cls, threads: int | None, cudnn_benchmark: bool, fake: bool) -> "_Base":
+        """Set torch up for timing on this device; the device with its backend and settings."""
+        raise NotImplementedError
+
     def synchronize(self) -> None:
         """Wait until work queued on the device is done (the CPU runs synchronously)."""
 
@@ -114,6 +119,15 @@ class CpuDevice(_Base):
     policy: ClassVar[StopPolicy] = CPU_POLICY
     copy_sizes: ClassVar[tuple[int, ...]] = (4 << 20, 64 << 20)  # roofline copy probe: in cache, in DRAM
 
+    @classmethod
+    def configure(cls, threads: int | None, cudnn_benchmark: bool, fake: bool) -> "CpuDevice":
+        """torch set up for CPU timing: `threads` intra-op threads (default 1, as the paper's ARM runs)."""
+        torch.set_num_threads(threads or 1)
+        cpu = CpuBackend()
+        return cls(backend=FakeBackend() if fake else cpu,
+                   settings={"timer_overhead_ns": round(cpu.timer_overhead_s() * 1e9, 1),
+                             "mkldnn_enabled": torch.backends.mkldnn.enabled})
+
 
 @dataclass
 class CudaDevice(_Base):
@@ -121,6 +135,29 @@ class CudaDevice(_Base):
     default_platform: ClassVar[str] = "gpu"
     policy: ClassVar[StopPolicy] = CUDA_POLICY
     copy_sizes: ClassVar[tuple[int, ...]] = (4 << 20, 256 << 20)  # in L2, in HBM/GDDR
+
+    @classmethod
+    def configure(cls, threads: int | None, cudnn_benchmark: bool, fake: bool) -> "CudaDevice":
+        """torch set up for GPU timing (cuDNN autotuning as asked); DeviceError without a GPU."""
+        if fake:
+            raise DeviceError(f"{FAKE_ENV} times on the CPU only, but --device cuda was asked for",
+                              hint=f"unset {FAKE_ENV}, or run with --device cpu")
+        if not torch.cuda.is_available():
+            raise DeviceError("--device cuda was asked for, but no CUDA device is available "
+                              f"(torch {torch.__version__}, built with CUDA {torch.version.cuda or 'none'})",
+                              hint="run with --device cpu, or install a CUDA build of torch on a machine with a GPU")
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+        if threads:
+            torch.set_num_threads(threads)
+        return cls(backend=CudaBackend(), settings={
+            "cuda_device_name": torch.cuda.get_device_name(),
+            "cuda_capability": ".".join(map(str, torch.cuda.get_device_capability())),
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "cudnn_deterministic": torch.backends.cudnn.deterministic,
+            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+            "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        })
 
     def synchronize(self) -> None:
         torch.cuda.synchronize()
@@ -219,42 +256,19 @@ def fake_requested() -> bool:
 
 
 def get(name: str, threads: int | None, cudnn_benchmark: bool = True, fake: bool | None = None) -> Device:
-    """Configure torch for timing on device `name`; DeviceError (exit 2) when it is not there."""
-    fake = fake_requested() if fake is None else fake
+    """Configure torch for timing on device `name`; DeviceError (exit 2) when it is not there.
+
+    fake (default: $LATBENCH_FAKE_BACKEND): time with FakeBackend (CPU only).
+    """
     cls = DEVICES.get(name)
     if cls is None:
         raise DeviceError(f"unknown device {name!r}", hint=f"use one of {', '.join(DEVICES)}")
-    if cls is CudaDevice:
-        if fake:
-            raise DeviceError(f"{FAKE_ENV} times on the CPU only, but --device cuda was asked for",
-                              hint=f"unset {FAKE_ENV}, or run with --device cpu")
-        if not torch.cuda.is_available():
-            raise DeviceError("--device cuda was asked for, but no CUDA device is available "
-                              f"(torch {torch.__version__}, built with CUDA {torch.version.cuda or 'none'})",
-                              hint="run with --device cpu, or install a CUDA build of torch on a machine with a GPU")
-        torch.backends.cudnn.benchmark = cudnn_benchmark
-        if threads:
-            torch.set_num_threads(threads)
-        backend: Any = CudaBackend()
-        settings = {
-            "cuda_device_name": torch.cuda.get_device_name(),
-            "cuda_capability": ".".join(map(str, torch.cuda.get_device_capability())),
-            "cudnn_benchmark": torch.backends.cudnn.benchmark,
-            "cudnn_deterministic": torch.backends.cudnn.deterministic,
-            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
-            "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
-            "float32_matmul_precision": torch.get_float32_matmul_precision(),
-        }
-    else:
-        torch.set_num_threads(threads or 1)
-        cpu = CpuBackend()
-        backend = FakeBackend() if fake else cpu
-        settings = {"timer_overhead_ns": round(cpu.timer_overhead_s() * 1e9, 1),
-                    "mkldnn_enabled": torch.backends.mkldnn.enabled}
-    settings.update({"torch_num_threads": torch.get_num_threads(),
-                     "torch_num_interop_threads": torch.get_num_interop_threads(),
-                     "backend": backend.name})
-    return cls(backend=backend, threads=torch.get_num_threads(), settings=settings)
+    dev = cls.configure(threads, cudnn_benchmark, fake_requested() if fake is None else fake)
+    dev.settings.update({"torch_num_threads": torch.get_num_threads(),
+                         "torch_num_interop_threads": torch.get_num_interop_threads(),
+                         "backend": dev.backend.name})
+    dev.threads = torch.get_num_threads()
+    return dev
 
 
 def setup(device: str, threads: int | None, cudnn_benchmark: bool = True) -> Device:
