@@ -269,8 +269,3 @@ def get(name: str, threads: int | None, cudnn_benchmark: bool = True, fake: bool
                          "backend": dev.backend.name})
     dev.threads = torch.get_num_threads()
     return dev
-
-
-def setup(device: str, threads: int | None, cudnn_benchmark: bool = True) -> Device:
-    """Former name of `get` (kept for callers outside the CLI)."""
-    return get(device, threads, cudnn_benchmark)
