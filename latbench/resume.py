@@ -149,6 +149,11 @@ def check_same_run(old: dict[str, Any], new: dict[str, Any], csv: Path, command:
     if o_gpu != n_gpu and new["device"] == old.get("device"):
         raise ResultsError(f"cannot resume: the run was on GPU {o_gpu!r}, this is {n_gpu!r}", where=where,
                            hint="resume with the same GPU (CUDA_VISIBLE_DEVICES), or start a new run")
+    o_backend = old.get("device_settings", {}).get("backend")
+    n_backend = new.get("device_settings", {}).get("backend")
+    if o_backend and o_backend != n_backend:
+        raise ResultsError(f"cannot resume: the run was timed by {o_backend}, this would be by {n_backend}",
+                           where=where, hint="resume with the same timing backend (LATBENCH_FAKE_BACKEND as it was)")
     diffs = []
     for key, flag in SETTINGS.items():
         found = _differences(key, _norm(old[key]), _norm(new.get(key))) if key in old else []

@@ -216,3 +216,11 @@ def test_a_mode_sweep_is_finished_when_its_own_modes_are_there(tmp_path, keep_th
         prepare.COMPILE_BACKEND = prepare_backend
     meta = json.loads(outcome.suites[0].files.meta.read_text())
     assert meta["groups"] == {"finished": ["S x1 compile"], "pending": []}
+
+
+def test_resume_refuses_another_timing_backend(tmp_path, keep_threads):
+    """Fake-timed groups must not join a run timed for real (or the other way round)."""
+    first = session.run(options(tmp_path), session.Events())
+    csv = first.suites[0].files.csv
+    with pytest.raises(ResultsError, match=r"timed by cpu:fake\(one call per block\), this would be by cpu:perf_counter_ns"):
+        session.run(options(tmp_path, resume=csv, fake_backend=False), session.Events())
