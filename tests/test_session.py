@@ -124,16 +124,22 @@ def test_resume_of_a_finished_run_measures_nothing(tmp_path, keep_threads, monke
     assert len(json.loads(csv.with_suffix(".json").read_text())["resumed_at_utc"]) == 1
 
 
-def test_an_interruption_is_saved_and_returned_with_the_resume_command(tmp_path, keep_threads, monkeypatch):
+def interrupt_group(monkeypatch, n: int, signum: int):
+    """Make the n-th group raise faults.Interrupted(signum), as a signal arriving in it would."""
     real, calls = runner.run_group, [0]
 
     def run_group(*a, **kw):
         calls[0] += 1
-        if calls[0] == 2:
-            raise faults.Interrupted(signal.SIGTERM)
+        if calls[0] == n:
+            raise faults.Interrupted(signum)
         return real(*a, **kw)
 
     monkeypatch.setattr(runner, "run_group", run_group)
+    return real
+
+
+def test_an_interruption_is_saved_and_returned_with_the_resume_command(tmp_path, keep_threads, monkeypatch):
+    interrupt_group(monkeypatch, 2, signal.SIGTERM)
     rec = Recorder()
     outcome = session.run(options(tmp_path, quick=False, max_time=0.05, suites=(TINY, TINY)), rec)
     info = outcome.interrupted
@@ -179,15 +185,7 @@ def test_resume_of_a_sweep_measures_the_points_not_yet_done(tmp_path, keep_threa
     the run complete without its batch-2 rows."""
     suite = tmp_path / "swept.yaml"
     suite.write_text(SWEEP)
-    real, calls = runner.run_group, [0]
-
-    def run_group(*a, **kw):
-        calls[0] += 1
-        if calls[0] == 2:
-            raise faults.Interrupted(signal.SIGINT)
-        return real(*a, **kw)
-
-    monkeypatch.setattr(runner, "run_group", run_group)
+    real = interrupt_group(monkeypatch, 2, signal.SIGINT)
     first = session.run(options(tmp_path, suites=(suite,)), session.Events())
     info = first.interrupted
     assert info is not None and info.finished == ["S x1"] and info.pending == ["S x1 b2"]
