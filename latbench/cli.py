@@ -123,7 +123,9 @@ def _run(opts, quiet: bool) -> int:
         outcome = session.run(opts, view)
     finally:
         view.stop_progress()
-    return outcome.exit_code
+    if outcome.interrupted is not None:
+        return 128 + outcome.interrupted.signum  # as shells report it: 130 SIGINT, 143 SIGTERM
+    return 1 if outcome.failed else 0
 
 
 MAX_NAMED_FAILURES = 10  # the summary line names this many failed cases; the CSV's 'error' column has all

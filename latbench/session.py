@@ -60,7 +60,7 @@ class Interruption:
     """A run stopped by SIGINT/SIGTERM after its finished groups were saved."""
 
     signal_name: str
-    exit_code: int  # 128 + signal number: 130 SIGINT, 143 SIGTERM
+    signum: int  # the exit status is 128 + signum (130 SIGINT, 143 SIGTERM)
     csv: Path
     meta_name: str
     finished: list[str]
@@ -95,11 +95,9 @@ class RunOutcome:
     interrupted: Interruption | None = None
 
     @property
-    def exit_code(self) -> int:
-        """130/143 interrupted, 1 when a case failed, else 0."""
-        if self.interrupted is not None:
-            return self.interrupted.exit_code
-        return 1 if any(s.failed for s in self.suites) else 0
+    def failed(self) -> bool:
+        """A case failed in some suite (the run went on)."""
+        return any(s.failed for s in self.suites)
 
 
 class Events:
@@ -312,7 +310,7 @@ def _run_groups(suite: Any, specs: list, files: RunFiles, cfg: runner.RunConfig,
             files.metadata.update(status="interrupted", interrupted_by=signal.Signals(signum).name,
                                   groups=state, finished_at_utc=now_utc())
             files.flush()
-        info = Interruption(signal.Signals(signum).name, 128 + signum, files.csv, files.meta.name,
+        info = Interruption(signal.Signals(signum).name, int(signum), files.csv, files.meta.name,
                             state["finished"], state["pending"], resume_cmd)
         events.on_interrupted(info)
         return info
