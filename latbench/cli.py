@@ -6,11 +6,7 @@ Exit codes: 0 done and fine; 1 done, but the answer is no (a case failed, a gate
 
 from __future__ import annotations
 
-import dataclasses
-import signal
 import sys
-import uuid
-from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -19,7 +15,7 @@ import typer
 from rich.console import Console
 
 from latbench import __version__, faults
-from latbench.errors import DeviceError, LatbenchError
+from latbench.errors import LatbenchError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Hardware-aware latency benchmarking for PyTorch: FLOPs and memory access cost "
@@ -99,12 +95,17 @@ def run(
     Each finished group (experiment x scale) is on disk at once; Ctrl-C or SIGTERM keeps them and
     says how to --resume. Exit 0 fine, 1 a case failed, 2 bad input, 130/143 interrupted.
     """
+    from latbench.session import RunOptions
+
+    opts = RunOptions(suites=tuple(suites), device=device.value, quick=quick, threads=threads, schedule=schedule.value,
+                      widths=widths.value if widths else None, platform=platform.value if platform else None,
+                      batch=batch, modes=modes, max_time=max_time, min_time=min_time, target=target,
+                      cudnn_benchmark=cudnn_benchmark, results_dir=results_dir, seed=seed, resume=resume,
+                      case_timeout=case_timeout, profile=profile, roofline=roofline, allow_import=allow_import,
+                      argv=tuple(sys.argv))
     try:
         with faults.signals_as_interrupts():
-            code = _run(suites, device.value, quick, threads, schedule.value, widths.value if widths else None,
-                        platform.value if platform else None, batch, modes, max_time, min_time, target,
-                        cudnn_benchmark, results_dir, seed, quiet, resume, case_timeout, profile=profile,
-                        roofline=roofline, allow_import=allow_import)
+            code = _run(opts, quiet)
     except LatbenchError as exc:
         fail(exc, debug)
     except KeyboardInterrupt as exc:  # before or between runs: nothing half-written to report
@@ -113,91 +114,88 @@ def run(
     raise typer.Exit(code)
 
 
-def _run(suite_paths, device, quick, threads, schedule, widths, platform, batch, modes, max_time, min_time,
-         target, cudnn_benchmark, results_dir, seed, quiet, resume=None, case_timeout=0.0, profile=False,
-         roofline=True, allow_import=False) -> int:
-    from latbench import devices, env, runner
-    from latbench import resume as resuming
-    from latbench.claims import check_claims
-    from latbench.report.terminal import claims_table, run_table
-    from latbench.results.files import RunFiles
-    from latbench.suite import expand, load_suite
+def _run(opts, quiet: bool) -> int:
+    """Run the session (latbench.session), rendering its events; the exit code."""
+    from latbench import session
 
-    # Everything that can be wrong with the input is checked before anything is measured.
-    loaded = [load_suite(p, allow_import) for p in suite_paths]
-    if resume and len(loaded) != 1:
-        raise LatbenchError(f"--resume continues one run, but {len(loaded)} suites were given",
-                            hint="give only the suite that the run in --resume measured")
-    plat = platform or ("gpu" if device == "cuda" else "arm")
-    expanded = [(s, expand(s, plat, quick=quick, widths_mode=widths, batch=batch)) for s in loaded]
-    dev = devices.setup(device, threads, cudnn_benchmark)
-    mode_list = tuple(m.strip() for m in modes.split(",") if m.strip()) if modes else dev.backend.modes
-    unknown = [m for m in mode_list if m not in dev.backend.modes]
-    if unknown or not mode_list:
-        raise DeviceError(f"--modes {modes!r}: {', '.join(unknown) or 'empty'} not available on {device}",
-                          hint=f"use a subset of {','.join(dev.backend.modes)}")
-    base = runner.QUICK_POLICY if quick else (runner.CUDA_POLICY if device == "cuda" else runner.CPU_POLICY)
-    policy = dataclasses.replace(base, **{k: v for k, v in (("max_time_s", max_time), ("min_time_s", min_time),
-                                                             ("rel_ci", target)) if v is not None})
-    if policy.min_time_s > policy.max_time_s:
-        policy = dataclasses.replace(policy, min_time_s=policy.max_time_s)
-    fingerprint = env.fingerprint()
-    if not quiet:
-        for advice in env.load_advice(dev.threads):
-            err.print(f"warning: {advice}", style="yellow", highlight=False, markup=False)
-    hardware = _hardware(device, dev, fingerprint, roofline, profile, quiet)
+    view = _RunView(quiet)
+    try:
+        outcome = session.run(opts, view)
+    finally:
+        view.stop_progress()
+    if outcome.interrupted is not None:
+        return 128 + outcome.interrupted.signum  # as shells report it: 130 SIGINT, 143 SIGTERM
+    return 1 if outcome.failed else 0
 
-    code = 0
-    for suite, specs in expanded:
-        settings = {
-            "suite": {"name": suite.model.suite, "path": suite.path, "sha256": suite.sha256,
-                      "experiment": suite.model.experiment, "description": suite.model.description},
-            "device": device, "platform_widths": plat, "widths_mode": widths or suite.model.widths,
-            "quick": quick, "schedule": schedule, "modes": list(mode_list), "seed": seed, "threads": dev.threads,
-            "batch": specs[0].batch, "policy": dataclasses.asdict(policy), "device_settings": dev.settings,
-            "fingerprint": fingerprint, "case_timeout_s": case_timeout,
-        }
-        if resume:
-            files = resuming.open_run(resume)
-            resuming.check_same_run(files.metadata, settings, resume,
-                                    resuming.resume_command(files.metadata.get("command") or sys.argv, suite.path,
-                                                            resume))
-            files.lock()
-            for stale in ("interrupted_by", "finished_at_utc"):
-                files.metadata.pop(stale, None)
-            files.metadata.update(status="running", case_timeout_s=case_timeout,
-                                  resumed_at_utc=[*files.metadata.get("resumed_at_utc", []), _now()])
+
+MAX_NAMED_FAILURES = 10  # the summary line names this many failed cases; the CSV's 'error' column has all
+
+
+class _RunView:
+    """Renders a run session (the latbench.session.Events callbacks): progress and notes on stderr,
+    tables on stdout."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.progress = None
+        self.task = None
+
+    def on_note(self, kind: str, text: str) -> None:
+        if self.quiet:
+            return
+        if kind == "advice":
+            err.print(f"warning: {text}", style="yellow", highlight=False, markup=False)
         else:
-            files = RunFiles.reserve(results_dir, suite.model.suite, device)
-            files.lock()
-            files.metadata = {"schema_version": runner.SCHEMA_VERSION, "run_id": uuid.uuid4().hex[:12],
-                              "status": "running", "command": sys.argv, **settings, "started_at_utc": _now(),
-                              "roofline": dataclasses.asdict(hardware["ceilings"]) if hardware["ceilings"] else None,
-                              "files": {"results": files.csv.name, "samples": files.samples.name}}
-        try:
-            code = max(code, _run_groups(suite, specs, files, runner.RunConfig(
-                device=device, run_id=files.metadata["run_id"], modes=mode_list, schedule=schedule, policy=policy,
-                threads=dev.threads, seed=seed, case_timeout_s=case_timeout, **hardware), dev.backend, quiet,
-                resuming.resume_command(sys.argv, suite.path, files.csv)))
-        finally:
-            files.unlock()
-        title = (f"{suite.model.suite} ({suite.model.experiment}) on {device}"
-                 f" [{fingerprint['cpu_model'] if device == 'cpu' else dev.settings.get('cuda_device_name')}]"
-                 f", {dev.threads} thread(s), {schedule}, batch {','.join(dict.fromkeys(str(s.batch) for s in specs))}")
-        out.print(run_table(files.rows, title))
-        if suite.model.claims:  # the suite's claims, judged from this run's paired samples
-            verdicts = check_claims(suite.model.claims, files.rows, files.sample_rows, device)
-            files.metadata["claims"] = verdicts
-            files.write_meta()
-            out.print(claims_table(verdicts, f"claims of {suite.path}"))
+            err.print(text, highlight=False)
+
+    def on_suite_start(self, suite_name: str) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.stop_progress()
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("round {task.completed:.0f}"),
+                                 TimeElapsedColumn(), console=err, disable=self.quiet, transient=True)
+        self.progress.start()
+        self.task = self.progress.add_task(suite_name, total=None)
+
+    def on_progress(self, suite_name: str, group: str, rounds: int) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, description=f"{suite_name} {group}", completed=rounds)
+
+    def on_group_start(self, suite_name: str, group: str) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, description=f"{suite_name} {group}", completed=0)
+
+    def on_group_done(self, suite_name: str, group: str, rows: list) -> None:
+        pass
+
+    def stop_progress(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    def on_interrupted(self, info) -> None:
+        self.stop_progress()
+        err.print(f"interrupted by {info.signal_name}: {len(info.finished)} of "
+                  f"{len(info.finished) + len(info.pending)} group(s) are saved in {info.csv} "
+                  f"(status 'interrupted' in {info.meta_name}); not measured: {', '.join(info.pending)}",
+                  style="yellow", highlight=False, markup=False, soft_wrap=True)
+        err.print(f"resume with: {info.resume_command}", highlight=False, markup=False, soft_wrap=True)
+
+    def on_suite_done(self, result) -> None:
+        from latbench.report.terminal import claims_table, run_table
+
+        self.stop_progress()
+        files, quiet = result.files, self.quiet
+        out.print(run_table(files.rows, result.title))
+        if result.verdicts is not None:
+            out.print(claims_table(result.verdicts, f"claims of {result.suite_path}"))
         if not quiet and any(r.get("warnings") for r in files.rows):
             err.print("notes: 'noisy +-x%' = 95% CI half-width of the median; 'ratio +-x%' = of the ratio to the "
                       "baseline; remedies: raise --max-time, stop other jobs, pin --threads (full text in the "
                       "'warnings' column; -q hides this)", style="yellow", highlight=False)
         if not quiet:
             err.print(f"wrote {files.csv}, {files.samples.name}, {files.meta.name}", highlight=False)
-        failed = [r for r in files.rows if r["status"] == "failed"]
-        skipped = [r for r in files.rows if r["status"] == "skipped"]
+        failed, skipped = result.failed, result.skipped
         if skipped and not quiet:
             err.print(f"{len(skipped)} case(s) skipped: this device cannot run them (reason in the 'error' column)",
                       style="cyan", highlight=False)
@@ -205,70 +203,8 @@ def _run(suite_paths, device, quick, threads, schedule, widths, platform, batch,
             named = "; ".join(f"{r['experiment']}/{r['case']}/x{r['scale']} {r['mode']}: {r['error']}"
                               for r in failed[:MAX_NAMED_FAILURES])
             more = f"; and {len(failed) - MAX_NAMED_FAILURES} more" if len(failed) > MAX_NAMED_FAILURES else ""
-            err.print(f"{len(failed)} case(s) failed in {suite.path} (the run went on): {named}{more}",
+            err.print(f"{len(failed)} case(s) failed in {result.suite_path} (the run went on): {named}{more}",
                       style="red", highlight=False, markup=False, soft_wrap=True)
-    return code
-
-
-MAX_NAMED_FAILURES = 10  # the summary line names this many failed cases; the CSV's 'error' column has all
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _run_groups(suite, specs, files, cfg, backend, quiet: bool, resume_cmd: str) -> int:
-    """Measure the groups not yet on disk, saving each as it finishes. On SIGINT/SIGTERM, save the
-    finished groups with status 'interrupted', say how to resume, and exit 130/143."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from latbench import runner
-    from latbench.resume import group_label, group_status
-
-    def groups(rows):
-        return group_status(specs, cfg.modes, rows)
-
-    done = groups(files.rows)
-    files.rows = [r for r in files.rows if group_label(r["experiment"], r["scale"]) in done["finished"]]
-    files.sample_rows = [r for r in files.sample_rows if group_label(r["experiment"], r["scale"]) in done["finished"]]
-    todo = [s for s in specs if group_label(s.experiment, s.scale) in done["pending"]]
-    files.metadata["groups"] = done
-    files.flush()
-    if done["finished"] and not quiet:
-        err.print(f"resuming {files.csv}: {len(done['finished'])} group(s) already finished, "
-                  f"{len(done['pending'])} to measure", highlight=False)
-
-    def save_group(rows, samples):
-        files.metadata["groups"] = groups([*files.rows, *rows])
-        files.add(rows, samples)
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("round {task.completed:.0f}"),
-                  TimeElapsedColumn(), console=err, disable=quiet, transient=True) as progress:
-        task = progress.add_task(suite.model.suite, total=None)
-
-        def on_progress(label: str, rounds: int, _: float) -> None:
-            progress.update(task, description=f"{suite.model.suite} {label}", completed=rounds)
-
-        try:
-            runner.run_specs(todo, cfg, backend, save_group, on_progress)
-        except KeyboardInterrupt as exc:
-            signum = exc.signum if isinstance(exc, faults.Interrupted) else signal.SIGINT
-            with faults.signals_ignored():  # a second Ctrl-C must not cut the last save short
-                state = groups(files.rows)
-                files.metadata.update(status="interrupted", interrupted_by=signal.Signals(signum).name,
-                                      groups=state, finished_at_utc=_now())
-                files.flush()
-            progress.stop()
-            err.print(f"interrupted by {signal.Signals(signum).name}: {len(state['finished'])} of "
-                      f"{len(state['finished']) + len(state['pending'])} group(s) are saved in {files.csv} "
-                      f"(status 'interrupted' in {files.meta.name}); not measured: {', '.join(state['pending'])}",
-                      style="yellow", highlight=False, markup=False, soft_wrap=True)
-            err.print(f"resume with: {resume_cmd}", highlight=False, markup=False, soft_wrap=True)
-            raise typer.Exit(128 + signum) from None
-    failed = sum(r["status"] == "failed" for r in files.rows)
-    files.metadata.update(status="complete", failed_cases=failed, groups=groups(files.rows), finished_at_utc=_now())
-    files.write_meta()
-    return 1 if failed else 0
 
 
 @app.command("list")
@@ -281,28 +217,6 @@ def list_cmd() -> None:
         fields = ", ".join(f"{k}" for k in b.params.model_fields)
         out.print(f"{name}: {b.summary}\n    parameters: {fields}; widths: {', '.join(b.width_names)}",
                   highlight=False)
-
-
-def _hardware(device: str, dev, fingerprint: dict, roofline: bool, profile: bool, quiet: bool) -> dict:
-    """RunConfig fields for hardware-aware rows: telemetry sampler, roofline ceilings, profiling."""
-    from latbench import roofline as rl
-    from latbench.telemetry import TelemetrySampler
-
-    ceilings = None
-    if roofline:
-        name = dev.settings.get("cuda_device_name") if device == "cuda" else fingerprint["cpu_model"]
-        ceilings, cached = rl.measure_ceilings(device, str(name), dev.threads)
-        if not quiet:
-            err.print(f"roofline ({'cached' if cached else 'probed'}): peak {ceilings.peak_flops_per_s / 1e9:.1f} "
-                      f"GFLOP/s, bandwidth {ceilings.bandwidth_bytes_per_s / 1e9:.1f} GB/s at {dev.threads} "
-                      f"thread(s) (delete {rl.cache_file()} to re-measure)", highlight=False)
-    gpu_index = None
-    if device == "cuda":
-        import torch
-
-        gpu_index = torch.cuda.current_device()  # NVML numbering; differs only under CUDA_VISIBLE_DEVICES
-    return {"telemetry": TelemetrySampler(threads=dev.threads, gpu_index=gpu_index), "ceilings": ceilings,
-            "profile": profile}
 
 
 @app.command("env")

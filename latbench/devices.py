@@ -1,29 +1,147 @@
-"""Pick and configure the device at the edge: thread count, cuDNN flags, and the timing backend."""
+"""The device a run measures on, chosen once at the edge: `get(name, threads, cudnn_benchmark)`.
+
+Everything that differs between devices is a method or attribute of the device object, so no other
+module asks `device == "cuda"`: synchronization, memory reset and out-of-memory handling, profiler
+activities, dtype support (skip reasons), the telemetry handle (which GPU), what the roofline
+probe needs (sizes, synchronize), the settings recorded in metadata, and the name shown in titles.
+Timing itself stays in the backend (latbench/timing), which the device carries.
+
+`of(name)` gives the same object without touching torch's configuration (for code handed a device
+name, such as RunConfig(device="cpu") in tests). LATBENCH_FAKE_BACKEND=1 (or `get(..., fake=True)`)
+times on the CPU with FakeBackend: one real call per block, scaled to the block, so CLI tests run
+the whole pipeline in a fraction of the time.
+"""
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, ClassVar, Protocol
 
 import torch
 
+from latbench import faults
 from latbench.errors import DeviceError
 from latbench.timing.backend import TimingBackend
 from latbench.timing.cpu import CpuBackend
 from latbench.timing.cuda import CudaBackend
+from latbench.timing.loop import StopPolicy
+
+CPU_POLICY = StopPolicy()
+# CUDA: >= 0.5 s and >= 10 calls of warm-up for clock ramp-up and cuDNN autotuning (cudnn.benchmark).
+CUDA_POLICY = StopPolicy(warmup_s=0.5, warmup_min_iters=10)
+
+FAKE_ENV = "LATBENCH_FAKE_BACKEND"  # "1": time with FakeBackend (tests, dry runs); results are not latencies
+
+
+class Device(Protocol):
+    name: str  # "cpu", "cuda": the results' device column and torch's device string
+    default_platform: str  # whose paper widths to use by default ("arm", "gpu")
+    policy: StopPolicy  # the default stop policy (--quick replaces it)
+    copy_sizes: tuple[int, ...]  # buffer sizes (bytes) of the roofline bandwidth probe
+    backend: TimingBackend | None
+    threads: int | None
+    settings: dict[str, Any]
+
+    def synchronize(self) -> None: ...
+    def reset_memory(self) -> None: ...
+    def error_text(self, exc: BaseException) -> str: ...
+    def dtype_skip(self, dtype: str) -> str | None: ...
+    def profiler_activities(self) -> list[Any]: ...
+    def kernel_count(self, events: Any) -> int | None: ...
+    def op_time(self, event: Any) -> float: ...
+    def telemetry_gpu_index(self) -> int | None: ...
+    def model_name(self, fingerprint: dict[str, Any]) -> str: ...
+    def gemm_size(self) -> int: ...
 
 
 @dataclass
-class DeviceSetup:
-    device: str
-    backend: TimingBackend
-    threads: int
-    settings: dict[str, Any] = field(default_factory=dict)  # recorded in metadata
+class _Base:
+    backend: TimingBackend | None = None
+    threads: int | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # recorded in metadata ("device_settings")
+
+    name: ClassVar[str] = "?"
+
+    def __str__(self) -> str:
+        return self.name
+
+    @classmethod
+    def configure(cls, threads: int | None, cudnn_benchmark: bool, fake: bool) -> "_Base":
+        """Set torch up for timing on this device; the device with its backend and settings."""
+        raise NotImplementedError
+
+    def synchronize(self) -> None:
+        """Wait until work queued on the device is done (the CPU runs synchronously)."""
+
+    def reset_memory(self) -> None:
+        """Hand cached memory back after a group (nothing to do on the CPU)."""
+
+    def error_text(self, exc: BaseException) -> str:
+        """The row's error text for a failed case; after an out-of-memory, free what can be freed."""
+        if faults.is_oom(exc):
+            self.reset_memory()
+        return faults.describe(exc)
+
+    def dtype_skip(self, dtype: str) -> str | None:
+        """A reason this device cannot run `dtype` at all, known without trying."""
+        return None
+
+    def profiler_activities(self) -> list[Any]:
+        from torch.profiler import ProfilerActivity
+
+        return [ProfilerActivity.CPU]
+
+    def kernel_count(self, events: Any) -> int | None:
+        """Device kernels among profiler events; None where ops are the unit (CPU)."""
+        return None
+
+    def op_time(self, event: Any) -> float:
+        """A profiler event's time on this device."""
+        return float(event.cpu_time_total)
+
+    def telemetry_gpu_index(self) -> int | None:
+        return None
+
+    def model_name(self, fingerprint: dict[str, Any]) -> str:
+        return str(fingerprint.get("cpu_model"))
+
+    def gemm_size(self) -> int:
+        """n of the roofline GEMM probe (n x n); with copy_sizes and synchronize, what roofline.py asks."""
+        return 512 if torch.get_num_threads() == 1 else 1024
 
 
-def setup(device: str, threads: int | None, cudnn_benchmark: bool = True) -> DeviceSetup:
-    """Configure torch for timing on `device`; DeviceError (exit 2) when it is not there."""
-    if device == "cuda":
+@dataclass
+class CpuDevice(_Base):
+    name: ClassVar[str] = "cpu"
+    default_platform: ClassVar[str] = "arm"
+    policy: ClassVar[StopPolicy] = CPU_POLICY
+    copy_sizes: ClassVar[tuple[int, ...]] = (4 << 20, 64 << 20)  # roofline copy probe: in cache, in DRAM
+
+    @classmethod
+    def configure(cls, threads: int | None, cudnn_benchmark: bool, fake: bool) -> "CpuDevice":
+        """torch set up for CPU timing: `threads` intra-op threads (default 1, as the paper's ARM runs)."""
+        torch.set_num_threads(threads or 1)
+        cpu = CpuBackend()
+        return cls(backend=FakeBackend() if fake else cpu,
+                   settings={"timer_overhead_ns": round(cpu.timer_overhead_s() * 1e9, 1),
+                             "mkldnn_enabled": torch.backends.mkldnn.enabled})
+
+
+@dataclass
+class CudaDevice(_Base):
+    name: ClassVar[str] = "cuda"
+    default_platform: ClassVar[str] = "gpu"
+    policy: ClassVar[StopPolicy] = CUDA_POLICY
+    copy_sizes: ClassVar[tuple[int, ...]] = (4 << 20, 256 << 20)  # in L2, in HBM/GDDR
+
+    @classmethod
+    def configure(cls, threads: int | None, cudnn_benchmark: bool, fake: bool) -> "CudaDevice":
+        """torch set up for GPU timing (cuDNN autotuning as asked); DeviceError without a GPU."""
+        if fake:
+            raise DeviceError(f"{FAKE_ENV} times on the CPU only, but --device cuda was asked for",
+                              hint=f"unset {FAKE_ENV}, or run with --device cpu")
         if not torch.cuda.is_available():
             raise DeviceError("--device cuda was asked for, but no CUDA device is available "
                               f"(torch {torch.__version__}, built with CUDA {torch.version.cuda or 'none'})",
@@ -31,8 +149,7 @@ def setup(device: str, threads: int | None, cudnn_benchmark: bool = True) -> Dev
         torch.backends.cudnn.benchmark = cudnn_benchmark
         if threads:
             torch.set_num_threads(threads)
-        backend: TimingBackend = CudaBackend()
-        settings = {
+        return cls(backend=CudaBackend(), settings={
             "cuda_device_name": torch.cuda.get_device_name(),
             "cuda_capability": ".".join(map(str, torch.cuda.get_device_capability())),
             "cudnn_benchmark": torch.backends.cudnn.benchmark,
@@ -40,16 +157,115 @@ def setup(device: str, threads: int | None, cudnn_benchmark: bool = True) -> Dev
             "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
             "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
             "float32_matmul_precision": torch.get_float32_matmul_precision(),
-        }
-    elif device == "cpu":
-        torch.set_num_threads(threads or 1)
-        cpu = CpuBackend()
-        backend = cpu
-        settings = {"timer_overhead_ns": round(cpu.timer_overhead_s() * 1e9, 1),
-                    "mkldnn_enabled": torch.backends.mkldnn.enabled}
-    else:
-        raise DeviceError(f"unknown device {device!r}", hint="use cpu or cuda")
-    settings.update({"torch_num_threads": torch.get_num_threads(),
-                     "torch_num_interop_threads": torch.get_num_interop_threads(),
-                     "backend": backend.name})
-    return DeviceSetup(device=device, backend=backend, threads=torch.get_num_threads(), settings=settings)
+        })
+
+    def synchronize(self) -> None:
+        torch.cuda.synchronize()
+
+    def reset_memory(self) -> None:
+        torch.cuda.empty_cache()
+
+    def dtype_skip(self, dtype: str) -> str | None:
+        if dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+            return "bfloat16 is not supported on this GPU (needs compute capability 8.0+)"
+        return None
+
+    def profiler_activities(self) -> list[Any]:
+        from torch.profiler import ProfilerActivity
+
+        return [ProfilerActivity.CPU, ProfilerActivity.CUDA]
+
+    def kernel_count(self, events: Any) -> int | None:
+        return sum(1 for e in events if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA)
+
+    def op_time(self, event: Any) -> float:
+        return float(getattr(event, "device_time_total", 0.0))
+
+    def telemetry_gpu_index(self) -> int | None:
+        """The NVML index of the GPU in use (CUDA's numbering differs under CUDA_VISIBLE_DEVICES)."""
+        from latbench.env import gpus
+
+        index = torch.cuda.current_device()
+        uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+        return nvml_index(index, str(uuid) if uuid is not None else None, gpus(),
+                          os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+    def model_name(self, fingerprint: dict[str, Any]) -> str:
+        return str(self.settings.get("cuda_device_name") or torch.cuda.get_device_name())
+
+    def gemm_size(self) -> int:
+        return 4096
+
+
+def nvml_index(cuda_index: int, cuda_uuid: str | None, nvml_gpus: list[dict[str, Any]],
+               visible: str | None) -> int:
+    """NVML's index of CUDA device `cuda_index`: by UUID when NVML lists it, else through
+    CUDA_VISIBLE_DEVICES when that holds indices, else the CUDA index itself."""
+    if cuda_uuid:
+        want = cuda_uuid.removeprefix("GPU-").lower()
+        for g in nvml_gpus:
+            if str(g.get("uuid") or "").removeprefix("GPU-").lower() == want:
+                return int(g["index"])
+    entries = [v.strip() for v in (visible or "").split(",") if v.strip()]
+    if cuda_index < len(entries) and entries[cuda_index].isdigit():
+        return int(entries[cuda_index])
+    return cuda_index
+
+
+DEVICES: dict[str, type[_Base]] = {"cpu": CpuDevice, "cuda": CudaDevice}
+
+
+class FakeBackend:
+    """CPU timing for tests: each block runs fn once and reports that call's time x iters.
+
+    The whole pipeline (build, warm-up, block sizing, stopping rule, rows, files) runs, with the
+    model really called, at a fraction of the wall time. The numbers are not latencies to report.
+    """
+
+    name = "cpu:fake(one call per block)"
+    modes = ("eager",)
+
+    def __init__(self, clock: Callable[[], int] = time.perf_counter_ns):
+        self._clock = clock
+
+    def prepare(self, fn: Callable[[], object], mode: str) -> Callable[[], object]:
+        return CpuBackend.prepare(self, fn, mode)  # type: ignore[arg-type]
+
+    def time_block(self, fn: Callable[[], object], iters: int) -> float:
+        t0 = self._clock()
+        fn()
+        return max(self._clock() - t0, 1) * 1e-9 * iters
+
+
+def names() -> tuple[str, ...]:
+    return tuple(DEVICES)
+
+
+def of(device: "str | Device") -> Device:
+    """The device object for a name (not configured: no threads, backend or settings); objects pass through."""
+    if not isinstance(device, str):
+        return device
+    try:
+        return DEVICES[device]()
+    except KeyError:
+        raise DeviceError(f"unknown device {device!r}", hint=f"use one of {', '.join(DEVICES)}") from None
+
+
+def fake_requested() -> bool:
+    return os.environ.get(FAKE_ENV, "").strip() not in ("", "0")
+
+
+def get(name: str, threads: int | None, cudnn_benchmark: bool = True, fake: bool | None = None) -> Device:
+    """Configure torch for timing on device `name`; DeviceError (exit 2) when it is not there.
+
+    fake (default: $LATBENCH_FAKE_BACKEND): time with FakeBackend (CPU only).
+    """
+    cls = DEVICES.get(name)
+    if cls is None:
+        raise DeviceError(f"unknown device {name!r}", hint=f"use one of {', '.join(DEVICES)}")
+    dev = cls.configure(threads, cudnn_benchmark, fake_requested() if fake is None else fake)
+    dev.settings.update({"torch_num_threads": torch.get_num_threads(),
+                         "torch_num_interop_threads": torch.get_num_interop_threads(),
+                         "backend": dev.backend.name})
+    dev.threads = torch.get_num_threads()
+    return dev

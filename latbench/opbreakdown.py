@@ -13,8 +13,11 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
-from torch.profiler import ProfilerActivity, profile, record_function
+from torch.profiler import profile, record_function
 from torch.utils.flop_counter import flop_registry
+
+from latbench import devices
+from latbench.devices import Device
 
 PROFILE_FORWARDS = 5
 _MARKER = "latbench::forward"
@@ -23,36 +26,30 @@ FLOP_OP_NAMES = frozenset("aten::" + str(k).split(".", 1)[-1] for k in flop_regi
 OPBREAKDOWN_COLUMNS = ("op_count_per_forward", "zero_flop_time_pct")
 
 
-def profile_forward(fn: Callable[[], object], device: str, forwards: int = PROFILE_FORWARDS) -> dict[str, Any]:
+def profile_forward(fn: Callable[[], object], device: str | Device, forwards: int = PROFILE_FORWARDS) -> dict[str, Any]:
     """op_count_per_forward (kernels on cuda, top-level aten ops on cpu) and zero_flop_time_pct (share
     of op time, device time on cuda, spent in ops with no counted FLOPs), over `forwards` calls."""
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    dev = devices.of(device)
     with torch.inference_mode():
         fn()  # a call outside the trace: lazy initialisation is not the model's cost
-        with profile(activities=activities) as prof:
+        with profile(activities=dev.profiler_activities()) as prof:
             for _ in range(forwards):
                 with record_function(_MARKER):
                     fn()
-            if device == "cuda":
-                torch.cuda.synchronize()
-    return breakdown(prof.events(), device, forwards)
+            dev.synchronize()
+    return breakdown(prof.events(), dev, forwards)
 
 
-def breakdown(events: Any, device: str, forwards: int) -> dict[str, Any]:
+def breakdown(events: Any, device: str | Device, forwards: int) -> dict[str, Any]:
     """Columns from profiler events (a list of torch.autograd FunctionEvent-like objects)."""
+    dev = devices.of(device)
     top = [e for e in events if e.cpu_parent is not None and e.cpu_parent.name == _MARKER]
     if not top or forwards <= 0:
         return {name: None for name in OPBREAKDOWN_COLUMNS}
-
-    def op_time(e: Any) -> float:
-        return float(getattr(e, "device_time_total", 0.0) if device == "cuda" else e.cpu_time_total)
-
-    total = sum(op_time(e) for e in top)
-    zero = sum(op_time(e) for e in top if not _does_arithmetic(e))
-    if device == "cuda":
-        count = sum(1 for e in events if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA)
-    else:
-        count = len(top)
+    total = sum(dev.op_time(e) for e in top)
+    zero = sum(dev.op_time(e) for e in top if not _does_arithmetic(e))
+    kernels = dev.kernel_count(events)
+    count = len(top) if kernels is None else kernels
     return {"op_count_per_forward": count / forwards,
             "zero_flop_time_pct": 100 * zero / total if total > 0 else None}
 

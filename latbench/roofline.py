@@ -25,12 +25,14 @@ from typing import Any, Callable
 
 import torch
 
+from latbench import devices
+from latbench.devices import Device
 from latbench.results.files import atomic_write_text, read_json_object
 
 GEMM_BUDGET_S = 0.5
 COPY_BUDGET_S = 0.25  # per buffer size
-# Copy buffers: 4 MiB stays in a server's last-level cache, 64 MiB (CPU) / 256 MiB (GPU) does not.
-COPY_SIZES_BYTES = {"cpu": (4 << 20, 64 << 20), "cuda": (4 << 20, 256 << 20)}
+# Copy buffers: each device's copy_sizes (devices.py); 4 MiB stays in a server's last-level cache,
+# 64 MiB (CPU) / 256 MiB (GPU) does not.
 
 ROOFLINE_COLUMNS = ("achieved_flops_per_s", "achieved_bytes_per_s", "arithmetic_intensity_flops_per_byte",
                     "roofline_bound_ms", "roofline_pct")
@@ -56,13 +58,9 @@ class Ceilings:
         return self.peak_flops_per_s / self.bandwidth_bytes_per_s
 
 
-def _sync(device: str) -> Callable[[], None]:
-    return torch.cuda.synchronize if device == "cuda" else (lambda: None)
-
-
-def _best_rate(fn: Callable[[], object], work: float, device: str, budget_s: float) -> float:
+def _best_rate(fn: Callable[[], object], work: float, device: str | Device, budget_s: float) -> float:
     """Highest work/second over repeated single calls within budget_s (first call is warm-up)."""
-    sync = _sync(device)
+    sync = devices.of(device).synchronize
     fn()
     sync()
     best, spent, calls = 0.0, 0.0, 0
@@ -77,26 +75,28 @@ def _best_rate(fn: Callable[[], object], work: float, device: str, budget_s: flo
     return best
 
 
-def probe_gemm(device: str, dtype: torch.dtype = torch.float32, budget_s: float = GEMM_BUDGET_S,
+def probe_gemm(device: str | Device, dtype: torch.dtype = torch.float32, budget_s: float = GEMM_BUDGET_S,
                n: int | None = None) -> dict[str, Any]:
     """Peak FLOP/s of an n x n GEMM (2 n^3 FLOPs), at torch's current thread count."""
-    n = n or (4096 if device == "cuda" else (512 if torch.get_num_threads() == 1 else 1024))
+    dev = devices.of(device)
+    n = n or dev.gemm_size()
     with torch.inference_mode():
-        a = torch.randn(n, n, device=device, dtype=dtype)
-        b = torch.randn(n, n, device=device, dtype=dtype)
-        out = torch.empty(n, n, device=device, dtype=dtype)
-        rate = _best_rate(lambda: torch.mm(a, b, out=out), 2.0 * n ** 3, device, budget_s)
+        a = torch.randn(n, n, device=dev.name, dtype=dtype)
+        b = torch.randn(n, n, device=dev.name, dtype=dtype)
+        out = torch.empty(n, n, device=dev.name, dtype=dtype)
+        rate = _best_rate(lambda: torch.mm(a, b, out=out), 2.0 * n ** 3, dev, budget_s)
     return {"peak_flops_per_s": rate, "gemm_n": n}
 
 
-def probe_copy(device: str, budget_s: float = COPY_BUDGET_S, sizes: tuple[int, ...] | None = None) -> dict[str, Any]:
+def probe_copy(device: str | Device, budget_s: float = COPY_BUDGET_S, sizes: tuple[int, ...] | None = None) -> dict[str, Any]:
     """Copy bandwidth (bytes read + written per second); the best over buffer sizes is the ceiling."""
+    dev = devices.of(device)
     per_size = {}
     with torch.inference_mode():
-        for size in sizes or COPY_SIZES_BYTES.get(device, COPY_SIZES_BYTES["cpu"]):
-            src = torch.ones(size // 4, device=device, dtype=torch.float32)
+        for size in sizes or dev.copy_sizes:
+            src = torch.ones(size // 4, device=dev.name, dtype=torch.float32)
             dst = torch.empty_like(src)
-            per_size[str(size)] = _best_rate(lambda: dst.copy_(src), 2.0 * src.numel() * 4, device, budget_s)
+            per_size[str(size)] = _best_rate(lambda: dst.copy_(src), 2.0 * src.numel() * 4, dev, budget_s)
     return {"bandwidth_bytes_per_s": max(per_size.values()), "copy_bytes_per_s_by_buffer_size": per_size}
 
 
@@ -110,7 +110,7 @@ def ceiling_key(device: str, device_name: str, threads: int, dtype: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def measure_ceilings(device: str, device_name: str, threads: int, dtype: torch.dtype = torch.float32,
+def measure_ceilings(device: str | Device, device_name: str, threads: int, dtype: torch.dtype = torch.float32,
                      gemm_probe: Callable[..., dict[str, Any]] | None = None,
                      copy_probe: Callable[..., dict[str, Any]] | None = None,
                      path: Path | None = None, refresh: bool = False) -> tuple[Ceilings, bool]:
@@ -119,6 +119,7 @@ def measure_ceilings(device: str, device_name: str, threads: int, dtype: torch.d
     Returns (ceilings, came_from_cache). Probes are injectable for tests.
     """
     dtype_name = str(dtype).removeprefix("torch.")
+    device = devices.of(device).name
     key = ceiling_key(device, device_name, threads, dtype_name)
     path = path or cache_file()
     cache = read_json_object(path)

@@ -11,17 +11,15 @@ from typing import Any, Callable
 
 import torch
 
-from latbench import faults, roofline
+from latbench import devices, faults, roofline
 from latbench.cost import count_spec
+from latbench.devices import CPU_POLICY, CUDA_POLICY, Device  # noqa: F401 - the policies re-exported here
 from latbench.timing.prepare import Prepared, error_text, prepare_case
 from latbench.records import SCHEMA_VERSION, CaseSpec, Cost, Measurement, Ratio, Summary
 from latbench.stats import paired_ratio, relative_halfwidth, summarize
 from latbench.timing.backend import TimingBackend
 from latbench.timing.loop import StopPolicy, measure
 
-CPU_POLICY = StopPolicy()
-# CUDA: >= 0.5 s and >= 10 calls of warm-up for clock ramp-up and cuDNN autotuning (cudnn.benchmark).
-CUDA_POLICY = StopPolicy(warmup_s=0.5, warmup_min_iters=10)
 # --quick: a smoke-test budget (all four guidelines in well under a minute on 2 CPU cores).
 QUICK_POLICY = StopPolicy(warmup_s=0.05, warmup_min_iters=2, block_s=0.01, min_rounds=5,
                           min_time_s=0.05, max_time_s=0.3, rel_ci=0.02)
@@ -32,7 +30,7 @@ OUTLIER_SHARE = 0.10  # more than 10 % far-out samples gets a warning
 
 @dataclass
 class RunConfig:
-    device: str  # "cpu" or "cuda"
+    device: str | Device  # the device object (devices.get), or its name ("cpu", "cuda")
     run_id: str
     modes: tuple[str, ...] = ("eager",)
     schedule: str = "interleaved"
@@ -44,14 +42,25 @@ class RunConfig:
     ceilings: roofline.Ceilings | None = None  # for the roofline columns
     profile: bool = False  # torch.profiler op breakdown after each group's measurement
 
+    @property
+    def dev(self) -> Device:
+        return devices.of(self.device)
+
+    @property
+    def device_name(self) -> str:
+        return self.dev.name
+
 
 def run_specs(specs: list[CaseSpec], cfg: RunConfig, backend: TimingBackend,
               on_group_done: Callable[[list[dict], list[dict]], None],
-              on_progress: Callable[[str, int, float], None] | None = None) -> list[dict[str, Any]]:
+              on_progress: Callable[[str, int, float], None] | None = None,
+              on_group_start: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """Measure every group of specs; after each group, hand its rows and samples to on_group_done."""
     all_rows: list[dict[str, Any]] = []
     for _, group in groupby(specs, key=lambda s: s.group):
         group = list(group)
+        if on_group_start:
+            on_group_start(group_label(group[0]))
         rows, samples = run_group(group, cfg, backend, on_progress)
         on_group_done(rows, samples)
         all_rows.extend(rows)
@@ -80,6 +89,7 @@ def run_group(specs: list[CaseSpec], cfg: RunConfig, backend: TimingBackend,
 def _run_group(specs: list[CaseSpec], modes: tuple[str, ...], cfg: RunConfig, backend: TimingBackend,
                on_progress: Callable[[str, int, float], None] | None,
                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    dev = cfg.dev
     costs: dict[str, Cost | None] = {}
     errors: dict[tuple[str, str], str] = {}
     for s in specs:
@@ -92,16 +102,16 @@ def _run_group(specs: list[CaseSpec], modes: tuple[str, ...], cfg: RunConfig, ba
     compile_s: dict[tuple[str, str], float] = {}
     items: list[tuple[tuple[str, str], Callable[[], object]]] = []
     fns: dict[str, Callable[[], object]] = {}  # one callable per case, for --profile
-    label = f"{specs[0].experiment} x{specs[0].scale}" + (f" {specs[0].point}" if specs[0].point else "")
+    label = group_label(specs[0])
     with torch.inference_mode():
         for spec in specs:
             if costs[spec.case] is None:
                 continue
             try:
                 with faults.time_limit(cfg.case_timeout_s):
-                    prepared = prepare_case(spec, modes, cfg.device, backend, cfg.seed)
+                    prepared = prepare_case(spec, modes, dev.name, backend, cfg.seed)
             except faults.CaseTimeout as exc:
-                prepared = {mode: Prepared(error=_err(exc, cfg.device)) for mode in modes}
+                prepared = {mode: Prepared(error=dev.error_text(exc)) for mode in modes}
             for mode, prep in prepared.items():
                 key = (spec.case, mode)
                 if prep.fn is not None:
@@ -123,10 +133,9 @@ def _run_group(specs: list[CaseSpec], modes: tuple[str, ...], cfg: RunConfig, ba
                                    cfg.case_timeout_s)
         finally:
             tele = cfg.telemetry.stop() if cfg.telemetry is not None else None
-        ops = {case: _profile(fn, cfg.device) for case, fn in fns.items()} if cfg.profile else {}
+        ops = {case: _profile(fn, dev) for case, fn in fns.items()} if cfg.profile else {}
     errors.update(failed)
-    if cfg.device == "cuda":
-        torch.cuda.empty_cache()
+    dev.reset_memory()
 
     rows, sample_rows = [], []
     base_cost = costs.get(base_case)
@@ -149,13 +158,18 @@ def _run_group(specs: list[CaseSpec], modes: tuple[str, ...], cfg: RunConfig, ba
     return rows, sample_rows
 
 
-def _profile(fn: Callable[[], object], device: str) -> dict[str, Any]:
+def group_label(spec: CaseSpec) -> str:
+    """'G2 x1', or 'G2 x1 b8 bfloat16' at a sweep point (resume.spec_group gives the same)."""
+    return f"{spec.experiment} x{spec.scale}" + (f" {spec.point}" if spec.point else "")
+
+
+def _profile(fn: Callable[[], object], device: Device) -> dict[str, Any]:
     from latbench.opbreakdown import profile_forward
 
     try:
         return profile_forward(fn, device)
     except Exception as exc:  # noqa: BLE001 - a profiler failure must not lose the measurement
-        return {"profile_error": _err(exc, device)}
+        return {"profile_error": device.error_text(exc)}
 
 
 def _add_hardware_columns(row: dict[str, Any], tele: Any, ceilings: roofline.Ceilings | None,
@@ -172,19 +186,12 @@ def _add_hardware_columns(row: dict[str, Any], tele: Any, ceilings: roofline.Cei
         row["warnings"] = " | ".join(w for w in (row.get("warnings"), *notes) if w)
 
 
-def _err(exc: BaseException, device: str) -> str:
-    """The row's error text; after an out-of-memory on CUDA, hand cached blocks back before going on."""
-    if device == "cuda" and faults.is_oom(exc):
-        torch.cuda.empty_cache()
-    return faults.describe(exc)
-
-
 def make_row(spec: CaseSpec, cost: Cost | None, mode: str, m: Measurement | None, ratio: Ratio | None,
              error: str | None, cfg: RunConfig, base_flops: int | None) -> dict[str, Any]:
     reference = spec.flops_target or base_flops
     row: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION, "run_id": cfg.run_id, "suite": spec.suite,
-        "experiment": spec.experiment, "case": spec.case, "scale": spec.scale, "device": cfg.device,
+        "experiment": spec.experiment, "case": spec.case, "scale": spec.scale, "device": cfg.device_name,
         "mode": mode, "batch": spec.batch, "dtype": spec.dtype, "memory_format": spec.memory_format,
         "threads": spec.threads or cfg.threads, "widths": spec.widths_text(), "widths_mode": spec.widths_mode,
         "flops_target": spec.flops_target,
@@ -241,7 +248,7 @@ def _pct(x: float) -> str:
 
 def _sample_rows(spec: CaseSpec, mode: str, m: Measurement, cfg: RunConfig) -> list[dict[str, Any]]:
     common = {"run_id": cfg.run_id, "suite": spec.suite, "experiment": spec.experiment, "case": spec.case,
-              "scale": spec.scale, "device": cfg.device, "mode": mode, "batch": spec.batch,
+              "scale": spec.scale, "device": cfg.device_name, "mode": mode, "batch": spec.batch,
               "iters": m.iters_per_sample, "dtype": spec.dtype, "memory_format": spec.memory_format,
               "threads": spec.threads or cfg.threads}
     return [{**common, "round": r, "position": p, "latency_ms": v * 1e3}

@@ -47,14 +47,17 @@ def run_files(results: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """The tiny suite run twice into one results dir: (suite path, results dir, first, second, files after 1)."""
+    """The tiny suite run twice into one results dir: (suite path, results dir, first, second, files after 1).
+    The first run is timed for real, the second by the fake backend (LATBENCH_FAKE_BACKEND)."""
     root = tmp_path_factory.mktemp("cli")
     suite = root / "tiny.yaml"
     suite.write_text(TINY)
     results = root / "results"
     first = invoke(str(suite), "--quick", "--results-dir", str(results))
     after_first = {name: (results / name).read_bytes() for name in run_files(results)}
-    second = invoke(str(suite), "--quick", "--results-dir", str(results))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LATBENCH_FAKE_BACKEND", "1")
+        second = invoke(str(suite), "--quick", "--results-dir", str(results))
     return suite, results, first, second, after_first
 
 
@@ -121,6 +124,20 @@ def test_a_second_run_never_overwrites_the_first(tiny):
         assert (results / name).read_bytes() == content, name
 
 
+def test_the_fake_backend_is_recorded_in_the_metadata(tiny):
+    _, results, _, second, after_first = tiny
+    metas = {p.name: json.loads(p.read_text()) for p in results.glob("*.json")}
+    backends = {name in after_first: m["device_settings"]["backend"] for name, m in metas.items()}
+    assert backends == {True: "cpu:perf_counter_ns", False: "cpu:fake(one call per block)"}
+
+
+def test_the_fake_backend_refuses_cuda_in_one_line(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("LATBENCH_FAKE_BACKEND", "1")
+    result = invoke(str(tiny[0]), "--device", "cuda", "--results-dir", str(tmp_path / "r"))
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "LATBENCH_FAKE_BACKEND times on the CPU only" in result.stderr and not (tmp_path / "r").exists()
+
+
 def test_missing_suite_file_exits_2(tmp_path):
     result = invoke(str(tmp_path / "nope.yaml"), "--results-dir", str(tmp_path / "r"))
     assert result.exit_code == 2
@@ -162,6 +179,7 @@ def test_a_failed_build_is_a_failed_row_and_exit_1(tmp_path, monkeypatch):
         return real.build(p, blocks)
 
     monkeypatch.setitem(registry._REGISTRY, "g2_group_conv", dataclasses.replace(real, build=build))
+    monkeypatch.setenv("LATBENCH_FAKE_BACKEND", "1")
     suite = tmp_path / "tiny.yaml"
     suite.write_text(TINY)
     result = invoke(str(suite), "--quick", "-q", "--results-dir", str(tmp_path / "r"))

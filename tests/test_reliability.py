@@ -266,8 +266,10 @@ def test_an_interrupt_inside_a_group_keeps_earlier_groups(tmp_path, monkeypatch)
 # ---------------------------------------------------------------- --resume: what it accepts and refuses
 
 @pytest.fixture
-def quick_run(tmp_path) -> Path:
-    """A finished --quick run of the tiny suite (one group), from a copy of the suite we may edit."""
+def quick_run(tmp_path, monkeypatch) -> Path:
+    """A finished --quick run of the tiny suite (one group), from a copy of the suite we may edit.
+    Timed by the fake backend (one call per block): these tests are about the files, not the times."""
+    monkeypatch.setenv("LATBENCH_FAKE_BACKEND", "1")
     suite = tmp_path / "tiny.yaml"
     suite.write_text(TINY.read_text())
     result = _quick(tmp_path / "res", suite=suite)
@@ -363,8 +365,13 @@ def _still_running(csv):
         holder.unlock()
 
 
+def _profile_now(csv):
+    return _resume(csv, "--profile")
+
+
 REFUSALS = {  # bad --resume input -> (how it is answered) the message must contain this
     "other settings": (_break_settings, "policy.max_time_s: 0.3 then, 0.2 now"),
+    "other columns (--profile)": (_profile_now, "profile: False then, True now (--profile)"),
     "suite edited since": (_edit_suite, "changed since the run"),
     "another suite": (_other_suite, "it is a run of suite 'tiny', not 'g2'"),
     "metadata missing": (_no_meta, "no metadata file"),

@@ -82,3 +82,14 @@ def test_profile_counts_ops_and_zero_flop_share():
     assert full["op_count_per_forward"] == 14 and bare["op_count_per_forward"] == 6
     assert 0 < full["zero_flop_time_pct"] < 100
     assert bare["zero_flop_time_pct"] == 0
+
+
+def test_probes_take_the_device_object(tmp_path):
+    from latbench import devices
+
+    calls = []
+    gemm, copy = fake_probes(calls)
+    dev = devices.of("cpu")
+    c, _ = roofline.measure_ceilings(dev, "Fake CPU", 1, gemm_probe=gemm, copy_probe=copy, path=tmp_path / "r.json")
+    assert c.device == "cpu" and c.key == roofline.ceiling_key("cpu", "Fake CPU", 1, "float32")
+    assert roofline.probe_copy(dev, budget_s=0.01, sizes=(1 << 12,))["bandwidth_bytes_per_s"] > 0

@@ -1,0 +1,321 @@
+"""A `latbench run` session: everything between parsed options and rendered output.
+
+Options -> device, policy and suites (all checked before anything is measured); per suite: the run's
+files (new, or an interrupted run to --resume), the metadata, the groups not yet on disk measured
+and saved one by one, the claims judged. Progress and notes go out through `Events` callbacks; the
+CLI renders them and picks the exit code from the `RunOutcome`. Nothing here prints or exits.
+
+The metadata schema is written here only: `run_settings` (the keys resume.SETTINGS and
+OTHER_SETTINGS declare, checked) and `new_metadata` (the rest of a run's .json).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from latbench import devices, env, faults, runner
+from latbench import resume as resuming
+from latbench.devices import Device
+from latbench.errors import DeviceError, LatbenchError
+from latbench.resume import OTHER_SETTINGS, SETTINGS
+from latbench.results.files import RunFiles
+from latbench.timing.loop import StopPolicy
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What `latbench run` was asked to do (the CLI's options, parsed; None = the default)."""
+
+    suites: tuple[Path, ...]
+    device: str = "cpu"
+    quick: bool = False
+    threads: int | None = None
+    schedule: str = "interleaved"
+    widths: str | None = None
+    platform: str | None = None
+    batch: int | None = None
+    modes: str | None = None  # comma-separated, as given
+    max_time: float | None = None
+    min_time: float | None = None
+    target: float | None = None
+    cudnn_benchmark: bool = True
+    results_dir: Path = Path("results")
+    seed: int = 0
+    resume: Path | None = None
+    case_timeout: float = faults.DEFAULT_CASE_TIMEOUT_S
+    profile: bool = False
+    roofline: bool = True
+    allow_import: bool = False
+    argv: tuple[str, ...] = ("latbench",)  # the command line: recorded, and the base of resume hints
+    fake_backend: bool | None = None  # None: $LATBENCH_FAKE_BACKEND decides (devices.FAKE_ENV)
+
+
+@dataclass
+class Interruption:
+    """A run stopped by SIGINT/SIGTERM after its finished groups were saved."""
+
+    signal_name: str
+    signum: int  # the exit status is 128 + signum (130 SIGINT, 143 SIGTERM)
+    csv: Path
+    meta_name: str
+    finished: list[str]
+    pending: list[str]
+    resume_command: str
+
+
+@dataclass
+class SuiteResult:
+    suite_path: str
+    suite_name: str
+    title: str
+    files: RunFiles
+    verdicts: list[dict[str, Any]] | None = None  # the suite's claims judged on this run, when it has claims
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return self.files.rows
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.files.rows if r["status"] == "failed"]
+
+    @property
+    def skipped(self) -> list[dict[str, Any]]:
+        return [r for r in self.files.rows if r["status"] == "skipped"]
+
+
+@dataclass
+class RunOutcome:
+    suites: list[SuiteResult] = field(default_factory=list)
+    interrupted: Interruption | None = None
+
+    @property
+    def failed(self) -> bool:
+        """A case failed in some suite (the run went on)."""
+        return any(s.failed for s in self.suites)
+
+
+class Events:
+    """Callbacks of a session (all optional: subclass and override what you show)."""
+
+    def on_note(self, kind: str, text: str) -> None:
+        """kind: 'advice' (a machine setting that hurts timing), 'roofline', 'resuming'."""
+
+    def on_suite_start(self, suite_name: str) -> None:
+        """A suite's groups are about to be measured."""
+
+    def on_group_start(self, suite_name: str, group: str) -> None:
+        """`group` (e.g. 'G2 x1') is about to be built and measured."""
+
+    def on_progress(self, suite_name: str, group: str, rounds: int) -> None:
+        """A round of `group` was timed."""
+
+    def on_group_done(self, suite_name: str, group: str, rows: list[dict[str, Any]]) -> None:
+        """A group's rows are on disk."""
+
+    def on_interrupted(self, info: Interruption) -> None:
+        """SIGINT/SIGTERM: the finished groups are saved; the run stops after this call."""
+
+    def on_suite_done(self, result: SuiteResult) -> None:
+        """A suite's run is complete and its files written."""
+
+
+def now_utc() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def parse_modes(modes: str | None, device: Device) -> tuple[str, ...]:
+    """--modes as a tuple, checked against what the device's backend can time."""
+    available = device.backend.modes
+    mode_list = tuple(m.strip() for m in modes.split(",") if m.strip()) if modes else available
+    unknown = [m for m in mode_list if m not in available]
+    if unknown or not mode_list:
+        raise DeviceError(f"--modes {modes!r}: {', '.join(unknown) or 'empty'} not available on {device.name}",
+                          hint=f"use a subset of {','.join(available)}")
+    return mode_list
+
+
+def resolve_policy(opts: RunOptions, device: Device) -> StopPolicy:
+    """The device's stop policy (or --quick's) with --max-time/--min-time/--target applied."""
+    base = runner.QUICK_POLICY if opts.quick else device.policy
+    given = (("max_time_s", opts.max_time), ("min_time_s", opts.min_time), ("rel_ci", opts.target))
+    policy = dataclasses.replace(base, **{k: v for k, v in given if v is not None})
+    if policy.min_time_s > policy.max_time_s:
+        policy = dataclasses.replace(policy, min_time_s=policy.max_time_s)
+    return policy
+
+
+def run_settings(opts: RunOptions, suite: Any, device: Device, platform: str, modes: Sequence[str], batch: int,
+                 policy: StopPolicy, fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """The settings part of a run's metadata: SETTINGS' keys and OTHER_SETTINGS'."""
+    settings = {
+        "suite": {"name": suite.model.suite, "path": suite.path, "sha256": suite.sha256,
+                  "experiment": suite.model.experiment, "description": suite.model.description},
+        "device": device.name, "platform_widths": platform, "widths_mode": opts.widths or suite.model.widths,
+        "quick": opts.quick, "schedule": opts.schedule, "modes": list(modes), "seed": opts.seed,
+        "threads": device.threads, "batch": batch, "policy": dataclasses.asdict(policy),
+        "profile": opts.profile, "roofline_columns": opts.roofline,
+        "device_settings": device.settings, "fingerprint": fingerprint, "case_timeout_s": opts.case_timeout,
+    }
+    if set(settings) != set(SETTINGS) | set(OTHER_SETTINGS):
+        raise RuntimeError("run_settings and resume.SETTINGS/OTHER_SETTINGS disagree: declare a new setting there")
+    return settings
+
+
+def new_metadata(files: RunFiles, settings: dict[str, Any], argv: Sequence[str],
+                 ceilings: Any) -> dict[str, Any]:
+    """The metadata of a new run, as written when it starts (status 'running')."""
+    return {"schema_version": runner.SCHEMA_VERSION, "run_id": uuid.uuid4().hex[:12], "status": "running",
+            "command": list(argv), **settings, "started_at_utc": now_utc(),
+            "roofline": dataclasses.asdict(ceilings) if ceilings else None,
+            "files": {"results": files.csv.name, "samples": files.samples.name}}
+
+
+def resumed_metadata(metadata: dict[str, Any], case_timeout: float) -> None:
+    """Mark an interrupted run's metadata as running again (in place)."""
+    for stale in ("interrupted_by", "finished_at_utc"):
+        metadata.pop(stale, None)
+    metadata.update(status="running", case_timeout_s=case_timeout,
+                    resumed_at_utc=[*metadata.get("resumed_at_utc", []), now_utc()])
+
+
+def hardware(opts: RunOptions, device: Device, fingerprint: dict[str, Any], events: Events) -> dict[str, Any]:
+    """RunConfig fields for hardware-aware rows: telemetry sampler, roofline ceilings, profiling."""
+    from latbench import roofline as rl
+    from latbench.telemetry import TelemetrySampler
+
+    ceilings = None
+    if opts.roofline:
+        ceilings, cached = rl.measure_ceilings(device, device.model_name(fingerprint), device.threads)
+        events.on_note("roofline", f"roofline ({'cached' if cached else 'probed'}): peak "
+                                   f"{ceilings.peak_flops_per_s / 1e9:.1f} GFLOP/s, bandwidth "
+                                   f"{ceilings.bandwidth_bytes_per_s / 1e9:.1f} GB/s at {device.threads} thread(s) "
+                                   f"(delete {rl.cache_file()} to re-measure)")
+    return {"telemetry": TelemetrySampler(threads=device.threads, gpu_index=device.telemetry_gpu_index()),
+            "ceilings": ceilings, "profile": opts.profile}
+
+
+def run(opts: RunOptions, events: Events | None = None) -> RunOutcome:
+    """Run every suite of `opts`; LatbenchError for bad input (before anything is measured).
+
+    A SIGINT/SIGTERM (faults.Interrupted, inside faults.signals_as_interrupts) while groups are
+    measured is saved and reported through events.on_interrupted and RunOutcome.interrupted; one
+    arriving outside the measurement propagates.
+    """
+    from latbench.suite import expand, load_suite
+
+    events = events or Events()
+    # Everything that can be wrong with the input is checked before anything is measured.
+    loaded = [load_suite(p, opts.allow_import) for p in opts.suites]
+    if opts.resume and len(loaded) != 1:
+        raise LatbenchError(f"--resume continues one run, but {len(loaded)} suites were given",
+                            hint="give only the suite that the run in --resume measured")
+    plat = opts.platform or devices.of(opts.device).default_platform
+    expanded = [(s, expand(s, plat, quick=opts.quick, widths_mode=opts.widths, batch=opts.batch)) for s in loaded]
+    device = devices.get(opts.device, opts.threads, opts.cudnn_benchmark, fake=opts.fake_backend)
+    mode_list = parse_modes(opts.modes, device)
+    policy = resolve_policy(opts, device)
+    fingerprint = env.fingerprint()
+    for advice in env.load_advice(device.threads):
+        events.on_note("advice", advice)
+    hw = hardware(opts, device, fingerprint, events)
+
+    outcome = RunOutcome()
+    for suite, specs in expanded:
+        settings = run_settings(opts, suite, device, plat, mode_list, specs[0].batch, policy, fingerprint)
+        files = _open_files(opts, suite, settings, hw["ceilings"])
+        try:
+            cfg = runner.RunConfig(device=device, run_id=files.metadata["run_id"], modes=mode_list,
+                                   schedule=opts.schedule, policy=policy, threads=device.threads, seed=opts.seed,
+                                   case_timeout_s=opts.case_timeout, **hw)
+            outcome.interrupted = _run_groups(suite, specs, files, cfg, device, events,
+                                              resuming.resume_command(list(opts.argv), suite.path, files.csv))
+        finally:
+            files.unlock()
+        if outcome.interrupted is not None:
+            return outcome
+        title = (f"{suite.model.suite} ({suite.model.experiment}) on {device.name}"
+                 f" [{device.model_name(fingerprint)}]"
+                 f", {device.threads} thread(s), {opts.schedule}, batch "
+                 f"{','.join(dict.fromkeys(str(s.batch) for s in specs))}")
+        result = SuiteResult(suite.path, suite.model.suite, title, files)
+        if suite.model.claims:  # the suite's claims, judged from this run's paired samples
+            from latbench.claims import check_claims
+
+            result.verdicts = check_claims(suite.model.claims, files.rows, files.sample_rows, device.name)
+            files.metadata["claims"] = result.verdicts
+            files.write_meta()
+        outcome.suites.append(result)
+        events.on_suite_done(result)
+    return outcome
+
+
+def _open_files(opts: RunOptions, suite: Any, settings: dict[str, Any], ceilings: Any) -> RunFiles:
+    """The run's files, locked: the --resume run's (checked to be the same run), or newly reserved."""
+    if opts.resume:
+        files = resuming.open_run(opts.resume)
+        resuming.check_same_run(files.metadata, settings, opts.resume,
+                                resuming.resume_command(files.metadata.get("command") or list(opts.argv),
+                                                        suite.path, opts.resume))
+        files.lock()
+        resumed_metadata(files.metadata, opts.case_timeout)
+    else:
+        files = RunFiles.reserve(opts.results_dir, suite.model.suite, settings["device"])
+        files.lock()
+        files.metadata = new_metadata(files, settings, opts.argv, ceilings)
+    return files
+
+
+def _run_groups(suite: Any, specs: list, files: RunFiles, cfg: runner.RunConfig, device: Device, events: Events,
+                resume_cmd: str) -> Interruption | None:
+    """Measure the groups not yet on disk, saving each as it finishes. On SIGINT/SIGTERM, save the
+    finished groups with status 'interrupted' and return what to tell the user."""
+    from latbench.resume import group_status, rows_of_groups, spec_group
+
+    name = suite.model.suite
+
+    def groups(rows):
+        return group_status(specs, cfg.modes, rows)
+
+    done = groups(files.rows)
+    files.rows = rows_of_groups(specs, cfg.modes, done["finished"], files.rows)
+    files.sample_rows = rows_of_groups(specs, cfg.modes, done["finished"], files.sample_rows)
+    todo = [s for s in specs if spec_group(s) in done["pending"]]
+    files.metadata["groups"] = done
+    files.flush()
+    if done["finished"]:
+        events.on_note("resuming", f"resuming {files.csv}: {len(done['finished'])} group(s) already finished, "
+                                   f"{len(done['pending'])} to measure")
+
+    def save_group(rows, samples):
+        files.metadata["groups"] = groups([*files.rows, *rows])
+        files.add(rows, samples)
+        labels = groups(rows)["finished"]  # this group's label
+        events.on_group_done(name, labels[0] if labels else "", rows)
+
+    events.on_suite_start(name)
+    try:
+        runner.run_specs(todo, cfg, device.backend, save_group,
+                         lambda label, rounds, _: events.on_progress(name, label, rounds),
+                         lambda label: events.on_group_start(name, label))
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, faults.Interrupted) else signal.SIGINT
+        with faults.signals_ignored():  # a second Ctrl-C must not cut the last save short
+            state = groups(files.rows)
+            files.metadata.update(status="interrupted", interrupted_by=signal.Signals(signum).name,
+                                  groups=state, finished_at_utc=now_utc())
+            files.flush()
+        info = Interruption(signal.Signals(signum).name, int(signum), files.csv, files.meta.name,
+                            state["finished"], state["pending"], resume_cmd)
+        events.on_interrupted(info)
+        return info
+    failed = sum(r["status"] == "failed" for r in files.rows)
+    files.metadata.update(status="complete", failed_cases=failed, groups=groups(files.rows),
+                          finished_at_utc=now_utc())
+    files.write_meta()
+    return None
