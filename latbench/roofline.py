@@ -27,7 +27,8 @@ import torch
 
 from latbench import devices
 from latbench.devices import Device
-from latbench.results.files import atomic_write_text, read_json_object
+from latbench.results.files import atomic_write_text
+from latbench.results.read import read_json_object
 
 GEMM_BUDGET_S = 0.5
 COPY_BUDGET_S = 0.25  # per buffer size

@@ -23,7 +23,8 @@ from latbench import faults, runner
 from latbench.timing import prepare
 from latbench.cli import app
 from latbench.records import KEY_COLUMNS
-from latbench.results.files import RunFiles, atomic_write_text, read_results
+from latbench.results.files import RunFiles, atomic_write_text
+from latbench.results.read import read_results
 from latbench.timing.cpu import CpuBackend
 from latbench.timing.loop import StopPolicy, measure
 

@@ -11,7 +11,8 @@ import pytest
 
 from latbench.errors import ResultsError
 from latbench.records import RESULT_COLUMNS, SAMPLE_COLUMNS, SCHEMA_VERSION
-from latbench.results.files import RunFiles, atomic_write_text, meta_path, read_results, samples_path
+from latbench.results.files import RunFiles, atomic_write_text
+from latbench.results.read import meta_path, read_results, samples_path
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 

@@ -179,7 +179,7 @@ def test_compile_mode_builds_outside_the_timed_region(tmp_path, monkeypatch):
 def test_schema_1_results_read_as_contiguous(tmp_path):
     import pandas as pd
 
-    from latbench.results.files import read_results
+    from latbench.results.read import read_results
 
     old = [c for c in RESULT_COLUMNS if c not in ("memory_format", "latency_p99_ms", "compile_s")]
     p = tmp_path / "old.csv"

@@ -56,7 +56,7 @@ def load(paths: Iterable[str | Path]) -> ResultSet:
         for run_id in df["run_id"].dropna().unique():
             meta[str(run_id)] = run.meta
         df["device_label"] = device_label(run.meta, df)
-        df["platform_widths"] = run.meta.get("platform_widths") or ("gpu" if (df["device"] == "cuda").any() else "arm")
+        df["platform_widths"] = run.meta.get("platform_widths") or "arm"  # every run since schema 1 records it
         df["file"] = run.path.name
         df["run_status"] = run.status
         frames.append(df)
@@ -69,8 +69,9 @@ def load(paths: Iterable[str | Path]) -> ResultSet:
 def device_label(meta: dict[str, Any], df: pd.DataFrame) -> str:
     """'cpu: AMD EPYC, 1 thread(s)' or 'cuda: NVIDIA A10G': rows with one label are comparable."""
     device = meta.get("device") or (str(df["device"].iloc[0]) if len(df) else "?")
-    if device == "cuda":
-        return f"cuda: {(meta.get('device_settings') or {}).get('cuda_device_name', 'GPU')}"
+    gpu = (meta.get("device_settings") or {}).get("cuda_device_name")  # recorded by GPU devices only
+    if gpu:
+        return f"{device}: {gpu}"
     cpu = (meta.get("fingerprint") or {}).get("cpu_model", "CPU")
     threads = meta.get("threads") or (df["threads"].iloc[0] if "threads" in df and len(df) else "?")
     return f"cpu: {cpu}, {threads} thread(s)"

@@ -19,7 +19,6 @@ from typing import Any
 import pandas as pd
 
 from latbench.errors import ResultsError
-from latbench.results.read import meta_path, read_results, samples_path  # noqa: F401 (readers live there)
 from latbench.results.schema import RESULT_COLUMNS, SAMPLE_COLUMNS
 
 
@@ -121,12 +120,3 @@ class RunFiles:
             self.lock_path.unlink(missing_ok=True)
             os.close(self._lock_fd)
             self._lock_fd = None
-
-
-def read_json_object(path: Path) -> dict[str, Any]:
-    """A JSON object from path; {} when it is missing, unreadable or not an object (caches, metadata)."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}

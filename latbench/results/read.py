@@ -11,16 +11,14 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
 from latbench.errors import ResultsError
 from latbench.results import schema
 from latbench.results.schema import KEY_COLUMNS, SAMPLE_COLUMNS, SCHEMA_VERSION, STRING_COLUMNS
-
-if TYPE_CHECKING:
-    from latbench.results.files import RunFiles
+from latbench.results.files import RunFiles
 
 SAMPLES_SUFFIX = "-samples.csv"
 # Fingerprint fields that must agree for latencies to be comparable (pyperf's _CHECKED_METADATA).
@@ -329,7 +327,6 @@ def read_runs(specs: Sequence[str | Path | RunPaths], side: str = "", strict: bo
 
 def open_run(csv: Path) -> RunFiles:
     """The files of an earlier run, to append to: rows kept as the exact text on disk (no float/int round trip)."""
-    from latbench.results.files import RunFiles  # files imports this module
     read_results(csv)  # schema and readability checks, with their messages
     paths = RunPaths(Path(csv))
     if not paths.meta.is_file():
@@ -362,3 +359,12 @@ def text_rows(path: Path) -> list[dict[str, Any]]:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         raise ResultsError(f"not a readable CSV ({type(exc).__name__})", where=str(path),
                            hint="start a new run instead") from None
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from path; {} when it is missing, unreadable or not an object (caches, metadata)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
