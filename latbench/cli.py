@@ -45,6 +45,16 @@ class Platform(str, Enum):
     arm = "arm"
 
 
+class Latency(str, Enum):  # latbench.timing.cuda.LATENCY_SEMANTICS
+    throughput = "throughput"
+    single = "single"
+
+
+class L2(str, Enum):  # latbench.timing.cuda.L2_STATES
+    warm = "warm"
+    flushed = "flushed"
+
+
 def fail(exc: LatbenchError, debug: bool = False) -> None:
     """Print a user error on stderr and exit 2 (the one place errors become exit codes)."""
     if debug:
@@ -80,6 +90,8 @@ def run(
     min_time: Annotated[Optional[float], typer.Option(min=0.0, help="Seconds of measurement per case at least (default 0.5).")] = None,
     target: Annotated[Optional[float], typer.Option(min=0.0001, help="Stop when every median and ratio is known to +-this fraction (95% CI). Default 0.01.")] = None,
     cudnn_benchmark: Annotated[bool, typer.Option(help="cuda: let cuDNN autotune conv algorithms (the paper did).")] = True,
+    latency: Annotated[Latency, typer.Option(help="What a latency is. throughput (default): calls back to back, the host launching ahead (the paper's batches/s); single: each call alone on an idle GPU, launch and sync paid (one request at a time). Recorded per row.")] = Latency.throughput,
+    l2: Annotated[L2, typer.Option(help="cuda: warm (default): nothing between calls, data that fits stays in L2; flushed: an L2-sized buffer is written before every call (not timed). Recorded per row.")] = L2.warm,
     results_dir: Annotated[Path, typer.Option(help="Where result files go (never overwritten).")] = Path("results"),
     seed: Annotated[int, typer.Option(help="Seed for weights, inputs and the round order.")] = 0,
     resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run: its results .csv. Finished groups are kept, the rest measured; give the run's suite and options again.")] = None,
@@ -100,7 +112,7 @@ def run(
     opts = RunOptions(suites=tuple(suites), device=device.value, quick=quick, threads=threads, schedule=schedule.value,
                       widths=widths.value if widths else None, platform=platform.value if platform else None,
                       batch=batch, modes=modes, max_time=max_time, min_time=min_time, target=target,
-                      cudnn_benchmark=cudnn_benchmark, results_dir=results_dir, seed=seed, resume=resume,
+                      cudnn_benchmark=cudnn_benchmark, latency=latency.value, l2=l2.value, results_dir=results_dir, seed=seed, resume=resume,
                       case_timeout=case_timeout, profile=profile, roofline=roofline, allow_import=allow_import,
                       argv=tuple(sys.argv))
     try:

@@ -68,8 +68,10 @@ class _Base:
         return self.name
 
     @classmethod
-    def configure(cls, threads: int | None, cudnn_benchmark: bool, fake: bool) -> "_Base":
-        """Set torch up for timing on this device; the device with its backend and settings."""
+    def configure(cls, threads: int | None, cudnn_benchmark: bool, fake: bool, latency: str = "throughput",
+                  l2: str = "warm") -> "_Base":
+        """Set torch up for timing on this device; the device with its backend (timing `latency`
+        semantics with the L2 `l2`, latbench/timing/cuda.py) and settings."""
         raise NotImplementedError
 
     def synchronize(self) -> None:
@@ -120,11 +122,12 @@ class CpuDevice(_Base):
     copy_sizes: ClassVar[tuple[int, ...]] = (4 << 20, 64 << 20)  # roofline copy probe: in cache, in DRAM
 
     @classmethod
-    def configure(cls, threads: int | None, cudnn_benchmark: bool, fake: bool) -> "CpuDevice":
+    def configure(cls, threads: int | None, cudnn_benchmark: bool, fake: bool, latency: str = "throughput",
+                  l2: str = "warm") -> "CpuDevice":
         """torch set up for CPU timing: `threads` intra-op threads (default 1, as the paper's ARM runs)."""
+        cpu = CpuBackend(latency=latency, l2=l2)  # DeviceError for l2="flushed": no L2 flush on the CPU
         torch.set_num_threads(threads or 1)
-        cpu = CpuBackend()
-        return cls(backend=FakeBackend() if fake else cpu,
+        return cls(backend=FakeBackend(latency=latency, l2=l2) if fake else cpu,
                    settings={"timer_overhead_ns": round(cpu.timer_overhead_s() * 1e9, 1),
                              "mkldnn_enabled": torch.backends.mkldnn.enabled})
 
@@ -137,7 +140,8 @@ class CudaDevice(_Base):
     copy_sizes: ClassVar[tuple[int, ...]] = (4 << 20, 256 << 20)  # in L2, in HBM/GDDR
 
     @classmethod
-    def configure(cls, threads: int | None, cudnn_benchmark: bool, fake: bool) -> "CudaDevice":
+    def configure(cls, threads: int | None, cudnn_benchmark: bool, fake: bool, latency: str = "throughput",
+                  l2: str = "warm") -> "CudaDevice":
         """torch set up for GPU timing (cuDNN autotuning as asked); DeviceError without a GPU."""
         if fake:
             raise DeviceError(f"{FAKE_ENV} times on the CPU only, but --device cuda was asked for",
@@ -149,7 +153,7 @@ class CudaDevice(_Base):
         torch.backends.cudnn.benchmark = cudnn_benchmark
         if threads:
             torch.set_num_threads(threads)
-        return cls(backend=CudaBackend(), settings={
+        return cls(backend=CudaBackend(latency=latency, l2=l2), settings={
             "cuda_device_name": torch.cuda.get_device_name(),
             "cuda_capability": ".".join(map(str, torch.cuda.get_device_capability())),
             "cudnn_benchmark": torch.backends.cudnn.benchmark,
@@ -166,7 +170,8 @@ class CudaDevice(_Base):
         torch.cuda.empty_cache()
 
     def dtype_skip(self, dtype: str) -> str | None:
-        if dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+        # including_emulation=False: bf16 emulated on pre-Ampere GPUs is not a bf16 measurement
+        if dtype == "bfloat16" and not torch.cuda.is_bf16_supported(including_emulation=False):
             return "bfloat16 is not supported on this GPU (needs compute capability 8.0+)"
         return None
 
@@ -225,8 +230,17 @@ class FakeBackend:
     name = "cpu:fake(one call per block)"
     modes = ("eager",)
 
-    def __init__(self, clock: Callable[[], int] = time.perf_counter_ns):
+    def __init__(self, clock: Callable[[], int] = time.perf_counter_ns, latency: str = "throughput",
+                 l2: str = "warm"):
         self._clock = clock
+        self._cpu = CpuBackend(clock, latency=latency, l2=l2)  # checks the options as the CPU backend does
+        self.latency = latency
+
+    def columns(self) -> dict[str, str]:
+        return self._cpu.columns()
+
+    def release(self) -> int:
+        return 0
 
     def prepare(self, fn: Callable[[], object], mode: str) -> Callable[[], object]:
         return CpuBackend.prepare(self, fn, mode)  # type: ignore[arg-type]
@@ -255,15 +269,18 @@ def fake_requested() -> bool:
     return os.environ.get(FAKE_ENV, "").strip() not in ("", "0")
 
 
-def get(name: str, threads: int | None, cudnn_benchmark: bool = True, fake: bool | None = None) -> Device:
+def get(name: str, threads: int | None, cudnn_benchmark: bool = True, fake: bool | None = None,
+        latency: str = "throughput", l2: str = "warm") -> Device:
     """Configure torch for timing on device `name`; DeviceError (exit 2) when it is not there.
 
     fake (default: $LATBENCH_FAKE_BACKEND): time with FakeBackend (CPU only).
+    latency ("throughput"/"single") and l2 ("warm"/"flushed", cuda only): what the backend measures,
+    recorded per row (backend.columns()); DeviceError for a value the device cannot do.
     """
     cls = DEVICES.get(name)
     if cls is None:
         raise DeviceError(f"unknown device {name!r}", hint=f"use one of {', '.join(DEVICES)}")
-    dev = cls.configure(threads, cudnn_benchmark, fake_requested() if fake is None else fake)
+    dev = cls.configure(threads, cudnn_benchmark, fake_requested() if fake is None else fake, latency, l2)
     dev.settings.update({"torch_num_threads": torch.get_num_threads(),
                          "torch_num_interop_threads": torch.get_num_interop_threads(),
                          "backend": dev.backend.name})

@@ -10,7 +10,11 @@ from typing import Any
 #   2 - sweep axes: memory_format joins the row identity with dtype and threads (KEY_COLUMNS);
 #       appended memory_format, latency_p99_ms, compile_s; status may be "skipped" (reason in error).
 #       Schema-1 files read as memory_format=contiguous.
-SCHEMA_VERSION = 2
+#   3 - what a latency means and which ceiling a roofline row used (issue 13): appended latency_semantics
+#       ("throughput"/"single"), l2 ("warm"/"flushed"), gpu_throttle_reasons (NVML reasons seen in the
+#       group, ";"-joined), roofline_ceiling (dtype/math mode of the peak, e.g. "float32/tf32").
+#       Older files read as latency_semantics=throughput, l2=warm (what every earlier run measured).
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,8 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "op_count_per_forward", "zero_flop_time_pct",
     # sweep axes (latbench/suite/sweep.py)
     "memory_format", "latency_p99_ms", "compile_s",
+    # schema 3: what was measured (latbench/timing/cuda.py) and against which ceiling (issue 13)
+    "latency_semantics", "l2", "gpu_throttle_reasons", "roofline_ceiling",
 )
 
 # Columns of the raw samples file beside it (one row per timed block).

@@ -14,7 +14,7 @@ import torch
 from latbench import devices, faults, roofline
 from latbench.cost import count_spec
 from latbench.devices import CPU_POLICY, CUDA_POLICY, Device  # noqa: F401 - the policies re-exported here
-from latbench.timing.prepare import Prepared, error_text, prepare_case
+from latbench.timing.prepare import Prepared, error_text, prepare_case, release
 from latbench.records import SCHEMA_VERSION, CaseSpec, Cost, Measurement, Ratio, Summary
 from latbench.stats import paired_ratio, relative_halfwidth, summarize
 from latbench.timing.backend import TimingBackend
@@ -109,7 +109,7 @@ def _run_group(specs: list[CaseSpec], modes: tuple[str, ...], cfg: RunConfig, ba
                 continue
             try:
                 with faults.time_limit(cfg.case_timeout_s):
-                    prepared = prepare_case(spec, modes, dev.name, backend, cfg.seed)
+                    prepared = prepare_case(spec, modes, dev, backend, cfg.seed)
             except faults.CaseTimeout as exc:
                 prepared = {mode: Prepared(error=dev.error_text(exc)) for mode in modes}
             for mode, prep in prepared.items():
@@ -135,6 +135,7 @@ def _run_group(specs: list[CaseSpec], modes: tuple[str, ...], cfg: RunConfig, ba
             tele = cfg.telemetry.stop() if cfg.telemetry is not None else None
         ops = {case: _profile(fn, dev) for case, fn in fns.items()} if cfg.profile else {}
     errors.update(failed)
+    release(backend)  # CUDA graphs and their private pools, compiled code (dynamo reset)
     dev.reset_memory()
 
     rows, sample_rows = [], []
@@ -149,6 +150,7 @@ def _run_group(specs: list[CaseSpec], modes: tuple[str, ...], cfg: RunConfig, ba
                      if m is not None and base is not None else None)
             row = make_row(spec, costs[spec.case], mode, m, ratio, errors.get(key), cfg, base_flops)
             row["compile_s"] = compile_s.get(key)
+            row.update(_backend_columns(backend))
             if key in skips:
                 row.update(status="skipped", error=skips[key], stop_reason="skipped")
             _add_hardware_columns(row, tele, cfg.ceilings, ops.get(spec.case))
@@ -156,6 +158,12 @@ def _run_group(specs: list[CaseSpec], modes: tuple[str, ...], cfg: RunConfig, ba
             if m is not None:
                 sample_rows.extend(_sample_rows(spec, mode, m, cfg))
     return rows, sample_rows
+
+
+def _backend_columns(backend: TimingBackend) -> dict[str, Any]:
+    """latency_semantics and l2 of every row the backend timed (a backend without columns(): none)."""
+    columns = getattr(backend, "columns", None)
+    return dict(columns()) if columns is not None else {}
 
 
 def group_label(spec: CaseSpec) -> str:

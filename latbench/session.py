@@ -44,6 +44,8 @@ class RunOptions:
     min_time: float | None = None
     target: float | None = None
     cudnn_benchmark: bool = True
+    latency: str = "throughput"  # latency semantics: "throughput" or "single" (latbench.timing.cuda)
+    l2: str = "warm"  # "warm" or "flushed" (cuda only)
     results_dir: Path = Path("results")
     seed: int = 0
     resume: Path | None = None
@@ -160,6 +162,7 @@ def run_settings(opts: RunOptions, suite: Any, device: Device, platform: str, mo
         "quick": opts.quick, "schedule": opts.schedule, "modes": list(modes), "seed": opts.seed,
         "threads": device.threads, "batch": batch, "policy": dataclasses.asdict(policy),
         "profile": opts.profile, "roofline_columns": opts.roofline,
+        "latency_semantics": opts.latency, "l2": opts.l2,
         "device_settings": device.settings, "fingerprint": fingerprint, "case_timeout_s": opts.case_timeout,
     }
     if set(settings) != set(SETTINGS) | set(OTHER_SETTINGS):
@@ -217,7 +220,8 @@ def run(opts: RunOptions, events: Events | None = None) -> RunOutcome:
                             hint="give only the suite that the run in --resume measured")
     plat = opts.platform or devices.of(opts.device).default_platform
     expanded = [(s, expand(s, plat, quick=opts.quick, widths_mode=opts.widths, batch=opts.batch)) for s in loaded]
-    device = devices.get(opts.device, opts.threads, opts.cudnn_benchmark, fake=opts.fake_backend)
+    device = devices.get(opts.device, opts.threads, opts.cudnn_benchmark, fake=opts.fake_backend,
+                         latency=opts.latency, l2=opts.l2)
     mode_list = parse_modes(opts.modes, device)
     policy = resolve_policy(opts, device)
     fingerprint = env.fingerprint()

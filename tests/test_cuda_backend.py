@@ -163,9 +163,27 @@ def test_bf16_skip_ignores_emulation(monkeypatch):
     """Item 8: is_bf16_supported() is True on pre-Ampere GPUs by emulation; only native bf16 counts."""
     import torch
 
+    from latbench.devices import CudaDevice
+
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
-    assert "bfloat16" in prepare.device_skip("cuda", "bfloat16")
-    assert prepare.device_skip("cuda", "float32") is None
+    assert "bfloat16" in CudaDevice().dtype_skip("bfloat16")
+    assert CudaDevice().dtype_skip("float32") is None
+
+
+def test_prepare_case_asks_the_device_object_what_it_cannot_run():
+    """prepare_case takes the Device (not its name): its dtype_skip decides, no device branch in timing/."""
+    from latbench.records import CaseSpec
+
+    class NoHalf:
+        name = "cpu"
+
+        def dtype_skip(self, dtype):
+            return "no float16 here (test)" if dtype == "float16" else None
+
+    spec = CaseSpec(suite="s", experiment="E", case="c", scale=1, builder="nope", params=(), blocks=1, batch=1,
+                    height=8, width=8, baseline_case="c", dtype="float16")
+    out = prepare.prepare_case(spec, ("eager",), NoHalf(), CpuBackend(), 0)
+    assert out["eager"].skip == "no float16 here (test)" and out["eager"].fn is None
 
 
 def test_measure_on_the_fake_gpu_interleaves_eager_and_graph():

@@ -33,6 +33,8 @@ EXPECTED_RESULT_COLUMNS = [
     "roofline_pct", "op_count_per_forward", "zero_flop_time_pct",
     # schema 2: sweep axes
     "memory_format", "latency_p99_ms", "compile_s",
+    # schema 3: latency semantics, L2 state, GPU throttle reasons, roofline ceiling used
+    "latency_semantics", "l2", "gpu_throttle_reasons", "roofline_ceiling",
 ]
 EXPECTED_SAMPLE_COLUMNS = ["run_id", "suite", "experiment", "case", "scale", "device", "mode", "batch",
                            "round", "position", "iters", "latency_ms", "dtype", "memory_format", "threads"]

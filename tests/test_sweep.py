@@ -94,7 +94,8 @@ def test_bad_sweeps_are_located_errors(tmp_path, sweep, msg):
 def test_new_columns_are_appended_not_inserted():
     old_results = RESULT_COLUMNS[:RESULT_COLUMNS.index("source") + 1]
     assert old_results[:5] == ("schema_version", "run_id", "suite", "experiment", "case")
-    assert RESULT_COLUMNS[-3:] == ("memory_format", "latency_p99_ms", "compile_s")
+    schema2 = RESULT_COLUMNS.index("memory_format")
+    assert RESULT_COLUMNS[schema2:schema2 + 3] == ("memory_format", "latency_p99_ms", "compile_s")
     assert SAMPLE_COLUMNS[-3:] == ("dtype", "memory_format", "threads")
 
 
@@ -126,7 +127,9 @@ def test_what_the_device_cannot_run_is_a_skip_row_not_a_crash(tmp_path, monkeypa
     assert [r["status"] for r in rows] == ["skipped", "skipped"]
     assert "not available on cpu" in rows[0]["error"]
 
-    monkeypatch.setattr(prepare, "device_skip", lambda device, dtype: "float16 is not supported here (test)"
+    from latbench.devices import CpuDevice
+
+    monkeypatch.setattr(CpuDevice, "dtype_skip", lambda self, dtype: "float16 is not supported here (test)"
                         if dtype == "float16" else None)
     specs = expand(_suite(tmp_path, "sweep: {dtype: [float32, float16]}\n"), "arm")
     rows, _ = _run(specs)

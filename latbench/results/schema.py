@@ -32,6 +32,7 @@ RUN_STATUSES = (RUNNING, COMPLETE, INTERRUPTED)
 STRING_COLUMNS: tuple[str, ...] = (
     "run_id", "suite", "experiment", "case", "device", "mode", "dtype", "memory_format", "widths", "widths_mode",
     "baseline_case", "schedule", "stop_reason", "status", "error", "warnings", "source",
+    "latency_semantics", "l2", "gpu_throttle_reasons", "roofline_ceiling",
 )
 BOOL_COLUMNS: tuple[str, ...] = ("ratio_differs", "throttled", "under_load")
 # Numeric: the rest of the declared columns (a column this version does not know is left as pandas reads it).
@@ -42,6 +43,8 @@ OLDEST_SCHEMA = 1
 # Columns each schema version added (its readers fill them in for older files), and the value they take.
 SCHEMA_ADDED: dict[int, dict[str, Any]] = {
     2: {"memory_format": KEY_DEFAULTS["memory_format"], "latency_p99_ms": float("nan"), "compile_s": float("nan")},
+    # every run before schema 3 timed blocks back to back with nothing flushed between calls
+    3: {"latency_semantics": "throughput", "l2": "warm", "gpu_throttle_reasons": "", "roofline_ceiling": ""},
 }
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 import torch
 
@@ -52,18 +52,20 @@ def _plain(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:500]
 
 
-def device_skip(device: str, dtype: str) -> str | None:
-    """A reason the device cannot run `dtype` at all, known without trying."""
-    # including_emulation=False: bf16 emulated on pre-Ampere GPUs is not a bf16 measurement
-    if device == "cuda" and dtype == "bfloat16" and not torch.cuda.is_bf16_supported(including_emulation=False):
-        return "bfloat16 is not supported on this GPU (needs compute capability 8.0+)"
-    return None
+class DeviceLike(Protocol):
+    """What preparing a case needs of latbench.devices' Device (a layer above: not imported here)."""
+
+    name: str  # torch's device string, "cpu" or "cuda"
+
+    def dtype_skip(self, dtype: str) -> str | None: ...
 
 
-def prepare_case(spec: CaseSpec, modes: tuple[str, ...], device: str, backend: TimingBackend,
+def prepare_case(spec: CaseSpec, modes: tuple[str, ...], dev: DeviceLike, backend: TimingBackend,
                  seed: int) -> dict[str, Prepared]:
-    """{mode: Prepared} for one case; the model is built once and shared by its modes."""
-    reason = device_skip(device, spec.dtype)
+    """{mode: Prepared} for one case on device object `dev` (devices.get/of); the model is built once
+    and shared by its modes. What the device cannot run at all (dev.dtype_skip) is a skip."""
+    device = dev.name
+    reason = dev.dtype_skip(spec.dtype)
     if reason:
         return {m: Prepared(skip=reason) for m in modes}
     torch.manual_seed(seed)
