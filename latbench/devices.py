@@ -181,7 +181,8 @@ class CudaDevice(_Base):
         return [ProfilerActivity.CPU, ProfilerActivity.CUDA]
 
     def kernel_count(self, events: Any) -> int | None:
-        return sum(1 for e in events if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA)
+        """Kernels launched: CUDA events that are not copies, memsets or annotations (issue 13 item 8)."""
+        return sum(1 for e in events if is_kernel(e))
 
     def op_time(self, event: Any) -> float:
         return float(getattr(event, "device_time_total", 0.0))
@@ -200,6 +201,21 @@ class CudaDevice(_Base):
 
     def gemm_size(self) -> int:
         return 4096
+
+
+# Kineto activity types of device events that are not kernels the model launched.
+NOT_KERNEL_ACTIVITIES = frozenset({"gpu_memcpy", "gpu_memset", "gpu_user_annotation", "user_annotation"})
+
+
+def is_kernel(event: Any) -> bool:
+    """A profiler event is a CUDA kernel: on the device, and not a memcpy/memset (which the profiler
+    also lists on the device, named 'Memcpy HtoD ...', 'Memset (Device)') nor a record_function range
+    (shown again on the GPU timeline as a user annotation)."""
+    if getattr(event, "device_type", None) != torch.autograd.DeviceType.CUDA:
+        return False
+    if getattr(event, "is_user_annotation", False) or getattr(event, "activity_type", None) in NOT_KERNEL_ACTIVITIES:
+        return False
+    return not str(getattr(event, "name", "")).lower().startswith(("memcpy", "memset"))
 
 
 def nvml_index(cuda_index: int, cuda_uuid: str | None, nvml_gpus: list[dict[str, Any]],

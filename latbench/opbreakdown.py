@@ -27,7 +27,8 @@ OPBREAKDOWN_COLUMNS = ("op_count_per_forward", "zero_flop_time_pct")
 
 
 def profile_forward(fn: Callable[[], object], device: str | Device, forwards: int = PROFILE_FORWARDS) -> dict[str, Any]:
-    """op_count_per_forward (kernels on cuda, top-level aten ops on cpu) and zero_flop_time_pct (share
+    """op_count_per_forward (kernels on cuda, without memcpy/memset or the marker range; top-level aten
+    ops on cpu) and zero_flop_time_pct (share
     of op time, device time on cuda, spent in ops with no counted FLOPs), over `forwards` calls."""
     dev = devices.of(device)
     with torch.inference_mode():
@@ -48,7 +49,7 @@ def breakdown(events: Any, device: str | Device, forwards: int) -> dict[str, Any
         return {name: None for name in OPBREAKDOWN_COLUMNS}
     total = sum(dev.op_time(e) for e in top)
     zero = sum(dev.op_time(e) for e in top if not _does_arithmetic(e))
-    kernels = dev.kernel_count(events)
+    kernels = dev.kernel_count([e for e in events if e.name != _MARKER])  # the marker's GPU-side range
     count = len(top) if kernels is None else kernels
     return {"op_count_per_forward": count / forwards,
             "zero_flop_time_pct": 100 * zero / total if total > 0 else None}

@@ -243,3 +243,33 @@ def test_gpu_acceptance_exits_2_with_one_line_without_cuda(monkeypatch, capsys):
     assert gpu_acceptance.main([]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no CUDA device" in err and "GPU" in err
+
+
+def test_kernel_count_excludes_memcpy_memset_and_the_marker_range():
+    """Item 8: the profiler lists copies, memsets and the record_function range on the GPU timeline
+    too; only kernels count (one forward here: 3 kernels, 1 memcpy, 1 memset, 1 marker range)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from latbench import opbreakdown
+    from latbench.devices import CudaDevice
+
+    cuda = torch.autograd.DeviceType.CUDA
+    marker = SimpleNamespace(name=opbreakdown._MARKER, cpu_parent=None, device_type=torch.autograd.DeviceType.CPU)
+    conv = SimpleNamespace(name="aten::convolution", cpu_parent=marker, cpu_children=[], device_time_total=2.0,
+                           device_type=torch.autograd.DeviceType.CPU)
+
+    def dev_event(name, activity, annotation=False):
+        return SimpleNamespace(name=name, cpu_parent=None, device_type=cuda, activity_type=activity,
+                               is_user_annotation=annotation)
+
+    events = [marker, conv, dev_event("sm80_xmma_fprop", "kernel"), dev_event("vectorized_elementwise", "kernel"),
+              dev_event("void at::native::reduce_kernel", "kernel"),
+              dev_event("Memcpy HtoD (Pageable -> Device)", "gpu_memcpy"), dev_event("Memset (Device)", "gpu_memset"),
+              dev_event(opbreakdown._MARKER, "gpu_user_annotation", annotation=True)]
+    assert opbreakdown.breakdown(events, CudaDevice(), 1)["op_count_per_forward"] == 3
+    # without the activity type (older torch): the names still tell
+    bare = [SimpleNamespace(name=e.name, cpu_parent=e.cpu_parent, device_type=e.device_type) for e in events[2:]]
+    assert CudaDevice().kernel_count(bare) == 3 + 1  # the marker range is dropped by breakdown(), not here
+    assert opbreakdown.breakdown([marker, conv, *bare], CudaDevice(), 1)["op_count_per_forward"] == 3

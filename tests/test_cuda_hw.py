@@ -36,7 +36,5 @@ def test_cudagraph_median_matches_torch_utils_benchmark():
     _ok(acc.check_vs_torch_benchmark(acc.QUICK_POLICY))
 
 
-@pytest.mark.xfail(reason="op_count_per_forward still counts memcpy/memset and the record_function range "
-                          "(issue 13 item 8, latbench/opbreakdown.py, second round)", strict=False)
 def test_op_count_matches_the_profilers_kernel_launches():
     _ok(acc.check_op_count())
