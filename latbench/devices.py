@@ -52,6 +52,7 @@ class Device(Protocol):
     def kernel_count(self, events: Any) -> int | None: ...
     def op_time(self, event: Any) -> float: ...
     def telemetry_gpu_index(self) -> int | None: ...
+    def telemetry_gpu_uuid(self) -> str | None: ...
     def model_name(self, fingerprint: dict[str, Any]) -> str: ...
     def gemm_size(self) -> int: ...
 
@@ -104,6 +105,10 @@ class _Base:
         return float(event.cpu_time_total)
 
     def telemetry_gpu_index(self) -> int | None:
+        return None
+
+    def telemetry_gpu_uuid(self) -> str | None:
+        """The UUID of the GPU in use, as NVML writes it ('GPU-...'); None on the CPU."""
         return None
 
     def model_name(self, fingerprint: dict[str, Any]) -> str:
@@ -195,6 +200,14 @@ class CudaDevice(_Base):
         uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
         return nvml_index(index, str(uuid) if uuid is not None else None, gpus(),
                           os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+    def telemetry_gpu_uuid(self) -> str | None:
+        """torch's UUID of the current device (what NVML's handle is looked up by), as 'GPU-...'."""
+        uuid = getattr(torch.cuda.get_device_properties(torch.cuda.current_device()), "uuid", None)
+        if uuid is None or not str(uuid):
+            return None
+        text = str(uuid)
+        return text if text.startswith(("GPU-", "MIG-")) else f"GPU-{text}"
 
     def model_name(self, fingerprint: dict[str, Any]) -> str:
         return str(self.settings.get("cuda_device_name") or torch.cuda.get_device_name())

@@ -199,7 +199,8 @@ def hardware(opts: RunOptions, device: Device, fingerprint: dict[str, Any], even
                                    f"{ceilings.peak_flops_per_s / 1e9:.1f} GFLOP/s, bandwidth "
                                    f"{ceilings.bandwidth_bytes_per_s / 1e9:.1f} GB/s at {device.threads} thread(s) "
                                    f"(delete {rl.cache_file()} to re-measure)")
-    return {"telemetry": TelemetrySampler(threads=device.threads, gpu_index=device.telemetry_gpu_index()),
+    return {"telemetry": TelemetrySampler(threads=device.threads, gpu_index=device.telemetry_gpu_index(),
+                                          gpu_uuid=device.telemetry_gpu_uuid()),
             "ceilings": ceilings, "profile": opts.profile}
 
 

@@ -1,6 +1,12 @@
 """Machine state while a group is measured: CPU clock and load (psutil), GPU SM clock, temperature,
 power and throttle reasons (NVML), summarized into per-row columns and flags.
 
+Which GPU: NVML's handle is looked up by the UUID torch reports for the device in use
+(torch.cuda.get_device_properties(i).uuid), not by torch's index: under CUDA_VISIBLE_DEVICES, Slurm or
+Kubernetes torch's device 0 is some other NVML index. "Under load" on the GPU means more than one
+compute process on it (latbench is one): NVML reports host PIDs, which inside a container never equal
+os.getpid(), so comparing PIDs counted latbench itself as another process.
+
 A group's cases are measured interleaved, so they share one telemetry window: every row of a group
 gets the same values. The sampler reads counters at start and stop and, every `interval_s`, polls
 clocks from a daemon thread (a sample holds the GIL for well under a millisecond, < 0.2 % of a
@@ -10,7 +16,6 @@ columns stay empty; nothing fails.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,9 +38,14 @@ CPU_CLOCK_SPREAD = 0.15
 # Idle, application-clock settings, sync boost and display clocks are not throttling.
 GPU_THROTTLE_BITS = {0x4: "sw_power_cap", 0x8: "hw_slowdown", 0x20: "sw_thermal", 0x40: "hw_thermal",
                      0x80: "hw_power_brake"}
+# Every NVML clocks-event (throttle) reason bit (nvmlClocksEventReason*), decoded into the
+# gpu_throttle_reasons column: what held the clocks during the group, throttling or not.
+GPU_REASON_BITS = {0x1: "gpu_idle", 0x2: "applications_clocks_setting", **GPU_THROTTLE_BITS, 0x10: "sync_boost",
+                   0x100: "display_clock_setting"}
+GPU_REASON_BITS = dict(sorted(GPU_REASON_BITS.items()))
 
 TELEMETRY_COLUMNS = ("cpu_freq_mhz", "cpu_load_pct", "gpu_sm_clock_mhz", "gpu_temp_c", "gpu_power_w",
-                     "throttled", "under_load")
+                     "throttled", "under_load", "gpu_throttle_reasons")
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,8 @@ class Telemetry:
     gpu_power_w: float | None = None  # mean board power
     throttled: bool = False
     under_load: bool = False
+    gpu_throttle_reasons: str | None = None  # ";"-joined GPU_REASON_BITS names seen ("none": no bit set)
+    gpu_compute_processes: int | None = None  # most compute processes on the GPU at once (latbench included)
     notes: tuple[str, ...] = ()  # why a flag is set, in 'short: detail' warning form
     samples: int = 0
 
@@ -72,21 +84,24 @@ class _Window:
     temps: list[float] = field(default_factory=list)
     powers: list[float] = field(default_factory=list)
     reasons: int = 0
-    other_gpu_procs: set[int] = field(default_factory=set)
+    reasons_read: bool = False
+    gpu_procs: int | None = None  # most compute processes NVML listed on the GPU in one sample
     samples: int = 0
 
 
 class TelemetrySampler:
     """start() before a group is measured, stop() after it -> Telemetry.
 
-    threads: benchmark threads (whose cores' clock is reported); gpu_index: the NVML index of the GPU
-    in use, None on CPU runs. psutil_mod, nvml, clock and thermal_root are injectable for tests.
+    threads: benchmark threads (whose cores' clock is reported); gpu_uuid: the UUID of the GPU in use
+    (NVML's handle is looked up by it), gpu_index: its NVML index (used when no UUID is given or NVML
+    does not know it); both None on CPU runs. psutil_mod, nvml, clock and thermal_root are injectable.
     """
 
     def __init__(self, threads: int = 1, gpu_index: int | None = None, interval_s: float | None = SAMPLE_INTERVAL_S,
                  psutil_mod: Any = psutil, nvml: Any = None, clock: Callable[[], float] = time.monotonic,
-                 thermal_root: Path = Path("/sys/devices/system/cpu")):
+                 thermal_root: Path = Path("/sys/devices/system/cpu"), gpu_uuid: str | None = None):
         self.threads, self.gpu_index, self.interval_s = max(1, threads), gpu_index, interval_s
+        self.gpu_uuid = gpu_uuid
         self._ps, self._nvml_mod, self._clock, self._thermal_root = psutil_mod, nvml, clock, thermal_root
         self._nv: Any = None
         self._handle: Any = None
@@ -96,9 +111,9 @@ class TelemetrySampler:
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        if self.gpu_index is not None:
+        if self.gpu_index is not None or self.gpu_uuid:
             self._nv = load_nvml(self._nvml_mod)
-            self._handle = _try(lambda: self._nv.nvmlDeviceGetHandleByIndex(self.gpu_index)) if self._nv else None
+            self._handle = gpu_handle(self._nv, self.gpu_uuid, self.gpu_index) if self._nv else None
         self._w = _Window(t0=self._clock(), sys_busy0=self._sys_busy(), own0=self._own_busy(),
                           thermal0=self._thermal_events())
         self.sample()
@@ -125,7 +140,7 @@ class TelemetrySampler:
                    "temp": _try(lambda: nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU)),
                    "power": _try(lambda: nv.nvmlDeviceGetPowerUsage(h) / 1000),
                    "reasons": _gpu_reasons(nv, h),
-                   "procs": _try(lambda: {p.pid for p in nv.nvmlDeviceGetComputeRunningProcesses(h)}) or set()}
+                   "procs": _try(lambda: len({p.pid for p in nv.nvmlDeviceGetComputeRunningProcesses(h)}))}
         with self._lock:
             w.samples += 1
             if cur:
@@ -133,8 +148,11 @@ class TelemetrySampler:
             for key, into in (("sm", w.sm_clocks), ("temp", w.temps), ("power", w.powers)):
                 if gpu.get(key) is not None:
                     into.append(float(gpu[key]))
-            w.reasons |= int(gpu.get("reasons") or 0)
-            w.other_gpu_procs |= {p for p in gpu.get("procs", ()) if p != os.getpid()}
+            if gpu.get("reasons") is not None:
+                w.reasons |= int(gpu["reasons"])
+                w.reasons_read = True
+            if gpu.get("procs") is not None:
+                w.gpu_procs = max(w.gpu_procs or 0, gpu["procs"])
 
     def stop(self) -> Telemetry:
         """End the window and summarize it."""
@@ -174,14 +192,19 @@ class TelemetrySampler:
         if other is not None and other > UNDER_LOAD_CORES:
             notes.append(f"under load: other processes kept {other:.1f} of {cores} cores busy; "
                          f"stop them for trustworthy absolute times")
-        if w.other_gpu_procs:
-            notes.append(f"under load: {len(w.other_gpu_procs)} other process(es) computed on the GPU")
+        other_gpu = max(0, (w.gpu_procs or 0) - 1)  # latbench is one of them, whatever PID NVML shows for it
+        if other_gpu:
+            notes.append(f"under load: {other_gpu} other process(es) computed on the GPU "
+                         f"({w.gpu_procs} compute processes on it at once); stop them for trustworthy times")
+        reasons = None
+        if w.reasons_read:
+            reasons = ";".join(name for bit, name in GPU_REASON_BITS.items() if w.reasons & bit) or "none"
         return Telemetry(
             cpu_freq_mhz=_mean(w.cpu_freqs), cpu_load_pct=load_pct, other_load_cores=other,
             gpu_sm_clock_mhz=_mean(w.sm_clocks), gpu_temp_c=max(w.temps) if w.temps else None,
             gpu_power_w=_mean(w.powers), throttled=throttled,
-            under_load=(other is not None and other > UNDER_LOAD_CORES) or bool(w.other_gpu_procs),
-            notes=tuple(notes), samples=w.samples)
+            under_load=(other is not None and other > UNDER_LOAD_CORES) or bool(other_gpu),
+            gpu_throttle_reasons=reasons, gpu_compute_processes=w.gpu_procs, notes=tuple(notes), samples=w.samples)
 
     def _sys_busy(self) -> float | None:
         """Seconds of CPU time all processes have used, summed over cores (steal counts as busy)."""
@@ -201,6 +224,18 @@ class TelemetrySampler:
         if not files:
             return None
         return sum(int(_try(lambda f=f: f.read_text().strip()) or 0) for f in files)
+
+
+def gpu_handle(nv: Any, uuid: str | None, index: int | None) -> Any:
+    """NVML's handle of the GPU with this UUID ('GPU-...' or 'MIG-...'; the bare form torch prints is
+    prefixed), else of NVML index `index`; None when neither is found."""
+    if uuid:
+        text = uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"
+        for arg in (text, text.encode()):  # pynvml takes str (>= 11.5) or bytes (older)
+            h = _try(lambda arg=arg: nv.nvmlDeviceGetHandleByUUID(arg))
+            if h is not None:
+                return h
+    return _try(lambda: nv.nvmlDeviceGetHandleByIndex(index)) if index is not None else None
 
 
 def _gpu_reasons(nv: Any, h: Any) -> int | None:

@@ -321,10 +321,15 @@ class FakeNVMLError(Exception):
 
 
 class FakeNVML:
-    """A pynvml stand-in: one GPU whose readings tests set (clock MHz, temp C, power mW, reasons bits).
+    """A pynvml stand-in: GPUs whose readings tests set (clock MHz, temp C, power mW, reasons bits).
 
-    `fail_init=True` behaves like a machine without a driver; `unsupported` names calls that raise,
-    as NVML does for queries a GPU does not support.
+    By default one GPU built from the keyword readings; `gpus` lists several, each a dict overriding
+    those readings and its "uuid" (NVML index = position). NVML numbers GPUs its own way: under
+    CUDA_VISIBLE_DEVICES torch's device 0 may be NVML's 1, so handles come by index or by UUID.
+    Compute processes are listed with host PIDs, as NVML does: latbench's own process appears on GPU
+    `self_on` as `self_pid` (default os.getpid(), as outside a container; a container sees another
+    PID), beside `other_pids`. `fail_init=True` behaves like a machine without a driver;
+    `unsupported` names calls that raise, as NVML does for queries a GPU does not support.
     """
 
     NVML_CLOCK_SM = 1
@@ -332,14 +337,24 @@ class FakeNVML:
     NVML_TEMPERATURE_GPU = 0
 
     def __init__(self, fail_init: bool = False, unsupported: tuple[str, ...] = (), sm_mhz: int = 1800,
-                 temp_c: int = 60, power_mw: int = 150_000, reasons: int = 0, other_pids: tuple[int, ...] = ()):
+                 temp_c: int = 60, power_mw: int = 150_000, reasons: int = 0, other_pids: tuple[int, ...] = (),
+                 gpus: list[dict] | None = None, self_pid: int | None = None, self_on: int | None = 0):
+        import os
+
         self.fail_init, self.unsupported = fail_init, set(unsupported)
-        self.sm_mhz, self.temp_c, self.power_mw, self.reasons, self.other_pids = sm_mhz, temp_c, power_mw, reasons, other_pids
+        base = {"name": "NVIDIA Fake A10", "uuid": "GPU-0000-fake", "sm_mhz": sm_mhz, "temp_c": temp_c,
+                "power_mw": power_mw, "reasons": reasons, "other_pids": tuple(other_pids)}
+        self.gpus = [{**base, **g} for g in gpus] if gpus else [base]
+        self.self_pid = os.getpid() if self_pid is None else self_pid
+        self.self_on = self_on
         self.inits = self.shutdowns = 0
 
     def _check(self, name: str) -> None:
         if name in self.unsupported:
             raise FakeNVMLError(f"{name}: Not Supported")
+
+    def _gpu(self, h) -> dict:
+        return self.gpus[h[1]]
 
     def nvmlInit(self):
         if self.fail_init:
@@ -353,20 +368,30 @@ class FakeNVML:
         return b"550.54.15"
 
     def nvmlDeviceGetCount(self):
-        return 1
+        return len(self.gpus)
 
     def nvmlDeviceGetHandleByIndex(self, i):
+        if not 0 <= i < len(self.gpus):
+            raise FakeNVMLError("Invalid Argument")
         return ("gpu", i)
 
+    def nvmlDeviceGetHandleByUUID(self, uuid):
+        self._check("nvmlDeviceGetHandleByUUID")
+        text = uuid.decode() if isinstance(uuid, bytes) else uuid
+        for i, g in enumerate(self.gpus):
+            if g["uuid"] == text:
+                return ("gpu", i)
+        raise FakeNVMLError("Not Found")
+
     def nvmlDeviceGetName(self, h):
-        return "NVIDIA Fake A10"
+        return self._gpu(h)["name"]
 
     def nvmlDeviceGetUUID(self, h):
-        return "GPU-0000-fake"
+        return self._gpu(h)["uuid"]
 
     def nvmlDeviceGetClockInfo(self, h, kind):
         self._check("nvmlDeviceGetClockInfo")
-        return self.sm_mhz
+        return self._gpu(h)["sm_mhz"]
 
     def nvmlDeviceGetMaxClockInfo(self, h, kind):
         return 1950 if kind == self.NVML_CLOCK_SM else 6251
@@ -376,10 +401,10 @@ class FakeNVML:
 
     def nvmlDeviceGetPowerUsage(self, h):
         self._check("nvmlDeviceGetPowerUsage")
-        return self.power_mw
+        return self._gpu(h)["power_mw"]
 
     def nvmlDeviceGetTemperature(self, h, kind):
-        return self.temp_c
+        return self._gpu(h)["temp_c"]
 
     def nvmlDeviceGetPersistenceMode(self, h):
         return 1
@@ -389,10 +414,11 @@ class FakeNVML:
         return (0, 0)
 
     def nvmlDeviceGetCurrentClocksEventReasons(self, h):
-        return self.reasons
+        return self._gpu(h)["reasons"]
 
     def nvmlDeviceGetComputeRunningProcesses(self, h):
-        return [type("Proc", (), {"pid": p})() for p in self.other_pids]
+        pids = ((self.self_pid,) if h[1] == self.self_on else ()) + self._gpu(h)["other_pids"]
+        return [type("Proc", (), {"pid": p, "usedGpuMemory": 1 << 30})() for p in pids]
 
 
 class FakePsutil:

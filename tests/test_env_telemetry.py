@@ -125,3 +125,78 @@ def test_polling_thread_samples_and_stops(tmp_path):
     t = s.stop()
     assert t.samples >= 3  # start + polls + stop
     assert s._thread is None
+
+
+# ---- the right GPU, under load in containers, throttle reasons (issue 13 items 4 and 5) ------------
+
+TWO_GPUS = [{"uuid": "GPU-aaaa-1", "sm_mhz": 1000, "temp_c": 40, "reasons": 0x1},
+            {"uuid": "GPU-bbbb-2", "sm_mhz": 1500, "temp_c": 80, "reasons": 0x40}]
+
+
+def test_telemetry_reads_the_gpu_in_use_by_uuid_not_torchs_index(tmp_path):
+    """CUDA_VISIBLE_DEVICES=1: torch's device 0 is NVML's GPU 1. The handle comes by UUID."""
+    nv = FakeNVML(gpus=TWO_GPUS, self_on=1)
+    s = _sampler(FakePsutil(), FakeClock(), gpu_index=0, gpu_uuid="GPU-bbbb-2", nvml=nv, thermal_root=tmp_path)
+    s.start()
+    t = s.stop()
+    assert (t.gpu_sm_clock_mhz, t.gpu_temp_c) == (1500.0, 80.0)
+    assert t.gpu_throttle_reasons == "hw_thermal" and t.throttled
+
+
+def test_the_bare_uuid_torch_prints_and_an_unknown_uuid(tmp_path):
+    from latbench.telemetry import gpu_handle
+
+    nv = FakeNVML(gpus=TWO_GPUS)
+    assert gpu_handle(nv, "bbbb-2", 0) == ("gpu", 1)  # str(props.uuid) has no "GPU-" prefix
+    assert gpu_handle(nv, "GPU-cccc", 0) == ("gpu", 0)  # NVML does not know it: the mapped index
+    assert gpu_handle(FakeNVML(gpus=TWO_GPUS, unsupported=("nvmlDeviceGetHandleByUUID",)), "GPU-bbbb-2", 1) == ("gpu", 1)
+    assert gpu_handle(nv, None, None) is None
+
+
+def test_the_cuda_device_reports_its_uuid_as_nvml_writes_it(monkeypatch):
+    from types import SimpleNamespace
+
+    import torch
+
+    from latbench.devices import CpuDevice, CudaDevice
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: SimpleNamespace(uuid="bbbb-2"))
+    assert CudaDevice().telemetry_gpu_uuid() == "GPU-bbbb-2" and CpuDevice().telemetry_gpu_uuid() is None
+
+
+def _gpu_window(tmp_path, nv):
+    s = _sampler(FakePsutil(), FakeClock(), gpu_index=0, nvml=nv, thermal_root=tmp_path)
+    s.start()
+    return s.stop()
+
+
+def test_in_a_container_latbench_alone_on_the_gpu_is_not_under_load(tmp_path):
+    """NVML lists host PIDs: in a container latbench's own process shows as, say, 812345, never
+    os.getpid(). It used to count itself as another process, flagging every row 'under load'."""
+    t = _gpu_window(tmp_path, FakeNVML(self_pid=812345))
+    assert not t.under_load and t.gpu_compute_processes == 1 and t.notes == ()
+
+
+def test_a_second_compute_process_is_under_load_in_a_container_too(tmp_path):
+    t = _gpu_window(tmp_path, FakeNVML(self_pid=812345, other_pids=(812999,)))
+    assert t.under_load and t.gpu_compute_processes == 2
+    assert any(n.startswith("under load: 1 other process(es) computed on the GPU") for n in t.notes)
+
+
+def test_throttle_reasons_are_decoded_per_group(tmp_path):
+    """Every reason bit seen in the group's window is named in gpu_throttle_reasons; only power and
+    thermal ones set `throttled`. A CPU window has no reading (None), a quiet GPU 'none'."""
+    nv = FakeNVML(reasons=0x1 | 0x2 | 0x4 | 0x100)
+    t = _gpu_window(tmp_path, nv)
+    assert t.gpu_throttle_reasons == "gpu_idle;applications_clocks_setting;sw_power_cap;display_clock_setting"
+    assert t.columns()["gpu_throttle_reasons"] == t.gpu_throttle_reasons and t.throttled
+    assert _gpu_window(tmp_path, FakeNVML(reasons=0)).gpu_throttle_reasons == "none"
+    assert _cpu_window(tmp_path, 1.0, own_cores=1.0, other_cores=0.0).gpu_throttle_reasons is None
+    # a second group's window starts clean: reasons are per group
+    s = _sampler(FakePsutil(), FakeClock(), gpu_index=0, nvml=nv, thermal_root=tmp_path)
+    s.start()
+    s.stop()
+    nv.gpus[0]["reasons"] = 0
+    s.start()
+    assert s.stop().gpu_throttle_reasons == "none"
