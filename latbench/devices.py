@@ -53,6 +53,7 @@ class Device(Protocol):
     def op_time(self, event: Any) -> float: ...
     def telemetry_gpu_index(self) -> int | None: ...
     def telemetry_gpu_uuid(self) -> str | None: ...
+    def math_mode(self, dtype: str) -> str: ...
     def model_name(self, fingerprint: dict[str, Any]) -> str: ...
     def gemm_size(self) -> int: ...
 
@@ -110,6 +111,11 @@ class _Base:
     def telemetry_gpu_uuid(self) -> str | None:
         """The UUID of the GPU in use, as NVML writes it ('GPU-...'); None on the CPU."""
         return None
+
+    def math_mode(self, dtype: str) -> str:
+        """The math mode `dtype`'s convs run at, which picks the roofline ceiling: float32 "ieee" (the
+        CPU has no TF32), "" for the half types (one mode each)."""
+        return "ieee" if dtype == "float32" else ""
 
     def model_name(self, fingerprint: dict[str, Any]) -> str:
         return str(fingerprint.get("cpu_model"))
@@ -200,6 +206,14 @@ class CudaDevice(_Base):
         uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
         return nvml_index(index, str(uuid) if uuid is not None else None, gpus(),
                           os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+    def math_mode(self, dtype: str) -> str:
+        """float32 convs run in TF32 when cuDNN allows it (its default) and matmuls when matmul allows it:
+        either makes TF32 the ceiling float32 rows can reach."""
+        if dtype != "float32":
+            return ""
+        tf32 = torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32
+        return "tf32" if tf32 else "ieee"
 
     def telemetry_gpu_uuid(self) -> str | None:
         """torch's UUID of the current device (what NVML's handle is looked up by), as 'GPU-...'."""

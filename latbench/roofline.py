@@ -9,10 +9,21 @@ dtype, and a tensor copy (bytes = read + write). The bandwidth ceiling is the be
 and a DRAM-sized buffer, so the bound stays a lower bound for the small, cache-resident feature maps
 of the guideline suites. Probes take < 2 s on a CPU and are cached per machine fingerprint in
 $LATBENCH_CACHE (default ~/.cache/latbench)/roofline.json; delete that file to re-measure.
+
+Ceilings per dtype and math mode (issue 13 item 7): a row is held against the peak of the precision
+its convs really run at, so that roofline_pct stays <= 100. The GEMM probe runs in the row's dtype
+(bfloat16/float16 rows: a half-precision mm, tensor cores) and, for float32 on a GPU, in the math
+mode the device allows (Device.math_mode: "tf32" when torch.backends.cudnn.allow_tf32 - cuDNN's
+default - or matmul.allow_tf32 is on, else "ieee"); the probe sets matmul.allow_tf32 to match and
+restores it. Each (dtype, math mode) is its own cache entry. The bandwidth probe copies buffers in
+device memory (CudaDevice.copy_sizes: one L2-sized, one HBM-sized); its best is the ceiling, so that
+L2-resident rows stay under it too. A row measured above its ceiling anyway is not clamped: it gets a
+warning (the probe underestimated the device), and `roofline_ceiling` names the ceiling used.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -37,6 +48,8 @@ COPY_BUDGET_S = 0.25  # per buffer size
 
 ROOFLINE_COLUMNS = ("achieved_flops_per_s", "achieved_bytes_per_s", "arithmetic_intensity_flops_per_byte",
                     "roofline_bound_ms", "roofline_pct")
+ROOFLINE_CEILING_COLUMN = "roofline_ceiling"  # which ceiling a row was held against, e.g. "float32/tf32"
+MATH_MODES = ("ieee", "tf32", "")  # "" for dtypes that have one math mode (bfloat16, float16)
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,12 @@ class Ceilings:
     key: str
     measured_at_utc: str
     probes: dict[str, Any]  # what each probe measured, e.g. per copy size
+    math_mode: str = ""  # float32: "ieee" or "tf32" (MATH_MODES); "" for the half types
+
+    @property
+    def label(self) -> str:
+        """The ceiling's name in rows and notes: 'float32/tf32', 'bfloat16'."""
+        return f"{self.dtype}/{self.math_mode}" if self.math_mode else self.dtype
 
     @property
     def ridge_flops_per_byte(self) -> float:
@@ -105,23 +124,42 @@ def cache_file() -> Path:
     return Path(os.environ.get("LATBENCH_CACHE") or Path.home() / ".cache" / "latbench") / "roofline.json"
 
 
-def ceiling_key(device: str, device_name: str, threads: int, dtype: str) -> str:
-    """The fingerprint ceilings depend on: device model, threads, dtype, torch build."""
-    text = json.dumps([device, device_name, threads, dtype, torch.__version__])
+def ceiling_key(device: str, device_name: str, threads: int, dtype: str, math_mode: str = "") -> str:
+    """The fingerprint ceilings depend on: device model, threads, dtype and math mode, torch build."""
+    text = json.dumps([device, device_name, threads, dtype, torch.__version__, *([math_mode] if math_mode else [])])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def measure_ceilings(device: str | Device, device_name: str, threads: int, dtype: torch.dtype = torch.float32,
+@contextlib.contextmanager
+def math_mode_set(math_mode: str):
+    """torch's matmul math mode set to `math_mode` ("tf32"/"ieee") while probing, then restored, so
+    the GEMM probe runs at the precision the row's convs run at (cuDNN's flag, not matmul's, rules those)."""
+    if math_mode not in ("tf32", "ieee"):
+        yield
+        return
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = math_mode == "tf32"
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def measure_ceilings(device: str | Device, device_name: str, threads: int, dtype: torch.dtype | str = torch.float32,
                      gemm_probe: Callable[..., dict[str, Any]] | None = None,
                      copy_probe: Callable[..., dict[str, Any]] | None = None,
-                     path: Path | None = None, refresh: bool = False) -> tuple[Ceilings, bool]:
-    """The device's ceilings, from the cache when this fingerprint was probed before.
+                     path: Path | None = None, refresh: bool = False,
+                     math_mode: str | None = None) -> tuple[Ceilings, bool]:
+    """The device's ceilings for `dtype` in `math_mode` (default: what the device runs that dtype's
+    convs at, Device.math_mode), from the cache when this fingerprint was probed before.
 
     Returns (ceilings, came_from_cache). Probes are injectable for tests.
     """
     dtype_name = str(dtype).removeprefix("torch.")
-    device = devices.of(device).name
-    key = ceiling_key(device, device_name, threads, dtype_name)
+    dev = devices.of(device)
+    device = dev.name
+    mode = dev.math_mode(dtype_name) if math_mode is None else math_mode
+    key = ceiling_key(device, device_name, threads, dtype_name, mode)
     path = path or cache_file()
     cache = read_json_object(path)
     if key in cache and not refresh:
@@ -129,12 +167,14 @@ def measure_ceilings(device: str | Device, device_name: str, threads: int, dtype
             return Ceilings(**cache[key]), True
         except TypeError:
             pass  # an entry from another latbench version: measure again
-    gemm, copy = (gemm_probe or probe_gemm)(device, dtype), (copy_probe or probe_copy)(device)
+    with math_mode_set(mode):
+        gemm = (gemm_probe or probe_gemm)(device, getattr(torch, dtype_name))
+    copy = (copy_probe or probe_copy)(device)
     c = Ceilings(peak_flops_per_s=float(gemm["peak_flops_per_s"]),
                  bandwidth_bytes_per_s=float(copy["bandwidth_bytes_per_s"]), device=device,
                  device_name=device_name, threads=threads, dtype=dtype_name, key=key,
                  measured_at_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                 probes={**gemm, **copy})
+                 probes={**gemm, **copy}, math_mode=mode)
     cache[key] = asdict(c)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,9 +184,59 @@ def measure_ceilings(device: str | Device, device_name: str, threads: int, dtype
     return c, False
 
 
-def row_columns(flops: float, mac_bytes: float, latency_ms: float | None, c: Ceilings | None) -> dict[str, Any]:
-    """Roofline columns of one row; the bound needs ceilings, the achieved rates need a latency."""
+class CeilingSet:
+    """A run's ceilings, one per (dtype, math mode) its rows need: `for_dtype(row's dtype)`.
+
+    `primary` (float32's, else the first) is what the metadata's "roofline" and the notes show first;
+    every ceiling is in metadata()["by_ceiling"].
+    """
+
+    def __init__(self, ceilings: dict[str, Ceilings]):
+        self.by_dtype = dict(ceilings)  # dtype name -> its ceilings
+
+    @property
+    def primary(self) -> Ceilings | None:
+        return self.by_dtype.get("float32") or next(iter(self.by_dtype.values()), None)
+
+    def for_dtype(self, dtype: str | None) -> Ceilings | None:
+        return self.by_dtype.get(str(dtype or "float32"))
+
+    def metadata(self) -> dict[str, Any] | None:
+        """The metadata's "roofline": the primary ceiling's fields (as before) and every ceiling by label."""
+        if self.primary is None:
+            return None
+        return {**asdict(self.primary), "by_ceiling": {c.label: asdict(c) for c in self.by_dtype.values()}}
+
+
+def measure_ceiling_set(device: str | Device, device_name: str, threads: int, dtypes: list[str],
+                        **kw: Any) -> tuple[CeilingSet, dict[str, bool], dict[str, str]]:
+    """Ceilings for each dtype a run's rows use (dtypes the device cannot run are left out).
+
+    Returns (set, {dtype: came from cache}, {dtype: why it has no ceiling}). kw: measure_ceilings'."""
+    dev = devices.of(device)
+    found: dict[str, Ceilings] = {}
+    cached: dict[str, bool] = {}
+    missing: dict[str, str] = {}
+    for dtype in dict.fromkeys(dtypes or ["float32"]):
+        skip = dev.dtype_skip(dtype)
+        if skip:
+            missing[dtype] = skip
+            continue
+        try:
+            found[dtype], cached[dtype] = measure_ceilings(dev, device_name, threads, dtype, **kw)
+        except Exception as exc:  # noqa: BLE001 - no mm kernel for the dtype here: those rows get no bound
+            missing[dtype] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    return CeilingSet(found), cached, missing
+
+
+def row_columns(flops: float, mac_bytes: float, latency_ms: float | None, c: "Ceilings | CeilingSet | None",
+                dtype: str | None = None) -> dict[str, Any]:
+    """Roofline columns of one row; the bound needs ceilings (a CeilingSet: the row's dtype's), the
+    achieved rates need a latency. roofline_ceiling names the ceiling used."""
+    if isinstance(c, CeilingSet):
+        c = c.for_dtype(dtype)
     out: dict[str, Any] = {name: None for name in ROOFLINE_COLUMNS}
+    out[ROOFLINE_CEILING_COLUMN] = c.label if c is not None else None
     if mac_bytes and mac_bytes > 0:
         out["arithmetic_intensity_flops_per_byte"] = flops / mac_bytes
     lat_ok = latency_ms is not None and math.isfinite(latency_ms) and latency_ms > 0
@@ -159,3 +249,12 @@ def row_columns(flops: float, mac_bytes: float, latency_ms: float | None, c: Cei
         if lat_ok:
             out["roofline_pct"] = 100 * bound_ms / latency_ms
     return out
+
+
+def row_warnings(cols: dict[str, Any]) -> list[str]:
+    """A warning when a row ran faster than its ceiling allows (roofline_pct > 100): never clamped."""
+    pct = cols.get("roofline_pct")
+    if pct is None or not math.isfinite(pct) or pct <= 100:
+        return []
+    return [f"above roofline: {pct:.0f}% of the {cols.get(ROOFLINE_CEILING_COLUMN) or 'device'} ceiling; the "
+            f"probe underestimates this device for the row (delete {cache_file()} to re-measure)"]

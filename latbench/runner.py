@@ -39,7 +39,7 @@ class RunConfig:
     seed: int = 0
     case_timeout_s: float = 0.0  # per case: build, warm-up, and each timed block; 0 = no limit
     telemetry: Any = None  # telemetry.TelemetrySampler (start()/stop() around each group), or None
-    ceilings: roofline.Ceilings | None = None  # for the roofline columns
+    ceilings: roofline.CeilingSet | roofline.Ceilings | None = None  # for the roofline columns (per dtype)
     profile: bool = False  # torch.profiler op breakdown after each group's measurement
 
     @property
@@ -180,15 +180,15 @@ def _profile(fn: Callable[[], object], device: Device) -> dict[str, Any]:
         return {"profile_error": device.error_text(exc)}
 
 
-def _add_hardware_columns(row: dict[str, Any], tele: Any, ceilings: roofline.Ceilings | None,
+def _add_hardware_columns(row: dict[str, Any], tele: Any, ceilings: roofline.CeilingSet | roofline.Ceilings | None,
                           ops: dict[str, Any] | None) -> None:
     """Telemetry flags, roofline and op-breakdown columns; flags also become row warnings."""
-    row.update(roofline.row_columns(row["flops"], row["mac_bytes"], row.get("latency_ms"), ceilings))
+    row.update(roofline.row_columns(row["flops"], row["mac_bytes"], row.get("latency_ms"), ceilings, row.get("dtype")))
     if ops:
         row.update({k: v for k, v in ops.items() if k != "profile_error"})
     if tele is not None:
         row.update(tele.columns())
-    notes = [*(tele.notes if tele is not None and row["status"] == "ok" else ()),
+    notes = [*(tele.notes if tele is not None and row["status"] == "ok" else ()), *roofline.row_warnings(row),
              *((f"profile failed: {ops['profile_error']}",) if ops and "profile_error" in ops else ())]
     if notes:
         row["warnings"] = " | ".join(w for w in (row.get("warnings"), *notes) if w)

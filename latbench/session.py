@@ -175,7 +175,7 @@ def new_metadata(files: RunFiles, settings: dict[str, Any], argv: Sequence[str],
     """The metadata of a new run, as written when it starts (status 'running')."""
     return {"schema_version": runner.SCHEMA_VERSION, "run_id": uuid.uuid4().hex[:12], "status": "running",
             "command": list(argv), **settings, "started_at_utc": now_utc(),
-            "roofline": dataclasses.asdict(ceilings) if ceilings else None,
+            "roofline": ceilings.metadata() if ceilings else None,
             "files": {"results": files.csv.name, "samples": files.samples.name}}
 
 
@@ -187,18 +187,24 @@ def resumed_metadata(metadata: dict[str, Any], case_timeout: float) -> None:
                     resumed_at_utc=[*metadata.get("resumed_at_utc", []), now_utc()])
 
 
-def hardware(opts: RunOptions, device: Device, fingerprint: dict[str, Any], events: Events) -> dict[str, Any]:
-    """RunConfig fields for hardware-aware rows: telemetry sampler, roofline ceilings, profiling."""
+def hardware(opts: RunOptions, device: Device, fingerprint: dict[str, Any], events: Events,
+             dtypes: Sequence[str] = ("float32",)) -> dict[str, Any]:
+    """RunConfig fields for hardware-aware rows: telemetry sampler, roofline ceilings (one per dtype
+    the rows use, at the math mode the device runs it: roofline.CeilingSet), profiling."""
     from latbench import roofline as rl
     from latbench.telemetry import TelemetrySampler
 
     ceilings = None
     if opts.roofline:
-        ceilings, cached = rl.measure_ceilings(device, device.model_name(fingerprint), device.threads)
-        events.on_note("roofline", f"roofline ({'cached' if cached else 'probed'}): peak "
-                                   f"{ceilings.peak_flops_per_s / 1e9:.1f} GFLOP/s, bandwidth "
-                                   f"{ceilings.bandwidth_bytes_per_s / 1e9:.1f} GB/s at {device.threads} thread(s) "
-                                   f"(delete {rl.cache_file()} to re-measure)")
+        ceilings, cached, missing = rl.measure_ceiling_set(device, device.model_name(fingerprint), device.threads,
+                                                           list(dtypes))
+        for dtype, c in ceilings.by_dtype.items():
+            events.on_note("roofline", f"roofline {c.label} ({'cached' if cached[dtype] else 'probed'}): peak "
+                                       f"{c.peak_flops_per_s / 1e9:.1f} GFLOP/s, bandwidth "
+                                       f"{c.bandwidth_bytes_per_s / 1e9:.1f} GB/s at {device.threads} thread(s) "
+                                       f"(delete {rl.cache_file()} to re-measure)")
+        for dtype, why in missing.items():
+            events.on_note("roofline", f"roofline: no {dtype} ceiling ({why}); its rows get no roofline bound")
     return {"telemetry": TelemetrySampler(threads=device.threads, gpu_index=device.telemetry_gpu_index(),
                                           gpu_uuid=device.telemetry_gpu_uuid()),
             "ceilings": ceilings, "profile": opts.profile}
@@ -228,7 +234,7 @@ def run(opts: RunOptions, events: Events | None = None) -> RunOutcome:
     fingerprint = env.fingerprint()
     for advice in env.load_advice(device.threads):
         events.on_note("advice", advice)
-    hw = hardware(opts, device, fingerprint, events)
+    hw = hardware(opts, device, fingerprint, events, [s.dtype for _, specs in expanded for s in specs])
 
     outcome = RunOutcome()
     for suite, specs in expanded:

@@ -91,5 +91,95 @@ def test_probes_take_the_device_object(tmp_path):
     gemm, copy = fake_probes(calls)
     dev = devices.of("cpu")
     c, _ = roofline.measure_ceilings(dev, "Fake CPU", 1, gemm_probe=gemm, copy_probe=copy, path=tmp_path / "r.json")
-    assert c.device == "cpu" and c.key == roofline.ceiling_key("cpu", "Fake CPU", 1, "float32")
+    assert c.device == "cpu" and c.key == roofline.ceiling_key("cpu", "Fake CPU", 1, "float32", "ieee")
     assert roofline.probe_copy(dev, budget_s=0.01, sizes=(1 << 12,))["bandwidth_bytes_per_s"] > 0
+
+
+# ---- ceilings per dtype and math mode (issue 13 item 7) -------------------------------------------
+
+# A GPU as the probes see it: strict FP32 60 TFLOP/s, TF32 8x that, bf16/fp16 16x; HBM 3 TB/s.
+FP32, TF32, HALF, HBM = 60e12, 480e12, 960e12, 3e12
+
+
+def hw_probes(calls):
+    def gemm(device, dtype):
+        tf32 = torch.backends.cuda.matmul.allow_tf32  # cuBLAS picks TF32 by this flag, as on hardware
+        calls.append((str(dtype).removeprefix("torch."), tf32))
+        return {"peak_flops_per_s": HALF if dtype in (torch.bfloat16, torch.float16) else TF32 if tf32 else FP32}
+
+    def copy(device):
+        return {"bandwidth_bytes_per_s": HBM}
+
+    return gemm, copy
+
+
+@pytest.fixture
+def gpu(monkeypatch):
+    from latbench.devices import CudaDevice
+
+    monkeypatch.setattr(CudaDevice, "dtype_skip", lambda self, dtype: None)
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = True  # cuDNN's default: convs run TF32
+    torch.backends.cuda.matmul.allow_tf32 = False  # matmul's default
+    yield CudaDevice()
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def test_float32_rows_on_a_gpu_are_held_against_the_tf32_peak_their_convs_reach(gpu, tmp_path):
+    """The probe was strict-FP32 mm while cuDNN convs run TF32: a conv row at 70 % of the TF32 peak
+    read 560 % of 'the roofline'. Now the probe runs in the convs' math mode and restores matmul's flag."""
+    calls = []
+    gemm, copy = hw_probes(calls)
+    cs, cached, missing = roofline.measure_ceiling_set(gpu, "Fake H100", 1, ["float32", "bfloat16", "float32"],
+                                                       gemm_probe=gemm, copy_probe=copy, path=tmp_path / "r.json")
+    assert calls == [("float32", True), ("bfloat16", False)] and missing == {} and not any(cached.values())
+    assert torch.backends.cuda.matmul.allow_tf32 is False  # restored
+    assert cs.for_dtype("float32").label == "float32/tf32" and cs.for_dtype("float32").peak_flops_per_s == TF32
+    assert cs.for_dtype("bfloat16").label == "bfloat16" and cs.for_dtype("bfloat16").peak_flops_per_s == HALF
+    flops, mac = 1e12, 1e9  # compute-bound
+    for dtype, peak in (("float32", TF32), ("bfloat16", HALF)):
+        latency_ms = 1e3 * flops / (0.7 * peak)  # the row runs at 70 % of its real peak
+        cols = roofline.row_columns(flops, mac, latency_ms, cs, dtype)
+        assert cols["roofline_pct"] == pytest.approx(70.0) and cols["roofline_ceiling"] == cs.for_dtype(dtype).label
+        assert roofline.row_warnings(cols) == []
+    meta = cs.metadata()
+    assert meta["peak_flops_per_s"] == TF32 and set(meta["by_ceiling"]) == {"float32/tf32", "bfloat16"}
+
+
+def test_strict_fp32_when_tf32_is_off_and_each_math_mode_is_its_own_cache_entry(gpu, tmp_path, monkeypatch):
+    calls, path = [], tmp_path / "r.json"
+    gemm, copy = hw_probes(calls)
+    kw = dict(gemm_probe=gemm, copy_probe=copy, path=path)
+    tf32, _ = roofline.measure_ceilings(gpu, "Fake H100", 1, "float32", **kw)
+    torch.backends.cudnn.allow_tf32 = False
+    ieee, cached = roofline.measure_ceilings(gpu, "Fake H100", 1, "float32", **kw)
+    assert not cached and (tf32.label, ieee.label) == ("float32/tf32", "float32/ieee")
+    assert (tf32.peak_flops_per_s, ieee.peak_flops_per_s) == (TF32, FP32) and tf32.key != ieee.key
+    again, cached = roofline.measure_ceilings(gpu, "Fake H100", 1, "float32", **kw)
+    assert cached and again == ieee and len(calls) == 2 and len(json.loads(path.read_text())) == 2
+
+
+def test_a_dtype_the_device_cannot_run_has_no_ceiling_and_its_rows_no_bound(tmp_path):
+    calls = []
+    gemm, copy = hw_probes(calls)
+
+    def no_half_gemm(device, dtype):
+        if dtype == torch.float16:
+            raise RuntimeError('"addmm_impl_cpu_" not implemented for \'Half\'')
+        return gemm(device, dtype)
+
+    cs, _, missing = roofline.measure_ceiling_set("cpu", "Fake CPU", 1, ["float32", "float16"],
+                                                  gemm_probe=no_half_gemm, copy_probe=copy, path=tmp_path / "r.json")
+    assert cs.for_dtype("float32").label == "float32/ieee" and "not implemented" in missing["float16"]
+    cols = roofline.row_columns(1e9, 1e6, 1.0, cs, "float16")
+    assert cols["roofline_bound_ms"] is None and cols["roofline_ceiling"] is None
+
+
+def test_a_row_above_its_ceiling_is_warned_not_clamped():
+    from latbench import runner
+
+    c = roofline.Ceilings(100e9, 20e9, "cuda", "x", 1, "float32", "k", "t", {}, math_mode="ieee")
+    row = {"flops": 1e9, "mac_bytes": 1e6, "latency_ms": 5.0, "status": "ok", "warnings": "", "dtype": "float32"}
+    runner._add_hardware_columns(row, None, roofline.CeilingSet({"float32": c}), None)
+    assert row["roofline_pct"] == pytest.approx(200.0)  # 10 ms bound, 5 ms measured: reported as is
+    assert row["warnings"].startswith("above roofline: 200% of the float32/ieee ceiling")
