@@ -26,7 +26,8 @@ class CpuBackend:
         self._clock = clock
         self.latency = check_option("latency", latency, LATENCY_SEMANTICS)
         if check_option("l2", l2, L2_STATES) != "warm":
-            raise DeviceError(f"l2 {l2!r} needs a CUDA device", where="l2", hint="use l2 'warm' on the CPU")
+            raise DeviceError(f"l2 {l2!r} needs a CUDA device (the CPU backend cannot flush a GPU L2)", where="--l2",
+                              hint="use --l2 warm (the default) on the CPU, or --device cuda")
 
     def columns(self) -> dict[str, str]:
         """What every row timed by this backend measured (the L2 is never flushed on the CPU)."""
