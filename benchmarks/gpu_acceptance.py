@@ -12,6 +12,8 @@ Checks (issue 13, "GPU evidence"):
   vs_torch_benchmark    the cudagraph median within +-3 % of torch.utils.benchmark's on the same replay
   op_count              latbench's op_count_per_forward equals the profiler's kernel launches per
                         forward (memcpy/memset and the record_function range excluded)
+  roofline_le_100       roofline_pct <= 100 for every G1 case and mode, float32 (against the TF32
+                        ceiling when cuDNN allows TF32) and bfloat16 (where the GPU has it natively)
 
 Exit 0 when every check passes, 1 when one fails, 2 without a CUDA device. tests/test_cuda_hw.py runs
 the same checks under `pytest -m cuda`.
@@ -188,6 +190,41 @@ def check_op_count(forwards: int = 10) -> Check:
     return Check("op_count", f"latbench {ours} vs profiler {truth}", "equal", ours == truth)
 
 
+def check_roofline_le_100(policy: StopPolicy) -> Check:
+    from latbench import roofline
+    from latbench.cost import count
+    from latbench.devices import CudaDevice
+
+    dev = CudaDevice()
+    dtypes = ["float32"] + (["bfloat16"] if dev.dtype_skip("bfloat16") is None else [])
+    ceilings, _, missing = roofline.measure_ceiling_set(dev, torch.cuda.get_device_name(), torch.get_num_threads(),
+                                                        dtypes, refresh=True)
+    if missing:
+        raise RuntimeError(f"no ceiling for {missing}")
+    backend = CudaBackend()
+    worst, detail = 0.0, []
+    for dtype in dtypes:
+        items, costs = [], {}
+        with torch.inference_mode():
+            for name, (ratio, c1, c2) in G1_GPU.items():
+                params = {"ratio": ratio, "c1": c1, "c2": c2}
+                model, x = build_network("g1_conv_pair", params, 10, 1, 56, 56, "cuda", getattr(torch, dtype))
+                costs[name] = count("g1_conv_pair", params, 10, 1, 56, 56, getattr(torch, dtype))
+                fn = functools.partial(model, x)
+                items += [((name, mode), backend.prepare(fn, mode)) for mode in ("eager", "cudagraph")]
+            done, failed = measure(items, backend, policy)
+        backend.release()
+        if failed:
+            raise RuntimeError(f"measure failed: {failed}")
+        for (name, mode), m in done.items():
+            cols = roofline.row_columns(costs[name].flops, costs[name].mac_bytes, 1e3 * statistics.median(m.samples_s),
+                                        ceilings, dtype)
+            pct = cols["roofline_pct"] if cols["roofline_pct"] is not None else float("inf")
+            worst = max(worst, pct)
+            detail.append(f"{dtype} {name} {mode} {pct:.1f} % of {cols['roofline_ceiling']}")
+    return Check("roofline_le_100", f"max {worst:.1f} %", "<= 100 %", worst <= 100, "; ".join(detail))
+
+
 def run_checks(quick: bool = False) -> list[Check]:
     policy = QUICK_POLICY if quick else POLICY
     torch.backends.cudnn.benchmark = True
@@ -198,6 +235,7 @@ def run_checks(quick: bool = False) -> list[Check]:
         ("graph_le_eager", lambda: check_graph_le_eager(policy)),
         ("vs_torch_benchmark", lambda: check_vs_torch_benchmark(policy)),
         ("op_count", check_op_count),
+        ("roofline_le_100", lambda: check_roofline_le_100(policy)),
     ]
     checks: list[Check] = []
     for name, step in steps:

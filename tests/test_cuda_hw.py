@@ -38,3 +38,7 @@ def test_cudagraph_median_matches_torch_utils_benchmark():
 
 def test_op_count_matches_the_profilers_kernel_launches():
     _ok(acc.check_op_count())
+
+
+def test_roofline_pct_is_at_most_100_against_the_rows_own_ceiling():
+    _ok(acc.check_roofline_le_100(acc.QUICK_POLICY))
