@@ -200,3 +200,18 @@ def test_throttle_reasons_are_decoded_per_group(tmp_path):
     nv.gpus[0]["reasons"] = 0
     s.start()
     assert s.stop().gpu_throttle_reasons == "none"
+
+
+def test_older_pynvml_with_only_the_throttle_reasons_call(tmp_path):
+    """pynvml before 12 names it nvmlDeviceGetCurrentClocksThrottleReasons (same bits)."""
+
+    class OldNVML(FakeNVML):
+        @property
+        def nvmlDeviceGetCurrentClocksEventReasons(self):
+            raise AttributeError("not in this pynvml")
+
+        def nvmlDeviceGetCurrentClocksThrottleReasons(self, h):
+            return self._gpu(h)["reasons"]
+
+    t = _gpu_window(tmp_path, OldNVML(reasons=0x20 | 0x10))
+    assert t.gpu_throttle_reasons == "sync_boost;sw_thermal" and t.throttled
