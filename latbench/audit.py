@@ -5,8 +5,9 @@ counts every layer's multiply-adds and memory access cost (MAC bytes, cost.py's 
 and times it in interleaved rounds: each round times the whole network alone (no profiler, no hooks)
 and then a few forwards under torch.profiler with one record_function scope per module. A layer is
 a leaf module (a conv, a ReLU, a Linear) or the ops a container's own forward runs (a block's
-concat, add, channel shuffle). Its time is the profiler time of the aten ops it launched, the
-median over rounds; "framework" is the whole network timed alone (median over the same rounds) less
+concat, add, channel shuffle). Its time is the profiler time of the aten ops it launched: the
+median forward's op time split in proportion to each layer's median over every profiled forward;
+"framework" is the whole network timed alone (the median forward over the same rounds) less
 the layers' op time: Python, module calls, dispatch. The parts add up to the whole when the op time
 fits in it, within TOLERANCE (the profiler adds a little per op); else the audit says so.
 
@@ -44,7 +45,7 @@ TOLERANCE = 0.10  # the layers' op time may exceed the whole network timed alone
 G3_MAX_FRAGMENTS = 10  # ops per forward in one block above which its layers strain G3
 DEFAULT_ROUNDS = 7
 PROFILED_FORWARDS = 3  # forwards under the profiler per round
-BLOCK_S = 0.05  # seconds of the whole network timed alone per round (at least one call)
+BLOCK_S = 0.05  # seconds of whole-network forwards timed alone per round (at least PROFILED_FORWARDS calls)
 _ROOT = "latbench.audit::forward"
 _SCOPE = "latbench.layer::"
 FRAMEWORK = "(framework)"
@@ -80,8 +81,8 @@ class Audit:
     device_name: str
     threads: int
     rounds: int
-    whole_ms: float  # median of the rounds' whole-network time per forward (no profiler)
-    whole_spread_ms: tuple[float, float]  # min, max over rounds
+    whole_ms: float  # median of the whole network's forwards timed alone (no profiler, no hooks)
+    whole_spread_ms: tuple[float, float]  # 10th and 90th percentile of those forwards
     profiled_ms: float  # median of the rounds' profiled forward (with a record_function per module)
     ops_ms: float  # the layers' op times summed (profiled): at most the whole, within TOLERANCE
     mult_adds: int
@@ -135,7 +136,10 @@ class _Scopes:
         self.stack: list[str] = []
         self.records: list[Any] = []
         self.profiling = False
-        self.handles = []
+        self.handles: list[Any] = []
+
+    def attach(self) -> None:
+        """Hook every module (the whole network is timed without hooks: they cost Python time)."""
         for m in self.names:
             self.handles.append(m.register_forward_pre_hook(self._enter))
             self.handles.append(m.register_forward_hook(self._exit))
@@ -160,6 +164,8 @@ class _Scopes:
     def remove(self) -> None:
         for h in self.handles:
             h.remove()
+        self.handles.clear()
+        self.stack.clear()
 
 
 class _PerScopeCounter(_MemoryAccessCounter):
@@ -231,18 +237,22 @@ def _guidelines(module: nn.Module | None, flops: int, fragments: int) -> str:
 
 # ---------------------------------------------------------------- timing
 
-def _whole(model: nn.Module, x: torch.Tensor, calls: int, dev: Any) -> float:
-    dev.synchronize()
-    t0 = time.perf_counter()
+def _whole(model: nn.Module, x: torch.Tensor, calls: int, dev: Any) -> list[float]:
+    """Each of `calls` forwards timed alone, ms (single calls, like the profiled forwards' medians)."""
+    out = []
     for _ in range(calls):
+        dev.synchronize()
+        t0 = time.perf_counter()
         model(x)
-    dev.synchronize()
-    return (time.perf_counter() - t0) / calls * 1e3
+        dev.synchronize()
+        out.append((time.perf_counter() - t0) * 1e3)
+    return out
 
 
 def _profiled(model: nn.Module, x: torch.Tensor, scopes: _Scopes, dev: Any,
-              forwards: int) -> tuple[dict[str, float], float]:
-    """({scope: op time per forward, ms}, profiled forward in ms) over `forwards` calls."""
+              forwards: int) -> tuple[list[dict[str, float]], list[float]]:
+    """Per forward of `forwards` calls: {scope: its top-level ops' time, ms}, and the profiled forward's ms."""
+    scopes.attach()
     scopes.profiling = True
     try:
         with profile(activities=dev.profiler_activities()) as prof:
@@ -252,19 +262,28 @@ def _profiled(model: nn.Module, x: torch.Tensor, scopes: _Scopes, dev: Any,
             dev.synchronize()
     finally:
         scopes.profiling = False
-    per: dict[str, float] = defaultdict(float)
-    total = 0.0
+        scopes.remove()
+    roots: dict[int, int] = {}  # id of a ROOT event -> its forward's index
+    per: list[dict[str, float]] = []
+    totals: list[float] = []
     for e in prof.events():
         if e.name == _ROOT:
-            total += e.cpu_time_total
-            continue
+            roots[id(e)] = len(per)
+            per.append(defaultdict(float))
+            totals.append(e.cpu_time_total / 1e3)
+    for e in prof.events():
         parent = e.cpu_parent
-        if e.name.startswith(_SCOPE) or parent is None:
+        if parent is None or e.name == _ROOT or e.name.startswith(_SCOPE):
             continue
-        if parent.name.startswith(_SCOPE) or parent.name == _ROOT:  # a top-level aten op of a scope
-            scope = parent.name[len(_SCOPE):] if parent.name.startswith(_SCOPE) else ""
-            per[scope] += dev.op_time(e)
-    return {k: v / forwards / 1e3 for k, v in per.items()}, total / forwards / 1e3
+        if not (parent.name.startswith(_SCOPE) or parent.name == _ROOT):
+            continue  # not a top-level aten op of a scope
+        scope = parent.name[len(_SCOPE):] if parent.name.startswith(_SCOPE) else ""
+        root = parent
+        while root is not None and root.name != _ROOT:
+            root = root.cpu_parent
+        if root is not None and id(root) in roots:
+            per[roots[id(root)]][scope] += dev.op_time(e) / 1e3
+    return per, totals
 
 
 # ---------------------------------------------------------------- the audit
@@ -282,39 +301,46 @@ def audit_network(model: nn.Module, x: torch.Tensor, target: str, device: str = 
         with torch.inference_mode():
             counter = _PerScopeCounter(scopes)
             flops = FlopCounterMode(display=False)
+            scopes.attach()
             with flops, counter:  # the counter sees ops first; FlopCounterMode decomposes conv2d & co.
                 model(x)
+            scopes.remove()
             counter.own_flops(model, flops.get_flop_counts())
             # warm-up, and how many calls make one whole-network block
             t0 = time.perf_counter()
             model(x)
             model(x)
             per_call = max((time.perf_counter() - t0) / 2, 1e-6)
-            calls = max(1, min(1000, round(BLOCK_S / per_call)))
-            wholes, profiled, per_scope = [], [], defaultdict(list)
+            calls = max(PROFILED_FORWARDS, min(1000, round(BLOCK_S / per_call)))
+            wholes: list[float] = []
+            profiled: list[float] = []
+            per_forward: list[dict[str, float]] = []
             for r in range(rounds):
                 order = (0, 1) if r % 2 == 0 else (1, 0)  # interleaved: alternate which goes first
                 for which in order:
                     if which == 0:
-                        scopes.stack.clear()
-                        wholes.append(_whole(model, x, calls, dev))
+                        wholes += _whole(model, x, calls, dev)
                     else:
-                        times, total = _profiled(model, x, scopes, dev, PROFILED_FORWARDS)
-                        profiled.append(total)
-                        for k in set(times) | set(per_scope):
-                            per_scope[k].append(times.get(k, 0.0))
+                        forwards, totals = _profiled(model, x, scopes, dev, PROFILED_FORWARDS)
+                        profiled += totals
+                        per_forward += forwards
     finally:
         scopes.remove()
     modules = dict(model.named_modules())
-    layers = _layers(modules, counter, {k: statistics.median(v) for k, v in per_scope.items()})
+    scope_names = {k for f in per_forward for k in f}
+    medians = {k: statistics.median(f.get(k, 0.0) for f in per_forward) for k in scope_names}
+    # The median forward's op time, split in proportion to each layer's median (a sum of medians
+    # understates a sum of right-skewed times).
+    ops_ms = statistics.median(sum(f.values()) for f in per_forward)
+    scale = ops_ms / sum(medians.values()) if sum(medians.values()) > 0 else 1.0
+    layers = _layers(modules, counter, {k: v * scale for k, v in medians.items()})
     whole, prof_ms = statistics.median(wholes), statistics.median(profiled)
-    ops_ms = sum(l.time_ms for l in layers)
     layers.append(Layer(FRAMEWORK, "the whole network timed alone less its layers' op time: Python, module "
                         "calls, dispatch", "framework", "", time_ms=max(whole - ops_ms, 0.0)))
     total_flops = sum(counter.flops.values())
     audit = Audit(target=target, input_shape=tuple(x.shape[1:]), batch=x.shape[0], dtype=str(x.dtype).removeprefix("torch."),
                   device=dev.name, device_name=dev.model_name(fp), threads=dev.threads, rounds=rounds,
-                  whole_ms=whole, whole_spread_ms=(min(wholes), max(wholes)), profiled_ms=prof_ms, ops_ms=ops_ms,
+                  whole_ms=whole, whole_spread_ms=_p10_p90(wholes), profiled_ms=prof_ms, ops_ms=ops_ms,
                   mult_adds=total_flops // 2, mac_bytes=sum(counter.bytes_of.values()), layers=layers,
                   ceilings=ceilings, measured_at_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   load_1min=_load())
@@ -325,6 +351,13 @@ def audit_network(model: nn.Module, x: torch.Tensor, target: str, device: str = 
                            f"machine drifted between the halves of the rounds or the profiler's per-op overhead "
                            f"is large against these ops; read shares, not milliseconds")
     return audit
+
+
+def _p10_p90(values: list[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return values[0], values[0]
+    q = statistics.quantiles(values, n=10)
+    return q[0], q[-1]
 
 
 def _load() -> float | None:

@@ -302,6 +302,38 @@ def report_cmd(
                   highlight=False)
 
 
+@app.command("audit")
+def audit_cmd(
+    model: Annotated[str, typer.Argument(help="A built-in network ('latbench list') or your own MODULE:FACTORY (naming it imports it).")],
+    input_shape: Annotated[Optional[str], typer.Option("--input", help="The input without the batch, CxHxW. Needed for MODULE:FACTORY; a built-in network takes 3xRxR (default 3x224x224).")] = None,
+    kwargs: Annotated[Optional[str], typer.Option("--kwargs", help="JSON keyword arguments of the factory (or a built-in network's parameters, e.g. '{\"width\": 0.5}').")] = None,
+    batch: Annotated[int, typer.Option(min=1, help="Batch size.")] = 1,
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
+    threads: Annotated[Optional[int], typer.Option(min=1, help="torch intra-op threads (default 1, as 'run' on cpu).")] = None,
+    rounds: Annotated[int, typer.Option(min=1, help="Interleaved rounds: the whole network timed alone, then profiled layer by layer.")] = 7,
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the markdown, CSV and figures/ (created).")] = Path("report"),
+    name: Annotated[Optional[str], typer.Option(help="File stem of the outputs (default audit-<model>).")] = None,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Do not list written files on stderr.")] = False,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks for user errors too.")] = False,
+) -> None:
+    """Guideline audit of one network on the CPU: per layer multiply-adds, MAC bytes, arithmetic intensity, share of time, time above its roofline bound and the ShuffleNet V2 guideline it strains (G1-G4); a ranking of where it loses time against FLOPs. Markdown, CSV and a figure."""
+    from latbench.audit import run_audit
+    from latbench.report.audit import write_audit
+
+    try:
+        a = run_audit(model, input_shape, kwargs, batch=batch, dtype=dtype, threads=threads, rounds=rounds)
+        md, csv_path, fig = write_audit(a, out_dir, name)
+    except LatbenchError as exc:
+        fail(exc, debug)
+    out.print(f"{a.target}: {a.whole_ms:.3f} ms per forward; layers' op time {100 * a.ops_ms / a.whole_ms:.0f} % "
+              f"of it (adds up within tolerance: {'yes' if a.adds_up else 'no'})", highlight=False)
+    for i, layer in enumerate(a.ranking(5), 1):
+        out.print(f"  {i}. {layer.name} ({layer.kind}): {100 * layer.time_share:.1f} % of time, "
+                  f"{100 * layer.flops_share:.1f} % of FLOPs {layer.guideline}", highlight=False, markup=False)
+    if not quiet:
+        err.print(f"wrote {md}, {csv_path} and {fig}", highlight=False)
+
+
 # ---------------------------------------------------------------- compare, gate, calibrate
 
 class Format(str, Enum):
