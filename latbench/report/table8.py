@@ -58,11 +58,17 @@ def section(rows: pd.DataFrame) -> str | None:
              "first printed row. Only ranks and ratios transfer across hardware."]
     for (label, mode, batch), g in t8.groupby(["device_label", "mode", "batch"], sort=True):
         lat = g.groupby("case")[["latency_ms", "mult_adds", "mac_bytes", "activations", "flops"]].median()
+        within: dict[str, list[float]] = {name: [] for name in PREDICTORS}
         for group in GROUPS:
             p = paper[paper["complexity_group"].astype(str) == group].drop_duplicates("latbench_case")
             p = p[p["latbench_case"].isin(lat.index)]
             if p.empty:
                 continue
+            in_group = lat.loc[list(p["latbench_case"])]
+            for name, col in PREDICTORS.items():
+                r = _rho(in_group[col], in_group["latency_ms"]) if col in in_group else math.nan
+                if math.isfinite(r):
+                    within[name].append(r)
             ref = p[p["latbench_case"].str.startswith("shufflenet_v2")]
             ref_case = ref["latbench_case"].iloc[0] if not ref.empty else p["latbench_case"].iloc[0]
             ref_p = p[p["latbench_case"] == ref_case].iloc[0]
@@ -88,5 +94,8 @@ def section(rows: pd.DataFrame) -> str | None:
         scores = [(name, _rho(lat[col], lat["latency_ms"])) for name, col in PREDICTORS.items() if col in lat]
         parts += [f"### Which cost predicts latency across the networks? {label} ({mode}, batch {batch})",
                   "Spearman's rho of each cost against median latency over all networks of the run "
-                  f"(n = {len(lat)}): " + ", ".join(f"{name} {_n(r, '.2f')}" for name, r in scores) + "."]
+                  f"(n = {len(lat)}): " + ", ".join(f"{name} {_n(r, '.2f')}" for name, r in scores) + ". "
+                  "Within the complexity groups (FLOPs about equal), the mean rho over groups: "
+                  + ", ".join(f"{name} {_n(sum(v) / len(v) if v else math.nan, '.2f')} ({len(v)} groups)"
+                              for name, v in within.items()) + "."]
     return "\n\n".join(parts)
