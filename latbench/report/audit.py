@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 from pathlib import Path
 
@@ -111,12 +112,15 @@ def audit_figure(a: Audit, path: Path, top: int = 15) -> Path:
     ax1.legend()
     worst = a.ranking(top)
     ax2.barh(range(len(worst)), [l.excess_ms for l in worst], color="tab:red")
-    ax2.set_yticks(range(len(worst)), [f"{l.name} ({l.kind[:28]})" for l in worst], fontsize=7)
+    ax2.set_yticks(range(len(worst)), [l.name if l.category == "framework" else f"{l.name} ({l.kind[:28]})"
+                                       for l in worst], fontsize=7)
     ax2.invert_yaxis()
     ax2.set_xlabel("time beyond the FLOPs-proportional share (ms)")
     ax2.set_title("layers losing most time against FLOPs")
     fig.suptitle(f"{a.target}: {a.whole_ms:.2f} ms on {a.device} [{a.device_name}], {a.threads} thread(s), "
-                 f"{a.measured_at_utc[:10]}", fontsize=9)
+                 f"{a.measured_at_utc[:10]}"
+                 + (f"; 1-min load average {a.load_1min:.1f} on {os.cpu_count()} CPUs" if a.load_1min is not None else ""),
+                 fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI)
     return path
