@@ -110,3 +110,14 @@ def test_several_batches_for_a_suite_file_are_refused(here):
 def test_naming_the_same_model_twice_is_refused():
     with pytest.raises(SuiteError, match="twice"):
         build_suite(ModelRequest(models=("squeezenet", "squeezenet")))
+
+
+def test_report_reads_a_model_run(here):
+    """`latbench report` over --model results (no suite file to read claims from): no claims, no error."""
+    from latbench.report.markdown import write_report
+
+    assert invoke("--model", "mymod:make", "--input", "3x8x8").exit_code == 0
+    csv, _, _ = results(here)
+    rep = write_report([csv], here / "rep")
+    assert [s.name for s in rep.suites] == ["models"] and not rep.claims
+    assert "mymod:make" in rep.markdown.read_text()
