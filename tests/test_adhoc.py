@@ -81,6 +81,7 @@ def test_dtype_channels_last_and_compile_become_the_sweep():
     (["--model", "mymod:make"], "add --input CxHxW"),
     (["--model", "mymod:nothere", "--input", "3x8x8"], "no callable 'nothere'"),
     (["--model", "mymod:make", "--input", "3xq"], "not a shape"),
+    (["--model", "mymod:make", "--input", "3x8x8", "--kwargs", '{"depth": 2}'], "does not accept --kwargs"),
     (["--model", "shufflenet_v2", "--kwargs", "[1]"], "not a JSON object"),
     (["--model", "shufflenet_v2", "--kwargs", "{bad"], "is not JSON"),
     (["--model", "shufflenet_v2", "--kwargs", '{"widht": 1}'], "did you mean 'width'"),

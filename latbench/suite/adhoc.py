@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import inspect
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -139,6 +140,22 @@ def _case(spec: str, kwargs: dict[str, Any], shape: tuple[int, ...] | None, i: i
     return {"name": name, "builder": spec, "params": params}
 
 
+def _check_kwargs(params: dict[str, Any]) -> None:
+    """The factory accepts the --kwargs given (checked on its signature, without calling it)."""
+    from latbench.models.user import resolve_factory
+
+    fn = resolve_factory(params["factory"])
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin without a signature: let the call decide
+        return
+    try:
+        sig.bind(**params["kwargs"])
+    except TypeError as exc:
+        raise SuiteError(f"factory {params['factory']!r} does not accept --kwargs {json.dumps(params['kwargs'])}: "
+                         f"{exc}", hint=f"its parameters: {', '.join(sig.parameters) or 'none'}") from None
+
+
 def build_suite(req: ModelRequest) -> Suite:
     """The models of `req` as a validated in-memory Suite (SuiteError, exit 2, for a bad spec)."""
     if not req.models:
@@ -175,6 +192,7 @@ def build_suite(req: ModelRequest) -> Suite:
         try:
             if suite.builder_of(i) == "user":
                 _check_user(suite, i, allow_import=True)  # naming the model is the opt-in
+                _check_kwargs(suite.params_of(i))
             _check_case(suite, i, case)
         except SuiteError as exc:
             raise SuiteError(exc.message, where=f"--model {req.models[i]}", hint=exc.hint) from None
