@@ -13,7 +13,7 @@ import difflib
 import hashlib
 import inspect
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -38,7 +38,6 @@ class ModelRequest:
     dtypes: tuple[str, ...] = ("float32",)
     channels_last: bool = False
     compile: bool = False
-    argv: tuple[str, ...] = field(default=("latbench",), compare=False)
 
     def label(self) -> str:
         """How the suite is named in metadata and errors: the options that made it."""
