@@ -59,7 +59,7 @@ def fail(exc: LatbenchError, debug: bool = False) -> None:
     """Print a user error on stderr and exit 2 (the one place errors become exit codes)."""
     if debug:
         raise exc
-    err.print(f"error: {exc}", style="red", highlight=False, markup=False, soft_wrap=True)  # one line, copyable
+    err.print(f"error: {exc}", style="red", highlight=False, markup=False, emoji=False, soft_wrap=True)  # one line, copyable
     raise typer.Exit(2)
 
 
@@ -77,14 +77,14 @@ def main(version: Annotated[Optional[bool], typer.Option("--version", callback=v
 
 @app.command()
 def run(
-    suites: Annotated[list[Path], typer.Argument(help="Suite files, e.g. suites/g1.yaml (several run one after another).")],
+    suites: Annotated[Optional[list[Path]], typer.Argument(help="Suite files, e.g. suites/g1.yaml (several run one after another). Optional with --model.")] = None,
     device: Annotated[Device, typer.Option(help="Where to run: cpu, or cuda (exit 2 if no GPU).")] = Device.cpu,
     quick: Annotated[bool, typer.Option("--quick", help="Reduced run for CI: first scale only, ~0.3 s per case.")] = False,
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch intra-op threads. Default: 1 on cpu (as the paper's ARM runs), torch's default on cuda.")] = None,
     schedule: Annotated[Schedule, typer.Option(help="interleaved (default): cases of a group alternate in random order each round, so machine drift cancels in ratios; roundrobin: fixed order; sequential: each case alone, one after another.")] = Schedule.interleaved,
     widths: Annotated[Optional[WidthsMode], typer.Option(help="paper: the suite's channel lists; flops: solve widths to the first case's FLOPs (or flops_target). Default: the suite's.")] = None,
     platform: Annotated[Optional[Platform], typer.Option(help="Whose paper widths to use: gpu or arm. Default: gpu on cuda, arm on cpu.")] = None,
-    batch: Annotated[Optional[int], typer.Option(min=1, help="Batch size. Default: the suite's (1).")] = None,
+    batch: Annotated[Optional[str], typer.Option(help="Batch size. Default: the suite's (1). With --model: a comma-separated list, e.g. 1,8.")] = None,
     modes: Annotated[Optional[str], typer.Option(help="Comma-separated execution modes. cuda: eager,cudagraph (default); cpu: eager.")] = None,
     max_time: Annotated[Optional[float], typer.Option(min=0.01, help="Seconds of measurement per case at most (default 10, quick 0.3).")] = None,
     min_time: Annotated[Optional[float], typer.Option(min=0.0, help="Seconds of measurement per case at least (default 0.5).")] = None,
@@ -101,6 +101,12 @@ def run(
     profile: Annotated[bool, typer.Option("--profile", help="After measuring each group, run torch.profiler over 5 more forwards per case: op (kernel) count per forward and the time share of zero-FLOP ops (ReLU, add, concat, copies). Never inside timed blocks.")] = False,
     roofline: Annotated[bool, typer.Option(help="Probe the device's peak FLOP/s and bandwidth (< 2 s, cached per machine in ~/.cache/latbench or $LATBENCH_CACHE) and add roofline columns.")] = True,
     allow_import: Annotated[bool, typer.Option("--allow-import", help="Let suites with 'builder: user' import and run the Python module they name (your own code; off by default).")] = False,
+    model: Annotated[Optional[list[str]], typer.Option("--model", help="A model to time without a suite file: a built-in network ('latbench list') or your own MODULE:FACTORY (naming it imports it). Repeat to compare models, interleaved; the first is the baseline.")] = None,
+    input_shape: Annotated[Optional[str], typer.Option("--input", help="With --model: the input without the batch, CxHxW (e.g. 3x224x224). Needed for MODULE:FACTORY; a built-in network takes 3xRxR (default 3x224x224).")] = None,
+    kwargs: Annotated[Optional[list[str]], typer.Option("--kwargs", help="With --model: JSON keyword arguments of the factory (or a built-in network's parameters), one for all models or one per --model.")] = None,
+    dtype: Annotated[Optional[str], typer.Option("--dtype", help="With --model: comma-separated dtypes, e.g. float32,bfloat16 (default float32).")] = None,
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="With --model: channels_last memory format for the model and input.")] = False,
+    compile_: Annotated[bool, typer.Option("--compile", help="With --model: time torch.compile'd models (mode 'compile') instead of eager.")] = False,
 ) -> None:
     """Build each case of the suites, check FLOPs, warm up, time, and write results/ tables.
 
@@ -109,7 +115,11 @@ def run(
     """
     from latbench.session import RunOptions
 
-    opts = RunOptions(suites=tuple(suites), device=device.value, quick=quick, threads=threads, schedule=schedule.value,
+    try:
+        models, batch = _model_request(model, input_shape, kwargs, batch, dtype, channels_last, compile_)
+    except LatbenchError as exc:
+        fail(exc, debug)
+    opts = RunOptions(suites=tuple(suites or ()), models=models, device=device.value, quick=quick, threads=threads, schedule=schedule.value,
                       widths=widths.value if widths else None, platform=platform.value if platform else None,
                       batch=batch, modes=modes, max_time=max_time, min_time=min_time, target=target,
                       cudnn_benchmark=cudnn_benchmark, latency=latency.value, l2=l2.value, results_dir=results_dir, seed=seed, resume=resume,
@@ -124,6 +134,27 @@ def run(
         err.print(f"interrupted by {exc}" if isinstance(exc, faults.Interrupted) else "interrupted", style="yellow")
         code = exc.exit_code if isinstance(exc, faults.Interrupted) else 130
     raise typer.Exit(code)
+
+
+def _model_request(model, input_shape, kwargs, batch, dtype, channels_last, compile_):
+    """--model and its options as a suite.adhoc.ModelRequest (None without --model), and --batch for suites."""
+    from latbench.suite import adhoc
+
+    batches = adhoc.parse_batches(batch) if batch is not None else None
+    if not model:
+        given = [n for n, v in (("--input", input_shape), ("--kwargs", kwargs), ("--dtype", dtype),
+                                ("--channels-last", channels_last), ("--compile", compile_)) if v]
+        if given:
+            raise LatbenchError(f"{given[0]} is an option of --model", hint="add --model NAME|MODULE:FACTORY, "
+                                "or use a suite's 'sweep:' for dtype, memory format and mode")
+        if batches and len(batches) > 1:
+            raise LatbenchError(f"--batch {batch}: several batches need --model", hint="for a suite, give one "
+                                "batch, or list them under 'sweep: batch:' in the suite")
+        return None, batches[0] if batches else None
+    req = adhoc.ModelRequest(models=tuple(model), input=input_shape, kwargs=tuple(kwargs or ()),
+                             batches=batches or (1,), dtypes=adhoc.parse_dtypes(dtype) if dtype else ("float32",),
+                             channels_last=channels_last, compile=compile_)
+    return req, None
 
 
 def _run(opts, quiet: bool) -> int:
@@ -281,6 +312,38 @@ def report_cmd(
     if not quiet:
         err.print(f"wrote {rep.markdown} and {len(rep.figures)} figure(s) in {rep.markdown.parent / 'figures'}",
                   highlight=False)
+
+
+@app.command("audit")
+def audit_cmd(
+    model: Annotated[str, typer.Argument(help="A built-in network ('latbench list') or your own MODULE:FACTORY (naming it imports it).")],
+    input_shape: Annotated[Optional[str], typer.Option("--input", help="The input without the batch, CxHxW. Needed for MODULE:FACTORY; a built-in network takes 3xRxR (default 3x224x224).")] = None,
+    kwargs: Annotated[Optional[str], typer.Option("--kwargs", help="JSON keyword arguments of the factory (or a built-in network's parameters, e.g. '{\"width\": 0.5}').")] = None,
+    batch: Annotated[int, typer.Option(min=1, help="Batch size.")] = 1,
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
+    threads: Annotated[Optional[int], typer.Option(min=1, help="torch intra-op threads (default 1, as 'run' on cpu).")] = None,
+    rounds: Annotated[int, typer.Option(min=1, help="Interleaved rounds: the whole network timed alone, then profiled layer by layer.")] = 7,
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the markdown, CSV and figures/ (created).")] = Path("report"),
+    name: Annotated[Optional[str], typer.Option(help="File stem of the outputs (default audit-<model>).")] = None,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Do not list written files on stderr.")] = False,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks for user errors too.")] = False,
+) -> None:
+    """Guideline audit of one network on the CPU: per layer multiply-adds, MAC bytes, arithmetic intensity, share of time, time above its roofline bound and the ShuffleNet V2 guideline it strains (G1-G4); a ranking of where it loses time against FLOPs. Markdown, CSV and a figure."""
+    from latbench.audit import run_audit
+    from latbench.report.audit import write_audit
+
+    try:
+        a = run_audit(model, input_shape, kwargs, batch=batch, dtype=dtype, threads=threads, rounds=rounds)
+        md, csv_path, fig = write_audit(a, out_dir, name)
+    except LatbenchError as exc:
+        fail(exc, debug)
+    out.print(f"{a.target}: {a.whole_ms:.3f} ms per forward; layers' op time {100 * a.ops_ms / a.whole_ms:.0f} % "
+              f"of it (adds up within tolerance: {'yes' if a.adds_up else 'no'})", highlight=False)
+    for i, layer in enumerate(a.ranking(5), 1):
+        out.print(f"  {i}. {layer.name} ({layer.kind}): {100 * layer.time_share:.1f} % of time, "
+                  f"{100 * layer.flops_share:.1f} % of FLOPs {layer.guideline}", highlight=False, markup=False)
+    if not quiet:
+        err.print(f"wrote {md}, {csv_path} and {fig}", highlight=False)
 
 
 # ---------------------------------------------------------------- compare, gate, calibrate

@@ -55,6 +55,7 @@ class RunOptions:
     allow_import: bool = False
     argv: tuple[str, ...] = ("latbench",)  # the command line: recorded, and the base of resume hints
     fake_backend: bool | None = None  # None: $LATBENCH_FAKE_BACKEND decides (devices.FAKE_ENV)
+    models: Any = None  # suite.adhoc.ModelRequest: models named by --model, run as one more suite
 
 
 @dataclass
@@ -222,6 +223,12 @@ def run(opts: RunOptions, events: Events | None = None) -> RunOutcome:
     events = events or Events()
     # Everything that can be wrong with the input is checked before anything is measured.
     loaded = [load_suite(p, opts.allow_import) for p in opts.suites]
+    if opts.models is not None:  # --model: an in-memory suite, run like a file
+        from latbench.suite.adhoc import build_suite
+
+        loaded.append(build_suite(opts.models))
+    if not loaded:
+        raise LatbenchError("nothing to run", hint="give a suite file (e.g. suites/g1.yaml) or --model NAME|MODULE:FACTORY")
     if opts.resume and len(loaded) != 1:
         raise LatbenchError(f"--resume continues one run, but {len(loaded)} suites were given",
                             hint="give only the suite that the run in --resume measured")

@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, ...]] = [
      "timing.cpu", "timing.loop", "results.schema"),
     ("cost", "solver", "timing.prepare", "timing", "telemetry", "results", "suite"),
     ("devices", "roofline", "opbreakdown", "resume", "compare"),
-    ("runner", "gate", "report"),
+    ("runner", "gate", "audit", "report"),
     ("session",),
     ("cli", "__main__"),
 ]

@@ -127,6 +127,9 @@ def render(rs: ResultSet, infos: list[SuiteInfo], effects: list[CaseEffect], cla
         cs = [c for c in effects if c.experiment == info.experiment]
         if cs:
             parts += [f"## {_heading(info)}", _suite_section(info, cs, claims)]
+    from latbench.report.table8 import section as table8_section  # the whole networks beside Table 8
+
+    parts += [s for s in [table8_section(rs.rows)] if s]
     parts += ["## Which cost predicts latency?", _predictors(scores)]
     for fig_title, figs in figures.items():
         if figs:
