@@ -26,6 +26,8 @@ class Builder:
         searches for a FLOPs target (e.g. c2 = 6 * c1 for a 1:6 pair).
     input_shape(params) -> the input's shape without the batch dimension, when it is not
         (in_channels, suite height, suite width) (user modules give their own).
+    make(params) -> (model, input) that exist already, on their device, used as they are
+        (`latbench.measure`'s objects); build and input_shape are then not used.
     """
 
     name: str
@@ -37,6 +39,7 @@ class Builder:
     widths: Callable[[dict[str, Any]], dict[str, int]]
     proportions: Callable[[dict[str, Any]], dict[str, float]]
     input_shape: Callable[[dict[str, Any]], tuple[int, ...]] | None = None
+    make: Callable[[dict[str, Any]], tuple[nn.Module, Any]] | None = None
 
 
 _REGISTRY: dict[str, Builder] = {}
