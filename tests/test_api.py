@@ -103,3 +103,9 @@ def test_results_dir_writes_files_that_compare_reads(tmp_path):
 
 def test_measure_error_is_exported():
     assert issubclass(MeasureError, latbench.api.LatbenchError)
+
+
+def test_the_private_object_builder_is_not_listed_for_suites():
+    from latbench.models import list_builders
+
+    assert "_object" not in list_builders() and "g2_group_conv" in list_builders()

@@ -53,7 +53,8 @@ def register_builder(builder: Builder) -> Builder:
 
 
 def list_builders(pattern: str = "*") -> list[str]:
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+    """Names of the builders a suite can name (private ones, '_object' of latbench.measure, are not listed)."""
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern) and not n.startswith("_"))
 
 
 def get_builder(name: str, where: str | None = None) -> Builder:
