@@ -221,7 +221,7 @@ def run_output(results: list, fmt: Format) -> str:
         doc = [{"suite": s.suite_name, "suite_path": s.suite_path, "title": s.title, "results_csv": str(s.files.csv),
                 "rows": [{c: terminal.plain(r.get(c)) for c in RESULT_COLUMNS} for r in s.rows],
                 "claims": s.verdicts} for s in results]
-        return json.dumps(doc, indent=2, default=str, allow_nan=False) + "\n"
+        return json.dumps(terminal.jsonable(doc), indent=2, default=str, allow_nan=False) + "\n"
     if fmt is Format.markdown:
         return "\n".join(terminal.run_markdown(s.rows, s.title) for s in results)
     return rendered(*(t for s in results for t in (

@@ -168,3 +168,11 @@ def test_report_dash_o_and_the_deprecated_out_name(aa, tmp_path):
     assert (tmp_path / "rep" / "r.md").is_file()
     r = invoke("report", *map(str, base), "--out", str(tmp_path / "old"), "--name", "x.md")
     assert r.exit_code == 0 and (tmp_path / "old" / "x.md").is_file() and "deprecated" in r.stderr
+
+
+def test_run_json_is_strict_json_even_with_nan_in_claims():
+    from latbench.report.terminal import jsonable
+
+    doc = jsonable({"rows": [{"x": float("nan"), "y": 1.5}], "claims": [{"ci": (float("nan"), 2.0)}]})
+    assert json.loads(json.dumps(doc, allow_nan=False)) == {"rows": [{"x": None, "y": 1.5}],
+                                                             "claims": [{"ci": [None, 2.0]}]}

@@ -63,6 +63,15 @@ def plain(v: Any) -> Any:
     return v
 
 
+def jsonable(obj: Any) -> Any:
+    """obj with every NaN (at any depth) as None and numpy scalars as Python numbers: strict JSON."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    return plain(obj)
+
+
 def run_cells(rows: Iterable[dict[str, Any]]) -> tuple[list[tuple[str, str]], list[list[str]]]:
     """The run table's (label, justify) columns and text cells; each label names the quantity it holds.
 
