@@ -55,6 +55,8 @@ def build_network(builder: str, params: dict[str, Any], blocks: int, batch: int,
     """The network in eval mode and a random input of shape (batch, C, height, width) on `device`."""
     b = get_builder(builder)
     params = b.params.model_validate(params).model_dump()
+    if b.make is not None:  # objects that exist already (latbench.measure): as they are
+        return b.make(params)
     shape = b.input_shape(params) if b.input_shape else (b.in_channels(params), height, width)
     with torch.device(device):
         model = b.build(params, blocks).to(dtype=dtype).eval()

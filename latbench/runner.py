@@ -183,7 +183,9 @@ def _profile(fn: Callable[[], object], device: Device) -> dict[str, Any]:
 def _add_hardware_columns(row: dict[str, Any], tele: Any, ceilings: roofline.CeilingSet | roofline.Ceilings | None,
                           ops: dict[str, Any] | None) -> None:
     """Telemetry flags, roofline and op-breakdown columns; flags also become row warnings."""
-    row.update(roofline.row_columns(row["flops"], row["mac_bytes"], row.get("latency_ms"), ceilings, row.get("dtype")))
+    if row.get("flops") is not None:  # a case that could not be counted has no cost columns
+        row.update(roofline.row_columns(row["flops"], row["mac_bytes"], row.get("latency_ms"), ceilings,
+                                        row.get("dtype")))
     if ops:
         row.update({k: v for k, v in ops.items() if k != "profile_error"})
     if tele is not None:

@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("cost", "solver", "timing.prepare", "timing", "telemetry", "results", "suite"),
     ("devices", "roofline", "opbreakdown", "resume", "compare"),
     ("runner", "gate", "audit", "report"),
-    ("session",),
+    ("session", "api", "pytest_plugin"),
     ("cli", "__main__"),
 ]
 

@@ -251,8 +251,8 @@ def test_report_of_suites_other_than_g1_g4(tmp_path, monkeypatch):
     assert "A suite of my own, not the paper's." in text
     assert "no claims in this suite" in r.stdout and "b beats a" in r.stdout
     figures = sorted(p.name for p in (out / "figures").glob("*.png"))
-    assert figures == ["report-cpu-fake-cpu-1-thread-s-eager-flops-latency.png",
-                       "report-cpu-fake-cpu-1-thread-s-eager-roofline.png"]  # no paper figure
+    assert figures == ["report-cpu-fake-cpu-1-thread-eager-flops-latency.png",
+                       "report-cpu-fake-cpu-1-thread-eager-roofline.png"]  # no paper figure, no '-s-' slug
     assert len(saved) == 2
     for fig in saved:  # every panel drawn holds data: no 'not in these results' placeholders
         assert fig.axes and all(ax.has_data() for ax in fig.axes)

@@ -26,6 +26,8 @@ class Builder:
         searches for a FLOPs target (e.g. c2 = 6 * c1 for a 1:6 pair).
     input_shape(params) -> the input's shape without the batch dimension, when it is not
         (in_channels, suite height, suite width) (user modules give their own).
+    make(params) -> (model, input) that exist already, on their device, used as they are
+        (`latbench.measure`'s objects); build and input_shape are then not used.
     """
 
     name: str
@@ -37,6 +39,7 @@ class Builder:
     widths: Callable[[dict[str, Any]], dict[str, int]]
     proportions: Callable[[dict[str, Any]], dict[str, float]]
     input_shape: Callable[[dict[str, Any]], tuple[int, ...]] | None = None
+    make: Callable[[dict[str, Any]], tuple[nn.Module, Any]] | None = None
 
 
 _REGISTRY: dict[str, Builder] = {}
@@ -50,7 +53,8 @@ def register_builder(builder: Builder) -> Builder:
 
 
 def list_builders(pattern: str = "*") -> list[str]:
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+    """Names of the builders a suite can name (private ones, '_object' of latbench.measure, are not listed)."""
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern) and not n.startswith("_"))
 
 
 def get_builder(name: str, where: str | None = None) -> Builder:

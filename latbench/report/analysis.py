@@ -78,7 +78,8 @@ def device_label(meta: dict[str, Any], df: pd.DataFrame) -> str:
 
 
 def slug(label: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+    """'cpu: AMD EPYC, 1 thread(s)' -> 'cpu-amd-epyc-1-thread' (no stray '-s-' from a plural '(s)')."""
+    return re.sub(r"[^a-z0-9]+", "-", label.lower().replace("(s)", "")).strip("-")
 
 
 # --- paired ratios -------------------------------------------------------------------------------

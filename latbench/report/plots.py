@@ -13,6 +13,33 @@ from latbench.report.analysis import CaseEffect
 from latbench.errors import LatbenchError
 
 DPI = 110
+TITLE_CHARS = 48  # a panel title wraps at this many characters (two panels side by side)
+
+
+def _wrap(text: str, width: int = TITLE_CHARS) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width)) or text
+
+
+def _log(ax: Any, axis: str = "xy") -> None:
+    """Log scale with plain tick labels (1, 2, 5, 10, 20, ...): no '3x10^4x10^1' of overlapping minor labels."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    def plain(v: float, _pos: Any) -> str:
+        return f"{v:g}" if 1e-3 <= v < 1e6 else f"{v:.0e}"
+
+    for name in axis:
+        a = ax.xaxis if name == "x" else ax.yaxis
+        (ax.set_xscale if name == "x" else ax.set_yscale)("log")
+        a.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        a.set_major_formatter(FuncFormatter(plain))
+        a.set_minor_formatter(NullFormatter())
+
+
+def _legend_outside(ax: Any) -> None:
+    """The legend right of the panel, off the data."""
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
 
 
 def _panels(n: int, size: tuple[float, float]) -> Any:
@@ -58,20 +85,19 @@ def flops_vs_latency(rows: pd.DataFrame, headings: dict[str, str], title: str, p
     fig, axes = _panels(len(experiments), (11, 8))
     for ax, exp in zip(axes, experiments):
         g = rows[rows["experiment"] == exp]
-        ax.set_title(headings.get(exp, exp), fontsize=9)
+        ax.set_title(_wrap(headings.get(exp, exp)), fontsize=9)
         for case, h in g.groupby("case", sort=False):
             h = h.sort_values("mult_adds")
             x = h["mult_adds"] / 1e6
             y = h["latency_ms"]
             err = [(y - h["latency_ci_low_ms"]).clip(lower=0), (h["latency_ci_high_ms"] - y).clip(lower=0)]
             ax.errorbar(x, y, yerr=err, marker="o", ms=4, capsize=2, lw=1, label=str(case))
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        _log(ax)
         ax.set_xlabel("mult-adds (M, the paper's FLOPs)")
         ax.set_ylabel("latency (ms, median, 95% CI)")
-        ax.legend(fontsize=7)
+        _legend_outside(ax)
         ax.grid(True, which="both", alpha=0.3)
-    fig.suptitle(f"FLOPs vs latency - {title}", fontsize=11)
+    fig.suptitle(_wrap(f"FLOPs vs latency - {title}", 100), fontsize=11)
     return _save(fig, path)
 
 
@@ -98,15 +124,14 @@ def roofline(rows: pd.DataFrame, ceilings: dict[str, Any] | None, title: str, pa
         hi = max(ok["roofline_bound_ms"].max(), ok["latency_ms"].max())
         for frac, style in ((1.0, "-"), (0.1, "--"), (0.01, ":")):
             left.plot([lo, hi], [lo / frac, hi / frac], "k" + style, lw=0.8, label=f"{frac:.0%} of roofline")
-        left.set_xscale("log")
-        left.set_yscale("log")
+        _log(left)
         left.set_xlabel("roofline lower bound (ms)")
         left.set_ylabel("measured latency (ms)")
         left.set_title("measured time vs roofline bound", fontsize=10)
-        left.legend(fontsize=7)
+        _legend_outside(left)
         left.grid(True, which="both", alpha=0.3)
     if right is None:
-        fig.suptitle(f"Roofline - {title}", fontsize=11)
+        fig.suptitle(_wrap(f"Roofline - {title}", 100), fontsize=11)
         return _save(fig, path)
     if ceilings and len(ok):
         peak, bw = ceilings["peak_flops_per_s"] / 1e9, ceilings["bandwidth_bytes_per_s"] / 1e9
@@ -114,14 +139,13 @@ def roofline(rows: pd.DataFrame, ceilings: dict[str, Any] | None, title: str, pa
         xs = [min(ai.min(), peak / bw) / 2, peak / bw, max(ai.max(), peak / bw) * 2]
         right.plot(xs, [min(peak, bw * x) for x in xs], "k-", lw=1,
                    label=f"roof: {peak:.0f} GFLOP/s, {bw:.0f} GB/s")
-    right.set_xscale("log")
-    right.set_yscale("log")
+    _log(right)
     right.set_xlabel("arithmetic intensity (FLOPs per MAC byte)")
     right.set_ylabel("achieved GFLOP/s")
     right.set_title("roofline", fontsize=10)
-    right.legend(fontsize=7)
+    _legend_outside(right)
     right.grid(True, which="both", alpha=0.3)
-    fig.suptitle(f"Roofline - {title}", fontsize=11)
+    fig.suptitle(_wrap(f"Roofline - {title}", 100), fontsize=11)
     return _save(fig, path)
 
 
@@ -147,9 +171,11 @@ def paper_side_by_side(effects: list[CaseEffect], title: str, path: Path) -> Pat
             vals = [c.paper_speed.get(plat, math.nan) for c in cs]
             ax.bar([x + k * w for x in xs], vals, w, label=f"paper {plat.upper()}", alpha=0.8)
         ax.axhline(1.0, color="k", lw=0.8)
-        ax.set_xticks(xs, [f"{c.case}\nx{c.scale}" for c in cs], fontsize=6, rotation=60)
+        ax.set_xticks(xs, [f"{c.case} x{c.scale}" for c in cs], fontsize=7, rotation=50, ha="right",
+                      rotation_mode="anchor")
         ax.set_ylabel("speed relative to baseline")
-        ax.legend(fontsize=7)
         ax.grid(True, axis="y", alpha=0.3)
-    fig.suptitle(f"Relative speed, ours vs ShuffleNet V2 Tables 1-4 - {title}", fontsize=11)
+    handles, labels = axes[0].get_legend_handles_labels()  # the same three series in every panel: one legend
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=8, frameon=False)
+    fig.suptitle(_wrap(f"Relative speed, ours vs ShuffleNet V2 Tables 1-4 - {title}", 100), fontsize=11)
     return _save(fig, path)

@@ -52,41 +52,89 @@ def point_text(row: dict[str, Any], axes: Iterable[str]) -> str:
     return " ".join(fmt.get(a, "{}").format(row.get(a)) for a in axes)
 
 
-def run_table(rows: Iterable[dict[str, Any]], title: str) -> Table:
-    """The paper's comparison at a glance: FLOPs, MAC, latency and speed relative to the first case.
+def plain(v: Any) -> Any:
+    """A cell for JSON: NaN and missing become None, numpy scalars Python numbers."""
+    if v is None:
+        return None
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+        v = v.item()
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return v
+
+
+def jsonable(obj: Any) -> Any:
+    """obj with every NaN (at any depth) as None and numpy scalars as Python numbers: strict JSON."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    return plain(obj)
+
+
+def run_cells(rows: Iterable[dict[str, Any]]) -> tuple[list[tuple[str, str]], list[list[str]]]:
+    """The run table's (label, justify) columns and text cells; each label names the quantity it holds.
 
     When rows differ in batch, dtype, memory format or threads (a sweep), a 'point' column names
     them and p99 and images/s columns show the latency-throughput trade.
     """
     rows = list(rows)
     swept = [a for a in SWEEP_AXES if len({str(r.get(a)) for r in rows}) > 1]
-    t = Table(title=title, title_justify="left")
     columns = [("case", "left"), ("scale", "right"), ("mode", "left")] + ([("point", "left")] if swept else []) + [
-        ("widths", "left"), ("MFLOPs", "right"), ("drift", "right"), ("MAC MB", "right"), ("latency ms", "right"),
-        ("p10-p90 ms", "right")] + ([("p99 ms", "right"), ("images/s", "right")] if swept else []) + [
-        ("rel. speed", "right"), ("latency ratio [95% CI]", "left"), ("note", "left")]
-    for name, justify in columns:
-        t.add_column(name, justify=justify)  # type: ignore[arg-type]
+        ("widths", "left"), ("M mult-adds", "right"), ("FLOPs drift", "right"), ("MAC MB", "right"),
+        ("latency ms", "right"), ("p10-p90 ms", "right")] + (
+        [("p99 ms", "right"), ("images/s", "right")] if swept else []) + [
+        ("speed vs baseline", "right"), ("latency ratio [95% CI]", "left"), ("note", "left")]
+    cells = []
     for row in rows:
         lat, r = _num(row.get("latency_ms")), _num(row.get("ratio_to_baseline"))
         failed = row.get("status") != "ok"
         note = row.get("error") if failed else short_warnings(row.get("warnings"))
         extra = ([f"{_num(row.get('latency_p99_ms')):.3f}", f"{_num(row.get('images_per_s')):,.0f}"]
                  if swept and not failed else ["", ""] if swept else [])
-        t.add_row(
-            escape(str(row["case"])), f"x{row['scale']}", str(row["mode"]),
+        cells.append([
+            str(row["case"]), f"x{row['scale']}", str(row["mode"]),
             *([point_text(row, swept)] if swept else []), str(row.get("widths", "")),
-            f"{_num(row['mult_adds']) / 1e6:,.1f}",
+            f"{_num(row.get('mult_adds')) / 1e6:,.1f}",
             "" if math.isnan(_num(row.get("flops_drift_pct"))) else f"{_num(row['flops_drift_pct']):+.1f}%",
-            f"{_num(row['mac_bytes']) / 1e6:,.2f}",
+            f"{_num(row.get('mac_bytes')) / 1e6:,.2f}",
             str(row.get("status", "")).upper() if failed else f"{lat:.3f}",
             "" if failed else f"{_num(row.get('latency_p10_ms')):.3f}-{_num(row.get('latency_p90_ms')):.3f}",
             *extra,
             "" if failed or math.isnan(r) or r <= 0 else f"{1 / r:.2f}",
             "" if failed else ratio_text(row),
-            _markup_note(note, row.get("status")),
-        )
+            str(note or ""),
+        ])
+    return columns, cells
+
+
+def run_table(rows: Iterable[dict[str, Any]], title: str) -> Table:
+    """The paper's comparison at a glance: multiply-adds, MAC, latency and speed relative to the first case."""
+    rows = list(rows)
+    columns, cells = run_cells(rows)
+    t = Table(title=title, title_justify="left")
+    for name, justify in columns:
+        t.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for row, c in zip(rows, cells):
+        t.add_row(escape(c[0]), *c[1:-1], _markup_note(c[-1], row.get("status")))
     return t
+
+
+def markdown_table(columns: list[tuple[str, str]], cells: list[list[str]]) -> str:
+    """A GitHub markdown table (| escaped in cells)."""
+    def esc(text: str) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    align = {"left": ":---", "right": "---:"}
+    lines = ["| " + " | ".join(esc(n) for n, _ in columns) + " |",
+             "|" + "|".join(align.get(j, "---") for _, j in columns) + "|"]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in cells]
+    return "\n".join(lines) + "\n"
+
+
+def run_markdown(rows: Iterable[dict[str, Any]], title: str) -> str:
+    """`latbench run --format markdown`: the run table of one suite under a heading."""
+    return f"### {title}\n\n" + markdown_table(*run_cells(rows))
 
 
 def env_table(fp: dict[str, Any]) -> Table:
