@@ -375,6 +375,8 @@ def gate(
     alpha: AlphaOpt = 0.05,
     noise_floor: NoiseFloorOpt = None,
     allow_different_machine: Annotated[bool, typer.Option(help="Gate even when CPU/GPU model, driver, torch, threads or device differ between the sides.")] = False,
+    allow_missing: Annotated[bool, typer.Option("--allow-missing", help="Relax: a case on one side only (or failed only in the baseline) does not fail the gate.")] = False,
+    inconclusive: Annotated[str, typer.Option("--inconclusive", help="fail (default) or pass: what a case whose CI is undefined or wider than its threshold does to the gate.")] = "fail",
     normalized: NormalizedOpt = False,
     fmt: FormatOpt = Format.table,
     as_json: JsonOpt = False,
@@ -382,26 +384,45 @@ def gate(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """CI latency gate: exit 1 when a case is slower than its threshold AND significantly so (or failed to run), 0 otherwise, 2 for unreadable input; appends a markdown report to $GITHUB_STEP_SUMMARY."""
-    import os
-
+    """CI latency gate, fail-closed: exit 0 only when every case was judged and none regressed; 1 when a case is slower than its threshold AND significantly so, failed, is missing on a side, has an invalid latency or is inconclusive (the last two relaxable); 2 for unreadable or foreign input. Appends a markdown report to $GITHUB_STEP_SUMMARY."""
     from latbench.gate import decide, require_same_machine
-    from latbench.report.terminal import compare_markdown
 
     try:
+        relax = _relaxations(allow_missing, inconclusive, allow_different_machine)
         cmp = _comparison(baseline, candidate, threshold, thresholds, alpha, noise_floor, seed, normalized)
         if not allow_different_machine:
             require_same_machine(cmp.fingerprint_differences)
     except LatbenchError as exc:
         fail(exc, debug)
     _warn_all(cmp.warnings, quiet)
-    outcome = decide(cmp.deltas)
-    _emit(cmp, Format.json if as_json else fmt, "latbench gate", outcome)
+    outcome = decide(cmp.deltas, relax)
+    _finish_gate(cmp, outcome, Format.json if as_json else fmt, "latbench gate")
+
+
+def _relaxations(allow_missing: bool, inconclusive: str, allow_different_machine: bool):
+    from latbench.gate import Relaxations
+
+    if inconclusive not in ("pass", "fail"):
+        raise LatbenchError(f"--inconclusive {inconclusive!r} is neither pass nor fail",
+                            hint="use --inconclusive fail (default) or --inconclusive pass")
+    return Relaxations(allow_missing, inconclusive == "pass", allow_different_machine)
+
+
+def _finish_gate(cmp, outcome, fmt: Format, title: str) -> None:
+    """Print the gate's table and verdict, append markdown to $GITHUB_STEP_SUMMARY, exit 0 or 1."""
+    import os
+
+    from latbench.report.terminal import compare_markdown
+
+    _emit(cmp, fmt, title, outcome)
+    if fmt is Format.table:
+        for line in outcome.reasons:
+            err.print(f"gate: {line}", highlight=False, markup=False)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         try:
             with open(summary, "a", encoding="utf-8") as f:
-                f.write(compare_markdown(cmp, outcome, "latbench gate") + "\n")
+                f.write(compare_markdown(cmp, outcome, title) + "\n")
         except OSError as exc:
             err.print(f"warning: could not append to $GITHUB_STEP_SUMMARY ({exc})", style="yellow", markup=False)
     raise typer.Exit(outcome.exit_code)

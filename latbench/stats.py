@@ -123,11 +123,18 @@ def ratio_from_runs(base_ms: Sequence[float], cand_ms: Sequence[float], alpha: f
     a two-sample t-test on their logs.
 
     Both sides >= 2 runs: Welch's test (unequal variances, "runs-welch"). One side with a single run:
-    Student's test, whose pooled variance comes from the other side ("runs-pooled"). No spread at all
-    (synthetic data): the ratio is exact. Returns (ratio, ci_low, ci_high, p_value, method).
+    Student's test, whose pooled variance comes from the other side ("runs-pooled"): the single run
+    borrows the other side's run-to-run variance. No spread at all (synthetic data): the ratio is exact.
+    One run on each side, or a non-finite/non-positive latency: nan CI and method "undefined" (never
+    a verdict). Returns (ratio, ci_low, ci_high, p_value, method).
     """
-    x, y = np.log(np.asarray(base_ms, float)), np.log(np.asarray(cand_ms, float))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x, y = np.log(np.asarray(base_ms, float)), np.log(np.asarray(cand_ms, float))
+    if x.size == 0 or y.size == 0 or not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return math.nan, math.nan, math.nan, math.nan, "undefined"
     d = float(y.mean() - x.mean())
+    if x.size + y.size < 3:  # one run a side: no run-to-run variance to borrow (compare then uses the noise floor)
+        return math.exp(d), math.nan, math.nan, math.nan, "undefined"
     welch = len(x) >= 2 and len(y) >= 2
     method = "runs-welch" if welch else "runs-pooled"
     if np.ptp(x) == 0 and np.ptp(y) == 0:
