@@ -372,3 +372,30 @@ def share_slower(samples: list[float], rounds: list[Any], base_samples: list[flo
     base = dict(zip(base_rounds, base_samples))
     r = [s > base[k] for s, k in zip(samples, rounds) if k in base and base[k] > 0]
     return float(np.mean(r)) if r else math.nan
+
+
+# --- gate decisions on a noisy machine (issue 12): the asv-style baseline and the paired A/B ratio ------
+
+def asv_style_slower(base: Sequence[float], cand: Sequence[float], factor: float = 1.1,
+                     alpha: float = 0.05) -> tuple[bool, float, float]:
+    """The decision `asv compare` makes between two sequential runs: slower when the ratio of medians
+    exceeds `factor` AND a two-sided Mann-Whitney U test on the raw samples (scipy.stats.mannwhitneyu)
+    gives p < alpha. Returns (slower, ratio, p). Kept as the baseline the A/B gate is validated against."""
+    b, c = np.asarray(base, float), np.asarray(cand, float)
+    if b.size == 0 or c.size == 0:
+        return False, math.nan, math.nan
+    ratio = float(np.median(c) / np.median(b))
+    p = float(_st.mannwhitneyu(c, b, alternative="two-sided").pvalue)
+    return bool(ratio > factor and p < alpha), ratio, p
+
+
+def paired_ratio_interval(ratios: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """(median, ci_low, ci_high) of per-round ratios candidate/baseline from interleaved A/B rounds:
+    the median with median_ci_dependent (distribution-free, widened for autocorrelation between rounds).
+    Non-finite or non-positive ratios are dropped; fewer than 6 ratios give a nan CI (no 95 % pair of
+    order statistics exists), so the gate calls the case inconclusive rather than judging it."""
+    r = np.asarray([x for x in ratios if math.isfinite(x) and x > 0], float)
+    if r.size < 6:
+        return (float(np.median(r)) if r.size else math.nan, math.nan, math.nan)
+    lo, hi = median_ci_dependent(r, confidence)
+    return float(np.median(r)), lo, hi
