@@ -21,14 +21,16 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from latbench.env import machine_identity
 from latbench.errors import ResultsError
 from latbench.results import schema
-from latbench.results.read import FINGERPRINT_FIELDS, Run, expand_paths, read_run, read_runs
+from latbench.results.read import Run, expand_paths, read_run, read_runs
 from latbench.results.schema import KEY_COLUMNS
 from latbench.stats import geometric_mean, log_sd_pct, ratio_from_runs, ratio_noise_sds
 from latbench.stats import ratio_from_samples as _bootstrap_ratio
 
-__all__ = ["Comparison", "Delta", "Run", "classify", "compare", "expand_paths", "fingerprint_differences",
+__all__ = ["Comparison", "Delta", "Run", "classify", "compare", "expand_paths", "fingerprint_coverage",
+           "fingerprint_differences",
            "load_run", "load_runs", "noise_warnings", "ratio_from_runs", "ratio_from_samples"]
 
 DEFAULT_ALPHA = 0.05  # two-sided: a 95 % confidence interval for the ratio
@@ -143,14 +145,32 @@ def classify(ratio: float, ci_low: float, ci_high: float, threshold: float) -> t
 # ---------------------------------------------------------------- joining
 
 def fingerprint_differences(base: Sequence[Run], cand: Sequence[Run]) -> list[str]:
-    """Human lines naming each FINGERPRINT_FIELD whose values differ between (or within) the sides."""
+    """Human lines naming each machine/software field (env.machine_identity) whose values differ
+    between (or within) the sides. Only fields every run records are compared (fingerprint_coverage
+    says which an older file lacks)."""
+    ids = [machine_identity(r.meta) for r in (*base, *cand)]
+    common = [f for f in ids[0] if all(f in i for i in ids)] if ids else []
     out = []
-    for f in FINGERPRINT_FIELDS:
-        bv = sorted({r.fingerprint()[f] for r in base})
-        cv = sorted({r.fingerprint()[f] for r in cand})
+    for f in common:
+        bv = sorted({machine_identity(r.meta)[f] for r in base})
+        cv = sorted({machine_identity(r.meta)[f] for r in cand})
         if bv != cv or len(bv) > 1:
             out.append(f"{f}: baseline {' / '.join(map(repr, bv))}, candidate {' / '.join(map(repr, cv))}")
     return out
+
+
+def fingerprint_coverage(base: Sequence[Run], cand: Sequence[Run]) -> str:
+    """'' when every run records the same fingerprint fields; else a line naming the fields compared
+    and those some (older) files lack, which the machine check could not compare."""
+    ids = [machine_identity(r.meta) for r in (*base, *cand)]
+    every = set().union(*ids) if ids else set()
+    common = set.intersection(*(set(i) for i in ids)) if ids else set()
+    lacking = sorted(every - common)
+    if not lacking:
+        return ""
+    older = sorted({r.path.name for r, i in zip((*base, *cand), ids) if set(i) != every})
+    return (f"fingerprints compared on the {len(common)} field(s) every file records; {', '.join(older)} "
+            f"(older) lack(s) {', '.join(lacking)}, so machines that differ only there cannot be told apart")
 
 
 def _index(runs: Sequence[Run], key_cols: Sequence[str]) -> dict[tuple, list[tuple[Run, pd.Series]]]:
@@ -203,6 +223,9 @@ def compare(base: Sequence[Run], cand: Sequence[Run], threshold_for: Callable[[d
         warnings.append(f"aligned cases across devices: baseline {bdev.pop()} vs candidate {cdev.pop()}")
     diffs = fingerprint_differences(base, cand)
     warnings.extend(f"fingerprints differ: {d}" for d in diffs)
+    coverage = fingerprint_coverage(base, cand)
+    if coverage:
+        warnings.append(coverage)
     bidx, cidx = _index(base, key_cols), _index(cand, key_cols)
     deltas = []
     for k in list(bidx) + [k for k in cidx if k not in bidx]:
