@@ -476,3 +476,41 @@ def calibrate(
         sys.stdout.write(json.dumps(cal.data, indent=2) + "\n")
     else:
         out.print(calibration_table(cal.suggestions, cal.pooled_pct, cal.noise_floor, cal.runs_per_side))
+
+
+@app.command("ab")
+def ab_cmd(
+    suite: Annotated[Path, typer.Argument(help="Suite whose cases are 'builder: user' (your modules).")],
+    base: Annotated[str, typer.Option("--base", help="Baseline code: a source directory, or a git ref of --repo (checked out as a temporary worktree).")],
+    head: Annotated[str, typer.Option("--head", help="Candidate code: a source directory or a git ref, as --base.")],
+    repo: Annotated[Path, typer.Option(help="The git repository --base/--head refs belong to.")] = Path("."),
+    allow_import: Annotated[bool, typer.Option("--allow-import", help="Required: the suite imports and runs your code, from both sides.")] = False,
+    device: Annotated[Device, typer.Option(help="cpu or cuda.")] = Device.cpu,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads.")] = None,
+    max_time: Annotated[Optional[float], typer.Option(help="Seconds of measurement per case at most (both sides together).")] = None,
+    min_time: Annotated[Optional[float], typer.Option(help="Seconds of measurement per case at least.")] = None,
+    threshold: ThresholdOpt = None,
+    allow_missing: Annotated[bool, typer.Option("--allow-missing", help="Relax: a case measured on one side only does not fail the gate.")] = False,
+    inconclusive: Annotated[str, typer.Option("--inconclusive", help="fail (default) or pass: what a case whose CI is undefined or wider than its threshold does to the gate.")] = "fail",
+    fmt: FormatOpt = Format.table,
+    as_json: JsonOpt = False,
+    seed: Annotated[int, typer.Option(help="Seed of the interleaving order and of the models' weights.")] = 0,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Interleaved A/B gate: measure two versions of your code (directories or git refs) in the same rounds, one process, and gate on each case's paired per-round ratio head/base. Exit codes as 'latbench gate'."""
+    from latbench import ab, devices
+    from latbench.gate import DEFAULT_THRESHOLD, decide, parse_fraction
+
+    try:
+        relax = _relaxations(allow_missing, inconclusive, False)
+        thr = parse_fraction(threshold) if threshold is not None else DEFAULT_THRESHOLD
+        with ab.checkout_sides(base, head, repo) as sides:
+            specs = ab.load_ab_suite(suite, sides[0], devices.of(device.value).default_platform, allow_import)
+            result = ab.run_ab(specs, sides, device.value, threads, thr, max_time_s=max_time, min_time_s=min_time,
+                               seed=seed, on_case=lambda label: None if quiet else err.print(
+                                   f"measuring {label} (base and head interleaved)", highlight=False, markup=False))
+    except LatbenchError as exc:
+        fail(exc, debug)
+    outcome = decide(result.comparison.deltas, relax)
+    _finish_gate(result.comparison, outcome, Format.json if as_json else fmt, "latbench ab")
