@@ -46,7 +46,7 @@ class Net(nn.Module):
 def make(c=16):
     return Net(c)
 """
-FAST = ["--max-time", "3", "--min-time", "1", "--json", "-q"]  # real CPU timing: ~100 paired rounds
+FAST = ["--max-time", "2", "--min-time", "0.5", "--json", "-q"]  # real CPU timing: ~100 paired rounds
 
 
 def write_code(root, repeat):

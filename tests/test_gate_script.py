@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,13 +68,14 @@ def _user_repo(tmp_path: Path) -> Path:
 def _run(tmp_path, repo, **extra):
     summary = tmp_path / "step-summary.md"
     env = {**os.environ, "SUITE": "bench.yaml", "REPO": str(repo), "BASE_REF": "HEAD~1", "HEAD_REF": "HEAD",
-           "THRESHOLD": "10%", "AB_FLAGS": "--max-time 3 --min-time 1", "OUT_DIR": str(tmp_path / "out"),
+           "THRESHOLD": "10%", "AB_FLAGS": "--max-time 2 --min-time 0.5", "OUT_DIR": str(tmp_path / "out"),
            "LATBENCH_SPEC": "skip", "PYTHON": sys.executable, "GITHUB_STEP_SUMMARY": str(summary),
            "PYTHONPATH": str(ROOT), "LATBENCH_FAKE_BACKEND": "0", **extra}
     proc = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, env=env, timeout=240)
     return proc, summary
 
 
+@pytest.mark.slow
 def test_the_gate_script_catches_a_slower_commit_in_a_user_repository(tmp_path):
     repo = _user_repo(tmp_path)
     proc, summary = _run(tmp_path, repo)

@@ -3,6 +3,10 @@ machine is shared; only that every gate decided and the summary adds up)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 from benchmarks import validate_gate as vg
 
 
@@ -20,8 +24,27 @@ def test_summary_counts_slower_and_fail_closed_separately():
     assert "| ab | A/A (false alarms) | 2 | 0 | 1 | 2.0 |" in vg.markdown(s)
 
 
-def test_every_gate_decides_on_a_tiny_run(tmp_path):
-    opts = vg.parse_args(["--trials", "1", "--levels", "20", "--max-time", "0.5", "--runs-per-side", "1",
+def _in_process(args, cwd):
+    """vg._latbench without a new process (each would import torch again): the CLI in this process,
+    from `cwd`, with the side's module forgotten first so that each side imports its own code."""
+    from typer.testing import CliRunner
+
+    from latbench.cli import app
+
+    for k in [k for k in sys.modules if k.split(".")[0] == "gatepkg"]:
+        del sys.modules[k]
+    before = os.getcwd()
+    os.chdir(cwd)
+    try:
+        r = CliRunner().invoke(app, [str(a) for a in args], env={"LATBENCH_FAKE_BACKEND": "1"})
+    finally:
+        os.chdir(before)
+    return subprocess.CompletedProcess(args, r.exit_code, r.stdout, r.stderr)
+
+
+def test_every_gate_decides_on_a_tiny_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(vg, "_latbench", _in_process)
+    opts = vg.parse_args(["--trials", "1", "--levels", "20", "--max-time", "0.2", "--runs-per-side", "1",
                           "--layers", "4", "--channels", "8", "--size", "12", "--workdir", str(tmp_path)])
     res = vg.validate(opts)
     got = {d["method"]: d for d in res["decisions"]}

@@ -203,7 +203,7 @@ def compare_markdown(cmp: Any, outcome: Any = None, title: str = "latbench compa
                                                                                                     cells[0].strip())
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     lines += ["", "Marks: :red_circle: slower, :green_circle: faster, ~ significant but within threshold, "
-                  ":grey_question: in one side only, :x: failed. Method per case in the JSON output "
+                  ":grey_question: in one side only, ? inconclusive (CI undefined or wider than the threshold), :x: failed. Method per case in the JSON output "
                   "(`runs-welch`: t-test on run medians; `samples-bootstrap+floor`: one run per side, CI widened "
                   f"by a {cmp.noise_floor:.0%} run-to-run noise floor).", ""]
     return "\n".join(lines)
