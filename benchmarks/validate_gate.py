@@ -1,169 +1,231 @@
-"""Validate 'latbench gate' on this machine: false-alarm rate on real A/A runs and detection rate on a
-genuinely slower module (~15 % more work), measured with real 'latbench run' processes.
+"""Validate the latency gates on this machine (issue 12, item 6): A/A false alarms and detections of
++5 / +10 / +20 % slowdowns made by a REAL code change, for three gates, with wall time per decision.
 
-Each trial runs, in alternation (A, A', B, A, A', B, ...), `--runs-per-side` runs of
-  A  : suite 'gatecheck': case 'ref' (1x1 conv stack, c=64) and case 'target' (the same, c=64)
-  A' : the same suite file again (the A/A candidate: same code, later runs)
-  B  : the same suite with 'target' widened to c=69 (FLOPs x 1.162; 'ref' unchanged)
-then gates A vs A' (any 'slower' = false alarm) and A vs B ('target' slower = detection, 'ref' slower
-= false alarm). The first run of each side is also gated alone (1 vs 1, the noise-floor path).
+The code under test is a user module (`builder: user`, factory 'gatepkg.net:make'): a stack of LAYERS
+identical 3x3 convolutions. A slowdown of s % is the same module with round(LAYERS * (1 + s)) layers
+(20 -> 21, 22, 24 by default): a change in the source, not an edited CSV. Level 0 is A/A: the same code
+in a second directory.
 
-    python benchmarks/validate_gate.py --pairs 20                 # full: ~1 h on 2 cores
-    python benchmarks/validate_gate.py --pairs 2 --quick          # smoke test, a few minutes
-    python benchmarks/validate_gate.py --regate --workdir DIR     # gate DIR's runs again, measure nothing
+Gates, one decision per trial and level, each in fresh processes as CI runs them:
+  ab     'latbench ab SUITE --base A --head B --allow-import': both in the same interleaved rounds
+  multi  'latbench run' --runs-per-side times a side, alternated ABAB, then 'latbench gate'
+  asv    asv-style: the first base run, then the first head run (sequential), slower when the ratio of
+         medians > --asv-factor (1.1) and Mann-Whitney p < 0.05 (latbench.stats.asv_style_slower)
+A trial of a level > 0 is a detection when the gate says "slower"; at level 0 any "slower" is a false
+alarm. The gates also fail closed (inconclusive, ...): those counts are reported separately.
 
-Prints progress on stderr and a markdown summary on stdout; --output writes all figures as JSON.
+    python benchmarks/validate_gate.py --trials 20                       # the full validation (long)
+    python benchmarks/validate_gate.py --trials 1 --levels 20 --max-time 1 --runs-per-side 1   # smoke
+
+Prints progress on stderr and a markdown summary on stdout; --output writes every decision as JSON.
+Figures depend on the machine and its load: docs quote only what a command here produced.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
+METHODS = ("ab", "multi", "asv")
 
 SUITE = """\
 # written by benchmarks/validate_gate.py
 suite: gatecheck
 experiment: GATE
-description: gate validation; 'target' has c={c} ({note})
-builder: g2_group_conv
-input: {{height: 56, width: 56}}
-blocks: 10
-batch: 1
-scales: [1]
-widths: paper
+builder: user
+blocks: 1
 cases:
-  - name: ref
-    params: {{groups: 1}}
-    widths: {{gpu: {{c: 64}}, arm: {{c: 64}}}}
-  - name: target
-    params: {{groups: 1}}
-    widths: {{gpu: {{c: {c}}}, arm: {{c: {c}}}}}
+  - name: net
+    params:
+      factory: "gatepkg.net:make"
+      kwargs: {{c: {c}}}
+      input_shape: [{c}, {hw}, {hw}]
+"""
+
+CODE = """\
+# written by benchmarks/validate_gate.py: {layers} layers
+from torch import nn
+
+LAYERS = {layers}
+
+
+def make(c):
+    return nn.Sequential(*[nn.Conv2d(c, c, 3, padding=1, bias=False) for _ in range(LAYERS)])
 """
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+def write_code(root: Path, layers: int) -> Path:
+    (root / "gatepkg").mkdir(parents=True, exist_ok=True)
+    (root / "gatepkg" / "__init__.py").write_text("")
+    (root / "gatepkg" / "net.py").write_text(CODE.format(layers=layers))
+    return root
 
 
-def run_suite(suite: Path, out: Path, args: argparse.Namespace, seed: int) -> Path:
-    """One 'latbench run' process; returns its results CSV."""
-    out.mkdir(parents=True, exist_ok=True)
-    before = set(out.glob("*.csv"))
-    budget = ["--quick"] if args.quick else ["--max-time", str(args.max_time)]
-    cmd = [sys.executable, "-m", "latbench", "run", str(suite), "-q", "--results-dir", str(out), "--seed", str(seed),
-           *budget]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"latbench run failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
-    new = [p for p in set(out.glob("*.csv")) - before if not p.name.endswith("-samples.csv")]
-    assert len(new) == 1, new
-    return new[0]
+def layers_for(level_pct: float, base_layers: int) -> int:
+    return round(base_layers * (1 + level_pct / 100))
 
 
-def gate(base: list[Path], cand: list[Path], args: argparse.Namespace, *extra: str) -> dict:
-    cmd = [sys.executable, "-m", "latbench", "gate", "--json", "-q", "--threshold", args.threshold,
-           "--alpha", str(args.alpha), *extra]
-    for p in base:
-        cmd += ["--baseline", str(p)]
-    for p in cand:
-        cmd += ["--candidate", str(p)]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "LATBENCH_FAKE_BACKEND": "0"}
+
+
+def _latbench(args: Sequence[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "latbench", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, env=_env())
+
+
+def _verdict(proc: subprocess.CompletedProcess) -> tuple[str, dict[str, Any]]:
+    """(status of the case, JSON doc) from a gate's --json output; 'error' when it exited 2."""
     if proc.returncode not in (0, 1):
-        raise SystemExit(f"latbench gate could not answer ({proc.returncode}): {proc.stderr.strip()}")
+        return "error", {"stderr": proc.stderr.strip().splitlines()[-1:] if proc.stderr else []}
     doc = json.loads(proc.stdout)
-    cases = {c["case"]: c for c in doc["cases"]}
-    return {"exit": proc.returncode, "slower": sorted(c for c, d in cases.items() if d["status"] == "slower"),
-            "ratio": {c: d["ratio"] for c, d in cases.items()},
-            "ci": {c: [d["ci_low"], d["ci_high"]] for c, d in cases.items()},
-            "run_noise_pct": {c: d["run_noise_pct"] for c, d in cases.items()}}
+    return doc["cases"][0]["status"], {"ratio": doc["cases"][0].get("ratio"), "ci": [doc["cases"][0].get("ci_low"),
+                                       doc["cases"][0].get("ci_high")], "passed": doc["gate"]["passed"]}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pairs", type=int, default=20, help="trials (each gives one A/A and one A/B gate)")
-    ap.add_argument("--runs-per-side", type=int, default=3, help="runs per side in each gate")
-    ap.add_argument("--max-time", type=float, default=1.0, help="seconds of measurement per case and run")
-    ap.add_argument("--quick", action="store_true", help="use 'run --quick' budgets instead of --max-time")
-    ap.add_argument("--threshold", default="10%", help="gate threshold")
-    ap.add_argument("--alpha", type=float, default=0.05)
-    ap.add_argument("--wider", type=int, default=69, help="target's c in B (64 -> 69: FLOPs x 1.162)")
-    ap.add_argument("--workdir", type=Path, default=None, help="keep all runs here (default: a temp dir)")
-    ap.add_argument("--output", type=Path, default=None, help="write the figures as JSON")
-    ap.add_argument("--regate", action="store_true",
-                    help="measure nothing: gate the runs already in --workdir again (e.g. after changing the gate)")
-    args = ap.parse_args()
-    if args.regate and not args.workdir:
-        raise SystemExit("--regate needs --workdir (the directory of an earlier validation)")
+def ab_decision(suite: Path, base: Path, head: Path, opts: argparse.Namespace, work: Path) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    proc = _latbench(["ab", suite, "--base", base, "--head", head, "--allow-import", "--json", "-q",
+                      "--threshold", opts.threshold, "--max-time", opts.max_time, "--threads", opts.threads], work)
+    status, info = _verdict(proc)
+    return {"status": status, "wall_s": time.perf_counter() - t0, **info}
 
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="latbench-validate-"))
+
+def _run(suite: Path, side: Path, out: Path, opts: argparse.Namespace, seed: int) -> Path:
+    before = set(out.glob("*.csv")) if out.exists() else set()
+    proc = _latbench(["run", suite, "--allow-import", "-q", "--results-dir", out, "--max-time", opts.max_time,
+                      "--threads", opts.threads, "--seed", seed], side)
+    if proc.returncode != 0:
+        raise RuntimeError(f"latbench run failed in {side}: {proc.stderr.strip()[-500:]}")
+    new = sorted(p for p in set(out.glob("*.csv")) - before if not p.name.endswith("-samples.csv"))
+    return new[-1]
+
+
+def multi_and_asv(suite: Path, base: Path, head: Path, opts: argparse.Namespace, work: Path,
+                  trial: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """ABAB runs for the multi-run gate; its first base and first head run are the asv-style decision."""
+    from latbench.results.read import read_run
+    from latbench.stats import asv_style_slower
+
+    bdir, hdir = work / "results-base", work / "results-head"
+    t0 = time.perf_counter()
+    bfiles, hfiles, first_pair_s = [], [], 0.0
+    for i in range(opts.runs_per_side):
+        bfiles.append(_run(suite, base, bdir, opts, 1000 * trial + i))
+        hfiles.append(_run(suite, head, hdir, opts, 1000 * trial + i))
+        if i == 0:
+            first_pair_s = time.perf_counter() - t0
+    proc = _latbench(["gate", *sum((["-b", p] for p in bfiles), []), *sum((["-c", p] for p in hfiles), []),
+                      "--json", "-q", "--threshold", opts.threshold], work)
+    status, info = _verdict(proc)
+    multi = {"status": status, "wall_s": time.perf_counter() - t0, **info}
+    t1 = time.perf_counter()
+    b, h = read_run(bfiles[0]).samples, read_run(hfiles[0]).samples
+    slower, ratio, p = asv_style_slower(b["latency_ms"].to_numpy(float), h["latency_ms"].to_numpy(float),
+                                        opts.asv_factor)
+    asv = {"status": "slower" if slower else "same", "ratio": ratio, "p": p,
+           "wall_s": first_pair_s + time.perf_counter() - t1}
+    return multi, asv
+
+
+def validate(opts: argparse.Namespace) -> dict[str, Any]:
+    work = Path(opts.workdir or tempfile.mkdtemp(prefix="validate-gate-"))
     work.mkdir(parents=True, exist_ok=True)
-    suite_a, suite_b = work / "gatecheck-a.yaml", work / "gatecheck-b.yaml"
-    suite_a.write_text(SUITE.format(c=64, note="same as ref"))
-    suite_b.write_text(SUITE.format(c=args.wider, note=f"FLOPs x {args.wider ** 2 / 64 ** 2:.3f} vs ref"))
-    log(f"work dir {work}; {args.pairs} trial(s) x {3 * args.runs_per_side} runs")
+    suite = work / "gatecheck.yaml"
+    suite.write_text(SUITE.format(c=opts.channels, hw=opts.size))
+    base = write_code(work / "code-base", opts.layers)
+    decisions: list[dict[str, Any]] = []
+    for level in opts.levels:
+        layers = layers_for(level, opts.layers)
+        head = write_code(work / f"code-{level:g}pct", layers)  # level 0: the same code, another directory
+        for trial in range(opts.trials):
+            tdir = work / f"trial-{level:g}-{trial}"
+            tdir.mkdir(exist_ok=True)
+            row = {"level_pct": level, "layers": [opts.layers, layers], "trial": trial}
+            if "ab" in opts.methods:
+                decisions.append({**row, "method": "ab", **ab_decision(suite, base, head, opts, tdir)})
+            if "multi" in opts.methods or "asv" in opts.methods:
+                multi, asv = multi_and_asv(suite, base, head, opts, tdir, trial)
+                decisions += [{**row, "method": m, **d} for m, d in (("multi", multi), ("asv", asv))
+                              if m in opts.methods]
+            for d in decisions[-len(opts.methods):]:
+                print(f"level +{level:g}% trial {trial + 1}/{opts.trials} {d['method']}: {d['status']} "
+                      f"({d['wall_s']:.1f} s)", file=sys.stderr)
+            if not opts.keep:
+                shutil.rmtree(tdir, ignore_errors=True)
+    return {"settings": {k: v for k, v in vars(opts).items() if k != "output"}, "decisions": decisions,
+            "summary": summarize(decisions)}
 
-    trials = []
-    t0 = time.time()
-    for t in range(args.pairs):
-        files: dict[str, list[Path]] = {"base": [], "aa": [], "ab": []}
-        if args.regate:
-            for side in files:
-                files[side] = sorted(p for p in (work / f"trial{t:02d}" / side).glob("*.csv")
-                                     if not p.name.endswith("-samples.csv"))
-            if not all(files.values()):
-                break
-        else:
-            for i in range(args.runs_per_side):
-                for side, suite in (("base", suite_a), ("aa", suite_a), ("ab", suite_b)):
-                    files[side].append(run_suite(suite, work / f"trial{t:02d}" / side, args, seed=t * 100 + i))
-        trial = {"aa": gate(files["base"], files["aa"], args), "ab": gate(files["base"], files["ab"], args),
-                 "aa_1v1": gate(files["base"][:1], files["aa"][:1], args),
-                 "ab_1v1": gate(files["base"][:1], files["ab"][:1], args),
-                 # relative to the suite's reference case 'ref', paired within each run
-                 "aa_norm": gate(files["base"], files["aa"], args, "--normalized"),
-                 "ab_norm": gate(files["base"], files["ab"], args, "--normalized")}
-        trials.append(trial)
-        log(f"trial {t + 1}/{args.pairs} ({time.time() - t0:.0f} s): A/A slower={trial['aa']['slower']} "
-            f"A/B slower={trial['ab']['slower']} target ratio {trial['ab']['ratio']['target']:.3f}")
 
-    def rate(kind: str) -> dict:
-        fa = sum(1 for tr in trials if tr[kind.replace("ab", "aa")]["slower"])
-        det = sum(1 for tr in trials if "target" in tr[kind]["slower"])
-        ref_fa = sum(1 for tr in trials if "ref" in tr[kind]["slower"])
-        return {"aa_false_alarms": fa, "ab_detections": det, "ab_ref_false_alarms": ref_fa, "trials": len(trials)}
+def summarize(decisions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per method and level: trials, 'slower' verdicts (detections; false alarms at level 0), gate
+    failures of any kind (fail-closed: inconclusive too), and the median wall time per decision."""
+    import statistics
 
-    multi, single, norm = rate("ab"), rate("ab_1v1"), rate("ab_norm")
-    ratios = [tr["ab"]["ratio"]["target"] for tr in trials]
-    noise = [v for tr in trials for v in tr["aa"]["run_noise_pct"].values() if v is not None]
-    summary = {"args": {k: str(v) for k, v in vars(args).items()}, "runs_per_side": multi, "one_run_per_side": single,
-               "normalized": norm,
-               "ab_target_ratio_median": sorted(ratios)[len(ratios) // 2] if ratios else math.nan,
-               "aa_run_noise_pct_median": sorted(noise)[len(noise) // 2] if noise else math.nan,
-               "seconds": round(time.time() - t0), "workdir": str(work), "trials": trials}
-    if args.output:
-        args.output.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    budget = "--quick" if args.quick else f"--max-time {args.max_time}"
-    print(f"### latbench gate validation ({len(trials)} trials, {budget}, threshold {args.threshold}, "
-          f"alpha {args.alpha})\n")
-    print("| gate | runs per side | A/A false alarms | A/B detections (target +16% FLOPs) | A/B false alarms on ref |")
-    print("|---|--:|--:|--:|--:|")
-    for name, r, k in (("multi-run (Welch on run medians)", multi, args.runs_per_side),
-                       ("single run (samples + noise floor)", single, 1),
-                       ("multi-run --normalized (vs reference case 'ref')", norm, args.runs_per_side)):
-        print(f"| {name} | {k} | {r['aa_false_alarms']}/{r['trials']} | {r['ab_detections']}/{r['trials']} | "
-              f"{r['ab_ref_false_alarms']}/{r['trials']} |")
-    print(f"\nMedian measured A/B latency ratio of 'target': {summary['ab_target_ratio_median']:.3f}; median "
-          f"run-to-run noise (sd of log run-medians) in A/A: {summary['aa_run_noise_pct_median']:.1f}%; "
-          f"wall time {summary['seconds']} s.")
+    out = []
+    keys = sorted({(d["method"], d["level_pct"]) for d in decisions}, key=lambda k: (METHODS.index(k[0]), k[1]))
+    for method, level in keys:
+        ds = [d for d in decisions if d["method"] == method and d["level_pct"] == level]
+        out.append({"method": method, "level_pct": level, "trials": len(ds),
+                    "slower": sum(d["status"] == "slower" for d in ds),
+                    "gate_failed": sum(d.get("passed") is False or d["status"] == "slower" for d in ds),
+                    "statuses": {s: sum(d["status"] == s for d in ds) for s in sorted({d["status"] for d in ds})},
+                    "median_wall_s": statistics.median(d["wall_s"] for d in ds)})
+    return out
+
+
+def markdown(summary: Sequence[dict[str, Any]]) -> str:
+    lines = ["| gate | change | trials | 'slower' | gate failed (any reason) | median wall s / decision |",
+             "|---|--:|--:|--:|--:|--:|"]
+    for s in summary:
+        what = "A/A (false alarms)" if s["level_pct"] == 0 else f"+{s['level_pct']:g}%"
+        lines.append(f"| {s['method']} | {what} | {s['trials']} | {s['slower']} | {s['gate_failed']} | "
+                     f"{s['median_wall_s']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=20, help="decisions per gate and level (default 20)")
+    ap.add_argument("--levels", type=lambda s: [float(x) for x in s.split(",")], default=[0.0, 5.0, 10.0, 20.0],
+                    help="slowdowns in percent, 0 = A/A (default 0,5,10,20)")
+    ap.add_argument("--methods", type=lambda s: [m for m in s.split(",") if m], default=list(METHODS),
+                    help="ab,multi,asv (default all)")
+    ap.add_argument("--threshold", default="3%", help="the gates' threshold (default 3%%)")
+    ap.add_argument("--asv-factor", type=float, default=1.1, help="asv-style factor (default 1.1)")
+    ap.add_argument("--max-time", type=float, default=20.0, help="seconds of measurement per run or A/B (default 20)")
+    ap.add_argument("--runs-per-side", type=int, default=3, help="multi-run gate: runs per side, ABAB (default 3)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--layers", type=int, default=20, help="convolutions in the base module (default 20)")
+    ap.add_argument("--channels", type=int, default=16, help="their channels (default 16)")
+    ap.add_argument("--size", type=int, default=28, help="input height and width (default 28)")
+    ap.add_argument("--workdir", help="keep the code and results here (default: a temporary directory)")
+    ap.add_argument("--keep", action="store_true", help="keep each trial's results files")
+    ap.add_argument("--output", help="write every decision and the summary as JSON here")
+    opts = ap.parse_args(argv)
+    bad = [m for m in opts.methods if m not in METHODS]
+    if bad or opts.trials < 1 or opts.runs_per_side < 1:
+        ap.error(f"bad --methods {bad}" if bad else "--trials and --runs-per-side must be >= 1")
+    return opts
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    opts = parse_args(argv)
+    res = validate(opts)
+    sys.stdout.write(markdown(res["summary"]))
+    if opts.output:
+        Path(opts.output).write_text(json.dumps(res, indent=2, default=str) + "\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

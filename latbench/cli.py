@@ -641,6 +641,8 @@ def gate(
     alpha: AlphaOpt = 0.05,
     noise_floor: NoiseFloorOpt = None,
     allow_different_machine: Annotated[bool, typer.Option("--allow-different-machine", metavar="", help="Gate even when CPU/GPU model, driver, torch, threads or device differ between the sides.")] = False,
+    allow_missing: Annotated[bool, typer.Option("--allow-missing", metavar="", help="Relax: a case on one side only (or failed only in the baseline) does not fail the gate.")] = False,
+    inconclusive: Annotated[str, typer.Option("--inconclusive", metavar="fail|pass", help="What a case whose CI is undefined or wider than its threshold does to the gate: fail (default) or pass.")] = "fail",
     normalized: NormalizedOpt = False,
     fmt: FormatOpt = Format.table,
     output: OutputOpt = None,
@@ -649,26 +651,45 @@ def gate(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """CI latency gate: exit 1 when a case is slower than its threshold AND significantly so (or failed to run), 0 otherwise, 2 for unreadable input; appends a markdown report to $GITHUB_STEP_SUMMARY."""
-    import os
-
+    """CI latency gate, fail-closed: exit 0 only when every case was judged and none regressed; 1 when a case is slower than its threshold AND significantly so, failed, is missing on a side, has an invalid latency or is inconclusive (the last two relaxable); 2 for unreadable or foreign input. Appends a markdown report to $GITHUB_STEP_SUMMARY."""
     from latbench.gate import decide, require_same_machine
-    from latbench.report.terminal import compare_markdown
 
     try:
+        relax = _relaxations(allow_missing, inconclusive, allow_different_machine)
         cmp = _comparison(baseline, candidate, threshold, thresholds, alpha, noise_floor, seed, normalized)
         if not allow_different_machine:
             require_same_machine(cmp.fingerprint_differences)
     except LatbenchError as exc:
         fail(exc, debug)
     _warn_all(cmp.warnings, quiet)
-    outcome = decide(cmp.deltas)
-    _emit(cmp, Format.json if as_json else fmt, "latbench gate", outcome, output)
+    outcome = decide(cmp.deltas, relax)
+    _finish_gate(cmp, outcome, Format.json if as_json else fmt, "latbench gate", output)
+
+
+def _relaxations(allow_missing: bool, inconclusive: str, allow_different_machine: bool):
+    from latbench.gate import Relaxations
+
+    if inconclusive not in ("pass", "fail"):
+        raise LatbenchError(f"--inconclusive {inconclusive!r} is neither pass nor fail",
+                            hint="use --inconclusive fail (default) or --inconclusive pass")
+    return Relaxations(allow_missing, inconclusive == "pass", allow_different_machine)
+
+
+def _finish_gate(cmp, outcome, fmt: Format, title: str, output: Optional[Path] = None) -> None:
+    """Print the gate's table and verdict, append markdown to $GITHUB_STEP_SUMMARY, exit 0 or 1."""
+    import os
+
+    from latbench.report.terminal import compare_markdown
+
+    _emit(cmp, fmt, title, outcome, output)
+    if fmt is Format.table:
+        for line in outcome.reasons:
+            err.print(f"gate: {line}", highlight=False, markup=False)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         try:
             with open(summary, "a", encoding="utf-8") as f:
-                f.write(compare_markdown(cmp, outcome, "latbench gate") + "\n")
+                f.write(compare_markdown(cmp, outcome, title) + "\n")
         except OSError as exc:
             err.print(f"warning: could not append to $GITHUB_STEP_SUMMARY ({exc})", style="yellow", markup=False)
     raise typer.Exit(outcome.exit_code)
@@ -733,3 +754,42 @@ def calibrate(
                                             [[str(v) for v in row] for row in cases.itertuples(index=False)]))
     else:
         out.print(calibration_table(cal.suggestions, cal.pooled_pct, cal.noise_floor, cal.runs_per_side))
+
+
+@app.command("ab")
+def ab_cmd(
+    suite: Annotated[Path, typer.Argument(metavar="SUITE", show_default=False, help="Suite whose cases are 'builder: user' (your modules).")],
+    base: Annotated[str, typer.Option("--base", metavar="DIR|REF", help="Baseline code: a source directory, or a git ref of --repo (checked out as a temporary worktree).")],
+    head: Annotated[str, typer.Option("--head", metavar="DIR|REF", help="Candidate code: a source directory or a git ref, as --base.")],
+    repo: Annotated[Path, typer.Option(metavar="DIR", help="The git repository --base/--head refs belong to.")] = Path("."),
+    allow_import: Annotated[bool, typer.Option("--allow-import", metavar="", help="Required: the suite imports and runs your code, from both sides.")] = False,
+    device: Annotated[Device, typer.Option(metavar="cpu|cuda", help="cpu or cuda.")] = Device.cpu,
+    threads: Annotated[Optional[int], typer.Option(metavar="N", callback=at_least(1), help="torch threads.")] = None,
+    max_time: Annotated[Optional[float], typer.Option(metavar="SECONDS", callback=at_least(0.01), help="Seconds of measurement per case at most (both sides together).")] = None,
+    min_time: Annotated[Optional[float], typer.Option(metavar="SECONDS", callback=at_least(0.0), help="Seconds of measurement per case at least.")] = None,
+    threshold: ThresholdOpt = None,
+    allow_missing: Annotated[bool, typer.Option("--allow-missing", metavar="", help="Relax: a case measured on one side only does not fail the gate.")] = False,
+    inconclusive: Annotated[str, typer.Option("--inconclusive", metavar="fail|pass", help="fail (default) or pass: what a case whose CI is undefined or wider than its threshold does to the gate.")] = "fail",
+    fmt: FormatOpt = Format.table,
+    output: OutputOpt = None,
+    as_json: JsonOpt = False,
+    seed: Annotated[int, typer.Option(metavar="N", help="Seed of the interleaving order and of the models' weights.")] = 0,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Interleaved A/B gate: measure two versions of your code (directories or git refs) in the same rounds, one process, and gate on each case's paired per-round ratio head/base. Exit codes as 'latbench gate'."""
+    from latbench import ab, devices
+    from latbench.gate import DEFAULT_THRESHOLD, decide
+
+    try:
+        relax = _relaxations(allow_missing, inconclusive, False)
+        thr = fraction_option(threshold, "--threshold") if threshold is not None else DEFAULT_THRESHOLD
+        with ab.checkout_sides(base, head, repo) as sides:
+            specs = ab.load_ab_suite(suite, sides[0], devices.of(device.value).default_platform, allow_import)
+            result = ab.run_ab(specs, sides, device.value, threads, thr, max_time_s=max_time, min_time_s=min_time,
+                               seed=seed, on_case=lambda label: None if quiet else err.print(
+                                   f"measuring {label} (base and head interleaved)", highlight=False, markup=False))
+    except LatbenchError as exc:
+        fail(exc, debug)
+    outcome = decide(result.comparison.deltas, relax)
+    _finish_gate(result.comparison, outcome, Format.json if as_json else fmt, "latbench ab", output)

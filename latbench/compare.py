@@ -21,14 +21,16 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from latbench.env import machine_identity
 from latbench.errors import ResultsError
 from latbench.results import schema
-from latbench.results.read import FINGERPRINT_FIELDS, Run, expand_paths, read_run, read_runs
+from latbench.results.read import Run, expand_paths, read_run, read_runs
 from latbench.results.schema import KEY_COLUMNS
 from latbench.stats import geometric_mean, log_sd_pct, ratio_from_runs, ratio_noise_sds
 from latbench.stats import ratio_from_samples as _bootstrap_ratio
 
-__all__ = ["Comparison", "Delta", "Run", "classify", "compare", "expand_paths", "fingerprint_differences",
+__all__ = ["Comparison", "Delta", "Run", "classify", "compare", "expand_paths", "fingerprint_coverage",
+           "fingerprint_differences",
            "load_run", "load_runs", "noise_warnings", "ratio_from_runs", "ratio_from_samples"]
 
 DEFAULT_ALPHA = 0.05  # two-sided: a 95 % confidence interval for the ratio
@@ -41,12 +43,26 @@ DEFAULT_NOISE_FLOOR = 0.10
 NOISE_SDS = 3.0
 
 
+# What a Delta's status says. Only "same" and "faster" are judged and fine; the gate fails closed on
+# every other status unless a flag relaxes it (gate.decide).
+STATUSES: dict[str, str] = {
+    "slower": "slower by more than the threshold, and the CI lies above 1",
+    "faster": "faster by more than the threshold, and the CI lies below 1",
+    "same": "no change beyond the threshold that the CI can show, and the CI is narrower than the threshold",
+    "inconclusive": "the CI is undefined or wider than the threshold: the data cannot rule a regression in or out",
+    "invalid": "a latency that is not a finite positive number (inf, nan, 0)",
+    "missing": "measured on one side only (absent, or skipped by the device on one side)",
+    "skipped": "skipped on both sides (the device cannot run the case): nothing to judge, nothing lost",
+    "failed": "failed to run on one side or both",
+}
+
+
 @dataclass(frozen=True)
 class Delta:
     """One case compared: latencies in ms (geometric mean of the run medians), ratio candidate/baseline."""
 
     key: dict[str, Any]  # KEY_COLUMNS -> value
-    status: str  # slower | faster | same | missing | failed
+    status: str  # one of STATUSES
     threshold: float  # fraction; slower needs ratio > 1 + threshold (and significance)
     base_ms: float = math.nan
     cand_ms: float = math.nan
@@ -64,6 +80,7 @@ class Delta:
     norm_ci_low: float = math.nan
     norm_ci_high: float = math.nan
     note: str = ""
+    changed: str = ""  # the network differs between the sides (FLOPs, widths, parameters): what changed
 
     @property
     def label(self) -> str:
@@ -108,29 +125,52 @@ def ratio_from_samples(base: Sequence[float], cand: Sequence[float], alpha: floa
 
 
 def classify(ratio: float, ci_low: float, ci_high: float, threshold: float) -> tuple[str, bool]:
-    """(status, significant): slower only when the CI lies above 1 AND the ratio exceeds 1 + threshold;
-    faster symmetrically (CI below 1 and ratio below 1 / (1 + threshold)); otherwise same."""
-    if not all(math.isfinite(v) for v in (ratio, ci_low, ci_high)):
-        return "same", False
+    """(status, significant): slower when the CI lies above 1 AND the ratio exceeds 1 + threshold;
+    faster symmetrically (CI below 1 and ratio below 1 / (1 + threshold)). Otherwise "inconclusive" when
+    the CI is undefined (nan, inf, <= 0) or wider than the threshold (its half-width on the log scale,
+    sqrt(ci_high / ci_low), exceeds 1 + threshold: it cannot tell a threshold-sized change from none);
+    else "same". Never "same" on input it could not judge."""
+    if not all(math.isfinite(v) and v > 0 for v in (ratio, ci_low, ci_high)) or ci_low > ci_high:
+        return "inconclusive", False
     significant = ci_low > 1 or ci_high < 1
     if ci_low > 1 and ratio > 1 + threshold:
         return "slower", True
     if ci_high < 1 and ratio < 1 / (1 + threshold):
         return "faster", True
+    if 0.5 * math.log(ci_high / ci_low) > math.log1p(threshold) + 1e-12:
+        return "inconclusive", significant
     return "same", significant
 
 
 # ---------------------------------------------------------------- joining
 
 def fingerprint_differences(base: Sequence[Run], cand: Sequence[Run]) -> list[str]:
-    """Human lines naming each FINGERPRINT_FIELD whose values differ between (or within) the sides."""
+    """Human lines naming each machine/software field (env.machine_identity) whose values differ
+    between (or within) the sides. Only fields every run records are compared (fingerprint_coverage
+    says which an older file lacks)."""
+    ids = [machine_identity(r.meta) for r in (*base, *cand)]
+    common = [f for f in ids[0] if all(f in i for i in ids)] if ids else []
     out = []
-    for f in FINGERPRINT_FIELDS:
-        bv = sorted({r.fingerprint()[f] for r in base})
-        cv = sorted({r.fingerprint()[f] for r in cand})
+    for f in common:
+        bv = sorted({machine_identity(r.meta)[f] for r in base})
+        cv = sorted({machine_identity(r.meta)[f] for r in cand})
         if bv != cv or len(bv) > 1:
             out.append(f"{f}: baseline {' / '.join(map(repr, bv))}, candidate {' / '.join(map(repr, cv))}")
     return out
+
+
+def fingerprint_coverage(base: Sequence[Run], cand: Sequence[Run]) -> str:
+    """'' when every run records the same fingerprint fields; else a line naming the fields compared
+    and those some (older) files lack, which the machine check could not compare."""
+    ids = [machine_identity(r.meta) for r in (*base, *cand)]
+    every = set().union(*ids) if ids else set()
+    common = set.intersection(*(set(i) for i in ids)) if ids else set()
+    lacking = sorted(every - common)
+    if not lacking:
+        return ""
+    older = sorted({r.path.name for r, i in zip((*base, *cand), ids) if set(i) != every})
+    return (f"fingerprints compared on the {len(common)} field(s) every file records; {', '.join(older)} "
+            f"(older) lack(s) {', '.join(lacking)}, so machines that differ only there cannot be told apart")
 
 
 def _index(runs: Sequence[Run], key_cols: Sequence[str]) -> dict[tuple, list[tuple[Run, pd.Series]]]:
@@ -173,6 +213,7 @@ def compare(base: Sequence[Run], cand: Sequence[Run], threshold_for: Callable[[d
     slowdown of every case, reference included, is invisible in this mode.
     """
     thr = threshold_for if callable(threshold_for) else (lambda _k, t=float(threshold_for): t)
+    check_sides(base, cand)
     warnings: list[str] = []
     key_cols = list(KEY_COLUMNS)
     bdev = {str(d) for r in base for d in r.rows["device"]}
@@ -182,6 +223,9 @@ def compare(base: Sequence[Run], cand: Sequence[Run], threshold_for: Callable[[d
         warnings.append(f"aligned cases across devices: baseline {bdev.pop()} vs candidate {cdev.pop()}")
     diffs = fingerprint_differences(base, cand)
     warnings.extend(f"fingerprints differ: {d}" for d in diffs)
+    coverage = fingerprint_coverage(base, cand)
+    if coverage:
+        warnings.append(coverage)
     bidx, cidx = _index(base, key_cols), _index(cand, key_cols)
     deltas = []
     for k in list(bidx) + [k for k in cidx if k not in bidx]:
@@ -195,6 +239,29 @@ def compare(base: Sequence[Run], cand: Sequence[Run], threshold_for: Callable[[d
                         f"base/head) for a test that sees it")
     return Comparison(deltas, [str(r.path) for r in base], [str(r.path) for r in cand], warnings, diffs, alpha,
                       noise_floor)
+
+
+def check_sides(base: Sequence[Run], cand: Sequence[Run]) -> None:
+    """ResultsError (exit 2) when the sides cannot be compared at all: a side without runs, one run on
+    both sides (the same file, or a copy: same run_id), or runs of different suites."""
+    for side, runs in (("baseline", base), ("candidate", cand)):
+        if not runs:
+            raise ResultsError(f"no {side} runs given", hint="give at least one results file per side")
+    bids = {r.run_id: r for r in base}
+    for r in cand:
+        same = next((b for b in base if b.path.resolve() == r.path.resolve()), None) or bids.get(r.run_id)
+        if same is not None:
+            raise ResultsError(f"the same run is on both sides (run_id {r.run_id})", where=str(r.path),
+                               hint="give the baseline's results as --baseline and the candidate's as --candidate")
+    bs, cs = _suites(base), _suites(cand)
+    if bs != cs:
+        raise ResultsError(f"the sides ran different suites: baseline {', '.join(sorted(bs))}, candidate "
+                           f"{', '.join(sorted(cs))}", where=str(cand[0].path),
+                           hint="compare runs of the same suite (a renamed suite is a different one)")
+
+
+def _suites(runs: Sequence[Run]) -> set[str]:
+    return {str(v) for r in runs for v in r.rows["suite"].dropna().unique()}
 
 
 def noise_warnings(deltas: Sequence[Delta]) -> list[str]:
@@ -228,6 +295,12 @@ def _delta(k: tuple, key_cols: list[str], b: list, c: list, nb: int, nc: int, th
     base_case = str(row0.get("baseline_case", "")) if isinstance(row0.get("baseline_case"), str) else ""
     if not b or not c:
         side = "baseline" if not b else "candidate"
+        present = b or c
+        bad = [row for _, row in present if row["status"] == schema.FAILED]
+        if bad and side == "baseline":  # new in the candidate, and it failed there: a failure, not a mere addition
+            return Delta(key, "failed", t, base_runs=0, cand_runs=len(c) - len(bad), baseline_case=base_case,
+                         note=f"failed in {len(bad)} candidate run(s) (not in the baseline): "
+                              f"{str(bad[0].get('error', ''))}"[:300])
         return Delta(key, "missing", t, base_runs=len(b), cand_runs=len(c), baseline_case=base_case,
                      note=f"not in the {side}")
     # skipped rows (the device cannot run the case) are no measurement: the case is missing on that side
@@ -238,7 +311,7 @@ def _delta(k: tuple, key_cols: list[str], b: list, c: list, nb: int, nc: int, th
     if not b or not c:
         sides = [side for side, rows in (("baseline", b), ("candidate", c)) if not rows]
         reason = skipped[sides[-1]]
-        return Delta(key, "missing", t, base_runs=len(b), cand_runs=len(c), baseline_case=base_case,
+        return Delta(key, "skipped" if len(sides) == 2 else "missing", t, base_runs=len(b), cand_runs=len(c), baseline_case=base_case,
                      note=f"skipped in the {' and '.join(sides)}" + (f": {reason}" if reason else ""))
     bok = [(r, row) for r, row in b if row["status"] == schema.OK]
     cok = [(r, row) for r, row in c if row["status"] == schema.OK]
@@ -256,6 +329,16 @@ def _delta(k: tuple, key_cols: list[str], b: list, c: list, nb: int, nc: int, th
         notes.append(f"in {len(bok)}/{nb} baseline and {len(cok)}/{nc} candidate runs")
     bm = [float(row["latency_ms"]) for _, row in bok]
     cm = [float(row["latency_ms"]) for _, row in cok]
+    changed = network_change(bok[0][1], cok[0][1])
+    if changed:
+        notes.insert(0, f"changed network: {changed}")
+    bad = [(side, run, v) for side, rows, vals in (("baseline", bok, bm), ("candidate", cok, cm))
+           for (run, _), v in zip(rows, vals) if not (math.isfinite(v) and v > 0)]
+    if bad:
+        side, run, v = bad[0]
+        return Delta(key, "invalid", t, base_runs=len(bm), cand_runs=len(cm), baseline_case=base_case,
+                     note=f"latency_ms = {v} in the {side} ({run.path.name}): not a finite positive time",
+                     changed=changed)
     if len(bm) + len(cm) >= 3:
         ratio, lo, hi, p, method = ratio_from_runs(bm, cm, alpha)
     else:
@@ -271,12 +354,48 @@ def _delta(k: tuple, key_cols: list[str], b: list, c: list, nb: int, nc: int, th
     return Delta(key, status, t, base_ms=geometric_mean(bm), cand_ms=geometric_mean(cm),
                  ratio=ratio, ci_low=lo, ci_high=hi, p_value=p, significant=significant, method=method,
                  base_runs=len(bm), cand_runs=len(cm), run_noise_pct=log_sd_pct(bm, cm), baseline_case=base_case,
-                 norm_ratio=norm[0], norm_ci_low=norm[1], norm_ci_high=norm[2], note="; ".join(notes))
+                 norm_ratio=norm[0], norm_ci_low=norm[1], norm_ci_high=norm[2], note="; ".join(notes),
+                 changed=changed)
+
+
+# Columns that say which network a row measured: if they differ, the sides ran different networks.
+NETWORK_COLUMNS = ("flops", "widths", "params")
+
+
+def network_change(base_row: pd.Series, cand_row: pd.Series) -> str:
+    """'' when the case measured the same network on both sides, else what differs, FLOPs change first
+    (e.g. 'FLOPs 2.00M -> 3.05M (+52.6%)', 'widths 24,48 -> 32,64')."""
+    out = []
+    for col in NETWORK_COLUMNS:
+        b, c = base_row.get(col), cand_row.get(col)
+        if _blank(b) or _blank(c):
+            continue
+        if col in ("flops", "params"):
+            bv, cv = float(b), float(c)
+            if bv != cv:
+                pct = f" ({100 * (cv / bv - 1):+.1f}%)" if bv > 0 else ""
+                out.append(f"{'FLOPs' if col == 'flops' else 'params'} {_si(bv)} -> {_si(cv)}{pct}")
+        elif str(b) != str(c):
+            out.append(f"{col} {b} -> {c}")
+    return ", ".join(out)
+
+
+def _blank(v: Any) -> bool:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return True
+    return isinstance(v, str) and not v.strip()
+
+
+def _si(v: float) -> str:
+    for unit, f in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(v) >= f:
+            return f"{v / f:.2f}{unit}"
+    return f"{v:g}"
 
 
 def _normalized(d: Delta) -> Delta:
     """The Delta judged on its ratio to the reference case instead of its absolute latency."""
-    if d.status in ("missing", "failed"):
+    if d.status in ("missing", "failed", "skipped", "invalid"):
         return d
     note = "; ".join(n for n in (d.note,) if n)
     if str(d.key.get("case")) == d.baseline_case:

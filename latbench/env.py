@@ -118,8 +118,105 @@ def fingerprint(nvml: Any = None) -> dict[str, Any]:
         "cuda_visible_devices_env": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "cudnn_version": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "gpus": gpus(nvml),
+        **cpu_identity(),
+        "cpu_boost": cpu_boost(),
+        **torch_libraries(),
     }
     return fp
+
+
+# --- what tells machines apart (issue 12): two CPU generations both called "AMD EPYC" must differ ---------
+
+# ISA extensions whose presence changes which kernels torch runs (x86: AVX-512, AMX, VNNI; Arm: SVE, NEON).
+ISA_PREFIXES = ("avx512", "amx", "avx_vnni", "avx2", "fma", "sve", "sme", "asimd", "neon", "bf16", "i8mm")
+
+
+def cpu_identity(cpuinfo: str | None = None, sysfs: Path = Path("/sys/devices/system/cpu")) -> dict[str, Any]:
+    """CPU vendor, family, model, stepping, microcode, cache sizes and the ISA flags that matter, from
+    /proc/cpuinfo (x86 and Arm spellings) and sysfs. Keys always present; a value the OS does not
+    offer is None. `cpuinfo`/`sysfs` let tests pass another machine's."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            cpuinfo = ""
+    first: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        if not line.strip() and first:
+            break  # the first processor's block describes the model (all cores of one socket agree)
+        if ":" in line:
+            k, v = line.split(":", 1)
+            first.setdefault(k.strip().lower(), v.strip())
+    flags = (first.get("flags") or first.get("features") or "").split()
+    isa = sorted({f for f in flags if f.startswith(ISA_PREFIXES)})
+    return {
+        "cpu_vendor": first.get("vendor_id") or first.get("cpu implementer") or platform.machine() or None,
+        "cpu_family": first.get("cpu family") or first.get("cpu architecture"),
+        "cpu_model_id": first.get("model") or first.get("cpu part"),
+        "cpu_stepping": first.get("stepping") or first.get("cpu revision"),
+        "cpu_microcode": first.get("microcode"),
+        "cpu_caches": cpu_caches(sysfs) or first.get("cache size"),
+        "cpu_isa": " ".join(isa) if flags else None,
+    }
+
+
+def cpu_caches(sysfs: Path = Path("/sys/devices/system/cpu")) -> str | None:
+    """'L1d 32K, L1i 32K, L2 512K, L3 32768K' of cpu0, from sysfs (None where sysfs has no cache info)."""
+    out = []
+    for d in sorted((sysfs / "cpu0" / "cache").glob("index*")):
+        try:
+            level, kind, size = ((d / f).read_text().strip() for f in ("level", "type", "size"))
+        except OSError:
+            continue
+        suffix = {"Data": "d", "Instruction": "i"}.get(kind, "")
+        out.append(f"L{level}{suffix} {size}")
+    return ", ".join(out) or None
+
+
+def cpu_boost(sysfs: Path = Path("/sys/devices/system/cpu")) -> str | None:
+    """'on'/'off' when the OS exposes turbo/boost (acpi-cpufreq boost, intel_pstate no_turbo), else None."""
+    for path, on in ((sysfs / "cpufreq" / "boost", "1"), (sysfs / "intel_pstate" / "no_turbo", "0")):
+        try:
+            return "on" if path.read_text().strip() == on else "off"
+        except OSError:
+            continue
+    return None
+
+
+def torch_libraries(config: str | None = None) -> dict[str, Any]:
+    """MKL and oneDNN versions torch was built with (parsed from torch.__config__.show())."""
+    import re
+
+    if config is None:
+        import torch
+
+        config = torch.__config__.show()
+    mkl = re.search(r"Math Kernel Library Version ([^\s]+)", config)
+    onednn = re.search(r"(?:MKL-DNN|oneDNN) (v[\d.]+)", config)
+    return {"mkl_version": mkl.group(1) if mkl else None, "onednn_version": onednn.group(1) if onednn else None}
+
+
+# Fingerprint fields that must agree for two results to come from the same machine and software.
+# Transient state (current clock, temperature, load) and names (hostname) are left out.
+MACHINE_FIELDS = ("cpu_model", "cpu_vendor", "cpu_family", "cpu_model_id", "cpu_stepping", "cpu_microcode",
+                  "cpu_caches", "cpu_isa", "cpu_logical_cores", "cpu_physical_cores", "cpu_governor", "cpu_boost",
+                  "memory_bytes", "torch", "cuda_version", "cudnn_version", "mkl_version", "onednn_version")
+GPU_FIELDS = ("name", "uuid", "driver", "sm_clock_max_mhz", "mem_clock_max_mhz", "power_limit_w", "mig_mode")
+
+
+def machine_identity(meta: dict[str, Any]) -> dict[str, str]:
+    """The fields of a run's metadata that identify its machine and software, as comparable strings:
+    device and threads, MACHINE_FIELDS and per GPU GPU_FIELDS (gpu0.name, ...). Only fields the file
+    records are returned: an older file has fewer, and callers compare the fields both sides have."""
+    fp = meta.get("fingerprint") or {}
+    out = {"device": str(meta.get("device", "")), "threads": str(meta.get("threads", ""))}
+    out.update({f: str(fp[f]) for f in MACHINE_FIELDS if f in fp})
+    if "gpus" in fp:
+        gpus = fp.get("gpus") or []
+        out["gpus"] = str(len(gpus))
+        for g in gpus:
+            out.update({f"gpu{g.get('index', 0)}.{f}": str(g[f]) for f in GPU_FIELDS if f in g})
+    return out
 
 
 def load_advice(threads: int) -> list[str]:

@@ -1,8 +1,11 @@
 """The CI latency gate: thresholds + deltas -> GateOutcome, and thresholds suggested from A/A noise.
 No file I/O (cli.py reads files and prints), except aa_runs, which drives 'latbench run' processes for calibrate.
 
-A case fails the gate only when it is slower by more than its threshold AND the slowdown is
-statistically significant (compare.classify), or when it failed to run in the candidate.
+The gate fails closed: exit 0 only when every case was judged and none regressed. A case fails it when
+it is slower by more than its threshold AND significantly so (compare.classify), when it failed to run,
+has a latency that is not a finite positive number, is missing on a side, or is inconclusive (CI
+undefined or wider than the threshold); the last two only unless the user relaxes them (Relaxations),
+and the summary names every relaxation in force.
 """
 
 from __future__ import annotations
@@ -108,13 +111,33 @@ class Thresholds:
 
 
 @dataclass(frozen=True)
+class Relaxations:
+    """Rules of the fail-closed gate that the user chose to relax (each names its flag)."""
+
+    allow_missing: bool = False  # cases on one side only, or failed only in the baseline, do not fail
+    inconclusive_pass: bool = False  # cases whose CI is undefined or wider than the threshold do not fail
+    allow_different_machine: bool = False  # fingerprints may differ (checked before deciding)
+
+    def flags(self) -> list[str]:
+        return [f for f, on in (("--allow-missing", self.allow_missing), ("--inconclusive pass", self.inconclusive_pass),
+                                ("--allow-different-machine", self.allow_different_machine)) if on]
+
+
+@dataclass(frozen=True)
 class GateOutcome:
+    """The decision. passed: every case was judged (or its rule relaxed) and none regressed."""
+
     passed: bool
     regressions: list[Delta]  # slower beyond threshold, significantly
     failed: list[Delta]  # failed to run in the candidate
     improvements: list[Delta]
-    missing: list[Delta]
+    missing: list[Delta]  # on one side only, or failed only in the baseline
     same: list[Delta]
+    inconclusive: list[Delta] = field(default_factory=list)
+    invalid: list[Delta] = field(default_factory=list)  # non-finite or non-positive latency
+    skipped: list[Delta] = field(default_factory=list)  # skipped on both sides: the device cannot run them
+    relaxed: list[str] = field(default_factory=list)  # flags in force that relaxed a rule
+    reasons: list[str] = field(default_factory=list)  # one line per case that failed the gate
 
     @property
     def exit_code(self) -> int:
@@ -122,8 +145,14 @@ class GateOutcome:
 
     def summary(self) -> str:
         verdict = "PASSED" if self.passed else "FAILED"
-        return (f"latency gate {verdict}: {len(self.regressions)} slower, {len(self.failed)} failed, "
-                f"{len(self.improvements)} faster, {len(self.same)} unchanged, {len(self.missing)} missing")
+        text = (f"latency gate {verdict}: {len(self.regressions)} slower, {len(self.failed)} failed, "
+                f"{len(self.inconclusive)} inconclusive, {len(self.invalid)} invalid, {len(self.missing)} missing, "
+                f"{len(self.improvements)} faster, {len(self.same)} unchanged")
+        if self.skipped:
+            text += f", {len(self.skipped)} skipped on both sides"
+        if self.relaxed:
+            text += f"; relaxed: {', '.join(self.relaxed)}"
+        return text
 
 
 def require_same_machine(fingerprint_differences: Sequence[str]) -> None:
@@ -134,13 +163,26 @@ def require_same_machine(fingerprint_differences: Sequence[str]) -> None:
                            hint="gate results from one machine, or pass --allow-different-machine")
 
 
-def decide(deltas: Sequence[Delta]) -> GateOutcome:
-    """Fail on significant slowdowns beyond threshold and on cases that failed in the candidate."""
-    by = {s: [d for d in deltas if d.status == s] for s in ("slower", "faster", "same", "missing", "failed")}
+def decide(deltas: Sequence[Delta], relax: Relaxations | None = None) -> GateOutcome:
+    """Fail closed: pass only when no case is slower beyond its threshold (significantly), none failed,
+    none has an invalid latency, and every case was judged -- cases on one side only and inconclusive
+    cases fail too unless `relax` allows them. Cases skipped on both sides (the device cannot run them)
+    are counted but never fail."""
+    relax = relax or Relaxations()
+    by = {s: [d for d in deltas if d.status == s]
+          for s in ("slower", "faster", "same", "missing", "failed", "inconclusive", "invalid", "skipped")}
     cand_failed = [d for d in by["failed"] if "candidate" in d.note]
     base_failed = [d for d in by["failed"] if d not in cand_failed]
-    return GateOutcome(passed=not by["slower"] and not cand_failed, regressions=by["slower"], failed=cand_failed,
-                       improvements=by["faster"], missing=by["missing"] + base_failed, same=by["same"])
+    missing = by["missing"] + base_failed
+    failing = [*by["slower"], *cand_failed, *by["invalid"]]
+    if not relax.allow_missing:
+        failing += missing
+    if not relax.inconclusive_pass:
+        failing += by["inconclusive"]
+    reasons = [f"{d.label}: {d.status}" + (f" ({d.note})" if d.note else "") for d in failing]
+    return GateOutcome(passed=not failing and bool(deltas), regressions=by["slower"], failed=cand_failed,
+                       improvements=by["faster"], missing=missing, same=by["same"], inconclusive=by["inconclusive"],
+                       invalid=by["invalid"], skipped=by["skipped"], relaxed=relax.flags(), reasons=reasons)
 
 
 @dataclass(frozen=True)

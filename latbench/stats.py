@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -123,17 +124,26 @@ def ratio_from_runs(base_ms: Sequence[float], cand_ms: Sequence[float], alpha: f
     a two-sample t-test on their logs.
 
     Both sides >= 2 runs: Welch's test (unequal variances, "runs-welch"). One side with a single run:
-    Student's test, whose pooled variance comes from the other side ("runs-pooled"). No spread at all
-    (synthetic data): the ratio is exact. Returns (ratio, ci_low, ci_high, p_value, method).
+    Student's test, whose pooled variance comes from the other side ("runs-pooled"): the single run
+    borrows the other side's run-to-run variance. No spread at all (synthetic data): the ratio is exact.
+    One run on each side, or a non-finite/non-positive latency: nan CI and method "undefined" (never
+    a verdict). Returns (ratio, ci_low, ci_high, p_value, method).
     """
-    x, y = np.log(np.asarray(base_ms, float)), np.log(np.asarray(cand_ms, float))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x, y = np.log(np.asarray(base_ms, float)), np.log(np.asarray(cand_ms, float))
+    if x.size == 0 or y.size == 0 or not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return math.nan, math.nan, math.nan, math.nan, "undefined"
     d = float(y.mean() - x.mean())
+    if x.size + y.size < 3:  # one run a side: no run-to-run variance to borrow (compare then uses the noise floor)
+        return math.exp(d), math.nan, math.nan, math.nan, "undefined"
     welch = len(x) >= 2 and len(y) >= 2
     method = "runs-welch" if welch else "runs-pooled"
     if np.ptp(x) == 0 and np.ptp(y) == 0:
         return math.exp(d), math.exp(d), math.exp(d), (1.0 if d == 0 else 0.0), method
-    res = _st.ttest_ind(y, x, equal_var=not welch)
-    ci = res.confidence_interval(1 - alpha)
+    with warnings.catch_warnings():  # scipy's "precision loss" on nearly identical medians: the CI is still right
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = _st.ttest_ind(y, x, equal_var=not welch)
+        ci = res.confidence_interval(1 - alpha)
     return math.exp(d), math.exp(float(ci.low)), math.exp(float(ci.high)), float(res.pvalue), method
 
 
@@ -365,3 +375,30 @@ def share_slower(samples: list[float], rounds: list[Any], base_samples: list[flo
     base = dict(zip(base_rounds, base_samples))
     r = [s > base[k] for s, k in zip(samples, rounds) if k in base and base[k] > 0]
     return float(np.mean(r)) if r else math.nan
+
+
+# --- gate decisions on a noisy machine (issue 12): the asv-style baseline and the paired A/B ratio ------
+
+def asv_style_slower(base: Sequence[float], cand: Sequence[float], factor: float = 1.1,
+                     alpha: float = 0.05) -> tuple[bool, float, float]:
+    """The decision `asv compare` makes between two sequential runs: slower when the ratio of medians
+    exceeds `factor` AND a two-sided Mann-Whitney U test on the raw samples (scipy.stats.mannwhitneyu)
+    gives p < alpha. Returns (slower, ratio, p). Kept as the baseline the A/B gate is validated against."""
+    b, c = np.asarray(base, float), np.asarray(cand, float)
+    if b.size == 0 or c.size == 0:
+        return False, math.nan, math.nan
+    ratio = float(np.median(c) / np.median(b))
+    p = float(_st.mannwhitneyu(c, b, alternative="two-sided").pvalue)
+    return bool(ratio > factor and p < alpha), ratio, p
+
+
+def paired_ratio_interval(ratios: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """(median, ci_low, ci_high) of per-round ratios candidate/baseline from interleaved A/B rounds:
+    the median with median_ci_dependent (distribution-free, widened for autocorrelation between rounds).
+    Non-finite or non-positive ratios are dropped; fewer than 6 ratios give a nan CI (no 95 % pair of
+    order statistics exists), so the gate calls the case inconclusive rather than judging it."""
+    r = np.asarray([x for x in ratios if math.isfinite(x) and x > 0], float)
+    if r.size < 6:
+        return (float(np.median(r)) if r.size else math.nan, math.nan, math.nan)
+    lo, hi = median_ci_dependent(r, confidence)
+    return float(np.median(r)), lo, hi

@@ -85,10 +85,14 @@ def test_samples_bootstrap_is_seeded_and_floor_widens_both_ends():
 
 def test_classify_needs_both_significance_and_threshold():
     assert classify(1.12, 1.01, 1.25, 0.10) == ("slower", True)
-    assert classify(1.12, 0.99, 1.25, 0.10) == ("same", False)  # not significant
+    assert classify(1.12, 0.99, 1.25, 0.10) == ("inconclusive", False)  # not significant, CI wider than 10 %
+    assert classify(1.04, 0.99, 1.09, 0.10) == ("same", False)  # not significant, CI narrow enough to say so
     assert classify(1.05, 1.01, 1.09, 0.10) == ("same", True)  # significant, within threshold
     assert classify(0.85, 0.80, 0.90, 0.10) == ("faster", True)
-    assert classify(math.nan, math.nan, math.nan, 0.10) == ("same", False)
+    # fail closed (issue 12): an undefined CI is never "same"
+    assert classify(math.nan, math.nan, math.nan, 0.10) == ("inconclusive", False)
+    assert classify(1.5, math.nan, math.nan, 0.10) == ("inconclusive", False)
+    assert classify(1.0, 0.189, 2.840, 0.10) == ("inconclusive", False)  # the issue's CI: a 2.5x would hide in it
 
 
 def test_compare_files_aligns_cases_and_lists_missing_ones(tmp_path):
@@ -110,7 +114,10 @@ def test_one_run_per_side_uses_samples_and_the_noise_floor(tmp_path):
     c = write_run(tmp_path / "c", {"g=1": 10.8, "g=2": 13.0}, seed=2)
     cmp = compare([load_run(b)], [load_run(c)], 0.10)
     by = {d.key["case"]: d for d in cmp.deltas}
-    assert by["g=1"].method == "samples-bootstrap+floor" and by["g=1"].status == "same"
+    # the 10 % floor makes the CI as wide as a 10 % threshold: one run a side cannot certify "same"
+    assert by["g=1"].method == "samples-bootstrap+floor" and by["g=1"].status == "inconclusive"
+    assert {d.key["case"]: d for d in compare([load_run(b)], [load_run(c)], 0.10, noise_floor=0.03).deltas}[
+        "g=1"].status == "same"
     assert by["g=2"].status == "slower"
 
 

@@ -9,7 +9,7 @@ from resultfiles import write_run, write_side
 
 from latbench.compare import Delta, compare, load_runs
 from latbench.errors import LatbenchError
-from latbench.gate import (Thresholds, calibrate, decide, parse_fraction, run_medians, suggest_thresholds,
+from latbench.gate import (Relaxations, Thresholds, calibrate, decide, parse_fraction, run_medians, suggest_thresholds,
                            thresholds_data)
 
 KEY = {"suite": "syn", "experiment": "SYN", "case": "g=1", "scale": 1, "device": "cpu", "mode": "eager", "batch": 1}
@@ -20,12 +20,17 @@ def _d(status: str, note: str = "", case: str = "g=1") -> Delta:
 
 
 def test_decide_fails_only_on_slower_or_candidate_failures():
-    assert decide([_d("same"), _d("faster", case="b"), _d("missing", "not in the candidate", "c")]).passed
+    assert decide([_d("same"), _d("faster", case="b")]).passed
+    missing = [_d("same"), _d("missing", "not in the candidate", "c")]
+    assert not decide(missing).passed  # fail closed: a case not judged fails ...
+    assert decide(missing, Relaxations(allow_missing=True)).passed  # ... unless relaxed, and the summary says so
+    assert "relaxed: --allow-missing" in decide(missing, Relaxations(allow_missing=True)).summary()
     out = decide([_d("slower"), _d("faster", case="b")])
     assert not out.passed and out.exit_code == 1 and len(out.regressions) == 1 and len(out.improvements) == 1
     assert not decide([_d("failed", "failed in 1 candidate run(s): OOM")]).passed
     base_only = decide([_d("failed", "failed in every baseline run: nothing to compare with")])
-    assert base_only.passed and len(base_only.missing) == 1
+    assert not base_only.passed and len(base_only.missing) == 1
+    assert decide([_d("failed", "failed in every baseline run")], Relaxations(allow_missing=True)).passed
     assert "1 faster" in out.summary() and "FAILED" in out.summary()
 
 
@@ -83,7 +88,7 @@ def test_calibrated_thresholds_round_trip_into_the_gate(tmp_path):
     thr = Thresholds.from_data(data, None, "mem")
     cmp = compare(loaded[:2], loaded[2:], thr.for_case)
     assert {d.threshold for d in cmp.deltas} == {s.threshold for s in sugg}
-    assert decide(cmp.deltas).passed
+    assert not decide(cmp.deltas).regressions and decide(cmp.deltas, Relaxations(inconclusive_pass=True)).passed
 
 
 def test_calibrate_pools_the_ok_run_medians_of_each_case(tmp_path):

@@ -164,7 +164,7 @@ def test_compare_gate_and_calibrate_accept_a_file_with_a_skipped_row(tmp_path):
     r = _cli("compare", "--baseline", tmp_path / "b", *head, "--json")
     assert r.exit_code == 0, r.output
     by = {c["case"]: c for c in json.loads(r.stdout)["cases"]}
-    assert by["g=1"]["status"] == "same" and by["cudagraph"]["status"] == "missing"
+    assert by["g=1"]["status"] == "same" and by["cudagraph"]["status"] == "skipped"  # on both sides: not lost
     assert by["cudagraph"]["note"] == "skipped in the baseline and candidate: " + SKIP["cudagraph"]
     r = _cli("gate", "-b", tmp_path / "b", "-c", tmp_path / "h")
     assert r.exit_code == 0, r.output
@@ -178,7 +178,10 @@ def test_a_case_skipped_in_the_candidate_only_is_missing_not_failed(tmp_path):
     base = write_side(tmp_path / "b", cases, 2, seed=1)
     head = write_side(tmp_path / "h", cases, 2, seed=2, skipped=SKIP)
     r = _cli("gate", "-b", tmp_path / "b", "-c", tmp_path / "h", "--json")
+    assert r.exit_code == 1, r.output  # fail closed: a case the candidate did not measure was not judged
+    r = _cli("gate", "-b", tmp_path / "b", "-c", tmp_path / "h", "--json", "--allow-missing")
     assert r.exit_code == 0, r.output
+    assert "relaxed: --allow-missing" in json.loads(r.stdout)["gate"]["summary"]
     case = {c["case"]: c for c in json.loads(r.stdout)["cases"]}["cudagraph"]
     assert case["status"] == "missing" and case["note"].startswith("skipped in the candidate")
     assert base and head

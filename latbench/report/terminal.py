@@ -169,8 +169,10 @@ def _mark(d: Any) -> str:
         return "-"
     if d.status == "missing":
         return "x"
-    if d.status == "failed":
+    if d.status in ("failed", "invalid"):
         return "!"
+    if d.status == "inconclusive":
+        return "?"
     return "~" if d.significant else " "
 
 
@@ -182,12 +184,15 @@ _ratio_ci = ratio_ci_text
 
 
 def _change(d: Any) -> str:
-    if d.status in ("missing", "failed"):
-        return d.status
+    changed = "; changed" if getattr(d, "changed", "") else ""
+    if d.status in ("missing", "failed", "skipped", "invalid") or (d.status == "inconclusive" and math.isnan(d.ratio)):
+        return d.status + changed
+    if d.status == "inconclusive":
+        return f"inconclusive ({100 * (d.ratio - 1):+.1f}%)" + changed
     pct = f"{100 * (d.ratio - 1):+.1f}%"
     if d.status == "same":
-        return f"same ({pct})" + (", within threshold" if d.significant else "")
-    return f"{d.status} ({pct})"
+        return f"same ({pct})" + (", within threshold" if d.significant else "") + changed
+    return f"{d.status} ({pct})" + changed
 
 
 def _case(d: Any) -> str:
@@ -235,7 +240,7 @@ def compare_markdown(cmp: Any, outcome: Any = None, title: str = "latbench compa
         lines.append(f"> :warning: {w}")
     if cmp.warnings:
         lines.append("")
-    order = {"slower": 0, "failed": 1, "faster": 2, "missing": 3, "same": 4}
+    order = {"slower": 0, "failed": 1, "invalid": 1, "inconclusive": 2, "missing": 3, "faster": 4, "same": 5}
     deltas = sorted(cmp.deltas, key=lambda d: order.get(d.status, 5))
     sub = dataclasses.replace(cmp, deltas=deltas)
     lines.append("| " + " | ".join(h or "Δ" for h in _COMPARE_HEADERS) + " |")
@@ -246,7 +251,7 @@ def compare_markdown(cmp: Any, outcome: Any = None, title: str = "latbench compa
                                                                                                     cells[0].strip())
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     lines += ["", "Marks: :red_circle: slower, :green_circle: faster, ~ significant but within threshold, "
-                  ":grey_question: in one side only, :x: failed. Method per case in the JSON output "
+                  ":grey_question: in one side only, ? inconclusive (CI undefined or wider than the threshold), :x: failed. Method per case in the JSON output "
                   "(`runs-welch`: t-test on run medians; `samples-bootstrap+floor`: one run per side, CI widened "
                   f"by a {cmp.noise_floor:.0%} run-to-run noise floor).", ""]
     return "\n".join(lines)
@@ -271,7 +276,10 @@ def compare_json(cmp: Any, outcome: Any = None) -> str:
                        "regressions": [d.label for d in outcome.regressions],
                        "failed": [d.label for d in outcome.failed],
                        "improvements": [d.label for d in outcome.improvements],
-                       "missing": [d.label for d in outcome.missing]}
+                       "missing": [d.label for d in outcome.missing],
+                       "inconclusive": [d.label for d in getattr(outcome, "inconclusive", [])],
+                       "invalid": [d.label for d in getattr(outcome, "invalid", [])],
+                       "relaxed": list(getattr(outcome, "relaxed", [])), "reasons": list(getattr(outcome, "reasons", []))}
     return json.dumps(doc, indent=2, default=str) + "\n"
 
 

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Latency gate for YOUR repository (issue 12): install latbench itself (not the repository under
+# test), check out the base and head commits side by side, measure them in the same interleaved rounds
+# (`latbench ab --allow-import`), write markdown to $GITHUB_STEP_SUMMARY and keep the results.
+#
+# Environment (all optional except SUITE):
+#   SUITE            suite YAML in your repository, cases 'builder: user' (factory 'pkg.module:function')
+#   REPO             your repository's checkout (default: .); it needs the history of BASE_REF
+#   BASE_REF         baseline commit (default: origin/main, or the PR's base sha in the workflow)
+#   HEAD_REF         candidate commit (default: HEAD)
+#   THRESHOLD        e.g. 5% (default 10%)
+#   AB_FLAGS         more 'latbench ab' flags, e.g. "--max-time 20 --threads 1 --inconclusive fail"
+#   OUT_DIR          where the results go (default: latbench-gate); gate.json, gate.md, gate.log
+#   LATBENCH_SPEC    what pip installs as latbench (default: latbench); LATBENCH_SPEC=skip uses the
+#                    latbench already importable (tests, or a pre-built image)
+#   PYTHON           the interpreter (default: python3)
+# Exit status: the gate's (0 passed, 1 regression or a case it could not judge, 2 bad input).
+set -euo pipefail
+
+SUITE=${SUITE:?set SUITE to the suite file in your repository}
+REPO=${REPO:-.}
+BASE_REF=${BASE_REF:-origin/main}
+HEAD_REF=${HEAD_REF:-HEAD}
+THRESHOLD=${THRESHOLD:-10%}
+AB_FLAGS=${AB_FLAGS:-}
+OUT_DIR=${OUT_DIR:-latbench-gate}
+LATBENCH_SPEC=${LATBENCH_SPEC:-latbench}
+PYTHON=${PYTHON:-python3}
+
+if [ "$LATBENCH_SPEC" != "skip" ]; then
+  # latbench only: the repository under test is imported from its two checkouts, never installed
+  "$PYTHON" -m pip install --quiet "$LATBENCH_SPEC"
+fi
+
+mkdir -p "$OUT_DIR"
+OUT_DIR=$(cd "$OUT_DIR" && pwd)
+REPO=$(cd "$REPO" && pwd)
+case "$SUITE" in /*) ;; *) SUITE="$REPO/$SUITE" ;; esac
+# both commits must be known locally (actions/checkout with fetch-depth: 0 has them)
+git -C "$REPO" rev-parse --verify --quiet "$BASE_REF^{commit}" >/dev/null \
+  || { echo "error: $REPO: base ref $BASE_REF is not a commit here; fetch it (fetch-depth: 0)" >&2; exit 2; }
+git -C "$REPO" rev-parse --verify --quiet "$HEAD_REF^{commit}" >/dev/null \
+  || { echo "error: $REPO: head ref $HEAD_REF is not a commit here" >&2; exit 2; }
+
+# run from a neutral directory, so that neither checkout shadows the other on sys.path
+status=0
+(cd "$OUT_DIR" && GITHUB_STEP_SUMMARY="$OUT_DIR/gate.md" "$PYTHON" -m latbench ab "$SUITE" \
+    --base "$BASE_REF" --head "$HEAD_REF" --repo "$REPO" --allow-import --threshold "$THRESHOLD" \
+    $AB_FLAGS --json >"$OUT_DIR/gate.json" 2>"$OUT_DIR/gate.log") || status=$?
+cat "$OUT_DIR/gate.log" >&2
+if [ -n "${GITHUB_STEP_SUMMARY:-}" ] && [ -f "$OUT_DIR/gate.md" ]; then
+  cat "$OUT_DIR/gate.md" >>"$GITHUB_STEP_SUMMARY"
+fi
+if [ -f "$OUT_DIR/gate.md" ]; then
+  grep -m1 "latency gate" "$OUT_DIR/gate.md" || true
+fi
+exit "$status"

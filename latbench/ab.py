@@ -1,0 +1,252 @@
+"""Interleaved A/B gate (issue 12, item 3): two versions of the user's code measured in the SAME rounds.
+
+`latbench ab SUITE --base B --head H --allow-import`: B and H are two source directories, or two git
+refs of --repo checked out as temporary worktrees. The modules the suite's `builder: user` factories
+name are imported from each side under distinct module names (`_latbench_ab_base.pkg.mod`,
+`_latbench_ab_head.pkg.mod`) in this one process. Each suite case becomes a group of two cases,
+`case@base` (the group's baseline) and `case@head`, measured by runner.run_group in interleaved
+rounds, so machine-wide drift lands on both sides of every round and cancels in the per-round ratio
+head/base. The judged quantity is the median of those paired ratios with its interval
+(stats.paired_ratio: order statistics widened for autocorrelation between rounds); gate.decide makes
+the decision, so output and exit codes are the gate's.
+
+Limits: a factory that imports more of its package lazily (inside the function) would import it
+from sys.path, not from its side: import what the model needs at module level. A change that needs
+two environments (a torch upgrade) cannot be measured in one process; use the multi-run gate
+(`latbench gate` on ABAB-alternated runs) for that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import math
+import subprocess
+import sys
+import tempfile
+import types
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from latbench import devices, runner
+from latbench.compare import DEFAULT_ALPHA, Comparison, Delta, classify, network_change
+from latbench.errors import LatbenchError, SuiteError
+from latbench.records import KEY_COLUMNS, CaseSpec
+from latbench.stats import geometric_mean
+
+SIDES = ("base", "head")
+ALIAS = "_latbench_ab_{side}"
+METHOD = "ab-paired-rounds"
+
+
+@dataclass(frozen=True)
+class Side:
+    name: str  # base | head
+    spec: str  # what the user gave: a directory or a git ref
+    root: Path  # the source directory imported from
+
+
+@contextlib.contextmanager
+def checkout_sides(base: str, head: str, repo: Path) -> Iterator[tuple[Side, Side]]:
+    """The two sides as source directories: a directory is used as it is; anything else is a git ref
+    of `repo`, checked out (detached) as a temporary worktree that is removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="latbench-ab-") as tmp:
+        made: list[Path] = []
+        try:
+            sides = tuple(_side(name, spec, repo, Path(tmp), made) for name, spec in zip(SIDES, (base, head)))
+            yield sides  # type: ignore[misc]
+        finally:
+            for wt in made:
+                subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(wt)],
+                               capture_output=True, text=True)
+
+
+def _side(name: str, spec: str, repo: Path, tmp: Path, made: list[Path]) -> Side:
+    p = Path(spec)
+    if p.is_dir():
+        return Side(name, spec, p.resolve())
+    sha = _git(repo, "rev-parse", "--verify", "--quiet", f"{spec}^{{commit}}", what=f"--{name} {spec}")
+    wt = tmp / name
+    _git(repo, "worktree", "add", "--detach", str(wt), sha, what=f"--{name} {spec}")
+    made.append(wt)
+    return Side(name, f"{spec} ({sha[:12]})", wt.resolve())
+
+
+def _git(repo: Path, *args: str, what: str) -> str:
+    try:
+        proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise LatbenchError(f"{what}: cannot run git ({exc})", hint="install git, or give a source directory")
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["not a commit"])[-1]
+        raise LatbenchError(f"{what} is neither a directory nor a commit of {repo} ({last})", where=str(repo),
+                            hint="give a source directory, or a branch/tag/sha with --repo pointing at the checkout")
+    return proc.stdout.strip()
+
+
+def load_ab_suite(path: Path, side: Side, platform: str, allow_import: bool) -> list[CaseSpec]:
+    """The suite's cases, loaded (and its factories checked) against one side's code; the modules that
+    check imported are forgotten again, so that load_side imports each side afresh."""
+    from latbench.suite import expand, load_suite
+
+    before = set(sys.modules)
+    sys.path.insert(0, str(side.root))
+    importlib.invalidate_caches()
+    try:
+        specs = expand(load_suite(path, allow_import), platform)
+    finally:
+        sys.path.remove(str(side.root))
+        for k in set(sys.modules) - before:
+            origin = getattr(sys.modules[k], "__file__", None) or ""
+            if origin and side.root in Path(origin).resolve().parents:
+                del sys.modules[k]
+    factory_modules(specs)
+    return specs
+
+
+def factory_modules(specs: Sequence[CaseSpec]) -> list[str]:
+    """The modules the suite's user factories live in; SuiteError when a case is not `builder: user`."""
+    mods = []
+    for s in specs:
+        if s.builder != "user":
+            raise SuiteError(f"case {s.case!r} uses builder {s.builder!r}: 'latbench ab' compares two versions "
+                             f"of YOUR code, so every case must be 'builder: user'", where=s.source,
+                             hint="name your module with builder: user and params.factory 'pkg.module:function'")
+        mods.append(str(s.param_dict["factory"]).partition(":")[0])
+    return list(dict.fromkeys(mods))
+
+
+def load_side(side: Side, modules: Sequence[str]) -> None:
+    """Import `modules` from side.root and register them as ALIAS.<module> (so both sides coexist).
+
+    Whatever was imported under the same top-level names before is put back afterwards."""
+    alias = ALIAS.format(side=side.name)
+    tops = {m.split(".")[0] for m in modules}
+
+    def ours(name: str) -> bool:
+        return name.split(".")[0] in tops
+
+    saved = {k: sys.modules.pop(k) for k in list(sys.modules) if ours(k)}
+    sys.path.insert(0, str(side.root))
+    importlib.invalidate_caches()
+    loaded: dict[str, types.ModuleType] = {}
+    try:
+        for m in modules:
+            try:
+                mod = importlib.import_module(m)
+            except Exception as exc:  # noqa: BLE001 - the user's code, any error: one located line
+                raise SuiteError(f"cannot import {m!r} from the {side.name} ({side.spec}): "
+                                 f"{type(exc).__name__}: {exc}", where=str(side.root),
+                                 hint="the suite's factory must exist in both versions of the code") from None
+            origin = Path(getattr(mod, "__file__", "") or "").resolve()
+            if side.root not in origin.parents:
+                raise SuiteError(f"{m!r} imported from {origin}, not from the {side.name} ({side.root})",
+                                 where=str(side.root), hint="uninstall the package under test from this "
+                                 "environment (install latbench only), so each side imports its own copy")
+    finally:
+        sys.path.remove(str(side.root))
+        loaded = {k: sys.modules.pop(k) for k in list(sys.modules) if ours(k)}
+        sys.modules.update(saved)
+    pkg = types.ModuleType(alias)
+    pkg.__path__ = []  # a namespace for the side's modules
+    sys.modules[alias] = pkg
+    for name, mod in loaded.items():
+        sys.modules[f"{alias}.{name}"] = mod
+
+
+def unload_sides() -> None:
+    for k in [k for k in sys.modules if k.split(".")[0] in {ALIAS.format(side=s) for s in SIDES}]:
+        del sys.modules[k]
+
+
+def side_spec(spec: CaseSpec, side: str) -> CaseSpec:
+    """The case as measured on one side: case@side, its factory under the side's module alias."""
+    params = dict(spec.params)
+    params["factory"] = f"{ALIAS.format(side=side)}.{params['factory']}"
+    return dataclasses.replace(spec, case=f"{spec.case}@{side}", params=tuple(sorted(params.items())),
+                               baseline_case=f"{spec.case}@base")
+
+
+@dataclass(frozen=True)
+class ABResult:
+    comparison: Comparison
+    rows: list[dict[str, Any]]  # the rows runner.run_group wrote (case@base, case@head)
+    sides: tuple[Side, Side]
+
+
+def run_ab(specs: Sequence[CaseSpec], sides: tuple[Side, Side], device: str = "cpu", threads: int | None = None,
+           threshold_for: Callable[[dict[str, Any]], float] | float = 0.10, modes: Sequence[str] = ("eager",),
+           max_time_s: float | None = None, min_time_s: float | None = None, seed: int = 0,
+           fake_backend: bool | None = None,
+           on_case: Callable[[str], None] = lambda label: None) -> ABResult:
+    """Measure every case of `specs` on both sides in interleaved rounds and judge it (see module doc)."""
+    thr = threshold_for if callable(threshold_for) else (lambda _k, t=float(threshold_for): t)
+    modules = factory_modules(specs)
+    dev = devices.get(device, threads, fake=fake_backend)
+    policy = dataclasses.replace(dev.policy, **{k: v for k, v in (("max_time_s", max_time_s),
+                                                                  ("min_time_s", min_time_s)) if v is not None})
+    if policy.min_time_s > policy.max_time_s:
+        policy = dataclasses.replace(policy, min_time_s=policy.max_time_s)
+    cfg = runner.RunConfig(device=dev, run_id=uuid.uuid4().hex[:12], modes=tuple(modes), policy=policy,
+                           threads=dev.threads, seed=seed)
+    for side in sides:
+        load_side(side, modules)
+    rows: list[dict[str, Any]] = []
+    try:
+        for spec in specs:
+            on_case(spec.label)
+            group, _ = runner.run_group([side_spec(spec, "base"), side_spec(spec, "head")], cfg, dev.backend)
+            rows.extend(group)
+    finally:
+        unload_sides()
+    deltas = judge_rows(rows, thr)
+    cmp = Comparison(deltas, [f"base: {sides[0].spec}"], [f"head: {sides[1].spec}"], alpha=DEFAULT_ALPHA,
+                     noise_floor=0.0)
+    return ABResult(cmp, rows, sides)
+
+
+def judge_rows(rows: Sequence[dict[str, Any]], thr: Callable[[dict[str, Any]], float]) -> list[Delta]:
+    """One Delta per (case, mode): the head row's paired ratio to the base row, classified."""
+    by: dict[tuple, dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        case, _, side = str(row["case"]).rpartition("@")
+        key = {c: row.get(c) for c in KEY_COLUMNS}
+        key["case"] = case
+        by.setdefault(tuple(str(key[c]) for c in KEY_COLUMNS), {})[side] = {**row, "_key": key}
+    out = []
+    for pair in by.values():
+        b, h = pair.get("base"), pair.get("head")
+        key = (h or b)["_key"]
+        t = float(thr(key))
+        if b is None or h is None:
+            out.append(Delta(key, "missing", t, note=f"not measured on the {'base' if b is None else 'head'}"))
+            continue
+        st = {s: r.get("status") for s, r in (("base", b), ("head", h))}
+        if st["base"] == "skipped" and st["head"] == "skipped":
+            out.append(Delta(key, "skipped", t, note=f"skipped on both sides: {h.get('error', '')}"))
+            continue
+        changed = network_change(b, h)
+        if st["head"] != "ok":
+            out.append(Delta(key, "failed", t, note=f"failed in the candidate (head): {h.get('error', '')}"[:300],
+                             changed=changed))
+            continue
+        if st["base"] != "ok":
+            out.append(Delta(key, "failed", t, note=f"failed in every baseline run (base): {b.get('error', '')}"[:300],
+                             changed=changed))
+            continue
+        bms, hms = float(b["latency_ms"]), float(h["latency_ms"])
+        if not all(math.isfinite(v) and v > 0 for v in (bms, hms)):
+            out.append(Delta(key, "invalid", t, note=f"latency_ms base {bms}, head {hms}", changed=changed))
+            continue
+        ratio, lo, hi = (float(h.get(c) if h.get(c) is not None else math.nan)
+                         for c in ("ratio_to_baseline", "ratio_ci_low", "ratio_ci_high"))
+        status, significant = classify(ratio, lo, hi, t)
+        out.append(Delta(key, status, t, base_ms=geometric_mean([bms]), cand_ms=geometric_mean([hms]), ratio=ratio,
+                         ci_low=lo, ci_high=hi, significant=significant, method=METHOD, base_runs=1, cand_runs=1,
+                         note="; ".join(n for n in (f"changed network: {changed}" if changed else "",
+                                                    f"{h.get('samples')} paired rounds") if n),
+                         changed=changed))
+    return out
