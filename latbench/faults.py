@@ -16,6 +16,7 @@ import signal
 import threading
 from typing import Iterator
 
+REFIRE_S = 0.1  # after a time limit, CaseTimeout is raised again this often until the block ends
 DEFAULT_CASE_TIMEOUT_S = 600.0  # a case's build + warm-up, or one timed block, taking 10 min is stuck
 
 _OOM_TEXT = ("out of memory", "can't allocate memory", "cannot allocate memory")
@@ -65,7 +66,9 @@ def time_limit(seconds: float) -> Iterator[None]:
             raise CaseTimeout(seconds)
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    # Re-fire every 0.1 s after the limit: code that swallows the first CaseTimeout (an `except
+    # Exception` in user code, or cost.count falling back from meta to CPU) still stops.
+    signal.setitimer(signal.ITIMER_REAL, seconds, REFIRE_S)
     try:
         yield
     finally:
@@ -126,11 +129,37 @@ def is_unsupported(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(t in str(exc).lower() for t in _UNSUPPORTED_TEXT)
 
 
+def is_case_fault(exc: BaseException) -> bool:
+    """Whether `exc`, raised while a case is counted, built or timed, fails that case only.
+
+    Every Exception, and every other BaseException user code may raise (SystemExit from a
+    `sys.exit()` in a forward, GeneratorExit, a bare BaseException): none of them may stop the run or
+    choose its exit code. A KeyboardInterrupt (a real Ctrl-C, or Interrupted from SIGINT/SIGTERM) is
+    not: it stops the run, which saves what is finished.
+    """
+    return not isinstance(exc, KeyboardInterrupt)
+
+
+@contextlib.contextmanager
+def case_boundary(seconds: float, on_fault) -> Iterator[None]:
+    """Run the block within `seconds` (time_limit); a case fault (is_case_fault) inside it, the time
+    limit included, is handed to on_fault(exc) and swallowed; an interrupt propagates."""
+    try:
+        with time_limit(seconds):
+            yield
+    except BaseException as exc:  # noqa: BLE001 - the case's fault boundary: see is_case_fault
+        if not is_case_fault(exc):
+            raise
+        on_fault(exc)
+
+
 def describe(exc: BaseException) -> str:
     """The 'error' column of a failed case: the kind of failure first, then torch's first line."""
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, CaseTimeout):
         return first
+    if isinstance(exc, SystemExit):
+        return f"SystemExit: user code called sys.exit({exc.code!r}); the case failed, the run went on"[:500]
     if is_oom(exc):
         text = f"out of memory: {first}"
     elif is_unsupported(exc):

@@ -93,11 +93,10 @@ def _run_group(specs: list[CaseSpec], modes: tuple[str, ...], cfg: RunConfig, ba
     costs: dict[str, Cost | None] = {}
     errors: dict[tuple[str, str], str] = {}
     for s in specs:
-        try:
+        costs[s.case] = None  # a user module that cannot even be counted (raises, exits, hangs) fails alone
+        with faults.case_boundary(cfg.case_timeout_s,
+                                  lambda exc, s=s: errors.update({(s.case, m): dev.error_text(exc) for m in modes})):
             costs[s.case] = count_spec(s)
-        except Exception as exc:  # noqa: BLE001 - a user module that cannot even be counted
-            costs[s.case] = None
-            errors.update({(s.case, m): error_text(exc) for m in modes})
     skips: dict[tuple[str, str], str] = {}
     compile_s: dict[tuple[str, str], float] = {}
     items: list[tuple[tuple[str, str], Callable[[], object]]] = []
@@ -107,11 +106,10 @@ def _run_group(specs: list[CaseSpec], modes: tuple[str, ...], cfg: RunConfig, ba
         for spec in specs:
             if costs[spec.case] is None:
                 continue
-            try:
-                with faults.time_limit(cfg.case_timeout_s):
-                    prepared = prepare_case(spec, modes, dev.name, backend, cfg.seed)
-            except faults.CaseTimeout as exc:
-                prepared = {mode: Prepared(error=dev.error_text(exc)) for mode in modes}
+            prepared: dict[str, Prepared] = {}
+            with faults.case_boundary(cfg.case_timeout_s, lambda exc: prepared.update(
+                    {mode: Prepared(error=dev.error_text(exc)) for mode in modes})):
+                prepared = prepare_case(spec, modes, dev.name, backend, cfg.seed)
             for mode, prep in prepared.items():
                 key = (spec.case, mode)
                 if prep.fn is not None:
@@ -166,16 +164,17 @@ def group_label(spec: CaseSpec) -> str:
 def _profile(fn: Callable[[], object], device: Device) -> dict[str, Any]:
     from latbench.opbreakdown import profile_forward
 
-    try:
-        return profile_forward(fn, device)
-    except Exception as exc:  # noqa: BLE001 - a profiler failure must not lose the measurement
-        return {"profile_error": device.error_text(exc)}
+    result: dict[str, Any] = {}
+    with faults.case_boundary(0, lambda exc: result.update(profile_error=device.error_text(exc))):
+        result = profile_forward(fn, device)  # a profiler failure must not lose the measurement
+    return result
 
 
 def _add_hardware_columns(row: dict[str, Any], tele: Any, ceilings: roofline.Ceilings | None,
                           ops: dict[str, Any] | None) -> None:
     """Telemetry flags, roofline and op-breakdown columns; flags also become row warnings."""
-    row.update(roofline.row_columns(row["flops"], row["mac_bytes"], row.get("latency_ms"), ceilings))
+    if row.get("flops") is not None:  # a case that could not be counted has no roofline
+        row.update(roofline.row_columns(row["flops"], row["mac_bytes"], row.get("latency_ms"), ceilings))
     if ops:
         row.update({k: v for k, v in ops.items() if k != "profile_error"})
     if tele is not None:
@@ -198,7 +197,9 @@ def make_row(spec: CaseSpec, cost: Cost | None, mode: str, m: Measurement | None
         "baseline_case": spec.baseline_case, "schedule": cfg.schedule, "source": spec.source,
         "status": "failed" if error or m is None else "ok", "error": error or "",
     }
-    if cost is not None:
+    if cost is None:  # not counted (the case failed): the cost columns are empty, never absent
+        row.update(dict.fromkeys(("flops", "mult_adds", "mac_bytes", "params", "activations", "flops_drift_pct")))
+    else:
         row.update({"flops": cost.flops, "mult_adds": cost.mult_adds, "mac_bytes": cost.mac_bytes,
                     "params": cost.params, "activations": cost.activations,
                     "flops_drift_pct": round(100 * (cost.flops / reference - 1), 3) if reference else None})
