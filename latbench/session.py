@@ -271,6 +271,22 @@ def _open_files(opts: RunOptions, suite: Any, settings: dict[str, Any], ceilings
     return files
 
 
+def _stopped_by_error(files: RunFiles, groups: Any, exc: Exception, resume_cmd: str) -> None:
+    """Mark the run 'interrupted' (resumable) by `exc`, as far as the disk lets us; a write error
+    (a LatbenchError) gets the resume command as its hint."""
+    from latbench.results.files import ResultsWriteError
+
+    with faults.signals_ignored():
+        files.metadata.update(status="interrupted", interrupted_by=f"{type(exc).__name__}: {exc}"[:300],
+                              groups=groups(files.rows), finished_at_utc=now_utc())
+        try:
+            files.write_meta()
+        except OSError:
+            pass  # the disk is full: the metadata says 'running', which readers report as interrupted
+    if isinstance(exc, ResultsWriteError):
+        exc.hint = f"{exc.hint}; the finished groups are kept: resume with: {resume_cmd}"
+
+
 def _run_groups(suite: Any, specs: list, files: RunFiles, cfg: runner.RunConfig, device: Device, events: Events,
                 resume_cmd: str) -> Interruption | None:
     """Measure the groups not yet on disk, saving each as it finishes. On SIGINT/SIGTERM, save the
@@ -303,6 +319,9 @@ def _run_groups(suite: Any, specs: list, files: RunFiles, cfg: runner.RunConfig,
         runner.run_specs(todo, cfg, device.backend, save_group,
                          lambda label, rounds, _: events.on_progress(name, label, rounds),
                          lambda label: events.on_group_start(name, label))
+    except Exception as exc:  # a write that failed (disk full), or a bug: the metadata still gets a final status
+        _stopped_by_error(files, groups, exc, resume_cmd)
+        raise
     except KeyboardInterrupt as exc:
         signum = exc.signum if isinstance(exc, faults.Interrupted) else signal.SIGINT
         with faults.signals_ignored():  # a second Ctrl-C must not cut the last save short
