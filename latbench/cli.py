@@ -89,6 +89,7 @@ def run(
     profile: Annotated[bool, typer.Option("--profile", help="After measuring each group, run torch.profiler over 5 more forwards per case: op (kernel) count per forward and the time share of zero-FLOP ops (ReLU, add, concat, copies). Never inside timed blocks.")] = False,
     roofline: Annotated[bool, typer.Option(help="Probe the device's peak FLOP/s and bandwidth (< 2 s, cached per machine in ~/.cache/latbench or $LATBENCH_CACHE) and add roofline columns.")] = True,
     allow_import: Annotated[bool, typer.Option("--allow-import", help="Let suites with 'builder: user' import and run the Python module they name (your own code; off by default).")] = False,
+    max_cases: Annotated[Optional[int], typer.Option(min=0, help="Refuse a suite that expands (scales x sweep points x cases) to more cases than this, before anything is built. Default 1000; 0: no limit.")] = None,
 ) -> None:
     """Build each case of the suites, check FLOPs, warm up, time, and write results/ tables.
 
@@ -102,7 +103,7 @@ def run(
                       batch=batch, modes=modes, max_time=max_time, min_time=min_time, target=target,
                       cudnn_benchmark=cudnn_benchmark, results_dir=results_dir, seed=seed, resume=resume,
                       case_timeout=case_timeout, profile=profile, roofline=roofline, allow_import=allow_import,
-                      argv=tuple(sys.argv))
+                      argv=tuple(sys.argv), max_cases=max_cases)
     try:
         with faults.signals_as_interrupts():
             code = _run(opts, quiet)

@@ -17,6 +17,7 @@ import threading
 from typing import Iterator
 
 REFIRE_S = 0.1  # after a time limit, CaseTimeout is raised again this often until the block ends
+MAX_LIMIT_S = 1e8  # setitimer overflows above ~1e9 s; a limit this long is no limit
 DEFAULT_CASE_TIMEOUT_S = 600.0  # a case's build + warm-up, or one timed block, taking 10 min is stuck
 
 _OOM_TEXT = ("out of memory", "can't allocate memory", "cannot allocate memory")
@@ -51,12 +52,13 @@ def _can_use_signals() -> bool:
 
 @contextlib.contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
-    """Raise CaseTimeout inside the block if it runs longer than `seconds` (0 or less: no limit).
+    """Raise CaseTimeout inside the block if it runs longer than `seconds` (0 or less, inf, nan or
+    beyond what setitimer takes: no limit).
 
     A no-op off the main thread or where SIGALRM does not exist (Windows). A signal that arrives
     after the block ended is ignored (the `armed` flag), so a timeout never escapes the block.
     """
-    if seconds <= 0 or not hasattr(signal, "setitimer") or not _can_use_signals():
+    if not 0 < seconds < MAX_LIMIT_S or not hasattr(signal, "setitimer") or not _can_use_signals():
         yield
         return
     armed = True

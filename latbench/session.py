@@ -53,6 +53,7 @@ class RunOptions:
     allow_import: bool = False
     argv: tuple[str, ...] = ("latbench",)  # the command line: recorded, and the base of resume hints
     fake_backend: bool | None = None  # None: $LATBENCH_FAKE_BACKEND decides (devices.FAKE_ENV)
+    max_cases: int | None = None  # a suite expanding to more cases is refused (None: suite.load.DEFAULT_MAX_CASES)
 
 
 @dataclass
@@ -140,6 +141,22 @@ def parse_modes(modes: str | None, device: Device) -> tuple[str, ...]:
     return mode_list
 
 
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes a 64-bit integer
+
+
+def check_options(opts: RunOptions) -> None:
+    """LatbenchError for option values no run can use (typer has checked types and minimums)."""
+    import math
+
+    if not 0 <= opts.seed <= MAX_SEED:
+        raise LatbenchError(f"--seed {opts.seed} is out of range", hint=f"use an integer from 0 to {MAX_SEED}")
+    if math.isnan(opts.case_timeout):
+        raise LatbenchError("--case-timeout nan is not a number of seconds", hint="use e.g. 600, or 0 for no limit")
+    for flag, v in (("--max-time", opts.max_time), ("--min-time", opts.min_time), ("--target", opts.target)):
+        if v is not None and not math.isfinite(v):
+            raise LatbenchError(f"{flag} {v} is not a finite number", hint=f"give {flag} a finite value")
+
+
 def resolve_policy(opts: RunOptions, device: Device) -> StopPolicy:
     """The device's stop policy (or --quick's) with --max-time/--min-time/--target applied."""
     base = runner.QUICK_POLICY if opts.quick else device.policy
@@ -211,12 +228,15 @@ def run(opts: RunOptions, events: Events | None = None) -> RunOutcome:
 
     events = events or Events()
     # Everything that can be wrong with the input is checked before anything is measured.
+    check_options(opts)
     loaded = [load_suite(p, opts.allow_import) for p in opts.suites]
     if opts.resume and len(loaded) != 1:
         raise LatbenchError(f"--resume continues one run, but {len(loaded)} suites were given",
                             hint="give only the suite that the run in --resume measured")
     plat = opts.platform or devices.of(opts.device).default_platform
-    expanded = [(s, expand(s, plat, quick=opts.quick, widths_mode=opts.widths, batch=opts.batch)) for s in loaded]
+    limit = {} if opts.max_cases is None else {"max_cases": opts.max_cases}
+    expanded = [(s, expand(s, plat, quick=opts.quick, widths_mode=opts.widths, batch=opts.batch, **limit))
+                for s in loaded]
     device = devices.get(opts.device, opts.threads, opts.cudnn_benchmark, fake=opts.fake_backend)
     mode_list = parse_modes(opts.modes, device)
     policy = resolve_policy(opts, device)
