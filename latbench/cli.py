@@ -63,6 +63,7 @@ def version_callback(value: bool) -> None:
 def main(version: Annotated[Optional[bool], typer.Option("--version", callback=version_callback,
                                                          is_eager=True, help="Show the version.")] = None) -> None:
     """latbench: `run` a suite, `compare` results, `gate` a CI build."""
+    faults.guard_stdio()  # odd encodings and a closed stdout (| head -1) never end in a traceback
 
 
 @app.command()
@@ -254,9 +255,19 @@ def report_cmd(
     from latbench.report.markdown import group_text, title, write_report
 
     try:
+        _check_report_name(name)
         rep = write_report(files, out_dir, name)
+        partial = _partial_runs(files)
     except LatbenchError as exc:
         fail(exc, debug)
+    except OSError as exc:  # --out a file, read-only, disk full: one line, exit 2
+        fail(LatbenchError(f"cannot write the report: {exc.strerror or exc}", where=str(exc.filename or out_dir),
+                           hint="give --out a writable directory"), debug)
+    if not quiet:
+        for path, status in partial:
+            err.print(f"warning: {path} is a partial run (status '{status}'): the report covers only its finished "
+                      f"groups; finish it with 'latbench run ... --resume {path}'", style="yellow", highlight=False,
+                      markup=False, soft_wrap=True)
     t = Table(title=f"claims: {title(rep.suites)}", title_justify="left")
     for col in ("suite", "claim", "device", "mode", "verdict", "per group"):
         t.add_column(col)
@@ -270,6 +281,21 @@ def report_cmd(
     if not quiet:
         err.print(f"wrote {rep.markdown} and {len(rep.figures)} figure(s) in {rep.markdown.parent / 'figures'}",
                   highlight=False)
+
+
+def _check_report_name(name: str) -> None:
+    """--name is a file name inside --out: not empty, no directory part (so never outside --out)."""
+    if not name.strip() or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise LatbenchError(f"--name {name!r} is not a plain file name",
+                            hint="give a file name such as report.md; use --out for the directory")
+
+
+def _partial_runs(files: list[Path]) -> list[tuple[str, str]]:
+    """(path, status) of each run among `files` that did not finish (killed, interrupted)."""
+    from latbench.results import schema
+    from latbench.results.read import read_runs
+
+    return [(str(r.path), r.status) for r in read_runs(list(files), strict=False) if r.status != schema.COMPLETE]
 
 
 # ---------------------------------------------------------------- compare, gate, calibrate

@@ -12,7 +12,9 @@ A model whose forward loops or sleeps in Python, or a network of many ops, is st
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import threading
 from typing import Iterator
 
@@ -169,3 +171,58 @@ def describe(exc: BaseException) -> str:
     else:
         text = f"{type(exc).__name__}: {first}"
     return text[:500]
+
+
+class _PipeSafe:
+    """A text stream that survives its reader going away (`latbench gate ... | head -1`): after a
+    BrokenPipeError, output is discarded (fd 1 points at /dev/null) and the command keeps its own exit
+    code, instead of click's exit 1 or Python's 120 at shutdown."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._discard()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._discard()
+
+    def _discard(self) -> None:
+        self.broken = True
+        try:
+            fd = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(fd, self._stream.fileno())
+            os.close(fd)
+        except (OSError, ValueError, AttributeError):
+            pass
+        except Exception:  # noqa: BLE001 - io.UnsupportedOperation (a stream without a descriptor)
+            pass
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def guard_stdio() -> None:
+    """Make stdout and stderr safe for any text and any reader: characters the encoding cannot
+    show (PYTHONIOENCODING=ascii) become escapes instead of UnicodeEncodeError, and a closed stdout
+    is ignored (_PipeSafe). Idempotent."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is None or isinstance(stream, _PipeSafe):
+            continue
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):
+            pass
+        if name == "stdout":
+            sys.stdout = _PipeSafe(stream)
