@@ -464,18 +464,32 @@ def calibrate(
 
     try:
         minimum = parse_fraction(min_threshold)
+        if output is not None and (output.exists() or output.is_symlink()):  # never a silent overwrite
+            raise LatbenchError("--output already exists" + (" and is a directory" if output.is_dir() else ""),
+                                where=str(output), hint="give a new file path, or remove the old file first")
+        try:
+            extra = shlex.split(run_args)
+        except ValueError as exc:
+            raise LatbenchError(f"--run-args {run_args!r}: {exc}", hint="quote it as a shell would, "
+                                                                       "e.g. --run-args '--quick --max-time 2'") from None
         specs = list(files or [])
         if suite is not None:
-            specs += [str(p) for p in aa_runs(suite, runs, shlex.split(run_args), results_dir, progress)]
+            specs += [str(p) for p in aa_runs(suite, runs, extra, results_dir, progress)]
         if not specs:
             raise LatbenchError("nothing to calibrate on", hint="give >= 2 A/A results files, or --suite FILE")
         cal = calibrate_runs(load_runs(specs, "A/A"), runs_per_side, minimum)
     except LatbenchError as exc:
         fail(exc, debug)
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text("# latbench gate thresholds, from 'latbench calibrate' (A/A run-to-run noise)\n"
-                          + yaml.safe_dump(cal.data, sort_keys=False), encoding="utf-8")
+        from latbench.results.files import atomic_write_text
+
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(output, "# latbench gate thresholds, from 'latbench calibrate' (A/A run-to-run noise)\n"
+                              + yaml.safe_dump(cal.data, sort_keys=False))
+        except OSError as exc:  # also ResultsWriteError
+            fail(LatbenchError(f"cannot write --output: {getattr(exc, 'message', None) or exc.strerror or exc}",
+                               where=str(output), hint="give a writable file path"), debug)
         if not quiet:
             err.print(f"wrote {output}; use it with 'latbench gate --thresholds {output}'", highlight=False)
     if fmt is Format.json:

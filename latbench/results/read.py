@@ -221,7 +221,21 @@ def _read_meta(p: Path) -> dict[str, Any]:
                            hint="re-run 'latbench run' to regenerate it") from None
     if not isinstance(meta, dict):
         raise ResultsError("metadata is not a JSON object", where=str(p), hint="give the .json written by 'latbench run'")
+    for key, kinds in _META_TYPES.items():  # a hand-edited or foreign file: one line, not a traceback later
+        if meta.get(key) is not None and not isinstance(meta[key], kinds):
+            raise ResultsError(f"metadata field {key!r} is a {type(meta[key]).__name__}, not a "
+                               f"{' or '.join(k.__name__ for k in kinds)}", where=str(p),
+                               hint="restore the .json that 'latbench run' wrote")
     return meta
+
+
+# The metadata fields readers use, and the JSON types 'latbench run' writes them as (None: absent is fine).
+_META_TYPES: dict[str, tuple[type, ...]] = {
+    "status": (str,), "run_id": (str,), "device": (str,), "fingerprint": (dict,), "device_settings": (dict,),
+    "suite": (dict,), "policy": (dict,), "groups": (dict,), "roofline": (dict,), "files": (dict,),
+    "threads": (int, str), "seed": (int,), "modes": (list,), "command": (list,), "platform_widths": (str,),
+    "batch": (int,), "claims": (list,),
+}
 
 
 def lock_held(paths: RunPaths) -> bool:

@@ -30,6 +30,7 @@ from latbench.suite.sweep import SweepModel, count_points, expand_specs, points
 # A suite expanding (scales x sweep points x cases) to more cases than this is refused before anything
 # is built or counted: 40,000 sweep points took 5 GB and 45 s before the first measurement.
 DEFAULT_MAX_CASES = 1000
+MAX_SUITE_BYTES = 4_000_000  # read at most this much of a suite file (yamlnodes.MAX_BYTES limits the text)
 from latbench.suite.yamlnodes import line_of, load_with_lines
 
 Platform = Literal["gpu", "arm"]
@@ -57,7 +58,7 @@ class CaseModel(_Strict):
 
 
 class SuiteModel(_Strict):
-    suite: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    suite: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")  # part of file names
     experiment: str = Field(min_length=1)
     description: str = ""
     builder: str
@@ -113,7 +114,15 @@ def load_suite(path: str | Path, allow_import: bool = False) -> Suite:
     if not p.is_file():
         raise SuiteError("no such suite file", where=str(path),
                          hint="give a path to a .yaml suite, e.g. suites/g1.yaml")
-    raw = p.read_bytes()
+    try:
+        with p.open("rb") as f:
+            raw = f.read(MAX_SUITE_BYTES + 1)  # /dev/zero, a FIFO-like file or a huge file: never all of it
+    except OSError as exc:  # /proc/self/mem, a permission denied, an I/O error
+        raise SuiteError(f"cannot read the suite file: {exc.strerror or exc}", where=str(path),
+                         hint="give a path to a .yaml suite, e.g. suites/g1.yaml") from None
+    if len(raw) > MAX_SUITE_BYTES:
+        raise SuiteError(f"file is larger than a suite may be ({MAX_SUITE_BYTES:,} bytes)", where=str(path),
+                         hint="a suite is a short YAML file; split it or give the right path")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
