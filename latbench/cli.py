@@ -91,6 +91,7 @@ def run(
     roofline: Annotated[bool, typer.Option(help="Probe the device's peak FLOP/s and bandwidth (< 2 s, cached per machine in ~/.cache/latbench or $LATBENCH_CACHE) and add roofline columns.")] = True,
     allow_import: Annotated[bool, typer.Option("--allow-import", help="Let suites with 'builder: user' import and run the Python module they name (your own code; off by default).")] = False,
     max_cases: Annotated[Optional[int], typer.Option(min=0, help="Refuse a suite that expands (scales x sweep points x cases) to more cases than this, before anything is built. Default 1000; 0: no limit.")] = None,
+    isolate: Annotated[bool, typer.Option("--isolate", help="Run each group in a worker process: a crash (segfault, OOM kill) fails its cases only, and a call stuck past the hard limit is killed (docs/reliability.md).")] = False,
 ) -> None:
     """Build each case of the suites, check FLOPs, warm up, time, and write results/ tables.
 
@@ -104,7 +105,7 @@ def run(
                       batch=batch, modes=modes, max_time=max_time, min_time=min_time, target=target,
                       cudnn_benchmark=cudnn_benchmark, results_dir=results_dir, seed=seed, resume=resume,
                       case_timeout=case_timeout, profile=profile, roofline=roofline, allow_import=allow_import,
-                      argv=tuple(sys.argv), max_cases=max_cases)
+                      argv=tuple(sys.argv), max_cases=max_cases, isolate=isolate)
     try:
         with faults.signals_as_interrupts():
             code = _run(opts, quiet)

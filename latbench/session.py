@@ -53,6 +53,7 @@ class RunOptions:
     allow_import: bool = False
     argv: tuple[str, ...] = ("latbench",)  # the command line: recorded, and the base of resume hints
     fake_backend: bool | None = None  # None: $LATBENCH_FAKE_BACKEND decides (devices.FAKE_ENV)
+    isolate: bool = False  # each group in a worker process (runner.run_group_isolated)
     max_cases: int | None = None  # a suite expanding to more cases is refused (None: suite.load.DEFAULT_MAX_CASES)
 
 
@@ -252,7 +253,7 @@ def run(opts: RunOptions, events: Events | None = None) -> RunOutcome:
         try:
             cfg = runner.RunConfig(device=device, run_id=files.metadata["run_id"], modes=mode_list,
                                    schedule=opts.schedule, policy=policy, threads=device.threads, seed=opts.seed,
-                                   case_timeout_s=opts.case_timeout, **hw)
+                                   case_timeout_s=opts.case_timeout, isolate=opts.isolate, **hw)
             outcome.interrupted = _run_groups(suite, specs, files, cfg, device, events,
                                               resuming.resume_command(list(opts.argv), suite.path, files.csv))
         finally:
