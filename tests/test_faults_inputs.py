@@ -150,3 +150,18 @@ def test_a_poisoned_roofline_cache_is_measured_again(tmp_path):
         path.write_text(json.dumps({key: poison}))
         c, cached = roofline.measure_ceilings("cpu", "X", 1, path=path, **probes)
         assert not cached and c.peak_flops_per_s == 1e9
+
+
+@pytest.mark.parametrize("file, value", [("csv", "inf"), ("samples", "-1"), ("samples", "abc"), ("samples", "inf")])
+def test_gate_refuses_impossible_latencies_instead_of_passing(run_csv, tmp_path, file, value):
+    """The attack run found `gate` passing on these (they read as numbers, or were never checked)."""
+    import pandas as pd
+
+    csv = _copy_run(run_csv, tmp_path / "run")
+    path = csv if file == "csv" else csv.with_name(csv.stem + "-samples.csv")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df.loc[0, "latency_ms"] = value
+    df.to_csv(path, index=False)
+    for args in (["gate", "-b", str(run_csv), "-c", str(csv)], ["gate", "-b", str(csv), "-c", str(run_csv)]):
+        r = CliRunner().invoke(app, args, catch_exceptions=False)
+        assert r.exit_code == 2 and "latency_ms" in r.stderr, r.output
