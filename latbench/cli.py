@@ -111,6 +111,11 @@ def run(
             code = _run(opts, quiet)
     except LatbenchError as exc:
         fail(exc, debug)
+    except Exception as exc:  # a bug in latbench: the run's metadata already has a final status (session)
+        if debug:
+            raise
+        fail(LatbenchError(f"internal error: {type(exc).__name__}: {exc}"[:500],
+                           hint="this is a latbench bug; rerun with --debug for the traceback and report it"))
     except KeyboardInterrupt as exc:  # before or between runs: nothing half-written to report
         err.print(f"interrupted by {exc}" if isinstance(exc, faults.Interrupted) else "interrupted", style="yellow")
         code = exc.exit_code if isinstance(exc, faults.Interrupted) else 130

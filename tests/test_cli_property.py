@@ -31,7 +31,7 @@ from latbench.results import files as results_files
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "tests" / "data" / "tiny.yaml"
 N = int(os.environ.get("LATBENCH_PROPERTY_EXAMPLES", "0"))
-PROFILE = settings(max_examples=N or 30, deadline=None, derandomize=not N, database=None,
+PROFILE = settings(max_examples=N or 20, deadline=None, derandomize=not N, database=None,
                    suppress_health_check=list(HealthCheck))
 EXIT_CODES = {0, 1, 2, 130, 143}
 

@@ -170,3 +170,24 @@ def test_resume_of_an_interrupted_sweep_measures_every_point(tmp_path, monkeypat
     assert not rows.duplicated(["case", "scale", "batch", "dtype", "memory_format", "threads"]).any()
     meta = json.loads(first.interrupted.csv.with_suffix(".json").read_text())
     assert meta["status"] == "complete" and not meta["groups"]["pending"] and out.interrupted is None
+
+
+def test_a_bug_in_latbench_during_a_run_is_one_line_and_a_final_status(tmp_path, monkeypatch):
+    """Not a case fault (those are rows): an exception from latbench itself between groups."""
+    monkeypatch.setenv("LATBENCH_FAKE_BACKEND", "1")
+    real, calls = runner.run_group, [0]
+
+    def run_group(*a, **kw):
+        calls[0] += 1
+        if calls[0] == 2:
+            raise ZeroDivisionError("a bug")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(runner, "run_group", run_group)
+    tiny = Path(__file__).resolve().parent / "data" / "tiny.yaml"
+    r = CliRunner().invoke(app, ["run", str(tiny), "--max-time", "0.05", "--no-roofline", "-q", "--results-dir",
+                                 str(tmp_path)], catch_exceptions=False)
+    assert r.exit_code == 2 and "internal error: ZeroDivisionError: a bug" in r.stderr, r.output
+    meta = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert meta["status"] == "interrupted" and meta["groups"]["finished"] == ["T x1"]
+    assert "ZeroDivisionError" in meta["interrupted_by"] and not list(tmp_path.glob("*.lock"))
