@@ -140,6 +140,7 @@ def version_callback(value: bool) -> None:
 def main(version: Annotated[Optional[bool], typer.Option("--version", "-V", metavar="", callback=version_callback,
                                                          is_eager=True, help="Show the version.")] = None) -> None:
     """latbench: `run` a suite, `compare` results, `gate` a CI build."""
+    faults.guard_stdio()  # odd encodings and a closed stdout (| head -1) never end in a traceback
 
 
 @app.command()
@@ -178,6 +179,8 @@ def run(
     verbose: Annotated[bool, typer.Option("-v", "--verbose", metavar="", help="Also a line per finished group on stderr.", rich_help_panel=P_OUT)] = False,
     resume: Annotated[Optional[Path], typer.Option(metavar="CSV", help="Continue an interrupted run (its results .csv) with the same suite and options.", rich_help_panel=P_MORE)] = None,
     allow_import: Annotated[bool, typer.Option("--allow-import", metavar="", help="Let 'builder: user' suites import the Python module they name.", rich_help_panel=P_MORE)] = False,
+    max_cases: Annotated[Optional[int], typer.Option(metavar="N", callback=at_least(0), help="Refuse a suite expanding to more cases than this, before anything is built. Default 1000; 0: no limit.", rich_help_panel=P_MORE)] = None,
+    isolate: Annotated[bool, typer.Option("--isolate", metavar="", help="Each group in a worker process: a crash fails its cases only; a stuck call is killed (docs/reliability.md).", rich_help_panel=P_MORE)] = False,
     debug: Annotated[bool, typer.Option("--debug", metavar="", help="Show tracebacks for user errors too.", rich_help_panel=P_MORE)] = False,
 ) -> None:
     """Build each case of the suites, count FLOPs and MAC, warm up, time interleaved, write results/.
@@ -197,12 +200,17 @@ def run(
                       batch=batch, modes=modes, max_time=max_time, min_time=min_time, target=target,
                       cudnn_benchmark=cudnn_benchmark, latency=latency.value, l2=l2.value, results_dir=results_dir, seed=seed, resume=resume,
                       case_timeout=case_timeout, profile=profile, roofline=roofline, allow_import=allow_import,
-                      argv=tuple(sys.argv))
+                      argv=tuple(sys.argv), max_cases=max_cases, isolate=isolate)
     try:
         with faults.signals_as_interrupts():
             code = _run(opts, quiet, verbose, fmt, output)
     except LatbenchError as exc:
         fail(exc, debug)
+    except Exception as exc:  # a bug in latbench: the run's metadata already has a final status (session)
+        if debug:
+            raise
+        fail(LatbenchError(f"internal error: {type(exc).__name__}: {exc}"[:500],
+                           hint="this is a latbench bug; rerun with --debug for the traceback and report it"))
     except KeyboardInterrupt as exc:  # before or between runs: nothing half-written to report
         err.print(f"interrupted by {exc}" if isinstance(exc, faults.Interrupted) else "interrupted", style="yellow")
         code = exc.exit_code if isinstance(exc, faults.Interrupted) else 130
@@ -468,9 +476,19 @@ def report_cmd(
         if not quiet:
             err.print(f"warning: --out/--name are deprecated; use -o {output}", style="yellow", highlight=False)
     try:
+        _check_report_name(name if name is not None else output.name)
         rep = write_report(files, output.parent, output.name)
+        partial = _partial_runs(files)
     except LatbenchError as exc:
         fail(exc, debug)
+    except OSError as exc:  # --out a file, read-only, disk full: one line, exit 2
+        fail(LatbenchError(f"cannot write the report: {exc.strerror or exc}", where=str(exc.filename or output),
+                           hint="give -o a writable path"), debug)
+    if not quiet:
+        for path, status in partial:
+            err.print(f"warning: {path} is a partial run (status '{status}'): the report covers only its finished "
+                      f"groups; finish it with 'latbench run ... --resume {path}'", style="yellow", highlight=False,
+                      markup=False, soft_wrap=True)
     t = Table(title=f"claims: {title(rep.suites)}", title_justify="left")
     for col in ("suite", "claim", "device", "mode", "verdict", "per group"):
         t.add_column(col)
@@ -519,6 +537,21 @@ def audit_cmd(
                   f"{100 * layer.flops_share:.1f} % of FLOPs {layer.guideline}", highlight=False, markup=False)
     if not quiet:
         err.print(f"wrote {md}, {csv_path} and {fig}", highlight=False)
+
+
+def _check_report_name(name: str) -> None:
+    """--name is a file name inside --out: not empty, no directory part (so never outside --out)."""
+    if not name.strip() or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise LatbenchError(f"--name {name!r} is not a plain file name",
+                            hint="give a file name such as report.md; use --out for the directory")
+
+
+def _partial_runs(files: list[Path]) -> list[tuple[str, str]]:
+    """(path, status) of each run among `files` that did not finish (killed, interrupted)."""
+    from latbench.results import schema
+    from latbench.results.read import read_runs
+
+    return [(str(r.path), r.status) for r in read_runs(list(files), strict=False) if r.status != schema.COMPLETE]
 
 
 # ---------------------------------------------------------------- compare, gate, calibrate
@@ -725,18 +758,32 @@ def calibrate(
 
     try:
         minimum = fraction_option(min_threshold, "--min-threshold")
+        if output is not None and (output.exists() or output.is_symlink()):  # never a silent overwrite
+            raise LatbenchError("--output already exists" + (" and is a directory" if output.is_dir() else ""),
+                                where=str(output), hint="give a new file path, or remove the old file first")
+        try:
+            extra = shlex.split(run_args)
+        except ValueError as exc:
+            raise LatbenchError(f"--run-args {run_args!r}: {exc}", hint="quote it as a shell would, "
+                                                                       "e.g. --run-args '--quick --max-time 2'") from None
         specs = list(files or [])
         if suite is not None:
-            specs += [str(p) for p in aa_runs(suite, runs, shlex.split(run_args), results_dir, progress)]
+            specs += [str(p) for p in aa_runs(suite, runs, extra, results_dir, progress)]
         if not specs:
             raise LatbenchError("nothing to calibrate on", hint="give >= 2 A/A results files, or --suite FILE")
         cal = calibrate_runs(load_runs(specs, "A/A"), runs_per_side, minimum)
     except LatbenchError as exc:
         fail(exc, debug)
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text("# latbench gate thresholds, from 'latbench calibrate' (A/A run-to-run noise)\n"
-                          + yaml.safe_dump(cal.data, sort_keys=False), encoding="utf-8")
+        from latbench.results.files import atomic_write_text
+
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(output, "# latbench gate thresholds, from 'latbench calibrate' (A/A run-to-run noise)\n"
+                              + yaml.safe_dump(cal.data, sort_keys=False))
+        except OSError as exc:  # also ResultsWriteError
+            fail(LatbenchError(f"cannot write --output: {getattr(exc, 'message', None) or exc.strerror or exc}",
+                               where=str(output), hint="give a writable file path"), debug)
         if not quiet:
             err.print(f"wrote {output}; use it with 'latbench gate --thresholds {output}'", highlight=False)
     if fmt is Format.json:

@@ -12,10 +12,14 @@ A model whose forward loops or sleeps in Python, or a network of many ops, is st
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import threading
 from typing import Iterator
 
+REFIRE_S = 0.1  # after a time limit, CaseTimeout is raised again this often until the block ends
+MAX_LIMIT_S = 1e8  # setitimer overflows above ~1e9 s; a limit this long is no limit
 DEFAULT_CASE_TIMEOUT_S = 600.0  # a case's build + warm-up, or one timed block, taking 10 min is stuck
 
 _OOM_TEXT = ("out of memory", "can't allocate memory", "cannot allocate memory")
@@ -50,12 +54,13 @@ def _can_use_signals() -> bool:
 
 @contextlib.contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
-    """Raise CaseTimeout inside the block if it runs longer than `seconds` (0 or less: no limit).
+    """Raise CaseTimeout inside the block if it runs longer than `seconds` (0 or less, inf, nan or
+    beyond what setitimer takes: no limit).
 
     A no-op off the main thread or where SIGALRM does not exist (Windows). A signal that arrives
     after the block ended is ignored (the `armed` flag), so a timeout never escapes the block.
     """
-    if seconds <= 0 or not hasattr(signal, "setitimer") or not _can_use_signals():
+    if not 0 < seconds < MAX_LIMIT_S or not hasattr(signal, "setitimer") or not _can_use_signals():
         yield
         return
     armed = True
@@ -65,7 +70,9 @@ def time_limit(seconds: float) -> Iterator[None]:
             raise CaseTimeout(seconds)
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    # Re-fire every 0.1 s after the limit: code that swallows the first CaseTimeout (an `except
+    # Exception` in user code, or cost.count falling back from meta to CPU) still stops.
+    signal.setitimer(signal.ITIMER_REAL, seconds, REFIRE_S)
     try:
         yield
     finally:
@@ -126,11 +133,37 @@ def is_unsupported(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(t in str(exc).lower() for t in _UNSUPPORTED_TEXT)
 
 
+def is_case_fault(exc: BaseException) -> bool:
+    """Whether `exc`, raised while a case is counted, built or timed, fails that case only.
+
+    Every Exception, and every other BaseException user code may raise (SystemExit from a
+    `sys.exit()` in a forward, GeneratorExit, a bare BaseException): none of them may stop the run or
+    choose its exit code. A KeyboardInterrupt (a real Ctrl-C, or Interrupted from SIGINT/SIGTERM) is
+    not: it stops the run, which saves what is finished.
+    """
+    return not isinstance(exc, KeyboardInterrupt)
+
+
+@contextlib.contextmanager
+def case_boundary(seconds: float, on_fault) -> Iterator[None]:
+    """Run the block within `seconds` (time_limit); a case fault (is_case_fault) inside it, the time
+    limit included, is handed to on_fault(exc) and swallowed; an interrupt propagates."""
+    try:
+        with time_limit(seconds):
+            yield
+    except BaseException as exc:  # noqa: BLE001 - the case's fault boundary: see is_case_fault
+        if not is_case_fault(exc):
+            raise
+        on_fault(exc)
+
+
 def describe(exc: BaseException) -> str:
     """The 'error' column of a failed case: the kind of failure first, then torch's first line."""
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, CaseTimeout):
         return first
+    if isinstance(exc, SystemExit):
+        return f"SystemExit: user code called sys.exit({exc.code!r}); the case failed, the run went on"[:500]
     if is_oom(exc):
         text = f"out of memory: {first}"
     elif is_unsupported(exc):
@@ -138,3 +171,58 @@ def describe(exc: BaseException) -> str:
     else:
         text = f"{type(exc).__name__}: {first}"
     return text[:500]
+
+
+class _PipeSafe:
+    """A text stream that survives its reader going away (`latbench gate ... | head -1`): after a
+    BrokenPipeError, output is discarded (fd 1 points at /dev/null) and the command keeps its own exit
+    code, instead of click's exit 1 or Python's 120 at shutdown."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._discard()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._discard()
+
+    def _discard(self) -> None:
+        self.broken = True
+        try:
+            fd = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(fd, self._stream.fileno())
+            os.close(fd)
+        except (OSError, ValueError, AttributeError):
+            pass
+        except Exception:  # noqa: BLE001 - io.UnsupportedOperation (a stream without a descriptor)
+            pass
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def guard_stdio() -> None:
+    """Make stdout and stderr safe for any text and any reader: characters the encoding cannot
+    show (PYTHONIOENCODING=ascii) become escapes instead of UnicodeEncodeError, and a closed stdout
+    is ignored (_PipeSafe). Idempotent."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is None or isinstance(stream, _PipeSafe):
+            continue
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):
+            pass
+        if name == "stdout":
+            sys.stdout = _PipeSafe(stream)

@@ -121,7 +121,14 @@ def probe_copy(device: str | Device, budget_s: float = COPY_BUDGET_S, sizes: tup
 
 
 def cache_file() -> Path:
-    return Path(os.environ.get("LATBENCH_CACHE") or Path.home() / ".cache" / "latbench") / "roofline.json"
+    """$LATBENCH_CACHE, else ~/.cache/latbench; with HOME unset, a per-user temp directory (never /.cache)."""
+    if os.environ.get("LATBENCH_CACHE"):
+        return Path(os.environ["LATBENCH_CACHE"]) / "roofline.json"
+    if not os.environ.get("HOME"):
+        import tempfile
+
+        return Path(tempfile.gettempdir()) / f"latbench-cache-{os.getuid() if hasattr(os, 'getuid') else 0}" / "roofline.json"
+    return Path.home() / ".cache" / "latbench" / "roofline.json"
 
 
 def ceiling_key(device: str, device_name: str, threads: int, dtype: str, math_mode: str = "") -> str:
@@ -164,9 +171,12 @@ def measure_ceilings(device: str | Device, device_name: str, threads: int, dtype
     cache = read_json_object(path)
     if key in cache and not refresh:
         try:
-            return Ceilings(**cache[key]), True
+            cached = Ceilings(**cache[key])
+            if all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+                   for v in (cached.peak_flops_per_s, cached.bandwidth_bytes_per_s)):
+                return cached, True
         except TypeError:
-            pass  # an entry from another latbench version: measure again
+            pass  # an entry from another latbench version (or a poisoned one): measure again
     with math_mode_set(mode):
         gemm = (gemm_probe or probe_gemm)(device, getattr(torch, dtype_name))
     copy = (copy_probe or probe_copy)(device)

@@ -41,6 +41,7 @@ class RunConfig:
     telemetry: Any = None  # telemetry.TelemetrySampler (start()/stop() around each group), or None
     ceilings: roofline.CeilingSet | roofline.Ceilings | None = None  # for the roofline columns (per dtype)
     profile: bool = False  # torch.profiler op breakdown after each group's measurement
+    isolate: bool = False  # each group in a worker process: a hard timeout, and a crash is failed rows
 
     @property
     def dev(self) -> Device:
@@ -57,14 +58,28 @@ def run_specs(specs: list[CaseSpec], cfg: RunConfig, backend: TimingBackend,
               on_group_start: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """Measure every group of specs; after each group, hand its rows and samples to on_group_done."""
     all_rows: list[dict[str, Any]] = []
+    if specs:
+        _import_lazy_modules()
     for _, group in groupby(specs, key=lambda s: s.group):
         group = list(group)
         if on_group_start:
             on_group_start(group_label(group[0]))
-        rows, samples = run_group(group, cfg, backend, on_progress)
+        rows, samples = (run_group_isolated(group, cfg, backend) if cfg.isolate
+                         else run_group(group, cfg, backend, on_progress))
         on_group_done(rows, samples)
         all_rows.extend(rows)
     return all_rows
+
+
+def _import_lazy_modules() -> None:
+    """Count a tiny conv once, outside any time limit: the modules torch imports on first use (the
+    FLOP counter, sympy) are then loaded, so a --case-timeout or a user's sys.exit() can never cut an
+    import short and leave a half-initialised module that fails every later case."""
+    from latbench.cost import _MemoryAccessCounter
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False), _MemoryAccessCounter():
+        torch.nn.Conv2d(2, 2, 3, groups=2)(torch.zeros(1, 2, 4, 4, device="meta"))
 
 
 def run_group(specs: list[CaseSpec], cfg: RunConfig, backend: TimingBackend,
@@ -93,11 +108,10 @@ def _run_group(specs: list[CaseSpec], modes: tuple[str, ...], cfg: RunConfig, ba
     costs: dict[str, Cost | None] = {}
     errors: dict[tuple[str, str], str] = {}
     for s in specs:
-        try:
+        costs[s.case] = None  # a user module that cannot even be counted (raises, exits, hangs) fails alone
+        with faults.case_boundary(cfg.case_timeout_s,
+                                  lambda exc, s=s: errors.update({(s.case, m): dev.error_text(exc) for m in modes})):
             costs[s.case] = count_spec(s)
-        except Exception as exc:  # noqa: BLE001 - a user module that cannot even be counted
-            costs[s.case] = None
-            errors.update({(s.case, m): error_text(exc) for m in modes})
     skips: dict[tuple[str, str], str] = {}
     compile_s: dict[tuple[str, str], float] = {}
     items: list[tuple[tuple[str, str], Callable[[], object]]] = []
@@ -107,11 +121,10 @@ def _run_group(specs: list[CaseSpec], modes: tuple[str, ...], cfg: RunConfig, ba
         for spec in specs:
             if costs[spec.case] is None:
                 continue
-            try:
-                with faults.time_limit(cfg.case_timeout_s):
-                    prepared = prepare_case(spec, modes, dev, backend, cfg.seed)
-            except faults.CaseTimeout as exc:
-                prepared = {mode: Prepared(error=dev.error_text(exc)) for mode in modes}
+            prepared: dict[str, Prepared] = {}
+            with faults.case_boundary(cfg.case_timeout_s, lambda exc: prepared.update(
+                    {mode: Prepared(error=dev.error_text(exc)) for mode in modes})):
+                prepared = prepare_case(spec, modes, dev, backend, cfg.seed)
             for mode, prep in prepared.items():
                 key = (spec.case, mode)
                 if prep.fn is not None:
@@ -166,6 +179,133 @@ def _backend_columns(backend: TimingBackend) -> dict[str, Any]:
     return dict(columns()) if columns is not None else {}
 
 
+# --isolate: a group's worker gets this long beyond its own limits before it is killed (a stuck
+# native call that SIGALRM cannot interrupt); the worker's own --case-timeout fires first otherwise.
+ISOLATE_GRACE_S = 2.0
+
+
+def isolate_limit_s(specs: list[CaseSpec], cfg: RunConfig) -> float:
+    """The hard limit of a group's worker: every case's build/count within --case-timeout, every
+    timed block within it, and the stop rule's max time per case (0: no limit)."""
+    if not 0 < cfg.case_timeout_s < faults.MAX_LIMIT_S:
+        return 0.0
+    n = len(specs) * max(1, len(cfg.modes))
+    return 2 * n * cfg.case_timeout_s + 2 * n * cfg.policy.max_time_s + cfg.policy.warmup_s * n + ISOLATE_GRACE_S
+
+
+def run_group_isolated(specs: list[CaseSpec], cfg: RunConfig, backend: TimingBackend,
+                       ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """run_group in a worker process (as asv and pytest-timeout isolate): a crash (segfault,
+    os._exit, the OOM killer) or a call stuck past isolate_limit_s fails the group's cases, not the run.
+
+    After a group's worker dies, each case is retried alone in its own worker, so only the culprit
+    fails (the others are measured alone: no ratio to a baseline in another worker).
+    """
+    rows, samples, error = _in_worker(specs, cfg, backend)
+    if error is None:
+        return rows, samples
+    if len(specs) == 1:
+        return _failed_rows(specs, cfg, error), []
+    rows, samples = [], []
+    for spec in specs:
+        r, s, err = _in_worker([spec], cfg, backend)
+        if err is not None:
+            r, s = _failed_rows([spec], cfg, err), []
+        rows.extend(r)
+        samples.extend(s)
+    return rows, samples
+
+
+def _failed_rows(specs: list[CaseSpec], cfg: RunConfig, error: str) -> list[dict[str, Any]]:
+    modes = (specs[0].mode,) if specs[0].mode else cfg.modes
+    rows = []
+    for spec in specs:
+        for mode in modes:
+            row = make_row(spec, None, mode, None, None, error, cfg, None)
+            _add_hardware_columns(row, None, None, None)
+            rows.append(row)
+    return rows
+
+
+def _in_worker(specs: list[CaseSpec], cfg: RunConfig, backend: TimingBackend,
+               ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]:
+    """(rows, samples, None), or ([], [], why the worker failed). Forked where torch allows it (no
+    CUDA context yet), else spawned; the worker sends its rows back through a pipe."""
+    import multiprocessing as mp
+    import pickle
+    import signal as _signal
+    import time
+
+    method = "fork" if "fork" in mp.get_all_start_methods() and not torch.cuda.is_initialized() else "spawn"
+    ctx = mp.get_context(method)
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_worker, args=(send, specs, cfg, backend), daemon=True)
+    proc.start()
+    send.close()
+    limit = isolate_limit_s(specs, cfg)
+    deadline = time.monotonic() + limit if limit else None
+    try:
+        while True:
+            wait = 0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic()))
+            if receive.poll(wait):
+                try:
+                    kind, payload = receive.recv()
+                except (EOFError, OSError, pickle.UnpicklingError):
+                    kind, payload = "died", None
+                break
+            if not proc.is_alive():
+                kind, payload = "died", None
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                kind, payload = "timeout", None
+                break
+    except BaseException:  # Ctrl-C/SIGTERM while waiting: stop the worker, then stop the run
+        proc.kill()
+        proc.join()
+        raise
+    finally:
+        receive.close()
+    if kind == "timeout":
+        proc.kill()
+        proc.join()
+        return [], [], f"timed out after {limit:g} s (hard limit of an --isolate worker; --case-timeout)"
+    proc.join(timeout=30)
+    if kind == "ok":
+        return payload[0], payload[1], None
+    if kind == "error":
+        return [], [], payload
+    code = proc.exitcode
+    if code is None:
+        proc.kill()
+        proc.join()
+        return [], [], "worker process stopped answering (--isolate)"
+    if code < 0:
+        name = _signal.Signals(-code).name if -code in _signal.Signals._value2member_map_ else str(-code)
+        why = " (the OOM killer?)" if -code == _signal.SIGKILL else ""
+        return [], [], f"worker process crashed: killed by {name}{why} (--isolate)"
+    return [], [], f"worker process exited with code {code} before finishing (--isolate)"
+
+
+def _worker(conn: Any, specs: list[CaseSpec], cfg: RunConfig, backend: TimingBackend) -> None:
+    """The body of an --isolate worker: one group, its rows sent back; a signal from the terminal
+    goes to the parent, which stops this worker."""
+    import signal as _signal
+
+    for sig in (_signal.SIGINT, _signal.SIGTERM):
+        _signal.signal(sig, _signal.SIG_DFL)
+    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
+    try:
+        rows, samples = run_group(specs, cfg, backend, None)
+        conn.send(("ok", (rows, samples)))
+    except BaseException as exc:  # noqa: BLE001 - whatever happens, the parent gets a line, not silence
+        try:
+            conn.send(("error", f"worker process failed: {faults.describe(exc)} (--isolate)"))
+        except BaseException:  # noqa: BLE001
+            pass
+    finally:
+        conn.close()
+
+
 def group_label(spec: CaseSpec) -> str:
     """'G2 x1', or 'G2 x1 b8 bfloat16' at a sweep point (resume.spec_group gives the same)."""
     return f"{spec.experiment} x{spec.scale}" + (f" {spec.point}" if spec.point else "")
@@ -174,10 +314,10 @@ def group_label(spec: CaseSpec) -> str:
 def _profile(fn: Callable[[], object], device: Device) -> dict[str, Any]:
     from latbench.opbreakdown import profile_forward
 
-    try:
-        return profile_forward(fn, device)
-    except Exception as exc:  # noqa: BLE001 - a profiler failure must not lose the measurement
-        return {"profile_error": device.error_text(exc)}
+    result: dict[str, Any] = {}
+    with faults.case_boundary(0, lambda exc: result.update(profile_error=device.error_text(exc))):
+        result = profile_forward(fn, device)  # a profiler failure must not lose the measurement
+    return result
 
 
 def _add_hardware_columns(row: dict[str, Any], tele: Any, ceilings: roofline.CeilingSet | roofline.Ceilings | None,
@@ -208,7 +348,9 @@ def make_row(spec: CaseSpec, cost: Cost | None, mode: str, m: Measurement | None
         "baseline_case": spec.baseline_case, "schedule": cfg.schedule, "source": spec.source,
         "status": "failed" if error or m is None else "ok", "error": error or "",
     }
-    if cost is not None:
+    if cost is None:  # not counted (the case failed): the cost columns are empty, never absent
+        row.update(dict.fromkeys(("flops", "mult_adds", "mac_bytes", "params", "activations", "flops_drift_pct")))
+    else:
         row.update({"flops": cost.flops, "mult_adds": cost.mult_adds, "mac_bytes": cost.mac_bytes,
                     "params": cost.params, "activations": cost.activations,
                     "flops_drift_pct": round(100 * (cost.flops / reference - 1), 3) if reference else None})

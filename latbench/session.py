@@ -56,6 +56,8 @@ class RunOptions:
     argv: tuple[str, ...] = ("latbench",)  # the command line: recorded, and the base of resume hints
     fake_backend: bool | None = None  # None: $LATBENCH_FAKE_BACKEND decides (devices.FAKE_ENV)
     models: Any = None  # suite.adhoc.ModelRequest: models named by --model, run as one more suite
+    isolate: bool = False  # each group in a worker process (runner.run_group_isolated)
+    max_cases: int | None = None  # a suite expanding to more cases is refused (None: suite.load.DEFAULT_MAX_CASES)
 
 
 @dataclass
@@ -143,6 +145,22 @@ def parse_modes(modes: str | None, device: Device) -> tuple[str, ...]:
     return mode_list
 
 
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes a 64-bit integer
+
+
+def check_options(opts: RunOptions) -> None:
+    """LatbenchError for option values no run can use (typer has checked types and minimums)."""
+    import math
+
+    if not 0 <= opts.seed <= MAX_SEED:
+        raise LatbenchError(f"--seed {opts.seed} is out of range", hint=f"use an integer from 0 to {MAX_SEED}")
+    if math.isnan(opts.case_timeout):
+        raise LatbenchError("--case-timeout nan is not a number of seconds", hint="use e.g. 600, or 0 for no limit")
+    for flag, v in (("--max-time", opts.max_time), ("--min-time", opts.min_time), ("--target", opts.target)):
+        if v is not None and not math.isfinite(v):
+            raise LatbenchError(f"{flag} {v} is not a finite number", hint=f"give {flag} a finite value")
+
+
 def resolve_policy(opts: RunOptions, device: Device) -> StopPolicy:
     """The device's stop policy (or --quick's) with --max-time/--min-time/--target applied."""
     base = runner.QUICK_POLICY if opts.quick else device.policy
@@ -222,6 +240,7 @@ def run(opts: RunOptions, events: Events | None = None) -> RunOutcome:
 
     events = events or Events()
     # Everything that can be wrong with the input is checked before anything is measured.
+    check_options(opts)
     loaded = [load_suite(p, opts.allow_import) for p in opts.suites]
     if opts.models is not None:  # --model: an in-memory suite, run like a file
         from latbench.suite.adhoc import build_suite
@@ -233,7 +252,9 @@ def run(opts: RunOptions, events: Events | None = None) -> RunOutcome:
         raise LatbenchError(f"--resume continues one run, but {len(loaded)} suites were given",
                             hint="give only the suite that the run in --resume measured")
     plat = opts.platform or devices.of(opts.device).default_platform
-    expanded = [(s, expand(s, plat, quick=opts.quick, widths_mode=opts.widths, batch=opts.batch)) for s in loaded]
+    limit = {} if opts.max_cases is None else {"max_cases": opts.max_cases}
+    expanded = [(s, expand(s, plat, quick=opts.quick, widths_mode=opts.widths, batch=opts.batch, **limit))
+                for s in loaded]
     device = devices.get(opts.device, opts.threads, opts.cudnn_benchmark, fake=opts.fake_backend,
                          latency=opts.latency, l2=opts.l2)
     mode_list = parse_modes(opts.modes, device)
@@ -250,7 +271,7 @@ def run(opts: RunOptions, events: Events | None = None) -> RunOutcome:
         try:
             cfg = runner.RunConfig(device=device, run_id=files.metadata["run_id"], modes=mode_list,
                                    schedule=opts.schedule, policy=policy, threads=device.threads, seed=opts.seed,
-                                   case_timeout_s=opts.case_timeout, **hw)
+                                   case_timeout_s=opts.case_timeout, isolate=opts.isolate, **hw)
             outcome.interrupted = _run_groups(suite, specs, files, cfg, device, events,
                                               resuming.resume_command(list(opts.argv), suite.path, files.csv))
         finally:
@@ -289,6 +310,22 @@ def _open_files(opts: RunOptions, suite: Any, settings: dict[str, Any], ceilings
     return files
 
 
+def _stopped_by_error(files: RunFiles, groups: Any, exc: Exception, resume_cmd: str) -> None:
+    """Mark the run 'interrupted' (resumable) by `exc`, as far as the disk lets us; a write error
+    (a LatbenchError) gets the resume command as its hint."""
+    from latbench.results.files import ResultsWriteError
+
+    with faults.signals_ignored():
+        files.metadata.update(status="interrupted", interrupted_by=f"{type(exc).__name__}: {exc}"[:300],
+                              groups=groups(files.rows), finished_at_utc=now_utc())
+        try:
+            files.write_meta()
+        except OSError:
+            pass  # the disk is full: the metadata says 'running', which readers report as interrupted
+    if isinstance(exc, ResultsWriteError):
+        exc.hint = f"{exc.hint}; the finished groups are kept: resume with: {resume_cmd}"
+
+
 def _run_groups(suite: Any, specs: list, files: RunFiles, cfg: runner.RunConfig, device: Device, events: Events,
                 resume_cmd: str) -> Interruption | None:
     """Measure the groups not yet on disk, saving each as it finishes. On SIGINT/SIGTERM, save the
@@ -321,6 +358,9 @@ def _run_groups(suite: Any, specs: list, files: RunFiles, cfg: runner.RunConfig,
         runner.run_specs(todo, cfg, device.backend, save_group,
                          lambda label, rounds, _: events.on_progress(name, label, rounds),
                          lambda label: events.on_group_start(name, label))
+    except Exception as exc:  # a write that failed (disk full), or a bug: the metadata still gets a final status
+        _stopped_by_error(files, groups, exc, resume_cmd)
+        raise
     except KeyboardInterrupt as exc:
         signum = exc.signum if isinstance(exc, faults.Interrupted) else signal.SIGINT
         with faults.signals_ignored():  # a second Ctrl-C must not cut the last save short

@@ -22,7 +22,27 @@ from latbench.errors import ResultsError
 from latbench.results.schema import RESULT_COLUMNS, SAMPLE_COLUMNS
 
 
+class ResultsWriteError(ResultsError, OSError):
+    """A results file could not be written (read-only directory, disk full, ...); the old file is intact.
+    A LatbenchError (exit 2, one line) and still an OSError for callers that catch those."""
+
+
+def _cannot_write(exc: OSError, where: Path, hint: str) -> ResultsWriteError:
+    return ResultsWriteError(f"cannot write: {exc.strerror or exc}", where=str(where), hint=hint)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` via a temp file and a rename: the old file or the new one, never half.
+
+    ResultsWriteError (a LatbenchError) when the disk refuses; no temp file is left behind.
+    """
+    try:
+        _atomic_write_text(path, text)
+    except OSError as exc:
+        raise _cannot_write(exc, path, "free disk space or fix the directory's permissions") from None
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         umask = os.umask(0)
@@ -52,7 +72,19 @@ class RunFiles:
 
     @classmethod
     def reserve(cls, results_dir: Path, suite: str, device: str, now: datetime | None = None) -> "RunFiles":
+        try:
+            return cls._reserve(results_dir, suite, device, now)
+        except OSError as exc:  # read-only, a regular file, a dangling symlink, /dev/null, a name too long
+            raise _cannot_write(exc, results_dir, "give --results-dir a writable directory (it is created if "
+                                                  "missing)") from None
+
+    @classmethod
+    def _reserve(cls, results_dir: Path, suite: str, device: str, now: datetime | None) -> "RunFiles":
+        if results_dir.is_symlink() and not results_dir.exists():
+            raise NotADirectoryError(0, "a dangling symbolic link")
         results_dir.mkdir(parents=True, exist_ok=True)
+        if not results_dir.is_dir():
+            raise NotADirectoryError(0, "not a directory")
         stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
         for n in range(1000):
             stem = f"{suite}-{device}-{stamp}" + (f"-{n}" if n else "")
@@ -97,7 +129,11 @@ class RunFiles:
         except ImportError:
             return
         while True:
-            fd = os.open(self.lock_path, os.O_CREAT | os.O_RDWR, 0o644)
+            try:
+                fd = os.open(self.lock_path, os.O_CREAT | os.O_RDWR, 0o644)
+            except OSError as exc:
+                raise _cannot_write(exc, self.lock_path, "the run's directory must be writable (also to "
+                                                         "--resume)") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:

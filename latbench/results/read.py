@@ -221,7 +221,21 @@ def _read_meta(p: Path) -> dict[str, Any]:
                            hint="re-run 'latbench run' to regenerate it") from None
     if not isinstance(meta, dict):
         raise ResultsError("metadata is not a JSON object", where=str(p), hint="give the .json written by 'latbench run'")
+    for key, kinds in _META_TYPES.items():  # a hand-edited or foreign file: one line, not a traceback later
+        if meta.get(key) is not None and not isinstance(meta[key], kinds):
+            raise ResultsError(f"metadata field {key!r} is a {type(meta[key]).__name__}, not a "
+                               f"{' or '.join(k.__name__ for k in kinds)}", where=str(p),
+                               hint="restore the .json that 'latbench run' wrote")
     return meta
+
+
+# The metadata fields readers use, and the JSON types 'latbench run' writes them as (None: absent is fine).
+_META_TYPES: dict[str, tuple[type, ...]] = {
+    "status": (str,), "run_id": (str,), "device": (str,), "fingerprint": (dict,), "device_settings": (dict,),
+    "suite": (dict,), "policy": (dict,), "groups": (dict,), "roofline": (dict,), "files": (dict,),
+    "threads": (int, str), "seed": (int,), "modes": (list,), "command": (list,), "platform_widths": (str,),
+    "batch": (int,), "claims": (list,),
+}
 
 
 def lock_held(paths: RunPaths) -> bool:
@@ -288,9 +302,21 @@ def read_run(path: str | Path | RunPaths, strict: bool = True) -> Run:
             raise ResultsError("raw samples file is missing", where=str(paths.samples),
                                hint="keep the -samples.csv that 'latbench run' wrote beside the CSV")
         samples = read_samples(paths.samples)
+        if strict:
+            _check_samples(samples, paths.samples)
     else:
         samples = pd.DataFrame({c: pd.Series(dtype=str if c in STRING_COLUMNS else float) for c in SAMPLE_COLUMNS})
     return Run(paths, rows, samples, meta, version, status)
+
+
+def _check_samples(samples: pd.DataFrame, p: Path) -> None:
+    """Every sample a finite positive latency (text, -1, inf or a line cut short is a damaged file)."""
+    lat = pd.to_numeric(samples["latency_ms"], errors="coerce")
+    bad = samples[~((lat > 0) & (lat < float("inf")))]
+    if len(bad) or (len(samples) and not p.read_bytes().endswith(b"\n")):
+        line = int(bad.index[0]) + 2 if len(bad) else len(samples) + 1
+        raise ResultsError(f"line {line} has no valid latency_ms: the samples file is damaged or truncated",
+                           where=str(p), hint="re-run 'latbench run' (or copy the file again)")
 
 
 def _check_rows(rows: pd.DataFrame, p: Path) -> None:
@@ -302,7 +328,8 @@ def _check_rows(rows: pd.DataFrame, p: Path) -> None:
         line = int(odd.index[0]) + 2 if len(odd) else len(rows) + 1
         raise ResultsError(f"line {line} is incomplete: the file looks truncated", where=str(p),
                            hint="re-run 'latbench run' (or copy the file again)")
-    bad = rows[(rows["status"] == schema.OK) & ~(rows["latency_ms"] > 0)]
+    lat = pd.to_numeric(rows["latency_ms"], errors="coerce")
+    bad = rows[(rows["status"] == schema.OK) & ~((lat > 0) & (lat < float("inf")))]  # inf is not a latency
     if len(bad):
         raise ResultsError(f"row {int(bad.index[0]) + 2} has status ok but no valid latency_ms "
                            f"({bad['latency_ms'].iloc[0]!r})", where=str(p),

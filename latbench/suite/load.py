@@ -25,7 +25,12 @@ from latbench.models import Builder, get_builder
 from latbench.models.networks import NETWORKS
 from latbench.records import CaseSpec
 from latbench.solver import solve_widths
-from latbench.suite.sweep import SweepModel, expand_specs, points
+from latbench.suite.sweep import SweepModel, count_points, expand_specs, points
+
+# A suite expanding (scales x sweep points x cases) to more cases than this is refused before anything
+# is built or counted: 40,000 sweep points took 5 GB and 45 s before the first measurement.
+DEFAULT_MAX_CASES = 1000
+MAX_SUITE_BYTES = 4_000_000  # read at most this much of a suite file (yamlnodes.MAX_BYTES limits the text)
 from latbench.suite.yamlnodes import line_of, load_with_lines
 
 Platform = Literal["gpu", "arm"]
@@ -53,7 +58,7 @@ class CaseModel(_Strict):
 
 
 class SuiteModel(_Strict):
-    suite: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    suite: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")  # part of file names
     experiment: str = Field(min_length=1)
     description: str = ""
     builder: str
@@ -109,7 +114,15 @@ def load_suite(path: str | Path, allow_import: bool = False) -> Suite:
     if not p.is_file():
         raise SuiteError("no such suite file", where=str(path),
                          hint="give a path to a .yaml suite, e.g. suites/g1.yaml")
-    raw = p.read_bytes()
+    try:
+        with p.open("rb") as f:
+            raw = f.read(MAX_SUITE_BYTES + 1)  # /dev/zero, a FIFO-like file or a huge file: never all of it
+    except OSError as exc:  # /proc/self/mem, a permission denied, an I/O error
+        raise SuiteError(f"cannot read the suite file: {exc.strerror or exc}", where=str(path),
+                         hint="give a path to a .yaml suite, e.g. suites/g1.yaml") from None
+    if len(raw) > MAX_SUITE_BYTES:
+        raise SuiteError(f"file is larger than a suite may be ({MAX_SUITE_BYTES:,} bytes)", where=str(path),
+                         hint="a suite is a short YAML file; split it or give the right path")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -270,14 +283,20 @@ def _validate_params(suite: Suite, i: int, params: dict, path: tuple) -> dict[st
 
 
 def expand(suite: Suite, platform: str, *, quick: bool = False, widths_mode: str | None = None,
-           batch: int | None = None) -> list[CaseSpec]:
+           batch: int | None = None, max_cases: int = DEFAULT_MAX_CASES) -> list[CaseSpec]:
     """Every (scale, sweep point, case) of the suite as a CaseSpec with widths resolved for `platform`.
 
     quick keeps the first scale only. In flops mode every case's counted FLOPs must be within
     flops_tolerance of the target, else SuiteError names the best widths found. batch replaces the
-    suite's batch and a batch sweep.
+    suite's batch and a batch sweep. More than max_cases cases (0: no limit) is a SuiteError before
+    anything is built.
     """
     m = suite.model
+    n = (1 if quick else len(m.scales)) * count_points(m.sweep, batch) * len(m.cases)
+    if max_cases and n > max_cases:
+        raise SuiteError(f"the suite expands to {n:,} cases (scales x sweep points x cases), more than the "
+                         f"limit of {max_cases:,}", where=suite.where("sweep") if m.sweep else suite.where("cases"),
+                         hint=f"shrink the sweep or the scales, or allow it with --max-cases {n}")
     mode = widths_mode or m.widths
     pts = points(m.sweep, m.batch, batch)
     batch = pts[0].batch

@@ -57,6 +57,15 @@ class SweepPoint:
     mode: str | None = None
 
 
+def count_points(sweep: SweepModel | None, batch_override: int | None = None) -> int:
+    """How many points `points` would give, without building them (a 40,000-point sweep is refused first)."""
+    s = sweep or SweepModel()
+    n = 1
+    for axis in (None if batch_override else s.batch, s.dtype, s.memory_format, s.threads, s.mode):
+        n *= len(axis) if axis else 1
+    return n
+
+
 def points(sweep: SweepModel | None, batch: int, batch_override: int | None = None) -> list[SweepPoint]:
     """The product of the sweep's axes, batch outermost. --batch (batch_override) replaces a batch sweep."""
     s = sweep or SweepModel()

@@ -164,7 +164,9 @@ def _guard(st: _State, action: Callable[[], object], limit_s: float = 0.0) -> No
     try:
         with time_limit(limit_s):
             action()
-    except Exception as exc:  # noqa: BLE001 - any failure of user/model code is recorded, not raised
+    except BaseException as exc:  # noqa: BLE001 - any failure of user/model code is recorded, not raised
+        if isinstance(exc, KeyboardInterrupt):  # a real Ctrl-C/SIGTERM stops the run (faults.is_case_fault)
+            raise
         st.error = describe(exc)
 
 
