@@ -78,7 +78,8 @@ def run(
     modes: Annotated[Optional[str], typer.Option(help="Comma-separated execution modes. cuda: eager,cudagraph (default); cpu: eager.")] = None,
     max_time: Annotated[Optional[float], typer.Option(min=0.01, help="Seconds of measurement per case at most (default 10, quick 0.3).")] = None,
     min_time: Annotated[Optional[float], typer.Option(min=0.0, help="Seconds of measurement per case at least (default 0.5).")] = None,
-    target: Annotated[Optional[float], typer.Option(min=0.0001, help="Stop when every median and ratio is known to +-this fraction (95% CI). Default 0.01.")] = None,
+    target: Annotated[Optional[float], typer.Option(min=0.0001, help="Stop when every ratio to the baseline (a lone case: its median) is known to +-this fraction, decided at 99% confidence. Default 0.01.")] = None,
+    repeats: Annotated[Optional[int], typer.Option(min=1, max=50, help="Measure each group in N separate worker processes spread over the run and pool them: the ratio CI then includes the spread between processes (ratio_interval 'processes-t'), and ratios that move between processes more than their interval are flagged unstable. Default 1; reproduction runs use 3 (docs/intervals.md).")] = None,
     cudnn_benchmark: Annotated[bool, typer.Option(help="cuda: let cuDNN autotune conv algorithms (the paper did).")] = True,
     results_dir: Annotated[Path, typer.Option(help="Where result files go (never overwritten).")] = Path("results"),
     seed: Annotated[int, typer.Option(help="Seed for weights, inputs and the round order.")] = 0,
@@ -102,7 +103,7 @@ def run(
                       batch=batch, modes=modes, max_time=max_time, min_time=min_time, target=target,
                       cudnn_benchmark=cudnn_benchmark, results_dir=results_dir, seed=seed, resume=resume,
                       case_timeout=case_timeout, profile=profile, roofline=roofline, allow_import=allow_import,
-                      argv=tuple(sys.argv))
+                      argv=tuple(sys.argv), repeats=repeats)
     try:
         with faults.signals_as_interrupts():
             code = _run(opts, quiet)
@@ -143,7 +144,7 @@ class _RunView:
     def on_note(self, kind: str, text: str) -> None:
         if self.quiet:
             return
-        if kind == "advice":
+        if kind in ("advice", "unstable"):
             err.print(f"warning: {text}", style="yellow", highlight=False, markup=False)
         else:
             err.print(text, highlight=False)

@@ -10,7 +10,11 @@ from typing import Any
 #   2 - sweep axes: memory_format joins the row identity with dtype and threads (KEY_COLUMNS);
 #       appended memory_format, latency_p99_ms, compile_s; status may be "skipped" (reason in error).
 #       Schema-1 files read as memory_format=contiguous.
-SCHEMA_VERSION = 2
+#   3 - process repeats (issue 16): appended ratio_interval (how ratio_ci_low/high were made: stats.INTERVALS),
+#       repeats (worker processes pooled into the row), ratio_process_spread_pct, ratio_between_pct,
+#       ratio_unstable; the samples file appended `process` (which worker took the sample). Older files
+#       read as one process: ratio_interval "unrecorded", repeats 1, process 0.
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,8 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "op_count_per_forward", "zero_flop_time_pct",
     # sweep axes (latbench/suite/sweep.py)
     "memory_format", "latency_p99_ms", "compile_s",
+    # process repeats (run --repeats, latbench/repeats.py; issue 16)
+    "ratio_interval", "repeats", "ratio_process_spread_pct", "ratio_between_pct", "ratio_unstable",
 )
 
 # Columns of the raw samples file beside it (one row per timed block).
@@ -153,6 +159,7 @@ SAMPLE_COLUMNS: tuple[str, ...] = (
     "run_id", "suite", "experiment", "case", "scale", "device", "mode", "batch",
     "round", "position", "iters", "latency_ms",
     "dtype", "memory_format", "threads",
+    "process",  # schema 3: the worker process (0 .. repeats-1) that took the sample
 )
 
 # The identity of a row: what compare joins on.

@@ -22,7 +22,7 @@ from latbench.results.files import RunFiles
 SETTINGS = {"device": "--device", "platform_widths": "--platform", "widths_mode": "--widths", "quick": "--quick",
             "schedule": "--schedule", "modes": "--modes", "seed": "--seed", "threads": "--threads",
             "batch": "--batch", "policy": "--max-time/--min-time/--target/--quick",
-            "profile": "--profile", "roofline_columns": "--roofline/--no-roofline"}
+            "profile": "--profile", "roofline_columns": "--roofline/--no-roofline", "repeats": "--repeats"}
 # OTHER_SETTINGS: the suite, machine and device (checked on their own below) and what may change on resume.
 OTHER_SETTINGS = ("suite", "fingerprint", "device_settings", "case_timeout_s")
 

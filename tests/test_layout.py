@@ -18,6 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("cost", "solver", "timing.prepare", "timing", "telemetry", "results", "suite"),
     ("devices", "roofline", "opbreakdown", "resume", "compare"),
     ("runner", "gate", "report"),
+    ("repeats",),
     ("session",),
     ("cli", "__main__"),
 ]
