@@ -130,3 +130,42 @@ def test_older_files_read_as_one_process(tmp_path):
     assert set(old.rows["ratio_interval"]) == {"unrecorded"} and list(old.rows["repeats"]) == [1, 1]
     assert not old.rows["ratio_unstable"].any() and set(old.samples["process"]) == {0}
     assert SAMPLE_COLUMNS[-1] == "process"
+
+
+def _two_runs(tmp_path: Path, factor: float) -> list[Path]:
+    """A fake run, and a copy of it as a second run whose g=2 samples are `factor` times slower."""
+    import json
+
+    opts = session.RunOptions(suites=(TINY,), quick=True, results_dir=tmp_path, roofline=False, fake_backend=True,
+                              min_time=0.2, max_time=0.2, argv=("latbench", "run", str(TINY), "--quick"))
+    files = session.run(opts).suites[0].files
+    samples = pd.read_csv(files.samples)  # steady synthetic times: in-process ratio CIs of about +-0.2 %
+    noise = 1 + 0.002 * (samples["round"] % 3)
+    samples["latency_ms"] = noise * samples["case"].map({"g=1": 1.0, "g=2": 2.0})
+    samples.to_csv(files.samples, index=False)
+    rows, meta = pd.read_csv(files.csv), json.loads(files.meta.read_text())
+    rows["run_id"], samples["run_id"], meta["run_id"] = "second", "second", "second"
+    samples.loc[samples["case"] == "g=2", "latency_ms"] *= factor
+    other = tmp_path / "copy.csv"
+    rows.to_csv(other, index=False)
+    samples.to_csv(tmp_path / "copy-samples.csv", index=False)
+    meta["files"] = {"results": other.name, "samples": "copy-samples.csv"}
+    (tmp_path / "copy.json").write_text(json.dumps(meta))
+    return [files.csv, other]
+
+
+@pytest.mark.parametrize("factor, unstable", [(1.0, False), (1.3, True)])
+def test_report_marks_a_ratio_that_moves_between_processes_unstable(tmp_path, factor, unstable):
+    from latbench.report import analysis
+    from latbench.report.markdown import speed_text
+
+    effects = analysis.case_effects(analysis.load(_two_runs(tmp_path, factor)))
+    g2 = next(e for e in effects if e.case == "g=2")
+    assert g2.processes == 2 and g2.interval == "processes-t"
+    assert g2.unstable is unstable
+    text = speed_text(g2)
+    if unstable:
+        assert "**unstable** (moved 30.0% between 2 processes)" in text and "[" not in text
+    else:
+        assert "[" in text and "unstable" not in text
+    assert not next(e for e in effects if e.case == "g=1").unstable  # the baseline never is
