@@ -4,6 +4,8 @@ with real worker processes on the fake backend, the schema-3 columns and the mig
 from __future__ import annotations
 
 import math
+import multiprocessing
+import signal
 from pathlib import Path
 
 import pandas as pd
@@ -169,3 +171,17 @@ def test_report_marks_a_ratio_that_moves_between_processes_unstable(tmp_path, fa
     else:
         assert "[" in text and "unstable" not in text
     assert not next(e for e in effects if e.case == "g=1").unstable  # the baseline never is
+
+
+def test_ctrl_c_during_a_worker_stops_it_and_saves_what_finished(tmp_path):
+    from latbench import faults
+
+    class Ev(session.Events):
+        def on_progress(self, suite_name, group, rounds):
+            raise faults.Interrupted(signal.SIGINT)
+
+    opts = session.RunOptions(suites=(TINY,), quick=True, results_dir=tmp_path, roofline=False, fake_backend=True,
+                              repeats=2, max_time=0.05, argv=("latbench", "run", str(TINY), "--quick"))
+    outcome = session.run(opts, Ev())
+    assert outcome.interrupted is not None and outcome.interrupted.pending == ["T x1"]
+    assert multiprocessing.active_children() == []  # the worker was terminated
