@@ -76,7 +76,7 @@ def run(
     platform: Annotated[Optional[Platform], typer.Option(help="Whose paper widths to use: gpu or arm. Default: gpu on cuda, arm on cpu.")] = None,
     batch: Annotated[Optional[int], typer.Option(min=1, help="Batch size. Default: the suite's (1).")] = None,
     modes: Annotated[Optional[str], typer.Option(help="Comma-separated execution modes. cuda: eager,cudagraph (default); cpu: eager.")] = None,
-    max_time: Annotated[Optional[float], typer.Option(min=0.01, help="Seconds of measurement per case at most (default 10, quick 0.3).")] = None,
+    max_time: Annotated[Optional[float], typer.Option(min=0.01, help="Seconds of measurement per case at most (default: cpu 2.5, cuda 10; quick 0.3).")] = None,
     min_time: Annotated[Optional[float], typer.Option(min=0.0, help="Seconds of measurement per case at least (default 0.5).")] = None,
     target: Annotated[Optional[float], typer.Option(min=0.0001, help="Stop when every ratio to the baseline (a lone case: its median) is known to +-this fraction, decided at 99% confidence. Default 0.01.")] = None,
     repeats: Annotated[Optional[int], typer.Option(min=1, max=50, help="Measure each group in N separate worker processes spread over the run and pool them: the ratio CI then includes the spread between processes (ratio_interval 'processes-t'), and ratios that move between processes more than their interval are flagged unstable. Default 1; reproduction runs use 3 (docs/intervals.md).")] = None,
