@@ -33,9 +33,12 @@ EXPECTED_RESULT_COLUMNS = [
     "roofline_pct", "op_count_per_forward", "zero_flop_time_pct",
     # schema 2: sweep axes
     "memory_format", "latency_p99_ms", "compile_s",
+    # schema 3: process repeats (issue 16)
+    "ratio_interval", "repeats", "ratio_process_spread_pct", "ratio_between_pct", "ratio_unstable",
 ]
 EXPECTED_SAMPLE_COLUMNS = ["run_id", "suite", "experiment", "case", "scale", "device", "mode", "batch",
-                           "round", "position", "iters", "latency_ms", "dtype", "memory_format", "threads"]
+                           "round", "position", "iters", "latency_ms", "dtype", "memory_format", "threads",
+                           "process"]
 
 
 def header(path) -> list[str]:
