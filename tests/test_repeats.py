@@ -185,3 +185,12 @@ def test_ctrl_c_during_a_worker_stops_it_and_saves_what_finished(tmp_path):
     outcome = session.run(opts, Ev())
     assert outcome.interrupted is not None and outcome.interrupted.pending == ["T x1"]
     assert multiprocessing.active_children() == []  # the worker was terminated
+
+
+def test_cli_rejects_repeats_0_with_exit_2():
+    from typer.testing import CliRunner
+
+    from latbench.cli import app
+
+    result = CliRunner().invoke(app, ["run", str(TINY), "--quick", "--repeats", "0"])
+    assert result.exit_code == 2 and "--repeats" in result.output
