@@ -11,6 +11,9 @@ interval methods from the same samples:
   order      the order-statistic CI of the median ratio as if rounds were independent (before issue 16)
   order-ess  the same widened by the effective sample size of the autocorrelated rounds (rows now)
 and pools the runs across processes (stats.pool_processes: random-effects t interval).
+The new method, processes-t (`latbench run --repeats N`, N = --repeats, default 3): every set of N runs
+(separate processes) pooled as `run --repeats N` pools its workers; coverage: sets whose interval holds
+the mean of the runs outside the set (all combinations, at most 200: a resampling estimate).
 
 Printed (stdout, markdown): one row per non-baseline case: mean ratio over runs, run-to-run CoV
 (sample std / mean), per method the median CI half-width of the runs' own intervals and COVERAGE
@@ -253,7 +256,7 @@ def spawn_worker(path: str, quick: bool, max_time_s: float | None, threads: int,
 
 
 def processes(suite_paths: list[str], reps: int, quick: bool = False, max_time_s: float | None = None,
-              threads: int = 1, scale: int | None = None, spawn: bool = True) -> dict[str, Any]:
+              threads: int = 1, scale: int | None = None, spawn: bool = True, repeats: int = 3) -> dict[str, Any]:
     """`reps` runs of every suite, each in its own process (spawn=False: in this one, for tests),
     suites interleaved in time; returns the runs and per-case statistics for every interval method."""
     runs = []
@@ -264,7 +267,7 @@ def processes(suite_paths: list[str], reps: int, quick: bool = False, max_time_s
             else:
                 run = worker(path, worker_policy(quick, max_time_s), threads, rep, scale)
             runs.append({**run, "rep": rep})
-    cases = method_stats(runs)
+    cases = method_stats(runs, repeats)
     return {"runs": runs, "cases": cases, "summary": method_summary(cases, runs)}
 
 
@@ -283,7 +286,7 @@ def run_ratios(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def method_stats(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def method_stats(runs: list[dict[str, Any]], repeats: int = 3) -> list[dict[str, Any]]:
     """Per (suite, case): mean ratio over runs, CoV, and per method the median half-width and the
     coverage (runs whose interval holds the mean of the other runs); plus the pooled estimate."""
     per_case: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -306,8 +309,37 @@ def method_stats(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         pooled = pool_processes([Ratio(r["ratio"], *r["order-ess"], r["n"], interval="order-ess") for r in rs])
         row.update(pooled=dataclasses.asdict(pooled),
                    pooled_halfwidth_pct=100 * relative_halfwidth(pooled.ci_low, pooled.ci_high, pooled.value))
+        row.update(repeats_stats(rs, repeats))
         out.append(row)
     return out
+
+
+NEW = "processes-t"  # `latbench run --repeats N`: N processes pooled (stats.pool_processes)
+MAX_COMBINATIONS = 200
+
+
+def repeats_stats(rs: list[dict[str, Any]], repeats: int) -> dict[str, Any]:
+    """The --repeats method on the runs of one case: every set of `repeats` runs (separate processes) pooled
+    as one `latbench run --repeats N` would pool them; per set, does its interval hold the mean of the runs
+    outside it, how wide is it, is it marked unstable. Sets: all combinations of the runs (at most
+    MAX_COMBINATIONS, in order), so coverage is judged on overlapping sets, a resampling estimate."""
+    import itertools
+
+    key = NEW
+    if repeats < 2 or len(rs) <= repeats:
+        return {f"{key}_covered": 0, f"{key}_judged": 0, f"{key}_halfwidth_pct": math.nan, f"{key}_unstable": 0}
+    covered = judged = unstable = 0
+    halves = []
+    for combo in itertools.islice(itertools.combinations(range(len(rs)), repeats), MAX_COMBINATIONS):
+        pooled = pool_processes([Ratio(rs[i]["ratio"], *rs[i]["order-ess"], rs[i]["n"], interval="order-ess")
+                                 for i in combo])
+        others = [rs[j]["ratio"] for j in range(len(rs)) if j not in combo]
+        judged += 1
+        covered += bool(pooled.ci_low <= statistics.fmean(others) <= pooled.ci_high)
+        unstable += bool(pooled.unstable)
+        halves.append(relative_halfwidth(pooled.ci_low, pooled.ci_high, pooled.value))
+    return {f"{key}_covered": covered, f"{key}_judged": judged, f"{key}_unstable": unstable,
+            f"{key}_halfwidth_pct": 100 * statistics.median(halves)}
 
 
 def _holds(interval: tuple[float, float], others: list[float]) -> bool | None:
@@ -321,7 +353,7 @@ def _holds(interval: tuple[float, float], others: list[float]) -> bool | None:
 def method_summary(cases: list[dict[str, Any]], runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per method: total coverage, the worst case, median half-width, and the issue-16 goals."""
     out: dict[str, Any] = {}
-    for m in METHODS:
+    for m in (*METHODS, NEW):
         judged = [c for c in cases if c[f"{m}_judged"]]
         shares = [(c[f"{m}_covered"] / c[f"{m}_judged"], c["case"]) for c in judged]
         worst = min(shares, default=(math.nan, None))
@@ -346,19 +378,22 @@ def processes_markdown(result: dict[str, Any], settings: str) -> str:
     lines = [f"Ratios to the baseline over runs in separate processes ({settings}). CoV = run-to-run std/mean; "
              "CI +- = median half-width of the runs' own 95 % intervals; covers = runs whose interval holds the "
              "mean of the other runs; pooled = all runs pooled (random-effects t interval).", "",
-             f"| case | runs | mean ratio | CoV | {m1} CI +- | {m1} covers | {m2} CI +- | {m2} covers | pooled | "
-             "stopped |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             f"| case | runs | mean ratio | CoV | {m1} CI +- | {m1} covers | {m2} CI +- | {m2} covers | "
+             f"{NEW} CI +- | {NEW} covers | {NEW} unstable | pooled | stopped |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for c in result["cases"]:
         p = c["pooled"]
         pooled = (f"{p['value']:.4f} +-{pct(c['pooled_halfwidth_pct'])}" if _finite(p["value"]) else "n/a")
         pooled += " UNSTABLE" if p["unstable"] else ""
         lines.append(f"| {c['case']} | {c['runs']} | {c['mean_ratio']:.4f} | {pct(c['cov_pct'])} | "
                      f"{pct(c[f'{m1}_halfwidth_pct'])} | {c[f'{m1}_covered']}/{c[f'{m1}_judged']} | "
-                     f"{pct(c[f'{m2}_halfwidth_pct'])} | {c[f'{m2}_covered']}/{c[f'{m2}_judged']} | {pooled} | "
+                     f"{pct(c[f'{m2}_halfwidth_pct'])} | {c[f'{m2}_covered']}/{c[f'{m2}_judged']} | "
+                     f"{pct(c[f'{NEW}_halfwidth_pct'])} | {c[f'{NEW}_covered']}/{c[f'{NEW}_judged']} | "
+                     f"{c[f'{NEW}_unstable']}/{c[f'{NEW}_judged']} | {pooled} | "
                      f"{','.join(map(str, c['stop_reasons']))} |")
     lines.append("")
     s = result["summary"]
-    for m in METHODS:
+    for m in (*METHODS, NEW):
         v = s[m]
         lines.append(f"- {m}: coverage {pct(100 * v['coverage'])} of all runs x ratios; worst {v['worst_case']} "
                      f"{pct(100 * v['worst_coverage'])} (goal >= {100 * GOAL_COVERAGE:.0f} % for every ratio: "
@@ -382,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="workers use --quick's policy")
     p.add_argument("--max-time", type=float, default=None, help="cap on timed seconds per case in a worker "
                    "(default: the policy's)")
+    p.add_argument("--repeats", type=int, default=3, help=f"processes pooled per set for the {NEW} method "
+                   "(latbench run --repeats); judged on every set of that many runs")
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # one run of one suite, JSON on stdout
     a = p.parse_args(argv)
@@ -403,11 +440,11 @@ def main(argv: list[str] | None = None) -> int:
         settings = (f"{a.reps} runs per suite, {'--quick' if a.quick else 'default'} policy"
                     + (f", --max-time {a.max_time}" if a.max_time is not None else ""))
         print(f"{len(paths)} suite(s) x {a.reps} processes each ...", file=sys.stderr)
-        result = processes(paths, a.reps, a.quick, a.max_time, a.threads, a.scale)
+        result = processes(paths, a.reps, a.quick, a.max_time, a.threads, a.scale, repeats=a.repeats)
         print(processes_markdown(result, settings))
         report = {"benchmark": "ratio_stability", "mode": "processes", "suites": paths, "reps": a.reps,
                   "quick": a.quick, "max_time_s": a.max_time, "scale": a.scale, "threads": a.threads,
-                  "platform_widths": PLATFORM, "methods": list(METHODS),
+                  "platform_widths": PLATFORM, "methods": [*METHODS, NEW], "repeats": a.repeats,
                   "goals": {"coverage": GOAL_COVERAGE, "halfwidth": GOAL_HALFWIDTH, "cov": GOAL_COV_16},
                   "policy": dataclasses.asdict(worker_policy(a.quick, a.max_time)), **result}
         finish(report, a.out, started, load_before)

@@ -8,11 +8,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS="${THREADS:-1}"
+REPEATS="${REPEATS:-3}"  # worker processes per group: intervals include the between-process spread (docs/intervals.md)
 RESULTS="${RESULTS:-results}"
 DOCS="${DOCS:-docs}"
 mkdir -p "$RESULTS" "$DOCS"
 python -m latbench env --json > "$RESULTS/env-$(date -u +%Y%m%dT%H%M%SZ).json"
 python -m latbench run suites/g1.yaml suites/g2.yaml suites/g3.yaml suites/g4.yaml \
-    --device cpu --threads "$THREADS" --profile --results-dir "$RESULTS"
+    --device cpu --threads "$THREADS" --repeats "$REPEATS" --profile --results-dir "$RESULTS"
 python -m latbench report "$RESULTS"/*.csv --out "$DOCS" --name reproduction.md
 echo "wrote $DOCS/reproduction.md; commit $RESULTS/ and $DOCS/ and say what they show" >&2

@@ -160,11 +160,12 @@ def run(
     channels_last: Annotated[bool, typer.Option("--channels-last", metavar="", help="--model in channels_last memory format.", rich_help_panel=P_WHAT)] = False,
     compile_: Annotated[bool, typer.Option("--compile", metavar="", help="--model compiled (mode 'compile').", rich_help_panel=P_WHAT)] = False,
     schedule: Annotated[Schedule, typer.Option(metavar="NAME", help="interleaved: a group's cases alternate in random order each round, so drift cancels in ratios; roundrobin: fixed order; sequential: each case alone.", rich_help_panel=P_MEASURE)] = Schedule.interleaved,
-    max_time: Annotated[Optional[float], typer.Option(metavar="SECONDS", callback=at_least(0.01), help="Measurement per case at most (default 10, quick 0.3).", rich_help_panel=P_MEASURE)] = None,
+    max_time: Annotated[Optional[float], typer.Option(metavar="SECONDS", callback=at_least(0.01), help="Measurement per case at most (default: cpu 2.5, cuda 10; quick 0.3).", rich_help_panel=P_MEASURE)] = None,
     min_time: Annotated[Optional[float], typer.Option(metavar="SECONDS", callback=at_least(0.0), help="Measurement per case at least (default 0.5).", rich_help_panel=P_MEASURE)] = None,
     target: Annotated[Optional[float], typer.Option(metavar="FRACTION", callback=at_least(0.0001), help="Stop when every ratio (a lone case: its median) is known to +-this (99% CI). Default 0.01.", rich_help_panel=P_MEASURE)] = None,
     seed: Annotated[int, typer.Option(metavar="N", help="Seed for weights, inputs and the round order.", rich_help_panel=P_MEASURE)] = 0,
     case_timeout: Annotated[float, typer.Option(metavar="SECONDS", callback=at_least(0.0), help="A case's build and warm-up, and each timed block, may take this long before the case fails ('timed out') and the run goes on. 0: no limit (docs/reliability.md).", rich_help_panel=P_MEASURE)] = faults.DEFAULT_CASE_TIMEOUT_S,
+    repeats: Annotated[Optional[int], typer.Option(metavar="N", callback=at_least(1), help="Each group in N worker processes spread over the run, pooled: the ratio CI includes the spread between processes (default 1).", rich_help_panel=P_MEASURE)] = None,
     latency: Annotated[Latency, typer.Option(metavar="KIND", help="throughput (default): calls back to back; single: each call alone, synchronized (README: CUDA).", rich_help_panel=P_MEASURE)] = Latency.throughput,
     l2: Annotated[L2, typer.Option(metavar="STATE", help="cuda: L2 warm (default) or flushed before every call.", rich_help_panel=P_MEASURE)] = L2.warm,
     no_cudnn_benchmark: Annotated[bool, typer.Option("--no-cudnn-benchmark", metavar="", help="cuda: do not let cuDNN autotune conv algorithms (the paper did).", rich_help_panel=P_MEASURE)] = False,
@@ -200,7 +201,7 @@ def run(
                       batch=batch, modes=modes, max_time=max_time, min_time=min_time, target=target,
                       cudnn_benchmark=cudnn_benchmark, latency=latency.value, l2=l2.value, results_dir=results_dir, seed=seed, resume=resume,
                       case_timeout=case_timeout, profile=profile, roofline=roofline, allow_import=allow_import,
-                      argv=tuple(sys.argv), max_cases=max_cases, isolate=isolate)
+                      argv=tuple(sys.argv), max_cases=max_cases, isolate=isolate, repeats=repeats)
     try:
         with faults.signals_as_interrupts():
             code = _run(opts, quiet, verbose, fmt, output)
@@ -311,7 +312,7 @@ class _RunView:
     def on_note(self, kind: str, text: str) -> None:
         if self.quiet:
             return
-        if kind == "advice":
+        if kind in ("advice", "unstable"):
             err.print(f"warning: {text}", style="yellow", highlight=False, markup=False)
         else:
             err.print(text, highlight=False)

@@ -14,7 +14,11 @@ from typing import Any
 #       ("throughput"/"single"), l2 ("warm"/"flushed"), gpu_throttle_reasons (NVML reasons seen in the
 #       group, ";"-joined), roofline_ceiling (dtype/math mode of the peak, e.g. "float32/tf32").
 #       Older files read as latency_semantics=throughput, l2=warm (what every earlier run measured).
-SCHEMA_VERSION = 3
+#   4 - process repeats (issue 16): appended ratio_interval (how ratio_ci_low/high were made: stats.INTERVALS),
+#       repeats (worker processes pooled into the row), ratio_process_spread_pct, ratio_between_pct,
+#       ratio_unstable; the samples file appended `process` (which worker took the sample). Older files
+#       read as one process: ratio_interval "unrecorded", repeats 1, process 0.
+SCHEMA_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,8 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "memory_format", "latency_p99_ms", "compile_s",
     # schema 3: what was measured (latbench/timing/cuda.py) and against which ceiling (issue 13)
     "latency_semantics", "l2", "gpu_throttle_reasons", "roofline_ceiling",
+    # schema 4: process repeats (run --repeats, latbench/repeats.py; issue 16)
+    "ratio_interval", "repeats", "ratio_process_spread_pct", "ratio_between_pct", "ratio_unstable",
 )
 
 # Columns of the raw samples file beside it (one row per timed block).
@@ -159,6 +165,7 @@ SAMPLE_COLUMNS: tuple[str, ...] = (
     "run_id", "suite", "experiment", "case", "scale", "device", "mode", "batch",
     "round", "position", "iters", "latency_ms",
     "dtype", "memory_format", "threads",
+    "process",  # schema 3: the worker process (0 .. repeats-1) that took the sample
 )
 
 # The identity of a row: what compare joins on.

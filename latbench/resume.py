@@ -23,7 +23,7 @@ SETTINGS = {"device": "--device", "platform_widths": "--platform", "widths_mode"
             "schedule": "--schedule", "modes": "--modes", "seed": "--seed", "threads": "--threads",
             "batch": "--batch", "policy": "--max-time/--min-time/--target/--quick",
             "profile": "--profile", "roofline_columns": "--roofline/--no-roofline",
-            "latency_semantics": "--latency", "l2": "--l2"}
+            "latency_semantics": "--latency", "l2": "--l2", "repeats": "--repeats"}
 # OTHER_SETTINGS: the suite, machine and device (checked on their own below) and what may change on resume.
 OTHER_SETTINGS = ("suite", "fingerprint", "device_settings", "case_timeout_s")
 

@@ -369,7 +369,8 @@ def make_row(spec: CaseSpec, cost: Cost | None, mode: str, m: Measurement | None
     })
     if ratio is not None:
         row.update({"ratio_to_baseline": ratio.value, "ratio_ci_low": ratio.ci_low, "ratio_ci_high": ratio.ci_high,
-                    "ratio_differs": ratio.differs if spec.case != spec.baseline_case else False})
+                    "ratio_differs": ratio.differs if spec.case != spec.baseline_case else False,
+                    "ratio_interval": ratio.interval, "repeats": 1, "ratio_unstable": False})
     row["warnings"] = " | ".join(row_warnings(spec, s, ratio, m, cfg.policy.rel_ci))
     return row
 

@@ -58,6 +58,7 @@ class RunOptions:
     models: Any = None  # suite.adhoc.ModelRequest: models named by --model, run as one more suite
     isolate: bool = False  # each group in a worker process (runner.run_group_isolated)
     max_cases: int | None = None  # a suite expanding to more cases is refused (None: suite.load.DEFAULT_MAX_CASES)
+    repeats: int | None = None  # worker processes per group (latbench/repeats.py); None: repeats.DEFAULT_REPEATS
 
 
 @dataclass
@@ -109,7 +110,8 @@ class Events:
     """Callbacks of a session (all optional: subclass and override what you show)."""
 
     def on_note(self, kind: str, text: str) -> None:
-        """kind: 'advice' (a machine setting that hurts timing), 'roofline', 'resuming'."""
+        """kind: 'advice' (a machine setting that hurts timing), 'roofline', 'resuming', 'unstable' (a ratio
+        that moved between --repeats processes more than its interval)."""
 
     def on_suite_start(self, suite_name: str) -> None:
         """A suite's groups are about to be measured."""
@@ -171,6 +173,20 @@ def resolve_policy(opts: RunOptions, device: Device) -> StopPolicy:
     return policy
 
 
+def repeat_count(opts: RunOptions) -> int:
+    """--repeats, checked (LatbenchError outside 1..repeats.MAX_REPEATS); the default when not given."""
+    from latbench import repeats
+
+    n = repeats.DEFAULT_REPEATS if opts.repeats is None else opts.repeats
+    if not 1 <= n <= repeats.MAX_REPEATS:
+        raise LatbenchError(f"--repeats {n}: must be 1 to {repeats.MAX_REPEATS}", where="--repeats",
+                            hint=f"use e.g. --repeats {repeats.REPRODUCE_REPEATS} (processes per group)")
+    if n > 1 and opts.isolate:
+        raise LatbenchError("--repeats and --isolate cannot be combined yet", where="--isolate",
+                            hint="--repeats already runs each group in worker processes; drop one of the two")
+    return n
+
+
 def run_settings(opts: RunOptions, suite: Any, device: Device, platform: str, modes: Sequence[str], batch: int,
                  policy: StopPolicy, fingerprint: dict[str, Any]) -> dict[str, Any]:
     """The settings part of a run's metadata: SETTINGS' keys and OTHER_SETTINGS'."""
@@ -183,6 +199,7 @@ def run_settings(opts: RunOptions, suite: Any, device: Device, platform: str, mo
         "profile": opts.profile, "roofline_columns": opts.roofline,
         "latency_semantics": opts.latency, "l2": opts.l2,
         "device_settings": device.settings, "fingerprint": fingerprint, "case_timeout_s": opts.case_timeout,
+        "repeats": repeat_count(opts),
     }
     if set(settings) != set(SETTINGS) | set(OTHER_SETTINGS):
         raise RuntimeError("run_settings and resume.SETTINGS/OTHER_SETTINGS disagree: declare a new setting there")
@@ -259,6 +276,7 @@ def run(opts: RunOptions, events: Events | None = None) -> RunOutcome:
                          latency=opts.latency, l2=opts.l2)
     mode_list = parse_modes(opts.modes, device)
     policy = resolve_policy(opts, device)
+    n_repeats = repeat_count(opts)
     fingerprint = env.fingerprint()
     for advice in env.load_advice(device.threads):
         events.on_note("advice", advice)
@@ -272,8 +290,11 @@ def run(opts: RunOptions, events: Events | None = None) -> RunOutcome:
             cfg = runner.RunConfig(device=device, run_id=files.metadata["run_id"], modes=mode_list,
                                    schedule=opts.schedule, policy=policy, threads=device.threads, seed=opts.seed,
                                    case_timeout_s=opts.case_timeout, isolate=opts.isolate, **hw)
+            workers = {"repeats": n_repeats, "cudnn_benchmark": opts.cudnn_benchmark,
+                       "fake": devices.fake_requested() if opts.fake_backend is None else opts.fake_backend}
             outcome.interrupted = _run_groups(suite, specs, files, cfg, device, events,
-                                              resuming.resume_command(list(opts.argv), suite.path, files.csv))
+                                              resuming.resume_command(list(opts.argv), suite.path, files.csv),
+                                              workers)
         finally:
             files.unlock()
         if outcome.interrupted is not None:
@@ -327,7 +348,7 @@ def _stopped_by_error(files: RunFiles, groups: Any, exc: Exception, resume_cmd: 
 
 
 def _run_groups(suite: Any, specs: list, files: RunFiles, cfg: runner.RunConfig, device: Device, events: Events,
-                resume_cmd: str) -> Interruption | None:
+                resume_cmd: str, workers: dict[str, Any] | None = None) -> Interruption | None:
     """Measure the groups not yet on disk, saving each as it finishes. On SIGINT/SIGTERM, save the
     finished groups with status 'interrupted' and return what to tell the user."""
     from latbench.resume import group_status, rows_of_groups, spec_group
@@ -348,6 +369,8 @@ def _run_groups(suite: Any, specs: list, files: RunFiles, cfg: runner.RunConfig,
                                    f"{len(done['pending'])} to measure")
 
     def save_group(rows, samples):
+        for s in samples:
+            s.setdefault("process", 0)
         files.metadata["groups"] = groups([*files.rows, *rows])
         files.add(rows, samples)
         labels = groups(rows)["finished"]  # this group's label
@@ -355,9 +378,17 @@ def _run_groups(suite: Any, specs: list, files: RunFiles, cfg: runner.RunConfig,
 
     events.on_suite_start(name)
     try:
-        runner.run_specs(todo, cfg, device.backend, save_group,
-                         lambda label, rounds, _: events.on_progress(name, label, rounds),
-                         lambda label: events.on_group_start(name, label))
+        if workers and workers["repeats"] > 1:  # each group in N worker processes, pooled (issue 16)
+            from latbench import repeats
+
+            repeats.run_repeats(todo, cfg, workers["repeats"], workers["fake"], workers["cudnn_benchmark"],
+                                save_group, lambda label, rounds, _: events.on_progress(name, label, rounds),
+                                lambda label: events.on_group_start(name, label),
+                                lambda text: events.on_note("unstable", text))
+        else:
+            runner.run_specs(todo, cfg, device.backend, save_group,
+                             lambda label, rounds, _: events.on_progress(name, label, rounds),
+                             lambda label: events.on_group_start(name, label))
     except Exception as exc:  # a write that failed (disk full), or a bug: the metadata still gets a final status
         _stopped_by_error(files, groups, exc, resume_cmd)
         raise

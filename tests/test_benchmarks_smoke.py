@@ -127,7 +127,7 @@ def test_ratio_stability_processes_mode_in_process_reports_both_methods(tmp_path
         assert 0 <= case[f"{m}_covered"] <= case[f"{m}_judged"] == 3 and finite(case[f"{m}_halfwidth_pct"])
     assert case["pooled"]["n_processes"] == 3 and case["pooled"]["interval"] == "processes-t"
     s = res["summary"]
-    assert set(s) == {*ratio_stability.METHODS, "cov", "wall_s"} and s["wall_s"][str(suite)] > 0
+    assert set(s) == {*ratio_stability.METHODS, ratio_stability.NEW, "cov", "wall_s"} and s["wall_s"][str(suite)] > 0
     text = ratio_stability.processes_markdown(res, "tiny")
     assert "| T/g=2/x1 | 3 |" in text and "order-ess" in text
 
@@ -160,3 +160,24 @@ def test_ratio_stability_worker_runs_in_a_separate_process(tmp_path):
     assert set(run["cases"]) == {"T/g=1/x1", "T/g=2/x1"}
     c = run["cases"]["T/g=2/x1"]
     assert c["status"] == "ok" and len(c["rounds"]) == len(c["samples_s"]) > 0 and c["baseline"] == "T/g=1/x1"
+
+
+def test_ratio_stability_repeats_method_pools_sets_of_processes():
+    def run(ratio_b, rounds=20):
+        base = [1e-3] * rounds
+        b = [1e-3 * ratio_b * (1 + 0.01 * ((i % 5) - 2) / 2) for i in range(rounds)]
+        case = {"status": "ok", "stop_reason": "converged", "rounds": list(range(rounds))}
+        return {"suite": "s", "wall_s": 1.0, "cases": {
+            "E/a/x1": {**case, "baseline": "E/a/x1", "samples_s": base},
+            "E/b/x1": {**case, "baseline": "E/a/x1", "samples_s": b}}}
+    new = ratio_stability.NEW
+    (steady,) = ratio_stability.method_stats([run(2.0), run(2.0), run(2.0), run(2.0)], repeats=2)
+    assert steady[f"{new}_judged"] == 6 and steady[f"{new}_covered"] == 6 and steady[f"{new}_unstable"] == 0
+    (moving,) = ratio_stability.method_stats([run(2.0), run(2.002), run(2.2), run(2.001)], repeats=2)
+    # the 3 sets holding the 10 % outlier are unstable; the others' intervals miss the mean outside them
+    assert moving[f"{new}_unstable"] == 3 and moving[f"{new}_judged"] == 6
+    assert moving[f"{new}_covered"] < 6
+    (short,) = ratio_stability.method_stats([run(2.0), run(2.0)], repeats=3)
+    assert short[f"{new}_judged"] == 0  # fewer runs than a set: not judged
+    s = ratio_stability.method_summary([moving], [])
+    assert new in s and s[new]["coverage"] == moving[f"{new}_covered"] / 6

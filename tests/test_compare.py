@@ -162,7 +162,9 @@ def test_expand_paths_takes_directories_globs_and_commas(tmp_path):
     (lambda p: p.write_text("just some text\nnot, a results file\n"), "missing columns"),
     (lambda p: p.write_bytes(b"\x00\xff\xfe garbage"), "CSV|missing columns"),
     (lambda p: p.write_text(""), "not a readable CSV"),
-    (lambda p: p.write_text(p.read_text()[: len(p.read_text()) // 2]), "truncated|no valid latency"),
+    # cut inside the second data row: the first row is whole, the second lost its tail
+    (lambda p: p.write_text(p.read_text()[: p.read_text().index("\n", p.read_text().index("\n") + 1) + 30]),
+     "truncated|no valid latency"),
     (lambda p: p.with_suffix(".json").unlink(), "metadata file is missing"),
     (lambda p: p.with_suffix(".json").write_text("{not json"), "not readable JSON"),
     (lambda p: p.with_name(p.stem + "-samples.csv").unlink(), "samples file is missing"),

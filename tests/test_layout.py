@@ -18,6 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("cost", "solver", "timing.prepare", "timing", "telemetry", "results", "suite"),
     ("devices", "roofline", "opbreakdown", "resume", "compare"),
     ("runner", "gate", "audit", "report"),
+    ("repeats",),
     ("session", "api", "pytest_plugin", "ab"),
     ("cli", "__main__"),
 ]

@@ -35,9 +35,12 @@ EXPECTED_RESULT_COLUMNS = [
     "memory_format", "latency_p99_ms", "compile_s",
     # schema 3: latency semantics, L2 state, GPU throttle reasons, roofline ceiling used
     "latency_semantics", "l2", "gpu_throttle_reasons", "roofline_ceiling",
+    # schema 4: process repeats (issue 16)
+    "ratio_interval", "repeats", "ratio_process_spread_pct", "ratio_between_pct", "ratio_unstable",
 ]
 EXPECTED_SAMPLE_COLUMNS = ["run_id", "suite", "experiment", "case", "scale", "device", "mode", "batch",
-                           "round", "position", "iters", "latency_ms", "dtype", "memory_format", "threads"]
+                           "round", "position", "iters", "latency_ms", "dtype", "memory_format", "threads",
+                           "process"]
 
 
 def header(path) -> list[str]:

@@ -94,9 +94,10 @@ def test_bad_sweeps_are_located_errors(tmp_path, sweep, msg):
 def test_new_columns_are_appended_not_inserted():
     old_results = RESULT_COLUMNS[:RESULT_COLUMNS.index("source") + 1]
     assert old_results[:5] == ("schema_version", "run_id", "suite", "experiment", "case")
-    schema2 = RESULT_COLUMNS.index("memory_format")
-    assert RESULT_COLUMNS[schema2:schema2 + 3] == ("memory_format", "latency_p99_ms", "compile_s")
-    assert SAMPLE_COLUMNS[-3:] == ("dtype", "memory_format", "threads")
+    i = RESULT_COLUMNS.index("memory_format")  # schema 2's, followed only by later schemas' columns
+    assert RESULT_COLUMNS[i:i + 3] == ("memory_format", "latency_p99_ms", "compile_s")
+    j = SAMPLE_COLUMNS.index("dtype")
+    assert SAMPLE_COLUMNS[j:j + 3] == ("dtype", "memory_format", "threads")
 
 
 def _run(specs, modes=("eager",)):

@@ -27,7 +27,7 @@ from scipy import stats as _st
 
 from latbench.claims import ClaimModel, check_claims, group_value, overall
 from latbench.errors import ResultsError
-from latbench.stats import paired_ratio, share_slower
+from latbench.stats import INTERVAL, Pooled, paired_ratio, pool_processes, share_slower
 from latbench.results.read import read_runs
 
 
@@ -103,6 +103,15 @@ class CaseEffect:
     paper_speed: dict[str, float]  # platform -> the paper's relative speed (baseline = 1)
     point: dict[str, Any] = field(default_factory=dict)  # the sweep point: batch, dtype, memory_format, threads
     row: dict[str, Any] = field(default_factory=dict, compare=False)  # the case's result row (the last run's)
+    # issue 16: measured in several processes (--repeats workers, or several runs): pooled hierarchically
+    processes: int = 1  # processes (run x worker) the ratio pools; 1: rounds of one process
+    spread_pct: float = math.nan  # max/min - 1 of the processes' ratios, in %
+    unstable: bool = False  # the ratio moved between processes more than one process's interval
+
+    @property
+    def interval(self) -> str:
+        """How ci_low/ci_high were made (stats.INTERVALS)."""
+        return "processes-t" if self.processes > 1 else INTERVAL
 
     @property
     def speed(self) -> float:
@@ -123,19 +132,27 @@ def case_effects(rs: ResultSet) -> list[CaseEffect]:
         label, mode, exp, scale = keys[:4]
         base = str(g["baseline_case"].iloc[0])
         for case in dict.fromkeys(g["case"]):
-            r, lo, hi, n, share = _pooled_ratio(rs, g, case, base)
+            r, lo, hi, n, share, pooled = _pooled_ratio(rs, g, case, base)
             ps = {p: paper_speed(paper, exp, case, base, int(scale), p) for p in ("arm", "gpu")}
+            rows = g[g["case"] == case]
+            flagged = bool(rows["ratio_unstable"].eq(True).any()) if "ratio_unstable" in rows else False
             out.append(CaseEffect(label, mode, exp, case, base, int(scale), r, lo, hi, n, share,
                                   {p: v for p, v in ps.items() if v is not None}, dict(zip(point, keys[4:])),
-                                  g[g["case"] == case].iloc[-1].to_dict()))
+                                  rows.iloc[-1].to_dict(),
+                                  processes=pooled.n_processes if pooled else 1,
+                                  spread_pct=100 * pooled.spread_rel if pooled else _f(rows.iloc[-1].get(
+                                      "ratio_process_spread_pct")),
+                                  unstable=(pooled.unstable if pooled else flagged) and case != base))
     return out
 
 
-def _pooled_ratio(rs: ResultSet, g: pd.DataFrame, case: str, base: str) -> tuple[float, float, float, int, float]:
-    """Per-round ratios pooled over runs (paired by run and round); falls back to the row's own ratio
-    columns without samples."""
+def _pooled_ratio(rs: ResultSet, g: pd.DataFrame, case: str, base: str
+                  ) -> tuple[float, float, float, int, float, Pooled | None]:
+    """Per-round ratios paired by run and round; falls back to the row's own ratio columns without
+    samples. Samples from several processes (--repeats workers, or several runs): the ratio and CI are
+    pooled hierarchically over the processes (stats.pool_processes, returned last; None otherwise)."""
     if case == base:
-        return 1.0, 1.0, 1.0, int(g["samples"].max() if "samples" in g else 0), math.nan
+        return 1.0, 1.0, 1.0, int(g["samples"].max() if "samples" in g else 0), math.nan, None
     s = rs.samples
     runs = set(g["run_id"])
     key = (s["run_id"].isin(runs) & (s["experiment"] == g["experiment"].iloc[0])
@@ -150,10 +167,29 @@ def _pooled_ratio(rs: ResultSet, g: pd.DataFrame, case: str, base: str) -> tuple
     ratio = paired_ratio(a["latency_ms"].tolist(), rounds_a, b["latency_ms"].tolist(), rounds_b)  # type: ignore[arg-type]
     if ratio.n:
         share = share_slower(a["latency_ms"].tolist(), rounds_a, b["latency_ms"].tolist(), rounds_b)
-        return ratio.value, ratio.ci_low, ratio.ci_high, ratio.n, share
+        pooled = _pool_over_processes(a, b)
+        if pooled is not None:
+            return pooled.value, pooled.ci_low, pooled.ci_high, ratio.n, share, pooled
+        return ratio.value, ratio.ci_low, ratio.ci_high, ratio.n, share, None
     row = g[g["case"] == case].iloc[-1]
     return (_f(row.get("ratio_to_baseline")), _f(row.get("ratio_ci_low")), _f(row.get("ratio_ci_high")),
-            int(_f(row.get("samples")) if math.isfinite(_f(row.get("samples"))) else 0), math.nan)
+            int(_f(row.get("samples")) if math.isfinite(_f(row.get("samples"))) else 0), math.nan, None)
+
+
+def _pool_over_processes(a: pd.DataFrame, b: pd.DataFrame) -> Pooled | None:
+    """The paired ratio of case samples `a` to baseline samples `b` per process (run x `process`
+    column), pooled across processes; None with fewer than two processes that pair."""
+    unit = ["run_id", "process"] if "process" in a and "process" in b else ["run_id"]
+    per = []
+    for key, au in a.groupby(unit, sort=True, dropna=False):
+        bu = b
+        for col, v in zip(unit, key if isinstance(key, tuple) else (key,)):
+            bu = bu[bu[col] == v]
+        r = paired_ratio(au["latency_ms"].tolist(), au["round"].tolist(), bu["latency_ms"].tolist(),
+                         bu["round"].tolist())
+        if r.n:
+            per.append(r)
+    return pool_processes(per) if len(per) >= 2 else None
 
 
 def _f(v: Any) -> float:

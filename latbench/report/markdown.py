@@ -77,6 +77,8 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 def speed_text(c: CaseEffect) -> str:
     if c.case == c.baseline:
         return "1 (baseline)"
+    if c.unstable:  # issue 16: no tight CI for a number that does not hold from one process to the next
+        return f"{c.speed:.2f} **unstable** (moved {c.spread_pct:.1f}% between {c.processes} processes)"
     lo = 1 / c.ci_high if c.ci_high > 0 else math.nan
     hi = 1 / c.ci_low if c.ci_low > 0 else math.nan
     return f"{c.speed:.2f} [{_n(lo)}, {_n(hi)}]"
@@ -238,8 +240,10 @@ def _predictors(scores: list[analysis.PredictorScore]) -> str:
 
 _NOTES = """\
 - **Latency ratio** = case latency / baseline latency, the median of per-round ratios: in an interleaved
-  run every round times each case once, so machine drift cancels in the ratio. Rounds of repeated runs
-  are pooled. **Speed** = 1 / ratio, as the paper's tables (baseline = 1, higher is faster).
+  run every round times each case once, so machine drift cancels in the ratio. Several processes (runs,
+  or `run --repeats` workers) are pooled across processes, so the CI includes the spread between them;
+  **unstable** marks a ratio that moved between processes more than one process's CI (no CI is printed:
+  see docs/intervals.md). **Speed** = 1 / ratio, as the paper's tables (baseline = 1, higher is faster).
 - **Roofline**: peak FLOP/s from a GEMM probe and bandwidth from a copy probe at the run's thread count.
   Bound = max(FLOPs / peak, MAC bytes / bandwidth); **% of roofline** = bound / measured time (100 % = at
   the ceiling). MAC counts every op's reads and writes once (the paper's model). FLOP/B = FLOPs per MAC byte.

@@ -203,6 +203,10 @@ def read_samples(path: str | Path) -> pd.DataFrame:
     for col, value in schema.KEY_DEFAULTS.items():  # schema 1 had one implied value
         if col not in df.columns and len(df.columns):
             df[col] = value
+    for added in schema.SAMPLE_ADDED.values():  # columns later schemas appended
+        for col, value in added.items():
+            if col not in df.columns and len(df.columns):
+                df[col] = value
     missing = [c for c in SAMPLE_COLUMNS if c not in df.columns]
     if missing:
         raise ResultsError(f"not a latbench samples file: missing columns {', '.join(missing)}", where=str(p),

@@ -12,7 +12,7 @@ from latbench.records import KEY_COLUMNS, KEY_DEFAULTS, RESULT_COLUMNS, SAMPLE_C
 
 __all__ = ["KEY_COLUMNS", "KEY_DEFAULTS", "RESULT_COLUMNS", "SAMPLE_COLUMNS", "SCHEMA_VERSION", "OK", "FAILED",
            "SKIPPED", "ROW_STATUSES", "RUNNING", "COMPLETE", "INTERRUPTED", "RUN_STATUSES", "STRING_COLUMNS",
-           "BOOL_COLUMNS", "NUMERIC_COLUMNS", "OLDEST_SCHEMA", "SCHEMA_ADDED", "apply_dtypes", "migrate"]
+           "BOOL_COLUMNS", "NUMERIC_COLUMNS", "OLDEST_SCHEMA", "SCHEMA_ADDED", "SAMPLE_ADDED", "apply_dtypes", "migrate"]
 
 # --- status of a row (one case x mode)
 OK = "ok"  # measured: latency_ms > 0
@@ -33,8 +33,9 @@ STRING_COLUMNS: tuple[str, ...] = (
     "run_id", "suite", "experiment", "case", "device", "mode", "dtype", "memory_format", "widths", "widths_mode",
     "baseline_case", "schedule", "stop_reason", "status", "error", "warnings", "source",
     "latency_semantics", "l2", "gpu_throttle_reasons", "roofline_ceiling",
+    "ratio_interval",
 )
-BOOL_COLUMNS: tuple[str, ...] = ("ratio_differs", "throttled", "under_load")
+BOOL_COLUMNS: tuple[str, ...] = ("ratio_differs", "throttled", "under_load", "ratio_unstable")
 # Numeric: the rest of the declared columns (a column this version does not know is left as pandas reads it).
 NUMERIC_COLUMNS: tuple[str, ...] = tuple(c for c in dict.fromkeys(RESULT_COLUMNS + SAMPLE_COLUMNS)
                                          if c not in STRING_COLUMNS and c not in BOOL_COLUMNS)
@@ -45,7 +46,11 @@ SCHEMA_ADDED: dict[int, dict[str, Any]] = {
     2: {"memory_format": KEY_DEFAULTS["memory_format"], "latency_p99_ms": float("nan"), "compile_s": float("nan")},
     # every run before schema 3 timed blocks back to back with nothing flushed between calls
     3: {"latency_semantics": "throughput", "l2": "warm", "gpu_throttle_reasons": "", "roofline_ceiling": ""},
+    4: {"ratio_interval": "unrecorded", "repeats": 1, "ratio_process_spread_pct": float("nan"),
+        "ratio_between_pct": float("nan"), "ratio_unstable": False},
 }
+# Columns each schema version added to the samples file, and the value older files imply.
+SAMPLE_ADDED: dict[int, dict[str, Any]] = {4: {"process": 0}}
 
 
 def apply_dtypes(df: pd.DataFrame) -> pd.DataFrame:

@@ -53,7 +53,7 @@ class StopPolicy:
     Defaults: warm-up of >= 0.2 s and >= 3 calls (CPU; the CUDA defaults in runner.py use 0.5 s and
     10 calls for clock ramp and cuDNN autotuning); blocks of ~20 ms so two clock reads cost < 0.01 %;
     at least 10 rounds and 0.5 s; stop when every ratio to the baseline (a lone item: its median) has a
-    99 % CI within +-1 %, looked at on rounds 10, 12, 15, 18, ... (x1.2), or at 10 s. Warm-up stops at
+    99 % CI within +-1 %, looked at on rounds 10, 12, 15, 18, ... (x1.2), or at 10 s (devices.CPU_POLICY: 2.5 s). Warm-up stops at
     warmup_max_calls whatever the clock says (a backend reporting 0 s once made 6.8 M calls in 3 s).
     """
 
