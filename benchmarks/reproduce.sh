@@ -15,5 +15,5 @@ mkdir -p "$RESULTS" "$DOCS"
 python -m latbench env --json > "$RESULTS/env-$(date -u +%Y%m%dT%H%M%SZ).json"
 python -m latbench run suites/g1.yaml suites/g2.yaml suites/g3.yaml suites/g4.yaml \
     --device cpu --threads "$THREADS" --repeats "$REPEATS" --profile --results-dir "$RESULTS"
-python -m latbench report "$RESULTS"/*.csv --out "$DOCS" --name reproduction.md
+python -m latbench report "$RESULTS"/*.csv -o "$DOCS/reproduction.md"
 echo "wrote $DOCS/reproduction.md; commit $RESULTS/ and $DOCS/ and say what they show" >&2

@@ -104,3 +104,10 @@ def test_calibrate_pools_the_ok_run_medians_of_each_case(tmp_path):
     sugg, pooled, floor = suggest_thresholds(med, 3)
     assert cal.suggestions == sugg and cal.pooled_pct == pooled and cal.noise_floor == floor
     assert cal.data == thresholds_data(sugg, pooled, floor, 3, 0.10, [str(p) for p in runs])
+
+
+def test_a_gate_with_nothing_to_judge_never_passes():
+    """Fail closed: no deltas at all (nothing compared) is not a pass, whatever is relaxed."""
+    for relax in (Relaxations(), Relaxations(allow_missing=True, inconclusive_pass=True)):
+        outcome = decide([], relax)
+        assert not outcome.passed and outcome.exit_code == 1
