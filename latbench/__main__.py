@@ -1,6 +1,15 @@
 """`python -m latbench` runs the CLI."""
 
-from latbench.cli import app
+import sys
+
+try:
+    from latbench.cli import app
+except ModuleNotFoundError as exc:  # an interpreter without latbench's dependencies: one line, not a traceback
+    if exc.name is None or exc.name.split(".")[0] == "latbench":
+        raise
+    sys.stderr.write(f"error: latbench needs {exc.name!r}, which this Python ({sys.executable}) lacks; install "
+                     "latbench with its dependencies (README: Quick start), or use the interpreter it is installed in\n")
+    raise SystemExit(2) from None
 
 if __name__ == "__main__":
     app()
