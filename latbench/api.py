@@ -1,37 +1,36 @@
 """latbench as a library: `measure(models, example_inputs)` -> the results table as a DataFrame.
 
-Models given as Python objects become cases of one suite-less group and go through the same
-machinery as `latbench run`: the device object (devices.get), the session's stop policy and
-metadata (session.resolve_policy, run_settings, new_metadata), the runner's interleaved rounds,
-counting (cost.py: FLOPs, MAC) and statistics (stats.py), and, with `results_dir`, the same three
-files (results.files.RunFiles), so `latbench compare` reads them. There is no second loop here.
+Models given as Python objects become the cases of one group of an `ObjectSource` (a case source of
+the run wing, latbench/run/sources.py) and go through the run's one orchestration
+(run.session.run_sources): the same device object, stop rule, pipeline, rows, metadata and, with
+`results_dir`, the same three files, so `latbench compare` reads them. There is no second loop here.
 
-The objects reach the runner through a builder of their own (`_object`, registered below, whose
-`make` hands back the model and input as they are); each call registers its objects under fresh
-keys and forgets them when it returns.
+The objects reach the pipeline through a builder of their own (`_object`, registered below, whose
+`make` hands back the model and input as they are); the source registers its objects under fresh
+keys while the run measures them and forgets them when it ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from latbench import devices, env, runner, session
 from latbench.errors import LatbenchError
 from latbench.models.registry import Builder, register_builder
 from latbench.records import RESULT_COLUMNS, SAMPLE_COLUMNS, CaseSpec
-from latbench.results.files import RunFiles
 from latbench.results.schema import apply_dtypes
+from latbench.run.options import SCHEDULES, RunOptions
+from latbench.run.session import device_of, run_sources
 
 __all__ = ["measure", "MeasureError", "OBJECT_BUILDER"]
 
@@ -152,13 +151,53 @@ def _batch(args: tuple[Any, ...]) -> int:
     return int(first.shape[0]) if first is not None and first.dim() > 0 else 1
 
 
-# ---------------------------------------------------------------- measure
+# ---------------------------------------------------------------- the source
 
 @dataclass
-class _Collected:
-    rows: list[dict[str, Any]]
-    samples: list[dict[str, Any]]
+class ObjectSource:
+    """measure()'s models as a case source: one group, the objects registered while it is measured."""
 
+    name: str
+    models: dict[str, nn.Module]
+    args: dict[str, tuple[Any, ...]]
+    baseline: str
+    device: str
+    widths: str = "object"
+    claims: list[Any] = field(default_factory=list)
+    in_process_only: bool = True
+    path: str = WHERE
+    _keys: dict[str, str] = field(default_factory=dict)
+
+    def info(self) -> dict[str, Any]:
+        return {"name": self.name, "path": WHERE, "sha256": None, "experiment": self.name,
+                "description": f"latbench.measure of {', '.join(self.models)}"}
+
+    def specs(self, platform: str, **_: Any) -> list[CaseSpec]:
+        with _LOCK:
+            self._keys = {n: f"{n}#{next(_KEYS)}" for n in self.models}
+        return [CaseSpec(suite=self.name, experiment=self.name, case=n, scale=1, builder=OBJECT_BUILDER,
+                         params=(("key", self._keys[n]),), blocks=1, batch=_batch(self.args[n]), height=0, width=0,
+                         baseline_case=self.baseline, widths_mode="object", dtype=_dtype(m, self.args[n]),
+                         source=WHERE) for n, m in self.models.items()]
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        training = [(m, m.training) for model in self.models.values() for m in model.modules()]
+        try:
+            with _LOCK:
+                for n, model in self.models.items():
+                    model = model.to(self.device).eval()
+                    moved = tuple(_to(a, self.device) for a in self.args[n])
+                    _OBJECTS[self._keys[n]] = (model if len(moved) == 1 else _Bound(model, moved[1:]), moved[0])
+            yield
+        finally:
+            for key in self._keys.values():
+                _OBJECTS.pop(key, None)
+            for m, was in training:
+                m.train(was)
+
+
+# ---------------------------------------------------------------- measure
 
 def measure(models: nn.Module | Mapping[str, nn.Module], example_inputs: Any, device: str = "cpu", *,
             baseline: str | None = None, threads: int | None = None, modes: str | None = None,
@@ -194,60 +233,22 @@ def measure(models: nn.Module | Mapping[str, nn.Module], example_inputs: Any, de
     if not re.match(NAME_PATTERN, name):
         raise MeasureError(f"name {name!r} cannot be a file name stem", where=WHERE,
                            hint="use letters, digits and _ . = + - (e.g. 'my-models')")
-    if schedule not in ("interleaved", "roundrobin", "sequential"):
-        raise MeasureError(f"schedule {schedule!r} is unknown", where=WHERE,
-                           hint="use interleaved, roundrobin or sequential")
-    base = baseline or names[0]
-    opts = session.RunOptions(suites=(), device=device, quick=quick, threads=threads, schedule=schedule,
-                              modes=modes, max_time=max_time, min_time=min_time, target=target, seed=seed,
-                              roofline=roofline, argv=("latbench.measure",), fake_backend=fake_backend)
-    threads_before = torch.get_num_threads()
-    training = {n: [(m, m.training) for m in model.modules()] for n, model in named.items()}
-    keys: list[str] = []
+    if schedule not in SCHEDULES:
+        raise MeasureError(f"schedule {schedule!r} is unknown", where=WHERE, hint="use " + ", ".join(SCHEDULES))
+    opts = RunOptions(device=device, quick=quick, threads=threads, schedule=schedule, modes=modes, max_time=max_time,
+                      min_time=min_time, target=target, seed=seed, roofline=roofline, argv=("latbench.measure",),
+                      fake_backend=fake_backend, results_dir=Path(results_dir) if results_dir is not None else None,
+                      api=True)
+    threads_before, dtype_before, grad_before = torch.get_num_threads(), torch.get_default_dtype(), torch.is_grad_enabled()
     try:
-        dev = devices.get(device, threads, fake=fake_backend)
-        mode_list = session.parse_modes(modes, dev)
-        policy = session.resolve_policy(opts, dev)
-        specs = []
-        with _LOCK:
-            for n in names:
-                model = named[n].to(dev.name).eval()
-                moved = tuple(_to(a, dev.name) for a in args[n])
-                key = f"{n}#{next(_KEYS)}"
-                keys.append(key)
-                _OBJECTS[key] = (model if len(moved) == 1 else _Bound(model, moved[1:]), moved[0])
-                specs.append(CaseSpec(suite=name, experiment=name, case=n, scale=1, builder=OBJECT_BUILDER,
-                                      params=(("key", key),), blocks=1, batch=_batch(moved), height=0, width=0,
-                                      baseline_case=base, widths_mode="object", dtype=_dtype(model, moved),
-                                      source=WHERE))
-        fingerprint = env.fingerprint()
-        hw = session.hardware(opts, dev, fingerprint, session.Events())
-        suite = SimpleNamespace(path=WHERE, sha256=None, model=SimpleNamespace(
-            suite=name, experiment=name, description=f"latbench.measure of {', '.join(names)}", widths="object"))
-        settings = session.run_settings(opts, suite, dev, dev.default_platform, mode_list, specs[0].batch, policy,
-                                        fingerprint)
-        files = RunFiles.reserve(Path(results_dir), name, dev.name) if results_dir is not None else None
-        stub = files or RunFiles(*(Path(".") / f"{name}{s}" for s in (".csv", "-samples.csv", ".json")))
-        metadata = session.new_metadata(stub, settings, opts.argv, hw["ceilings"])
-        if files is None:
-            metadata.pop("files")
-        cfg = runner.RunConfig(device=dev, run_id=metadata["run_id"], modes=mode_list, schedule=schedule,
-                               policy=policy, threads=dev.threads, seed=seed, **hw)
-        got = _Collected([], [])
-        runner.run_specs(specs, cfg, dev.backend, lambda r, s: (got.rows.extend(r), got.samples.extend(s)))
+        dev = device_of(opts)
+        source = ObjectSource(name, named, args, baseline or names[0], dev.name)
+        result = run_sources(opts, [source], device=dev).suites[0]
     finally:
-        for key in keys:
-            _OBJECTS.pop(key, None)
-        for flags in training.values():
-            for m, was in flags:
-                m.train(was)
         torch.set_num_threads(threads_before)
-    failed = sum(r["status"] == "failed" for r in got.rows)
-    metadata.update(status="complete", failed_cases=failed, finished_at_utc=session.now_utc())
-    if files is not None:
-        files.metadata = metadata
-        files.add(got.rows, got.samples)
-    df = apply_dtypes(pd.DataFrame(got.rows, columns=list(RESULT_COLUMNS)))
-    df.attrs.update(metadata)
-    df.attrs["samples"] = [{c: s.get(c) for c in SAMPLE_COLUMNS} for s in got.samples]
+        torch.set_default_dtype(dtype_before)
+        torch.set_grad_enabled(grad_before)
+    df = apply_dtypes(pd.DataFrame(result.rows, columns=list(RESULT_COLUMNS)))
+    df.attrs.update(result.metadata)
+    df.attrs["samples"] = [{c: s.get(c) for c in SAMPLE_COLUMNS} for s in result.samples]
     return df

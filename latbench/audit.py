@@ -25,6 +25,8 @@ share of FLOPs. Rendering (markdown, CSV, figure) is in report/audit.py.
 
 from __future__ import annotations
 
+import functools
+
 import statistics
 import time
 from collections import defaultdict
@@ -238,15 +240,11 @@ def _guidelines(module: nn.Module | None, flops: int, fragments: int) -> str:
 # ---------------------------------------------------------------- timing
 
 def _whole(model: nn.Module, x: torch.Tensor, calls: int, dev: Any) -> list[float]:
-    """Each of `calls` forwards timed alone, ms (single calls, like the profiled forwards' medians)."""
-    out = []
-    for _ in range(calls):
-        dev.synchronize()
-        t0 = time.perf_counter()
-        model(x)
-        dev.synchronize()
-        out.append((time.perf_counter() - t0) * 1e3)
-    return out
+    """Each of `calls` forwards timed alone by the device's timing backend (the one every run uses:
+    CUDA events on a GPU, the monotonic clock on the CPU), ms -- single calls, like the profiled
+    forwards' medians."""
+    forward = functools.partial(model, x)
+    return [dev.backend.time_block(forward, 1) * 1e3 for _ in range(calls)]
 
 
 def _profiled(model: nn.Module, x: torch.Tensor, scopes: _Scopes, dev: Any,
@@ -433,7 +431,7 @@ def run_audit(target: str, input_shape: str | None = None, kwargs: str | None = 
         raise LatbenchError(f"--rounds {rounds}: at least 1", hint="e.g. --rounds 7")
     suite = build_suite(ModelRequest(models=(target,), input=input_shape, kwargs=(kwargs,) if kwargs else (),
                                      batches=(batch,), dtypes=(dtype,)))
-    spec = expand(suite, devices.of(device).default_platform)[0]
+    spec = expand(suite, devices.default_platform(device))[0]
     dev = devices.get(device, threads, fake=False)
     torch.manual_seed(seed)
     try:

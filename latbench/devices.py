@@ -6,18 +6,17 @@ activities, dtype support (skip reasons), the telemetry handle (which GPU), what
 probe needs (sizes, synchronize), the settings recorded in metadata, and the name shown in titles.
 Timing itself stays in the backend (latbench/timing), which the device carries.
 
-`of(name)` gives the same object without touching torch's configuration (for code handed a device
-name, such as RunConfig(device="cpu") in tests). LATBENCH_FAKE_BACKEND=1 (or `get(..., fake=True)`)
-times on the CPU with FakeBackend: one real call per block, scaled to the block, so CLI tests run
-the whole pipeline in a fraction of the time.
+The device's default stop rule lives with every other stop rule (run/options.py).
+LATBENCH_FAKE_BACKEND=1 (or `get(..., fake=True)`) times on the CPU with latbench.timing.fake's
+FakeBackend: one real call per block, scaled to the block, so CLI tests run the whole pipeline in a
+fraction of the time.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import torch
 
@@ -26,13 +25,6 @@ from latbench.errors import DeviceError
 from latbench.timing.backend import TimingBackend
 from latbench.timing.cpu import CpuBackend
 from latbench.timing.cuda import CudaBackend
-from latbench.timing.loop import StopPolicy
-
-# CPU: at most 2.5 s per case (issue 16: the full G1-G4 x1/x2/x4 run within ~3 min on 2 shared cores;
-# a max_time stop does not depend on the data, so the reported intervals keep their coverage).
-CPU_POLICY = StopPolicy(max_time_s=2.5)
-# CUDA: >= 0.5 s and >= 10 calls of warm-up for clock ramp-up and cuDNN autotuning (cudnn.benchmark).
-CUDA_POLICY = StopPolicy(warmup_s=0.5, warmup_min_iters=10)
 
 FAKE_ENV = "LATBENCH_FAKE_BACKEND"  # "1": time with FakeBackend (tests, dry runs); results are not latencies
 
@@ -40,7 +32,6 @@ FAKE_ENV = "LATBENCH_FAKE_BACKEND"  # "1": time with FakeBackend (tests, dry run
 class Device(Protocol):
     name: str  # "cpu", "cuda": the results' device column and torch's device string
     default_platform: str  # whose paper widths to use by default ("arm", "gpu")
-    policy: StopPolicy  # the default stop policy (--quick replaces it)
     copy_sizes: tuple[int, ...]  # buffer sizes (bytes) of the roofline bandwidth probe
     backend: TimingBackend | None
     threads: int | None
@@ -131,7 +122,6 @@ class _Base:
 class CpuDevice(_Base):
     name: ClassVar[str] = "cpu"
     default_platform: ClassVar[str] = "arm"
-    policy: ClassVar[StopPolicy] = CPU_POLICY
     copy_sizes: ClassVar[tuple[int, ...]] = (4 << 20, 64 << 20)  # roofline copy probe: in cache, in DRAM
 
     @classmethod
@@ -140,7 +130,12 @@ class CpuDevice(_Base):
         """torch set up for CPU timing: `threads` intra-op threads (default 1, as the paper's ARM runs)."""
         cpu = CpuBackend(latency=latency, l2=l2)  # DeviceError for l2="flushed": no L2 flush on the CPU
         torch.set_num_threads(threads or 1)
-        return cls(backend=FakeBackend(latency=latency, l2=l2) if fake else cpu,
+        backend: TimingBackend = cpu
+        if fake:
+            from latbench.timing.fake import FakeBackend
+
+            backend = FakeBackend(latency=latency, l2=l2)
+        return cls(backend=backend,
                    settings={"timer_overhead_ns": round(cpu.timer_overhead_s() * 1e9, 1),
                              "mkldnn_enabled": torch.backends.mkldnn.enabled})
 
@@ -149,7 +144,6 @@ class CpuDevice(_Base):
 class CudaDevice(_Base):
     name: ClassVar[str] = "cuda"
     default_platform: ClassVar[str] = "gpu"
-    policy: ClassVar[StopPolicy] = CUDA_POLICY
     copy_sizes: ClassVar[tuple[int, ...]] = (4 << 20, 256 << 20)  # in L2, in HBM/GDDR
 
     @classmethod
@@ -265,49 +259,16 @@ def nvml_index(cuda_index: int, cuda_uuid: str | None, nvml_gpus: list[dict[str,
 DEVICES: dict[str, type[_Base]] = {"cpu": CpuDevice, "cuda": CudaDevice}
 
 
-class FakeBackend:
-    """CPU timing for tests: each block runs fn once and reports that call's time x iters.
-
-    The whole pipeline (build, warm-up, block sizing, stopping rule, rows, files) runs, with the
-    model really called, at a fraction of the wall time. The numbers are not latencies to report.
-    """
-
-    name = "cpu:fake(one call per block)"
-    modes = ("eager",)
-
-    def __init__(self, clock: Callable[[], int] = time.perf_counter_ns, latency: str = "throughput",
-                 l2: str = "warm"):
-        self._clock = clock
-        self._cpu = CpuBackend(clock, latency=latency, l2=l2)  # checks the options as the CPU backend does
-        self.latency = latency
-
-    def columns(self) -> dict[str, str]:
-        return self._cpu.columns()
-
-    def release(self) -> int:
-        return 0
-
-    def prepare(self, fn: Callable[[], object], mode: str) -> Callable[[], object]:
-        return CpuBackend.prepare(self, fn, mode)  # type: ignore[arg-type]
-
-    def time_block(self, fn: Callable[[], object], iters: int) -> float:
-        t0 = self._clock()
-        fn()
-        return max(self._clock() - t0, 1) * 1e-9 * iters
-
-
 def names() -> tuple[str, ...]:
     return tuple(DEVICES)
 
 
-def of(device: "str | Device") -> Device:
-    """The device object for a name (not configured: no threads, backend or settings); objects pass through."""
-    if not isinstance(device, str):
-        return device
+def default_platform(name: str) -> str:
+    """Whose paper widths a device uses by default ("arm" on cpu, "gpu" on cuda), without configuring torch."""
     try:
-        return DEVICES[device]()
+        return DEVICES[name].default_platform
     except KeyError:
-        raise DeviceError(f"unknown device {device!r}", hint=f"use one of {', '.join(DEVICES)}") from None
+        raise DeviceError(f"unknown device {name!r}", hint=f"use one of {', '.join(DEVICES)}") from None
 
 
 def fake_requested() -> bool:

@@ -16,7 +16,6 @@ import torch
 from torch.profiler import profile, record_function
 from torch.utils.flop_counter import flop_registry
 
-from latbench import devices
 from latbench.devices import Device
 
 PROFILE_FORWARDS = 5
@@ -26,11 +25,11 @@ FLOP_OP_NAMES = frozenset("aten::" + str(k).split(".", 1)[-1] for k in flop_regi
 OPBREAKDOWN_COLUMNS = ("op_count_per_forward", "zero_flop_time_pct")
 
 
-def profile_forward(fn: Callable[[], object], device: str | Device, forwards: int = PROFILE_FORWARDS) -> dict[str, Any]:
+def profile_forward(fn: Callable[[], object], device: Device, forwards: int = PROFILE_FORWARDS) -> dict[str, Any]:
     """op_count_per_forward (kernels on cuda, without memcpy/memset or the marker range; top-level aten
     ops on cpu) and zero_flop_time_pct (share
     of op time, device time on cuda, spent in ops with no counted FLOPs), over `forwards` calls."""
-    dev = devices.of(device)
+    dev = device
     with torch.inference_mode():
         fn()  # a call outside the trace: lazy initialisation is not the model's cost
         with profile(activities=dev.profiler_activities()) as prof:
@@ -41,9 +40,9 @@ def profile_forward(fn: Callable[[], object], device: str | Device, forwards: in
     return breakdown(prof.events(), dev, forwards)
 
 
-def breakdown(events: Any, device: str | Device, forwards: int) -> dict[str, Any]:
+def breakdown(events: Any, device: Device, forwards: int) -> dict[str, Any]:
     """Columns from profiler events (a list of torch.autograd FunctionEvent-like objects)."""
-    dev = devices.of(device)
+    dev = device
     top = [e for e in events if e.cpu_parent is not None and e.cpu_parent.name == _MARKER]
     if not top or forwards <= 0:
         return {name: None for name in OPBREAKDOWN_COLUMNS}

@@ -62,6 +62,11 @@ class CaseSpec:
         return f"{self.experiment}/{self.case}/x{self.scale}"
 
     @property
+    def group_label(self) -> str:
+        """Its group as people read it: 'G2 x1', or 'G2 x1 b8 bfloat16' at a sweep point."""
+        return f"{self.experiment} x{self.scale}" + (f" {self.point}" if self.point else "")
+
+    @property
     def point(self) -> str:
         """The sweep point in short, e.g. 'b8 bfloat16 channels_last t2 compile' (empty when unswept)."""
         parts = [f"b{self.batch}" if self.batch != 1 else "",

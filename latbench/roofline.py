@@ -36,7 +36,6 @@ from typing import Any, Callable
 
 import torch
 
-from latbench import devices
 from latbench.devices import Device
 from latbench.results.files import atomic_write_text
 from latbench.results.read import read_json_object
@@ -78,9 +77,9 @@ class Ceilings:
         return self.peak_flops_per_s / self.bandwidth_bytes_per_s
 
 
-def _best_rate(fn: Callable[[], object], work: float, device: str | Device, budget_s: float) -> float:
+def _best_rate(fn: Callable[[], object], work: float, device: Device, budget_s: float) -> float:
     """Highest work/second over repeated single calls within budget_s (first call is warm-up)."""
-    sync = devices.of(device).synchronize
+    sync = device.synchronize
     fn()
     sync()
     best, spent, calls = 0.0, 0.0, 0
@@ -95,10 +94,10 @@ def _best_rate(fn: Callable[[], object], work: float, device: str | Device, budg
     return best
 
 
-def probe_gemm(device: str | Device, dtype: torch.dtype = torch.float32, budget_s: float = GEMM_BUDGET_S,
+def probe_gemm(device: Device, dtype: torch.dtype = torch.float32, budget_s: float = GEMM_BUDGET_S,
                n: int | None = None) -> dict[str, Any]:
     """Peak FLOP/s of an n x n GEMM (2 n^3 FLOPs), at torch's current thread count."""
-    dev = devices.of(device)
+    dev = device
     n = n or dev.gemm_size()
     with torch.inference_mode():
         a = torch.randn(n, n, device=dev.name, dtype=dtype)
@@ -108,9 +107,9 @@ def probe_gemm(device: str | Device, dtype: torch.dtype = torch.float32, budget_
     return {"peak_flops_per_s": rate, "gemm_n": n}
 
 
-def probe_copy(device: str | Device, budget_s: float = COPY_BUDGET_S, sizes: tuple[int, ...] | None = None) -> dict[str, Any]:
+def probe_copy(device: Device, budget_s: float = COPY_BUDGET_S, sizes: tuple[int, ...] | None = None) -> dict[str, Any]:
     """Copy bandwidth (bytes read + written per second); the best over buffer sizes is the ceiling."""
-    dev = devices.of(device)
+    dev = device
     per_size = {}
     with torch.inference_mode():
         for size in sizes or dev.copy_sizes:
@@ -152,7 +151,7 @@ def math_mode_set(math_mode: str):
         torch.backends.cuda.matmul.allow_tf32 = before
 
 
-def measure_ceilings(device: str | Device, device_name: str, threads: int, dtype: torch.dtype | str = torch.float32,
+def measure_ceilings(device: Device, device_name: str, threads: int, dtype: torch.dtype | str = torch.float32,
                      gemm_probe: Callable[..., dict[str, Any]] | None = None,
                      copy_probe: Callable[..., dict[str, Any]] | None = None,
                      path: Path | None = None, refresh: bool = False,
@@ -163,7 +162,7 @@ def measure_ceilings(device: str | Device, device_name: str, threads: int, dtype
     Returns (ceilings, came_from_cache). Probes are injectable for tests.
     """
     dtype_name = str(dtype).removeprefix("torch.")
-    dev = devices.of(device)
+    dev = device
     device = dev.name
     mode = dev.math_mode(dtype_name) if math_mode is None else math_mode
     key = ceiling_key(device, device_name, threads, dtype_name, mode)
@@ -178,8 +177,8 @@ def measure_ceilings(device: str | Device, device_name: str, threads: int, dtype
         except TypeError:
             pass  # an entry from another latbench version (or a poisoned one): measure again
     with math_mode_set(mode):
-        gemm = (gemm_probe or probe_gemm)(device, getattr(torch, dtype_name))
-    copy = (copy_probe or probe_copy)(device)
+        gemm = (gemm_probe or probe_gemm)(dev, getattr(torch, dtype_name))
+    copy = (copy_probe or probe_copy)(dev)
     c = Ceilings(peak_flops_per_s=float(gemm["peak_flops_per_s"]),
                  bandwidth_bytes_per_s=float(copy["bandwidth_bytes_per_s"]), device=device,
                  device_name=device_name, threads=threads, dtype=dtype_name, key=key,
@@ -218,12 +217,12 @@ class CeilingSet:
         return {**asdict(self.primary), "by_ceiling": {c.label: asdict(c) for c in self.by_dtype.values()}}
 
 
-def measure_ceiling_set(device: str | Device, device_name: str, threads: int, dtypes: list[str],
+def measure_ceiling_set(device: Device, device_name: str, threads: int, dtypes: list[str],
                         **kw: Any) -> tuple[CeilingSet, dict[str, bool], dict[str, str]]:
     """Ceilings for each dtype a run's rows use (dtypes the device cannot run are left out).
 
     Returns (set, {dtype: came from cache}, {dtype: why it has no ceiling}). kw: measure_ceilings'."""
-    dev = devices.of(device)
+    dev = device
     found: dict[str, Ceilings] = {}
     cached: dict[str, bool] = {}
     missing: dict[str, str] = {}

@@ -99,8 +99,10 @@ class TelemetrySampler:
 
     def __init__(self, threads: int = 1, gpu_index: int | None = None, interval_s: float | None = SAMPLE_INTERVAL_S,
                  psutil_mod: Any = psutil, nvml: Any = None, clock: Callable[[], float] = time.monotonic,
-                 thermal_root: Path = Path("/sys/devices/system/cpu"), gpu_uuid: str | None = None):
+                 thermal_root: Path = Path("/sys/devices/system/cpu"), gpu_uuid: str | None = None,
+                 own_gpu_processes: int = 1):
         self.threads, self.gpu_index, self.interval_s = max(1, threads), gpu_index, interval_s
+        self.own_gpu_processes = max(1, own_gpu_processes)  # latbench's own compute processes on the GPU
         self.gpu_uuid = gpu_uuid
         self._ps, self._nvml_mod, self._clock, self._thermal_root = psutil_mod, nvml, clock, thermal_root
         self._nv: Any = None
@@ -192,7 +194,9 @@ class TelemetrySampler:
         if other is not None and other > UNDER_LOAD_CORES:
             notes.append(f"under load: other processes kept {other:.1f} of {cores} cores busy; "
                          f"stop them for trustworthy absolute times")
-        other_gpu = max(0, (w.gpu_procs or 0) - 1)  # latbench is one of them, whatever PID NVML shows for it
+        # latbench's own processes (this one; in a worker also the manager holding a CUDA context) are
+        # among them, whatever PIDs NVML shows for them
+        other_gpu = max(0, (w.gpu_procs or 0) - self.own_gpu_processes)
         if other_gpu:
             notes.append(f"under load: {other_gpu} other process(es) computed on the GPU "
                          f"({w.gpu_procs} compute processes on it at once); stop them for trustworthy times")

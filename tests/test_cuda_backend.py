@@ -182,7 +182,7 @@ def test_prepare_case_asks_the_device_object_what_it_cannot_run():
 
     spec = CaseSpec(suite="s", experiment="E", case="c", scale=1, builder="nope", params=(), blocks=1, batch=1,
                     height=8, width=8, baseline_case="c", dtype="float16")
-    out = prepare.prepare_case(spec, ("eager",), NoHalf(), CpuBackend(), 0)
+    out = prepare.prepare_case(spec, ("eager",), NoHalf(), CpuBackend(), 0, build=None)
     assert out["eager"].skip == "no float16 here (test)" and out["eager"].fn is None
 
 

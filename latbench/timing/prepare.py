@@ -19,7 +19,6 @@ from typing import Callable, Protocol
 import torch
 
 from latbench import faults
-from latbench.cost import build_network
 from latbench.records import CaseSpec
 from latbench.timing.backend import TimingBackend
 from latbench.timing.cuda import CaptureError
@@ -60,8 +59,11 @@ class DeviceLike(Protocol):
     def dtype_skip(self, dtype: str) -> str | None: ...
 
 
+Build = Callable[[CaseSpec, str], "tuple[torch.nn.Module, torch.Tensor]"]  # (spec, device) -> (model, input)
+
+
 def prepare_case(spec: CaseSpec, modes: tuple[str, ...], dev: DeviceLike, backend: TimingBackend,
-                 seed: int) -> dict[str, Prepared]:
+                 seed: int, build: Build) -> dict[str, Prepared]:
     """{mode: Prepared} for one case on device object `dev` (devices.get/of); the model is built once
     and shared by its modes. What the device cannot run at all (dev.dtype_skip) is a skip."""
     device = dev.name
@@ -70,8 +72,7 @@ def prepare_case(spec: CaseSpec, modes: tuple[str, ...], dev: DeviceLike, backen
         return {m: Prepared(skip=reason) for m in modes}
     torch.manual_seed(seed)
     try:
-        model, x = build_network(spec.builder, spec.param_dict, spec.blocks, spec.batch, spec.height, spec.width,
-                                 device, getattr(torch, spec.dtype))
+        model, x = build(spec, device)
     except Exception as exc:  # noqa: BLE001 - e.g. out of memory: record and go on
         return {m: Prepared(error=error_text(exc)) for m in modes}
     if spec.memory_format == "channels_last":

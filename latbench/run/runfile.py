@@ -1,23 +1,29 @@
-"""Resuming an interrupted run: which groups are finished, whether the new command matches the old
-run (same suite file, device, machine and settings), and the command line that resumes it.
+"""A run file's life, in one place: reserved (or reopened to --resume, checked to be the same run),
+its metadata written once with the run's settings, each finished group saved, and its final status
+(complete, interrupted by a signal, or stopped by an error) written as it ends.
 
 A group (one experiment x scale, its cases measured interleaved) is the unit that finishes: its rows
-reach the disk together, so a group is either all there or absent.
+reach the disk together, so a group is either all there or absent. A run without a results
+directory (latbench.measure() without results_dir) keeps the same rows and metadata in memory.
 """
 
 from __future__ import annotations
 
 import json
 import shlex
+import uuid
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
+from latbench import faults
 from latbench.errors import ResultsError
-from latbench.records import CaseSpec
-from latbench.results import read as _results
-from latbench.results.files import RunFiles
+from latbench.records import SCHEMA_VERSION, CaseSpec
+from latbench.results.files import RunFiles, ResultsWriteError
+from latbench.results.read import open_run
+from latbench.results.schema import COMPLETE, FAILED, INTERRUPTED, RUNNING
 
-# The run settings in a run's metadata, declared once (session.run_settings writes exactly these keys).
+# The run settings in a run's metadata, declared once (run.session.run_settings writes exactly these keys).
 # SETTINGS: what must be equal for the new rows to belong in the old table, and the option that sets it.
 SETTINGS = {"device": "--device", "platform_widths": "--platform", "widths_mode": "--widths", "quick": "--quick",
             "schedule": "--schedule", "modes": "--modes", "seed": "--seed", "threads": "--threads",
@@ -26,15 +32,6 @@ SETTINGS = {"device": "--device", "platform_widths": "--platform", "widths_mode"
             "latency_semantics": "--latency", "l2": "--l2", "repeats": "--repeats"}
 # OTHER_SETTINGS: the suite, machine and device (checked on their own below) and what may change on resume.
 OTHER_SETTINGS = ("suite", "fingerprint", "device_settings", "case_timeout_s")
-
-
-def group_label(experiment: Any, scale: Any, point: str = "") -> str:
-    """'G2 x1', or 'G2 x1 b8 bfloat16' for a sweep point: one measurement group (runner.run_group)."""
-    return f"{experiment} x{scale}" + (f" {point}" if point else "")
-
-
-def spec_group(spec: CaseSpec) -> str:
-    return group_label(spec.experiment, spec.scale, spec.point)
 
 
 # The columns (text on disk) that place a row in its group; threads only where the sweep set them.
@@ -60,7 +57,7 @@ def _wanted(specs: Iterable[CaseSpec], modes: Iterable[str]) -> dict[str, set[tu
     for s in specs:
         for m in ((s.mode,) if s.mode else modes):
             key = tuple(_text(v) for v in (s.experiment, s.scale, s.case, m, s.batch, s.dtype, s.memory_format))
-            wanted.setdefault(spec_group(s), set()).add((key, _text(s.threads) if s.threads else None))
+            wanted.setdefault(s.group_label, set()).add((key, _text(s.threads) if s.threads else None))
     return wanted
 
 
@@ -89,11 +86,6 @@ def rows_of_groups(specs: Iterable[CaseSpec], modes: Iterable[str], labels: Iter
     swept = {k for k, _ in threads}
     return [r for r in rows if _row_key(r) in keys
             and (_row_key(r) not in swept or (_row_key(r), _text(r.get("threads", ""))) in threads)]
-
-
-def open_run(csv: Path) -> RunFiles:
-    """The files of an earlier run, rows kept as the exact text on disk (see latbench.results.read.open_run)."""
-    return _results.open_run(csv)
 
 
 def check_same_run(old: dict[str, Any], new: dict[str, Any], csv: Path, command: str) -> None:
@@ -159,3 +151,126 @@ def resume_command(argv: list[str], suite: str, csv: Path) -> str:
         elif not a.startswith("--resume=") and (a == str(suite) or not a.endswith((".yaml", ".yml"))):
             args.append(a)
     return shlex.join(["latbench", *args, "--resume", str(csv)])
+
+
+def now_utc() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class RunFile:
+    """One run's rows, samples and metadata: on disk (`files`, locked while this process writes
+    them) or, with no results directory, in memory. Statuses come from results.schema."""
+
+    def __init__(self, files: RunFiles | None, metadata: dict[str, Any]):
+        self.files = files
+        self.metadata = metadata
+        self.rows: list[dict[str, Any]] = files.rows if files is not None else []
+        self.samples: list[dict[str, Any]] = files.sample_rows if files is not None else []
+        self._specs: Sequence[CaseSpec] = ()
+        self._modes: tuple[str, ...] = ()
+
+    # ------------------------------------------------------------ opening
+
+    @classmethod
+    def create(cls, results_dir: Path | None, name: str, settings: dict[str, Any], argv: Sequence[str],
+               ceilings: Any) -> "RunFile":
+        """A new run, status 'running': its files reserved and locked in `results_dir` (None: in memory)."""
+        files = None
+        if results_dir is not None:
+            files = RunFiles.reserve(Path(results_dir).absolute(), name, settings["device"])
+            files.lock()
+        metadata = {"schema_version": SCHEMA_VERSION, "run_id": uuid.uuid4().hex[:12], "status": RUNNING,
+                    "command": list(argv), **settings, "started_at_utc": now_utc(),
+                    "roofline": ceilings.metadata() if ceilings else None}
+        if files is not None:
+            metadata["files"] = {"results": files.csv.name, "samples": files.samples.name}
+            files.metadata = metadata
+        return cls(files, metadata)
+
+    @classmethod
+    def resume(cls, csv: Path, settings: dict[str, Any], argv: Sequence[str], suite_path: str,
+               case_timeout: float) -> "RunFile":
+        """An interrupted run reopened (ResultsError unless this command could have written it), locked,
+        its metadata marked running again."""
+        files = open_run(Path(csv).absolute())
+        check_same_run(files.metadata, settings, csv,
+                       resume_command(files.metadata.get("command") or list(argv), suite_path, csv))
+        files.lock()
+        metadata = files.metadata
+        for stale in ("interrupted_by", "finished_at_utc"):
+            metadata.pop(stale, None)
+        metadata.update(status=RUNNING, case_timeout_s=case_timeout,
+                        resumed_at_utc=[*metadata.get("resumed_at_utc", []), now_utc()])
+        return cls(files, metadata)
+
+    @property
+    def run_id(self) -> str:
+        return str(self.metadata["run_id"])
+
+    # ------------------------------------------------------------ groups
+
+    def groups(self, rows: Iterable[dict[str, Any]] | None = None) -> dict[str, list[str]]:
+        return group_status(self._specs, self._modes, self.rows if rows is None else rows)
+
+    def start(self, specs: Sequence[CaseSpec], modes: Sequence[str]) -> tuple[list[CaseSpec], list[str]]:
+        """(the cases still to measure, the groups already finished): rows of unfinished groups (a run
+        cut short inside a group) are dropped, and the file says which groups are pending."""
+        self._specs, self._modes = list(specs), tuple(modes)
+        done = self.groups()
+        self.rows[:] = rows_of_groups(specs, modes, done["finished"], self.rows)
+        self.samples[:] = rows_of_groups(specs, modes, done["finished"], self.samples)
+        self.metadata["groups"] = done
+        self._flush()
+        return [s for s in specs if s.group_label in done["pending"]], done["finished"]
+
+    def save_group(self, rows: list[dict[str, Any]], samples: list[dict[str, Any]]) -> str:
+        """Append a finished group's rows and samples and write them (atomically); its label."""
+        for s in samples:
+            s.setdefault("process", 0)
+        self.metadata["groups"] = self.groups([*self.rows, *rows])
+        self.rows.extend(rows)
+        self.samples.extend(samples)
+        self._flush()
+        labels = group_status(self._specs, self._modes, rows)["finished"]
+        return labels[0] if labels else ""
+
+    # ------------------------------------------------------------ endings
+
+    def complete(self) -> None:
+        self.metadata.update(status=COMPLETE, failed_cases=sum(r["status"] == FAILED for r in self.rows),
+                             groups=self.groups(), finished_at_utc=now_utc())
+        self.write_meta()
+
+    def interrupted(self, signal_name: str) -> dict[str, list[str]]:
+        """Status 'interrupted' by a signal (a second Ctrl-C cannot cut this save short); the group state."""
+        with faults.signals_ignored():
+            state = self.groups()
+            self.metadata.update(status=INTERRUPTED, interrupted_by=signal_name, groups=state,
+                                 finished_at_utc=now_utc())
+            self._flush()
+        return state
+
+    def stopped_by_error(self, exc: Exception, resume_cmd: str) -> None:
+        """Status 'interrupted' (resumable) by `exc`, as far as the disk lets us; a write error gets the
+        resume command as its hint."""
+        with faults.signals_ignored():
+            self.metadata.update(status=INTERRUPTED, interrupted_by=f"{type(exc).__name__}: {exc}"[:300],
+                                 groups=self.groups(), finished_at_utc=now_utc())
+            try:
+                self.write_meta()
+            except OSError:
+                pass  # the disk is full: the metadata says 'running', which readers report as interrupted
+        if isinstance(exc, ResultsWriteError):
+            exc.hint = f"{exc.hint}; the finished groups are kept: resume with: {resume_cmd}"
+
+    def write_meta(self) -> None:
+        if self.files is not None:
+            self.files.write_meta()
+
+    def _flush(self) -> None:
+        if self.files is not None:
+            self.files.flush()
+
+    def unlock(self) -> None:
+        if self.files is not None:
+            self.files.unlock()

@@ -1,0 +1,146 @@
+"""What a run is asked to do, checked; and the one place stop rules are built.
+
+`RunOptions` is the parsed form of `latbench run`'s options (the API and `ab` fill in the same
+record). `stop_policy` turns a device's default, --quick, --max-time/--min-time/--target and the
+number of worker processes into the StopPolicy that timing/loop.py obeys: no other module builds one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from latbench import faults
+from latbench.errors import DeviceError, LatbenchError
+from latbench.timing.loop import StopPolicy
+
+# The device's default stop rule. CPU: at most 2.5 s per case (the full G1-G4 x1/x2/x4 run within
+# ~3 min on 2 shared cores; a max_time stop does not depend on the data, so intervals keep their
+# coverage). CUDA: >= 0.5 s and >= 10 calls of warm-up for clock ramp-up and cuDNN autotuning.
+CPU_POLICY = StopPolicy(max_time_s=2.5)
+CUDA_POLICY = StopPolicy(warmup_s=0.5, warmup_min_iters=10)
+DEVICE_POLICIES = {"cpu": CPU_POLICY, "cuda": CUDA_POLICY}
+# --quick: a smoke-test budget (all four guidelines in well under a minute on 2 CPU cores).
+QUICK_POLICY = StopPolicy(warmup_s=0.05, warmup_min_iters=2, block_s=0.01, min_rounds=5,
+                          min_time_s=0.05, max_time_s=0.3, rel_ci=0.02)
+
+DEFAULT_REPEATS = 1  # `latbench run`; benchmarks/reproduce.sh asks for REPRODUCE_REPEATS
+REPRODUCE_REPEATS = 3  # reproduction runs: 3 processes per group (docs/intervals.md)
+MAX_REPEATS = 50
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes a 64-bit integer
+SCHEDULES = ("interleaved", "roundrobin", "sequential")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What a run was asked to do (None = the default)."""
+
+    suites: tuple[Path, ...] = ()
+    device: str = "cpu"
+    quick: bool = False
+    threads: int | None = None
+    schedule: str = "interleaved"
+    widths: str | None = None
+    platform: str | None = None
+    batch: int | None = None
+    modes: str | None = None  # comma-separated, as given
+    max_time: float | None = None
+    min_time: float | None = None
+    target: float | None = None
+    cudnn_benchmark: bool = True
+    latency: str = "throughput"  # latency semantics: "throughput" or "single" (latbench.timing.cuda)
+    l2: str = "warm"  # "warm" or "flushed" (cuda only)
+    results_dir: Path | None = Path("results")  # None: rows stay in memory (latbench.measure without results_dir)
+    seed: int = 0
+    resume: Path | None = None
+    case_timeout: float = faults.DEFAULT_CASE_TIMEOUT_S
+    profile: bool = False
+    roofline: bool = True
+    allow_import: bool = False
+    argv: tuple[str, ...] = ("latbench",)  # the command line: recorded, and the base of resume hints
+    fake_backend: bool | None = None  # None: $LATBENCH_FAKE_BACKEND decides (tests)
+    models: Any = None  # suite.adhoc.ModelRequest: models named by --model, run as one more suite
+    isolate: bool = False  # each group in a worker process (run/workers.py)
+    max_cases: int | None = None  # a suite expanding to more cases is refused (None: suite.load.DEFAULT_MAX_CASES)
+    repeats: int | None = None  # worker processes per group (run/workers.py); None: DEFAULT_REPEATS
+    api: bool = False  # called from Python: warnings name keyword arguments (max_time=), not flags (--max-time)
+
+
+def option_name(name: str, api: bool) -> str:
+    """How a remedy names an option to the caller: '--max-time' on the command line, 'max_time=' in Python."""
+    return f"{name}=" if api else "--" + name.replace("_", "-")
+
+
+def check_options(opts: RunOptions) -> None:
+    """LatbenchError for option values no run can use (typer has checked types and minimums)."""
+    flag = lambda n: option_name(n, opts.api)  # noqa: E731
+    if not 0 <= opts.seed <= MAX_SEED:
+        raise LatbenchError(f"{flag('seed')} {opts.seed} is out of range", hint=f"use an integer from 0 to {MAX_SEED}")
+    if math.isnan(opts.case_timeout):
+        raise LatbenchError(f"{flag('case_timeout')} nan is not a number of seconds",
+                            hint="use e.g. 600, or 0 for no limit")
+    for name, v in (("max_time", opts.max_time), ("min_time", opts.min_time), ("target", opts.target)):
+        if v is not None and not math.isfinite(v):
+            raise LatbenchError(f"{flag(name)} {v} is not a finite number", hint=f"give {flag(name)} a finite value")
+    if opts.schedule not in SCHEDULES:
+        raise LatbenchError(f"schedule {opts.schedule!r} is unknown", where=flag("schedule"),
+                            hint="use " + ", ".join(SCHEDULES))
+    repeat_count(opts)
+
+
+def repeat_count(opts: RunOptions) -> int:
+    """--repeats, checked (LatbenchError outside 1..MAX_REPEATS); the default when not given."""
+    n = DEFAULT_REPEATS if opts.repeats is None else opts.repeats
+    if not 1 <= n <= MAX_REPEATS:
+        raise LatbenchError(f"--repeats {n}: must be 1 to {MAX_REPEATS}", where="--repeats",
+                            hint=f"use e.g. --repeats {REPRODUCE_REPEATS} (processes per group)")
+    if n > 1 and opts.isolate:
+        raise LatbenchError("--repeats and --isolate cannot be combined yet", where="--isolate",
+                            hint="--repeats already runs each group in worker processes; drop one of the two")
+    return n
+
+
+def parse_modes(modes: str | None, device: Any) -> tuple[str, ...]:
+    """--modes as a tuple, checked against what the device's backend can time."""
+    available = device.backend.modes
+    mode_list = tuple(m.strip() for m in modes.split(",") if m.strip()) if modes else available
+    unknown = [m for m in mode_list if m not in available]
+    if unknown or not mode_list:
+        raise DeviceError(f"--modes {modes!r}: {', '.join(unknown) or 'empty'} not available on {device.name}",
+                          hint=f"use a subset of {','.join(available)}")
+    return mode_list
+
+
+def stop_policy(device: str, *, quick: bool = False, max_time: float | None = None, min_time: float | None = None,
+                target: float | None = None, processes: int = 1) -> StopPolicy:
+    """The stop rule of one process measuring a group on `device` ("cpu", "cuda").
+
+    The device's default (or --quick's), with --max-time/--min-time/--target applied (min time never
+    above max time). With `processes` > 1 (each group measured in N worker processes and pooled),
+    each process stops at rel_ci * sqrt(N) within max_time_s / N (at least min_time_s): N agreeing
+    processes pool to about one process's target in about one process's time.
+    """
+    base = QUICK_POLICY if quick else DEVICE_POLICIES[device]
+    given = (("max_time_s", max_time), ("min_time_s", min_time), ("rel_ci", target))
+    policy = dataclasses.replace(base, **{k: v for k, v in given if v is not None})
+    if policy.min_time_s > policy.max_time_s:
+        policy = dataclasses.replace(policy, min_time_s=policy.max_time_s)
+    if processes > 1:
+        policy = dataclasses.replace(policy, rel_ci=policy.rel_ci * math.sqrt(processes),
+                                     max_time_s=max(policy.min_time_s, policy.max_time_s / processes))
+    return policy
+
+
+def policy_of(opts: RunOptions) -> StopPolicy:
+    """The stop rule of one process of a run of `opts`."""
+    return stop_policy(opts.device, quick=opts.quick, max_time=opts.max_time, min_time=opts.min_time,
+                       target=opts.target, processes=repeat_count(opts))
+
+
+def run_policy(opts: RunOptions) -> StopPolicy:
+    """The run's stop rule as recorded in its metadata (one process's rule before --repeats divides it)."""
+    return stop_policy(opts.device, quick=opts.quick, max_time=opts.max_time, min_time=opts.min_time,
+                       target=opts.target)

@@ -1,0 +1,345 @@
+"""Worker processes: one protocol (pyperf's manager/worker split) for every way latbench measures a
+group outside the calling process.
+
+A `Job` is a picklable recipe (the groups, how to make the device, the measurement settings); a
+worker re-creates the device from it, measures its groups one by one through the pipeline
+(run/pipeline.py, the same code as in-process runs) and sends over a pipe:
+    ("start", label)             a group is about to be measured
+    ("progress", label, rounds)  a round was timed
+    ("group", rows, samples)     a group's Rows and samples
+    ("error", text)              the worker failed outside any case
+and exits. The manager (`run_job`) reads the pipe, enforces a hard time limit per group (a call
+stuck in native code that SIGALRM cannot interrupt), and says why a worker that died died. SIGINT
+is ignored in workers: the manager handles Ctrl-C and stops the worker.
+
+Workers are forked from a multiprocessing *forkserver* that has imported torch and latbench once but
+never touched a device: each worker is a fresh process (fresh allocations, no OpenMP or CUDA state
+inherited) that starts in milliseconds, on a machine with or without a CUDA context in the manager.
+The worker takes the manager's working directory and sys.path, so user modules resolve as they do
+in the manager.
+
+Two ways to use workers, both through `run_job`:
+- `isolated` (--isolate): each group in its own worker; a crash or a stuck call fails that group's
+  cases, and after a group's worker dies each case is retried alone so only the culprit fails.
+- `repeated` (--repeats N): N passes, each one worker measuring every pending group once, so a
+  group's N processes are spread over the whole run (each pass starts at another group); the
+  processes' rows are pooled (rows.pool) once a group's last pass is in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import multiprocessing as mp
+import os
+import pickle
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
+
+from latbench import faults
+from latbench.records import CaseSpec
+from latbench.run.pipeline import RunConfig, run_group
+from latbench.run.rows import failed_rows, pool
+from latbench.timing.loop import StopPolicy
+
+GRACE_S = 2.0  # a worker gets this long beyond its own limits before it is killed
+GroupDone = Callable[[list[Any], list[dict[str, Any]]], None]
+
+
+@dataclass(frozen=True)
+class DeviceRecipe:
+    """How a worker makes the manager's device (devices.get's arguments)."""
+
+    name: str
+    threads: int | None
+    cudnn_benchmark: bool = True
+    fake: bool = False
+    latency: str = "throughput"
+    l2: str = "warm"
+
+    def make(self) -> Any:
+        from latbench import devices
+
+        return devices.get(self.name, self.threads, self.cudnn_benchmark, fake=self.fake, latency=self.latency,
+                           l2=self.l2)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What one worker measures (picklable: no device object, no sampler)."""
+
+    groups: tuple[tuple[CaseSpec, ...], ...]
+    recipe: DeviceRecipe
+    run_id: str
+    modes: tuple[str, ...]
+    schedule: str
+    policy: StopPolicy
+    seed: int
+    case_timeout_s: float
+    ceilings: Any = None
+    profile: bool = False
+    telemetry: bool = False
+    manager_gpu_processes: int = 0  # compute processes of latbench's own on the GPU besides the worker
+    api: bool = False
+    cwd: str = ""
+    sys_path: tuple[str, ...] = ()
+
+    def with_groups(self, groups: Sequence[Sequence[CaseSpec]]) -> "Job":
+        return dataclasses.replace(self, groups=tuple(tuple(g) for g in groups))
+
+    def row_context(self) -> Any:
+        """The RowContext of rows this job would write, made without a device (for failed rows)."""
+        from latbench.run.rows import RowContext
+
+        return RowContext(run_id=self.run_id, device=self.recipe.name, threads=self.recipe.threads,
+                          schedule=self.schedule, rel_ci=self.policy.rel_ci, ceilings=self.ceilings, api=self.api)
+
+
+def job_for(cfg: RunConfig, recipe: DeviceRecipe) -> Job:
+    """The Job that measures like `cfg` does in this process (groups added per use)."""
+    import torch
+
+    return Job(groups=(), recipe=recipe, run_id=cfg.run_id, modes=cfg.modes, schedule=cfg.schedule,
+               policy=cfg.policy, seed=cfg.seed, case_timeout_s=cfg.case_timeout_s, ceilings=cfg.ceilings,
+               profile=cfg.profile, telemetry=cfg.telemetry is not None,
+               manager_gpu_processes=int(torch.cuda.is_initialized()), api=cfg.api, cwd=os.getcwd(),
+               sys_path=tuple(sys.path))
+
+
+# ---------------------------------------------------------------- the worker side
+
+def _worker(conn: Any, job: Job) -> None:
+    """Entry point of a worker process: measure job.groups one by one, sending each over conn."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the manager handles Ctrl-C
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        if job.cwd:
+            os.chdir(job.cwd)
+        if job.sys_path:
+            sys.path[:] = list(job.sys_path)
+        dev = job.recipe.make()
+        tele = None
+        if job.telemetry:
+            from latbench.telemetry import TelemetrySampler
+
+            tele = TelemetrySampler(threads=dev.threads or 1, gpu_index=dev.telemetry_gpu_index(),
+                                    gpu_uuid=dev.telemetry_gpu_uuid(), own_gpu_processes=1 + job.manager_gpu_processes)
+        cfg = RunConfig(device=dev, run_id=job.run_id, modes=job.modes, schedule=job.schedule, policy=job.policy,
+                        seed=job.seed, case_timeout_s=job.case_timeout_s, telemetry=tele, ceilings=job.ceilings,
+                        profile=job.profile, api=job.api)
+        from latbench.run.pipeline import import_lazy_modules
+
+        import_lazy_modules()
+        for group in job.groups:
+            conn.send(("start", group[0].group_label))
+            rows, samples = run_group(list(group), cfg, lambda label, r: conn.send(("progress", label, r)))
+            conn.send(("group", rows, samples))
+    except BaseException as exc:  # noqa: BLE001 - whatever happens, the manager gets a line, not silence
+        with contextlib.suppress(BaseException):
+            conn.send(("error", f"worker process failed: {faults.describe(exc)}"))
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------- the manager side
+
+_CONTEXT: Any = None
+
+
+def _context() -> Any:
+    """The forkserver context (preloading torch and the pipeline), or spawn where there is none."""
+    global _CONTEXT
+    if _CONTEXT is None:
+        try:
+            ctx = mp.get_context("forkserver")
+            ctx.set_forkserver_preload(["torch", "latbench.run.workers"])
+        except ValueError:  # no forkserver on this platform
+            ctx = mp.get_context("spawn")
+        _CONTEXT = ctx
+    return _CONTEXT
+
+
+@contextlib.contextmanager
+def _without_main() -> Iterator[None]:
+    """Start a worker without re-running the caller's __main__ in it (multiprocessing would import the
+    main script again: a script that calls latbench at top level would run itself recursively)."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved_file, saved_spec = main.__dict__.pop("__file__", None), getattr(main, "__spec__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__spec__ = saved_spec
+        if saved_file is not None:
+            main.__file__ = saved_file
+
+
+def group_limit_s(specs: Sequence[CaseSpec], job: Job) -> float:
+    """The hard limit of one group in a worker: every case's build/count within --case-timeout, every
+    timed block within it, and the stop rule's max time per case (0: no limit)."""
+    if not 0 < job.case_timeout_s < faults.MAX_LIMIT_S:
+        return 0.0
+    n = len(specs) * max(1, len(job.modes))
+    return 2 * n * job.case_timeout_s + 2 * n * job.policy.max_time_s + job.policy.warmup_s * n + GRACE_S
+
+
+@dataclass
+class JobResult:
+    groups: list[tuple[list[Any], list[dict[str, Any]]]]  # the groups measured, in job order
+    error: str | None  # why the worker stopped before its last group (None: it finished)
+
+
+def run_job(job: Job, on_start: Callable[[str], None] | None = None,
+            on_progress: Callable[[str, int], None] | None = None,
+            on_group: Callable[[int, list[Any], list[dict[str, Any]]], None] | None = None) -> JobResult:
+    """Run `job` in a worker process; each finished group goes to on_group(index, rows, samples) as it
+    arrives. A KeyboardInterrupt in the manager kills the worker and propagates."""
+    ctx = _context()
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_worker, args=(send, job), daemon=True)
+    with _without_main():
+        proc.start()
+    send.close()
+    got: list[tuple[list[Any], list[dict[str, Any]]]] = []
+    error: str | None = None
+    deadline: float | None = None
+    limit = 0.0
+    try:
+        while len(got) < len(job.groups):
+            wait = 0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic()))
+            if receive.poll(wait):
+                try:
+                    msg = receive.recv()
+                except (EOFError, OSError, pickle.UnpicklingError):
+                    error = "died"
+                    break
+                if msg[0] == "start":
+                    limit = group_limit_s(job.groups[len(got)], job)
+                    deadline = time.monotonic() + limit if limit else None
+                    if on_start:
+                        on_start(msg[1])
+                elif msg[0] == "progress":
+                    if on_progress:
+                        on_progress(msg[1], msg[2])
+                elif msg[0] == "group":
+                    got.append((msg[1], msg[2]))
+                    deadline = None
+                    if on_group:
+                        on_group(len(got) - 1, msg[1], msg[2])
+                elif msg[0] == "error":
+                    error = msg[1]
+                    break
+            elif not proc.is_alive() and not receive.poll(0):
+                error = "died"
+                break
+            elif deadline is not None and time.monotonic() >= deadline:
+                proc.kill()
+                error = f"timed out after {limit:g} s (hard limit of a worker process; --case-timeout)"
+                break
+    except BaseException:  # Ctrl-C/SIGTERM while waiting: stop the worker, then stop the run
+        proc.kill()
+        proc.join()
+        raise
+    finally:
+        receive.close()
+    proc.join(timeout=30)
+    if proc.exitcode is None:
+        proc.kill()
+        proc.join()
+        if error is None and len(got) < len(job.groups):
+            error = "worker process stopped answering"
+    if error == "died" or (error is None and len(got) < len(job.groups)):
+        error = _death(proc.exitcode)
+    return JobResult(got, error)
+
+
+def _death(code: int | None) -> str:
+    if code is None:
+        return "worker process stopped answering"
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+        why = " (the OOM killer?)" if -code == signal.SIGKILL else ""
+        return f"worker process crashed: killed by {name}{why}"
+    return f"worker process exited with code {code} before finishing"
+
+
+# ---------------------------------------------------------------- --isolate and --repeats
+
+def isolated(groups: Sequence[list[CaseSpec]], job: Job, on_group_done: GroupDone,
+             on_progress: Callable[[str, int], None] | None = None,
+             on_group_start: Callable[[str], None] | None = None) -> None:
+    """Each group in a worker of its own (as asv and pytest-timeout isolate); see the module docstring."""
+    ctx = job.row_context()
+    for group in groups:
+        if on_group_start:
+            on_group_start(group[0].group_label)
+        result = run_job(job.with_groups([group]), on_progress=on_progress)
+        if result.groups:
+            on_group_done(*result.groups[0])
+            continue
+        error = f"{result.error} (--isolate)"
+        if len(group) == 1:
+            on_group_done(failed_rows(group, job.modes, ctx, error), [])
+            continue
+        rows: list[Any] = []
+        samples: list[dict[str, Any]] = []
+        for spec in group:  # only the culprit fails; the others are measured alone (no ratio across workers)
+            alone = run_job(job.with_groups([[spec]]), on_progress=on_progress)
+            r, s = alone.groups[0] if alone.groups else (failed_rows([spec], job.modes, ctx,
+                                                                     f"{alone.error} (--isolate)"), [])
+            rows.extend(r)
+            samples.extend(s)
+        on_group_done(rows, samples)
+
+
+def passes(groups: list[Any], repeats: int) -> list[list[Any]]:
+    """The groups each pass measures, in order: pass p starts at group p (mod the number of groups)."""
+    n = len(groups)
+    return [[groups[(p + i) % n] for i in range(n)] for p in range(repeats)] if n else []
+
+
+def repeated(groups: Sequence[list[CaseSpec]], job: Job, repeats: int, on_group_done: GroupDone,
+             on_progress: Callable[[str, int], None] | None = None,
+             on_group_start: Callable[[str], None] | None = None,
+             on_warning: Callable[[str], None] | None = None) -> None:
+    """Every group in `repeats` worker processes (one pass each), pooled once its last pass is in."""
+    labels = [g[0].group_label for g in groups]
+    got: dict[str, list[tuple[list[Any], list[dict[str, Any]]]]] = {label: [] for label in labels}
+    errors: dict[str, list[str]] = {label: [] for label in labels}
+    by_label = dict(zip(labels, groups))
+
+    def finish(label: str) -> None:
+        per_process = got.pop(label, [])
+        if not per_process:
+            err = "; ".join(dict.fromkeys(errors.get(label) or ["no worker process measured this group"]))
+            on_group_done(failed_rows(by_label[label], job.modes, job.row_context(), err), [])
+            return
+        rows, samples = pool(per_process, job.ceilings, job.api)
+        for r in rows:
+            if r.ratio_unstable and on_warning:
+                on_warning(f"{label} {r.case} ({r.mode}): " + next(n.text for n in r.notes if n.code == "unstable"))
+        on_group_done(rows, samples)
+
+    for p, order in enumerate(passes(list(groups), repeats)):
+        tag = f" [process {p + 1}/{repeats}]"
+        names = [g[0].group_label for g in order]
+
+        def arrived(i: int, rows: list[Any], samples: list[dict[str, Any]], names: list[str] = names) -> None:
+            got[names[i]].append((rows, samples))
+            if p == repeats - 1 or len(got[names[i]]) == repeats:
+                finish(names[i])
+
+        result = run_job(job.with_groups(order), on_start=(lambda label: on_group_start(label + tag))
+                         if on_group_start else None,
+                         on_progress=(lambda label, r: on_progress(label + tag, r)) if on_progress else None,
+                         on_group=arrived)
+        for label in names[len(result.groups):]:  # groups this pass could not measure
+            errors[label].append(f"worker process {p + 1}: {result.error}")
+            if p == repeats - 1:
+                finish(label)
