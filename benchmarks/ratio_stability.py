@@ -4,7 +4,7 @@ intervals that rows carry cover what users read them as?
 Default (issue 16, `--processes` mode): each repetition of each suite is a fresh process
 (`python benchmarks/ratio_stability.py --worker SUITE ...`: a new interpreter, fresh allocations),
 repetitions of the suites interleaved in time (rep 0 of every suite, then rep 1, ...). A worker runs
-the suite's x1 groups through the library (latbench.runner.run_specs, the code path of `latbench run`)
+the suite's x1 groups through the library (latbench.run.pipeline, the code path of `latbench run`)
 with the default CPU policy (or --quick's with `--quick`; `--budget` caps the timed seconds per case)
 and prints its per-round samples. The parent computes, per case and run, the paired ratio with two
 interval methods from the same samples:
@@ -55,7 +55,8 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 
 from benchmarks._common import base_parser, cov, finish, json_safe, pct  # noqa: E402
-from latbench import runner  # noqa: E402
+from latbench.devices import CpuDevice  # noqa: E402
+from latbench.run import options, pipeline  # noqa: E402
 from latbench.errors import LatbenchError  # noqa: E402
 from latbench.records import CaseSpec, Ratio  # noqa: E402
 from latbench.stats import (median_ci, median_ci_dependent, per_round_ratios, pool_processes,  # noqa: E402
@@ -81,17 +82,18 @@ def suite_specs(path: str | Path, scale: int | None = None) -> list[CaseSpec]:
 
 def budget_policy(budget_s: float) -> StopPolicy:
     """--quick's policy, but every case measured for exactly `budget_s` timed seconds."""
-    return dataclasses.replace(runner.QUICK_POLICY, min_time_s=budget_s, max_time_s=budget_s,
+    return dataclasses.replace(options.QUICK_POLICY, min_time_s=budget_s, max_time_s=budget_s,
                                max_rounds=10**9)  # QUICK_POLICY's 40-round cap would end runs first
 
 
 def run_once(specs: list[CaseSpec], schedule: str, policy: StopPolicy, backend: TimingBackend,
              threads: int, seed: int = 0) -> tuple[list[dict[str, Any]], float]:
     """One run of the specs (all their groups); returns (result rows, wall seconds)."""
-    cfg = runner.RunConfig(device="cpu", run_id=f"stability-{schedule}", schedule=schedule, policy=policy,
-                           threads=threads, seed=seed)
+    cfg = pipeline.RunConfig(device=CpuDevice(backend=backend, threads=threads), run_id=f"stability-{schedule}",
+                             schedule=schedule, policy=policy, seed=seed)
+    rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
-    rows = runner.run_specs(specs, cfg, backend, lambda rows, samples: None)
+    pipeline.run_in_process(pipeline.groups_of(specs), cfg, lambda r, s: rows.extend(x.to_dict() for x in r))
     return rows, time.perf_counter() - t0
 
 
@@ -104,7 +106,7 @@ def stability(suite_paths: list[str], reps: int, budget_s: float, scale: int | N
     runs: list[dict[str, Any]] = []
     for path in suite_paths:
         specs = suite_specs(path, scale)
-        runner.count_spec(specs[0])  # pay one-time set-up (FlopCounterMode: seconds) before any run's wall_s
+        pipeline.count_spec(specs[0])  # pay one-time set-up (FlopCounterMode: seconds) before any run's wall_s
         for rep in range(reps):
             order = SCHEDULES if rep % 2 == 0 else SCHEDULES[::-1]
             for schedule in order:
@@ -209,7 +211,7 @@ DEFAULT_SUITES = "suites/g1.yaml,suites/g2.yaml,suites/g3.yaml,suites/g4.yaml"
 
 def worker_policy(quick: bool, max_time_s: float | None) -> StopPolicy:
     """The policy a worker measures with: `latbench run`'s default (or --quick's), optionally capped."""
-    base = runner.QUICK_POLICY if quick else runner.CPU_POLICY
+    base = options.QUICK_POLICY if quick else options.CPU_POLICY
     if max_time_s is None:
         return base
     return dataclasses.replace(base, max_time_s=max_time_s, min_time_s=min(base.min_time_s, max_time_s))
@@ -222,10 +224,12 @@ def worker(path: str, policy: StopPolicy, threads: int = 1, seed: int = 0, scale
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
     specs = suite_specs(path, scale)
-    cfg = runner.RunConfig(device="cpu", run_id=f"stability-{os.getpid()}", policy=policy, threads=threads,
-                           seed=seed)
+    cfg = pipeline.RunConfig(device=CpuDevice(backend=backend or CpuBackend(), threads=threads),
+                             run_id=f"stability-{os.getpid()}", policy=policy, seed=seed)
     samples: list[dict[str, Any]] = []
-    rows = runner.run_specs(specs, cfg, backend or CpuBackend(), lambda rows, s: samples.extend(s))
+    rows: list[dict[str, Any]] = []
+    pipeline.run_in_process(pipeline.groups_of(specs), cfg,
+                            lambda r, s: (rows.extend(x.to_dict() for x in r), samples.extend(s)))
     cases: dict[str, Any] = {}
     for row in rows:
         key = f"{row['experiment']}/{row['case']}/x{row['scale']}"

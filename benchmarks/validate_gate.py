@@ -10,7 +10,7 @@ Gates, one decision per trial and level, each in fresh processes as CI runs them
   ab     'latbench ab SUITE --base A --head B --allow-import': both in the same interleaved rounds
   multi  'latbench run' --runs-per-side times a side, alternated ABAB, then 'latbench gate'
   asv    asv-style: the first base run, then the first head run (sequential), slower when the ratio of
-         medians > --asv-factor (1.1) and Mann-Whitney p < 0.05 (latbench.stats.asv_style_slower)
+         medians > --asv-factor (1.1) and Mann-Whitney p < 0.05 (asv_style_slower)
 A trial of a level > 0 is a detection when the gate says "slower"; at level 0 any "slower" is a false
 alarm. The gates also fail closed (inconclusive, ...): those counts are reported separately.
 
@@ -110,11 +110,28 @@ def _run(suite: Path, side: Path, out: Path, opts: argparse.Namespace, seed: int
     return new[-1]
 
 
+def asv_style_slower(base: Sequence[float], cand: Sequence[float], factor: float = 1.1,
+                     alpha: float = 0.05) -> tuple[bool, float, float]:
+    """The decision `asv compare` makes between two sequential runs: slower when the ratio of medians
+    exceeds `factor` AND a two-sided Mann-Whitney U test on the raw samples (scipy.stats.mannwhitneyu)
+    gives p < alpha. Returns (slower, ratio, p). The baseline the A/B gate is validated against."""
+    import math
+
+    import numpy as np
+    from scipy import stats
+
+    b, c = np.asarray(base, float), np.asarray(cand, float)
+    if b.size == 0 or c.size == 0:
+        return False, math.nan, math.nan
+    ratio = float(np.median(c) / np.median(b))
+    p = float(stats.mannwhitneyu(c, b, alternative="two-sided").pvalue)
+    return bool(ratio > factor and p < alpha), ratio, p
+
+
 def multi_and_asv(suite: Path, base: Path, head: Path, opts: argparse.Namespace, work: Path,
                   trial: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """ABAB runs for the multi-run gate; its first base and first head run are the asv-style decision."""
     from latbench.results.read import read_run
-    from latbench.stats import asv_style_slower
 
     bdir, hdir = work / "results-base", work / "results-head"
     t0 = time.perf_counter()

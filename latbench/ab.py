@@ -26,12 +26,10 @@ import subprocess
 import sys
 import tempfile
 import types
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from latbench import devices, runner
 from latbench.compare import DEFAULT_ALPHA, Comparison, Delta, classify, network_change
 from latbench.errors import LatbenchError, SuiteError
 from latbench.records import KEY_COLUMNS, CaseSpec
@@ -177,31 +175,65 @@ class ABResult:
     sides: tuple[Side, Side]
 
 
+@dataclass
+class ABSource:
+    """The suite's cases on both sides as a case source of the run wing: each case a group of two,
+    case@base (the baseline) and case@head; the sides' modules are imported while it is measured."""
+
+    cases: Sequence[CaseSpec]
+    sides: tuple[Side, Side]
+    name: str = "ab"
+    path: str = "latbench ab"
+    widths: str = "paper"
+    in_process_only: bool = True
+    claims: list[Any] = dataclasses.field(default_factory=list)
+    on_case: Callable[[str], None] = lambda label: None
+
+    def info(self) -> dict[str, Any]:
+        return {"name": self.name, "path": self.path, "sha256": None, "experiment": "ab",
+                "description": f"base {self.sides[0].spec} vs head {self.sides[1].spec}"}
+
+    def specs(self, platform: str, **_: Any) -> list[CaseSpec]:
+        # each case its own group: the experiment names the case, so groupby keeps the pair together
+        return [dataclasses.replace(side_spec(c, side), experiment=f"{c.experiment}/{c.case}")
+                for c in self.cases for side in SIDES]
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        modules = factory_modules(self.cases)
+        try:
+            for side in self.sides:
+                load_side(side, modules)
+            yield
+        finally:
+            unload_sides()
+
+
 def run_ab(specs: Sequence[CaseSpec], sides: tuple[Side, Side], device: str = "cpu", threads: int | None = None,
            threshold_for: Callable[[dict[str, Any]], float] | float = 0.10, modes: Sequence[str] = ("eager",),
            max_time_s: float | None = None, min_time_s: float | None = None, seed: int = 0,
            fake_backend: bool | None = None,
            on_case: Callable[[str], None] = lambda label: None) -> ABResult:
     """Measure every case of `specs` on both sides in interleaved rounds and judge it (see module doc)."""
+    from latbench.run.options import RunOptions
+    from latbench.run.session import Events, run_sources
+
     thr = threshold_for if callable(threshold_for) else (lambda _k, t=float(threshold_for): t)
-    modules = factory_modules(specs)
-    dev = devices.get(device, threads, fake=fake_backend)
-    policy = dataclasses.replace(dev.policy, **{k: v for k, v in (("max_time_s", max_time_s),
-                                                                  ("min_time_s", min_time_s)) if v is not None})
-    if policy.min_time_s > policy.max_time_s:
-        policy = dataclasses.replace(policy, min_time_s=policy.max_time_s)
-    cfg = runner.RunConfig(device=dev, run_id=uuid.uuid4().hex[:12], modes=tuple(modes), policy=policy,
-                           threads=dev.threads, seed=seed)
-    for side in sides:
-        load_side(side, modules)
-    rows: list[dict[str, Any]] = []
-    try:
-        for spec in specs:
-            on_case(spec.label)
-            group, _ = runner.run_group([side_spec(spec, "base"), side_spec(spec, "head")], cfg, dev.backend)
-            rows.extend(group)
-    finally:
-        unload_sides()
+    factory_modules(specs)
+    opts = RunOptions(device=device, threads=threads, modes=",".join(modes), max_time=max_time_s,
+                      min_time=min_time_s, seed=seed, fake_backend=fake_backend, roofline=False, results_dir=None,
+                      argv=("latbench", "ab"))
+
+    source = ABSource(specs, sides)
+    labels = {s.group_label: c.label for s, c in zip(source.specs(""), [c for c in specs for _ in SIDES])}
+
+    class _Cases(Events):
+        def on_group_start(self, suite_name: str, group: str) -> None:
+            on_case(labels.get(group, group))
+
+    result = run_sources(opts, [source], _Cases()).suites[0]
+    by_case = {f"{c.experiment}/{c.case}": c for c in specs}
+    rows = [{**r, "experiment": by_case[str(r["experiment"])].experiment} for r in result.rows]
     deltas = judge_rows(rows, thr)
     cmp = Comparison(deltas, [f"base: {sides[0].spec}"], [f"head: {sides[1].spec}"], alpha=DEFAULT_ALPHA,
                      noise_floor=0.0)
@@ -231,11 +263,11 @@ def judge_rows(rows: Sequence[dict[str, Any]], thr: Callable[[dict[str, Any]], f
         changed = network_change(b, h)
         if st["head"] != "ok":
             out.append(Delta(key, "failed", t, note=f"failed in the candidate (head): {h.get('error', '')}"[:300],
-                             changed=changed))
+                             changed=changed, failed_side="candidate"))
             continue
         if st["base"] != "ok":
             out.append(Delta(key, "failed", t, note=f"failed in every baseline run (base): {b.get('error', '')}"[:300],
-                             changed=changed))
+                             changed=changed, failed_side="baseline"))
             continue
         bms, hms = float(b["latency_ms"]), float(h["latency_ms"])
         if not all(math.isfinite(v) and v > 0 for v in (bms, hms)):

@@ -4,7 +4,8 @@
 A claim compares two cases of the suite: "case is faster than `than`", "slower", or "its latency is
 at most / at least `ratio` times `than`'s". It is judged in every group (scale x sweep point) that
 measured both cases, from the paired per-round ratio of their samples and its 95 % CI:
-holds (the whole CI agrees), fails (the whole CI disagrees) or unclear (the CI straddles the bound).
+holds (the whole CI agrees), fails (the whole CI disagrees) or unclear (the CI straddles the bound or
+is undefined): verdict.judge decides, and its words are the claims' words.
 Samples pair by (run_id, round), so rounds of several runs of one suite on one device pool.
 """
 
@@ -16,8 +17,11 @@ from typing import Any, Iterable, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from latbench.stats import paired_ratio
+from latbench.verdict import Relation, judge
 
 GROUP_FIELDS = ("scale", "batch", "dtype", "memory_format", "threads", "mode")
+# What each `expect` claims of latency(case)/latency(than) against the claim's bound.
+RELATION: dict[str, Relation] = {"faster": "<", "at_most": "<=", "slower": ">", "at_least": ">="}
 
 
 class ClaimModel(BaseModel):
@@ -52,15 +56,8 @@ class ClaimModel(BaseModel):
 
 
 def verdict(claim: ClaimModel, lo: float, hi: float) -> str:
-    """holds / fails / unclear for a ratio CI [lo, hi] of latency(case)/latency(than)."""
-    if math.isnan(lo) or math.isnan(hi):
-        return "unclear"
-    b = claim.bound
-    if claim.expect in ("faster", "at_most"):
-        holds, fails = (hi < b) if claim.expect == "faster" else (hi <= b), lo > b
-    else:
-        holds, fails = (lo > b) if claim.expect == "slower" else (lo >= b), hi < b
-    return "holds" if holds else "fails" if fails else "unclear"
+    """holds / fails / unclear (verdict.judge) for a ratio CI [lo, hi] of latency(case)/latency(than)."""
+    return judge(lo, hi, RELATION[claim.expect], claim.bound)
 
 
 def check_claims(claims: Iterable[ClaimModel], rows: list[dict[str, Any]], samples: list[dict[str, Any]],

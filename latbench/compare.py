@@ -24,14 +24,14 @@ import pandas as pd
 from latbench.env import machine_identity
 from latbench.errors import ResultsError
 from latbench.results import schema
-from latbench.results.read import Run, expand_paths, read_run, read_runs
+from latbench.results.read import Run, expand_paths, read_runs
 from latbench.results.schema import KEY_COLUMNS
 from latbench.stats import geometric_mean, log_sd_pct, ratio_from_runs, ratio_noise_sds
 from latbench.stats import ratio_from_samples as _bootstrap_ratio
+from latbench.verdict import HOLDS, defined, judge
 
-__all__ = ["Comparison", "Delta", "Run", "classify", "compare", "expand_paths", "fingerprint_coverage",
-           "fingerprint_differences",
-           "load_run", "load_runs", "noise_warnings", "ratio_from_runs", "ratio_from_samples"]
+__all__ = ["STATUSES", "Comparison", "Delta", "Run", "classify", "compare", "expand_paths", "fingerprint_coverage",
+           "fingerprint_differences", "load_runs", "noise_warnings", "ratio_from_runs", "ratio_from_samples"]
 
 DEFAULT_ALPHA = 0.05  # two-sided: a 95 % confidence interval for the ratio
 # One run per side cannot show between-run drift; we assume it is at most this (as a factor on the
@@ -43,8 +43,8 @@ DEFAULT_NOISE_FLOOR = 0.10
 NOISE_SDS = 3.0
 
 
-# What a Delta's status says. Only "same" and "faster" are judged and fine; the gate fails closed on
-# every other status unless a flag relaxes it (gate.decide).
+# Every status a Delta can have, and what it says (gate.decide sorts Deltas by these keys). Only "same"
+# and "faster" are judged and fine; the gate fails closed on every other status unless a flag relaxes it.
 STATUSES: dict[str, str] = {
     "slower": "slower by more than the threshold, and the CI lies above 1",
     "faster": "faster by more than the threshold, and the CI lies below 1",
@@ -53,7 +53,7 @@ STATUSES: dict[str, str] = {
     "invalid": "a latency that is not a finite positive number (inf, nan, 0)",
     "missing": "measured on one side only (absent, or skipped by the device on one side)",
     "skipped": "skipped on both sides (the device cannot run the case): nothing to judge, nothing lost",
-    "failed": "failed to run on one side or both",
+    "failed": "failed to run on one side or both (Delta.failed_side says which side decides)",
 }
 
 
@@ -81,6 +81,9 @@ class Delta:
     norm_ci_high: float = math.nan
     note: str = ""
     changed: str = ""  # the network differs between the sides (FLOPs, widths, parameters): what changed
+    # status "failed": "candidate" when the candidate failed (a failure of the change), "baseline" when
+    # only the baseline did (nothing to compare with). The gate decides on this, never on the note's words.
+    failed_side: str = ""
 
     @property
     def label(self) -> str:
@@ -90,6 +93,7 @@ class Delta:
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         key = d.pop("key")
+        d.pop("failed_side")  # the note says it in words; the output columns stay as they were
         return {**key, **{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}}
 
 
@@ -105,11 +109,6 @@ class Comparison:
 
 
 # ---------------------------------------------------------------- reading (latbench.results)
-
-def load_run(path: str | Path) -> Run:
-    """One finished run read strictly (latbench.results.read_run): every defect is a ResultsError (exit 2)."""
-    return read_run(path, strict=True)
-
 
 def load_runs(specs: Sequence[str | Path], side: str) -> list[Run]:
     """The runs specs name (files of any of the three kinds, directories, quoted globs, comma lists)."""
@@ -129,13 +128,15 @@ def classify(ratio: float, ci_low: float, ci_high: float, threshold: float) -> t
     faster symmetrically (CI below 1 and ratio below 1 / (1 + threshold)). Otherwise "inconclusive" when
     the CI is undefined (nan, inf, <= 0) or wider than the threshold (its half-width on the log scale,
     sqrt(ci_high / ci_low), exceeds 1 + threshold: it cannot tell a threshold-sized change from none);
-    else "same". Never "same" on input it could not judge."""
-    if not all(math.isfinite(v) and v > 0 for v in (ratio, ci_low, ci_high)) or ci_low > ci_high:
+    else "same". Never "same" on input it could not judge. significant: the CI lies wholly above or
+    below 1 (verdict.judge HOLDS for > 1 or < 1)."""
+    if not (defined(ratio, ratio) and defined(ci_low, ci_high)):
         return "inconclusive", False
-    significant = ci_low > 1 or ci_high < 1
-    if ci_low > 1 and ratio > 1 + threshold:
+    above, below = judge(ci_low, ci_high, ">", 1.0) == HOLDS, judge(ci_low, ci_high, "<", 1.0) == HOLDS
+    significant = above or below
+    if above and ratio > 1 + threshold:
         return "slower", True
-    if ci_high < 1 and ratio < 1 / (1 + threshold):
+    if below and ratio < 1 / (1 + threshold):
         return "faster", True
     if 0.5 * math.log(ci_high / ci_low) > math.log1p(threshold) + 1e-12:
         return "inconclusive", significant
@@ -299,6 +300,7 @@ def _delta(k: tuple, key_cols: list[str], b: list, c: list, nb: int, nc: int, th
         bad = [row for _, row in present if row["status"] == schema.FAILED]
         if bad and side == "baseline":  # new in the candidate, and it failed there: a failure, not a mere addition
             return Delta(key, "failed", t, base_runs=0, cand_runs=len(c) - len(bad), baseline_case=base_case,
+                         failed_side="candidate",
                          note=f"failed in {len(bad)} candidate run(s) (not in the baseline): "
                               f"{str(bad[0].get('error', ''))}"[:300])
         return Delta(key, "missing", t, base_runs=len(b), cand_runs=len(c), baseline_case=base_case,
@@ -319,9 +321,9 @@ def _delta(k: tuple, key_cols: list[str], b: list, c: list, nb: int, nc: int, th
     if len(cok) < len(c):
         err = next(str(row.get("error", "")) for _, row in c if row["status"] != schema.OK)
         return Delta(key, "failed", t, base_runs=len(bok), cand_runs=len(cok), baseline_case=base_case,
-                     note=f"failed in {len(c) - len(cok)} candidate run(s): {err}"[:300])
+                     failed_side="candidate", note=f"failed in {len(c) - len(cok)} candidate run(s): {err}"[:300])
     if not bok:
-        return Delta(key, "failed", t, cand_runs=len(cok), baseline_case=base_case,
+        return Delta(key, "failed", t, cand_runs=len(cok), baseline_case=base_case, failed_side="baseline",
                      note="failed in every baseline run: nothing to compare with")
     if len(bok) < len(b):
         notes.append(f"failed in {len(b) - len(bok)} baseline run(s)")

@@ -8,8 +8,12 @@ the 95 % interval of the new/old latency ratio, not on a point estimate:
 
   pass          the whole interval is within the bound (new/old <= 1 + by)
   fail          the whole interval is beyond it: slower than allowed, and the noise cannot explain it
-  inconclusive  the interval straddles the bound: this run cannot tell. The test is skipped with the
-                numbers, or fails with --latbench-strict.
+  inconclusive  the interval straddles the bound, or is undefined: this run cannot tell. The test is
+                skipped with the numbers, or fails with --latbench-strict.
+
+verdict.judge decides (holds/fails/unclear, rendered here as pass/fail/inconclusive). A failure is
+reported as one line (the claim, ratio, interval and bound): the plugin's frames are hidden from the
+traceback.
 
 Options: --latbench-strict, --latbench-results DIR (every measurement also writes its results files
 there, named after the test, for `latbench compare`), --latbench-max-time S (seconds per model at
@@ -25,6 +29,8 @@ from typing import Any
 
 import pytest
 
+from latbench.verdict import FAILS, HOLDS, judge as judge_interval
+
 INCONCLUSIVE = "inconclusive"
 
 
@@ -36,7 +42,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--latbench-results", metavar="DIR", default=None,
                     help="write each measurement's results files into DIR, for 'latbench compare'")
     group.addoption("--latbench-max-time", metavar="S", type=float, default=None,
-                    help="seconds of measurement per model at most (default: as 'latbench run', 10)")
+                    help="seconds of measurement per model at most (default: as 'latbench run' on the device)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -65,14 +71,10 @@ class Verdict:
 
 
 def judge(ratio: float, ci_low: float, ci_high: float, bound: float, at_most: bool) -> str:
-    """at_most: the claim is ratio <= bound (else ratio < bound, 'faster'). Decided on the interval."""
-    import math
-
-    if not (math.isfinite(ci_low) and math.isfinite(ci_high)):
-        return INCONCLUSIVE
-    if at_most:
-        return "pass" if ci_high <= bound else "fail" if ci_low > bound else INCONCLUSIVE
-    return "pass" if ci_high < bound else "fail" if ci_low >= bound else INCONCLUSIVE
+    """at_most: the claim is ratio <= bound (else ratio < bound, 'faster'). Decided on the interval
+    by verdict.judge: pass (holds), fail (fails) or inconclusive (unclear)."""
+    word = judge_interval(ci_low, ci_high, "<=" if at_most else "<", bound)
+    return {HOLDS: "pass", FAILS: "fail"}.get(word, INCONCLUSIVE)
 
 
 def slug(text: str) -> str:
@@ -107,11 +109,13 @@ class LatbenchFixture:
 
     def assert_not_slower(self, new: Any, old: Any, example_inputs: Any, by: float = 0.05, **kwargs: Any) -> Verdict:
         """Fail when new is more than `by` (a fraction: 0.05 = 5 %) slower than old beyond the noise."""
+        __tracebackhide__ = True  # a failure shows the test's line and the verdict, not the plugin
         return self._check(new, old, example_inputs, 1.0 + self._fraction(by), True,
                            f"new at most {100 * by:g}% slower than old", **kwargs)
 
     def assert_faster(self, new: Any, old: Any, example_inputs: Any, by: float = 0.0, **kwargs: Any) -> Verdict:
         """Fail unless new is faster than old by more than `by` (a fraction) beyond the noise."""
+        __tracebackhide__ = True
         return self._check(new, old, example_inputs, 1.0 - self._fraction(by), False,
                            f"new faster than old by more than {100 * by:g}%", **kwargs)
 
@@ -126,6 +130,7 @@ class LatbenchFixture:
 
     def _check(self, new: Any, old: Any, example_inputs: Any, bound: float, at_most: bool, claim: str,
                **kwargs: Any) -> Verdict:
+        __tracebackhide__ = True
         if isinstance(example_inputs, dict) and set(example_inputs) == {"new", "old"}:
             inputs = {"old": example_inputs["old"], "new": example_inputs["new"]}
         else:

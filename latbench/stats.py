@@ -174,7 +174,9 @@ def threshold_for_noise(sigma: float, z: float, runs_per_side: int, minimum: flo
     """The change a gate with runs_per_side runs per side sees from noise alone at most rarely: z sds of
     the log ratio, sigma * sqrt(2 / n), as a fraction exp(z * sd) - 1, rounded up to 0.5 %, >= minimum."""
     return max(minimum, math.ceil(200 * (math.exp(z * sigma * math.sqrt(2 / runs_per_side)) - 1)) / 200)
-# --- Intervals that respect autocorrelation, and pooling across processes (issue 16) --------------
+
+
+# --- Intervals that respect autocorrelation, and pooling across processes -------------------------
 
 # What a Ratio's `interval` field says about its ci_low/ci_high.
 INTERVALS: dict[str, str] = {
@@ -230,15 +232,6 @@ def integrated_autocorr_time(series: Sequence[float]) -> float:
     return tau
 
 
-def effective_sample_size(values: Sequence[float]) -> float:
-    """How many independent samples the series is worth for its median: n / tau of the indicator
-    series x_t <= median (the count that the order-statistic interval rests on)."""
-    x = np.asarray(values, dtype=float)
-    if x.size == 0:
-        return 0.0
-    return x.size / integrated_autocorr_time((x <= np.median(x)).astype(float))
-
-
 @functools.lru_cache(maxsize=1024)
 def _t_quantile(confidence: float, df: float) -> float:
     return float(_st.t.ppf(1 - (1 - confidence) / 2, round(df, 1)))
@@ -276,34 +269,6 @@ def median_ci_dependent(values: Sequence[float], confidence: float = CONFIDENCE,
     hi_i = min(n - 1, math.ceil(n * (0.5 + half) - 0.5))
     xs = np.sort(x)
     return (min(base[0], float(xs[lo_i])), max(base[1], float(xs[hi_i])))
-
-
-def block_bootstrap_median_ci(values: Sequence[float], confidence: float = CONFIDENCE, block: int | None = None,
-                              resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """Percentile CI of the median from a circular block bootstrap over the time-ordered series.
-
-    block: rounds per block (default: max(n^(1/3), 3 * tau of the series), at most n / 2); block=1 is
-    the ordinary bootstrap (scipy.stats.bootstrap's percentile interval). Seeded, so repeatable.
-    Kept for comparison: on short AR(1) series it under-covers (percentile bootstrap of a median is
-    too narrow at small n), which is why rows carry median_ci_dependent instead.
-    """
-    x = np.asarray(values, dtype=float)
-    n = x.size
-    if n == 0:
-        return (math.nan, math.nan)
-    if n < 2:
-        return (float(x[0]), float(x[0]))
-    if block is None:
-        block = math.ceil(max(n ** (1 / 3), 3 * integrated_autocorr_time(x)))
-    block = max(1, min(int(block), max(1, n // 2)))
-    rng = np.random.default_rng(seed)
-    k = math.ceil(n / block)
-    starts = rng.integers(0, n, size=(resamples, k))
-    idx = ((starts[:, :, None] + np.arange(block)) % n).reshape(resamples, -1)[:, :n]
-    medians = np.median(x[idx], axis=1)
-    a = (1 - confidence) / 2
-    lo, hi = np.quantile(medians, [a, 1 - a])
-    return (float(lo), float(hi))
 
 
 @dataclass(frozen=True)
@@ -375,30 +340,3 @@ def share_slower(samples: list[float], rounds: list[Any], base_samples: list[flo
     base = dict(zip(base_rounds, base_samples))
     r = [s > base[k] for s, k in zip(samples, rounds) if k in base and base[k] > 0]
     return float(np.mean(r)) if r else math.nan
-
-
-# --- gate decisions on a noisy machine (issue 12): the asv-style baseline and the paired A/B ratio ------
-
-def asv_style_slower(base: Sequence[float], cand: Sequence[float], factor: float = 1.1,
-                     alpha: float = 0.05) -> tuple[bool, float, float]:
-    """The decision `asv compare` makes between two sequential runs: slower when the ratio of medians
-    exceeds `factor` AND a two-sided Mann-Whitney U test on the raw samples (scipy.stats.mannwhitneyu)
-    gives p < alpha. Returns (slower, ratio, p). Kept as the baseline the A/B gate is validated against."""
-    b, c = np.asarray(base, float), np.asarray(cand, float)
-    if b.size == 0 or c.size == 0:
-        return False, math.nan, math.nan
-    ratio = float(np.median(c) / np.median(b))
-    p = float(_st.mannwhitneyu(c, b, alternative="two-sided").pvalue)
-    return bool(ratio > factor and p < alpha), ratio, p
-
-
-def paired_ratio_interval(ratios: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float, float]:
-    """(median, ci_low, ci_high) of per-round ratios candidate/baseline from interleaved A/B rounds:
-    the median with median_ci_dependent (distribution-free, widened for autocorrelation between rounds).
-    Non-finite or non-positive ratios are dropped; fewer than 6 ratios give a nan CI (no 95 % pair of
-    order statistics exists), so the gate calls the case inconclusive rather than judging it."""
-    r = np.asarray([x for x in ratios if math.isfinite(x) and x > 0], float)
-    if r.size < 6:
-        return (float(np.median(r)) if r.size else math.nan, math.nan, math.nan)
-    lo, hi = median_ci_dependent(r, confidence)
-    return float(np.median(r)), lo, hi

@@ -1,5 +1,5 @@
-"""Synthetic result files with the exact schema 'latbench run' writes (rows made by runner.make_row,
-files written by store.RunFiles), from seeded distributions with known medians and drift."""
+"""Synthetic result files with the exact schema 'latbench run' writes (rows made by run.rows.build_row,
+files written by results.files.RunFiles), from seeded distributions with known medians and drift."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from latbench.records import CaseSpec, Cost, Measurement
-from latbench.runner import RunConfig, _sample_rows, make_row
+from latbench.run.rows import RowContext, build_row, sample_rows
 from latbench.stats import paired_ratio
 from latbench.results.files import RunFiles
 
@@ -39,7 +39,7 @@ def write_run(results_dir: Path, medians_ms: dict[str, float], *, seed: int, dri
     rng = random.Random(seed)
     run_id = run_id or uuid.UUID(int=rng.getrandbits(128)).hex[:12]
     skipped = skipped or {}
-    cfg = RunConfig(device=device, run_id=run_id, threads=threads)
+    ctx = RowContext(run_id=run_id, device=device, threads=threads, schedule="interleaved", rel_ci=0.01)
     files = RunFiles.reserve(results_dir, suite, device, now=now)
     cases = list(medians_ms)
     base_case = cases[0]
@@ -57,12 +57,11 @@ def write_run(results_dir: Path, medians_ms: dict[str, float], *, seed: int, dri
         sp = spec(c, suite=suite, baseline=base_case)
         m, b = meas.get(c), meas.get(base_case)
         ratio = paired_ratio(m.samples_s, m.rounds, b.samples_s, b.rounds) if m and b else None
-        rows.append(make_row(sp, cost, "eager", m, ratio, "RuntimeError: boom" if c in failed else skipped.get(c),
-                             cfg, cost.flops))
-        if c in skipped:  # as runner.run_group marks what the device cannot run
-            rows[-1].update(status="skipped", error=skipped[c], stop_reason="skipped")
+        rows.append(build_row(sp, "eager", ctx, cost=cost, measurement=m, ratio=ratio,
+                              error="RuntimeError: boom" if c in failed else None, skip=skipped.get(c),
+                              base_flops=cost.flops).to_dict())
         if m:
-            samples.extend(_sample_rows(sp, "eager", m, cfg))
+            samples.extend(sample_rows(sp, "eager", m, ctx))
     files.metadata = {"schema_version": 1, "run_id": run_id, "status": status, "device": device,
                       "threads": threads, "suite": {"name": suite}, "fingerprint": dict(fingerprint or FINGERPRINT)}
     files.add(rows, samples)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from benchmarks import overhead, ratio_stability
-from latbench import runner
+from latbench.run import pipeline
 from latbench.records import Cost
 
 
@@ -77,7 +77,7 @@ TINY_SUITE = textwrap.dedent("""\
 def test_ratio_stability_reports_every_case_and_schedule(tmp_path, monkeypatch):
     suite = tmp_path / "tiny.yaml"
     suite.write_text(TINY_SUITE)
-    monkeypatch.setattr(runner, "count_spec", lambda spec, dtype=None: Cost(1000, 1000, 10, 10))  # no FLOP counting
+    monkeypatch.setattr(pipeline, "count_spec", lambda spec, dtype=None: Cost(1000, 1000, 10, 10))  # no FLOP counting
     assert [s.scale for s in ratio_stability.suite_specs(suite, 2)] == [2, 2]
     res = ratio_stability.stability([str(suite)], reps=2, budget_s=0.01)
     assert [(r["rep"], r["schedule"]) for r in res["runs"]] == [
@@ -118,7 +118,7 @@ def test_ratio_stability_case_arithmetic_on_planted_ratios():
 def test_ratio_stability_processes_mode_in_process_reports_both_methods(tmp_path, monkeypatch):
     suite = tmp_path / "tiny.yaml"
     suite.write_text(TINY_SUITE)
-    monkeypatch.setattr(runner, "count_spec", lambda spec, dtype=None: Cost(1000, 1000, 10, 10))
+    monkeypatch.setattr(pipeline, "count_spec", lambda spec, dtype=None: Cost(1000, 1000, 10, 10))
     res = ratio_stability.processes([str(suite)], reps=3, quick=True, max_time_s=0.02, spawn=False)
     assert [r["rep"] for r in res["runs"]] == [0, 1, 2]
     (case,) = res["cases"]  # the baseline's ratio to itself is not judged

@@ -10,9 +10,9 @@ import pytest
 from latbench.records import SCHEMA_VERSION
 from resultfiles import FINGERPRINT, write_run, write_side
 
-from latbench.compare import (classify, compare, expand_paths, load_run, load_runs, ratio_from_runs,
-                              ratio_from_samples)
+from latbench.compare import classify, compare, expand_paths, load_runs, ratio_from_runs, ratio_from_samples
 from latbench.errors import ResultsError
+from latbench.results.read import read_run
 
 
 def _run_medians(rng, true_ms, runs, drift_sd, within_sd=0.01, n=30):
@@ -112,11 +112,11 @@ def test_compare_files_aligns_cases_and_lists_missing_ones(tmp_path):
 def test_one_run_per_side_uses_samples_and_the_noise_floor(tmp_path):
     b = write_run(tmp_path / "b", {"g=1": 10.0, "g=2": 10.0}, seed=1)
     c = write_run(tmp_path / "c", {"g=1": 10.8, "g=2": 13.0}, seed=2)
-    cmp = compare([load_run(b)], [load_run(c)], 0.10)
+    cmp = compare([read_run(b)], [read_run(c)], 0.10)
     by = {d.key["case"]: d for d in cmp.deltas}
     # the 10 % floor makes the CI as wide as a 10 % threshold: one run a side cannot certify "same"
     assert by["g=1"].method == "samples-bootstrap+floor" and by["g=1"].status == "inconclusive"
-    assert {d.key["case"]: d for d in compare([load_run(b)], [load_run(c)], 0.10, noise_floor=0.03).deltas}[
+    assert {d.key["case"]: d for d in compare([read_run(b)], [read_run(c)], 0.10, noise_floor=0.03).deltas}[
         "g=1"].status == "same"
     assert by["g=2"].status == "slower"
 
@@ -124,7 +124,7 @@ def test_one_run_per_side_uses_samples_and_the_noise_floor(tmp_path):
 def test_failed_case_in_candidate_is_failed(tmp_path):
     b = write_run(tmp_path / "b", {"g=1": 10.0, "g=2": 10.0}, seed=1)
     c = write_run(tmp_path / "c", {"g=1": 10.0, "g=2": 10.0}, seed=2, failed=("g=2",))
-    d = {d.key["case"]: d for d in compare([load_run(b)], [load_run(c)]).deltas}["g=2"]
+    d = {d.key["case"]: d for d in compare([read_run(b)], [read_run(c)]).deltas}["g=2"]
     assert d.status == "failed" and "candidate" in d.note and "boom" in d.note
 
 
@@ -132,7 +132,7 @@ def test_fingerprint_differences_are_named(tmp_path):
     b = write_run(tmp_path / "b", {"g=1": 10.0}, seed=1)
     c = write_run(tmp_path / "c", {"g=1": 10.0}, seed=2, threads=2,
                   fingerprint={**FINGERPRINT, "cpu_model": "Intel Xeon", "torch": "2.14.0"})
-    cmp = compare([load_run(b)], [load_run(c)])
+    cmp = compare([read_run(b)], [read_run(c)])
     fields = {line.split(":")[0] for line in cmp.fingerprint_differences}
     assert fields == {"cpu_model", "torch", "threads"}
     assert any("Intel Xeon" in w for w in cmp.warnings)
@@ -141,7 +141,7 @@ def test_fingerprint_differences_are_named(tmp_path):
 def test_cpu_vs_cuda_aligns_without_the_device_column(tmp_path):
     b = write_run(tmp_path / "b", {"g=1": 10.0}, seed=1)
     c = write_run(tmp_path / "c", {"g=1": 2.0}, seed=2, device="cuda")
-    cmp = compare([load_run(b)], [load_run(c)])
+    cmp = compare([read_run(b)], [read_run(c)])
     assert len(cmp.deltas) == 1 and cmp.deltas[0].key["device"] == "cpu->cuda"
     assert cmp.deltas[0].status == "faster"
     assert any("across devices" in w for w in cmp.warnings)
@@ -174,7 +174,7 @@ def test_bad_files_raise_results_error(tmp_path, damage, message):
     p = write_run(tmp_path, {"g=1": 10.0, "g=2": 11.0}, seed=1)
     damage(p)
     with pytest.raises(ResultsError, match=message):
-        load_run(p)
+        read_run(p)
 
 
 def test_compare_warns_when_noise_is_too_high_for_the_threshold(tmp_path):

@@ -1,4 +1,4 @@
-"""The CUDA path's integration with the runner, session and CLI (issue 13, part 2), on the CPU with the
+"""The CUDA path's integration with the pipeline, session and CLI (issue 13, part 2), on the CPU with the
 fake backend: graphs released per group, latency semantics and L2 state recorded on every row and in
 the metadata, checked on --resume, and older results files migrated."""
 
@@ -11,12 +11,14 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from latbench import runner, session
+import runhelp
 from latbench.cli import app
-from latbench.devices import CpuDevice, FakeBackend
+from latbench.devices import CpuDevice
 from latbench.errors import DeviceError
 from latbench.results import schema
-from latbench.session import RunOptions
+from latbench.run import RunOptions, pipeline
+from latbench.run import run as run_session
+from latbench.timing.fake import FakeBackend
 from latbench.suite import expand, load_suite
 from latbench.timing.cpu import CpuBackend
 from latbench.timing.loop import StopPolicy
@@ -34,7 +36,7 @@ def _specs(groups: int = 2):
 
 
 def test_each_group_releases_its_graphs_before_the_memory_reset():
-    """Integration item: runner._run_group calls timing.prepare.release(backend) after measuring, so CUDA
+    """Integration item: pipeline._run_group calls timing.prepare.release(backend) after measuring, so CUDA
     graphs (and their private pools) and compiled code do not outlive their group."""
     log = []
 
@@ -47,14 +49,14 @@ def test_each_group_releases_its_graphs_before_the_memory_reset():
         def reset_memory(self):
             log.append("reset_memory")
 
-    cfg = runner.RunConfig(device=Dev(), run_id="t", policy=FAST, threads=1)
-    runner.run_specs(_specs(2), cfg, Counting(), lambda rows, samples: log.append("saved"))
+    cfg = pipeline.RunConfig(device=Dev(backend=Counting(), threads=1), run_id="t", policy=FAST)
+    pipeline.run_in_process(pipeline.groups_of(_specs(2)), cfg, lambda rows, samples: log.append("saved"))
     assert log == ["release", "reset_memory", "saved"] * 2
 
 
 def test_backend_columns_reach_every_row():
-    cfg = runner.RunConfig(device="cpu", run_id="t", policy=FAST, threads=1)
-    rows = runner.run_specs(_specs(1), cfg, CpuBackend(latency="single"), lambda r, s: None)
+    cfg = pipeline.RunConfig(device=runhelp.cpu(CpuBackend(latency="single")), run_id="t", policy=FAST)
+    rows, _ = runhelp.run_specs(_specs(1), cfg)
     assert rows and all((r["latency_semantics"], r["l2"]) == ("single", "warm") for r in rows)
 
 
@@ -65,7 +67,7 @@ def _opts(tmp_path, **kw):
 
 
 def test_latency_semantics_are_recorded_in_rows_files_and_metadata(tmp_path):
-    out = session.run(_opts(tmp_path, latency="single"))
+    out = run_session(_opts(tmp_path, latency="single"))
     [suite] = out.suites
     df = pd.read_csv(suite.files.csv)
     assert set(df["latency_semantics"]) == {"single"} and set(df["l2"]) == {"warm"}
@@ -77,19 +79,19 @@ def test_latency_semantics_are_recorded_in_rows_files_and_metadata(tmp_path):
 def test_resume_with_other_latency_semantics_is_refused(tmp_path):
     from latbench.errors import ResultsError
 
-    out = session.run(_opts(tmp_path))
+    out = run_session(_opts(tmp_path))
     csv = out.suites[0].files.csv
     meta = json.loads(csv.with_suffix(".json").read_text())
     meta["status"] = "interrupted"
     csv.with_suffix(".json").write_text(json.dumps(meta))
     with pytest.raises(ResultsError, match="latency_semantics") as info:
-        session.run(_opts(tmp_path, latency="single", resume=csv))
+        run_session(_opts(tmp_path, latency="single", resume=csv))
     assert "--latency" in str(info.value) + (info.value.hint or "")
 
 
 def test_flushed_l2_on_the_cpu_is_a_clear_error(tmp_path):
     with pytest.raises(DeviceError, match="needs a CUDA device"):
-        session.run(_opts(tmp_path, l2="flushed"))
+        run_session(_opts(tmp_path, l2="flushed"))
     with pytest.raises(DeviceError, match="needs a CUDA device"):
         FakeBackend(l2="flushed")
 

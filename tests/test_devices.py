@@ -7,8 +7,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from latbench import devices, opbreakdown, runner
-from latbench.devices import CpuDevice, CudaDevice, FakeBackend
+from latbench import devices, opbreakdown
+from latbench.devices import CpuDevice, CudaDevice
+from latbench.run import options, pipeline
+from latbench.timing.fake import FakeBackend
 from latbench.errors import DeviceError
 from latbench.records import CaseSpec
 from latbench.timing.cpu import CpuBackend
@@ -28,20 +30,19 @@ def test_get_cpu_configures_threads_and_records_settings(keep_threads, monkeypat
     assert dev.threads == 2 == torch.get_num_threads()
     assert isinstance(dev.backend, CpuBackend) and dev.settings["backend"] == "cpu:perf_counter_ns"
     assert dev.settings["torch_num_threads"] == 2 and "timer_overhead_ns" in dev.settings
-    assert dev.default_platform == "arm" and dev.policy == runner.CPU_POLICY
+    assert dev.default_platform == "arm" and options.stop_policy(dev.name) == options.CPU_POLICY
 
 
-def test_of_a_name_touches_no_torch_setting(keep_threads):
+def test_the_default_platform_of_a_name_touches_no_torch_setting(keep_threads):
     torch.set_num_threads(1)
-    dev = devices.of("cuda")
-    assert isinstance(dev, CudaDevice) and dev.backend is None and torch.get_num_threads() == 1
-    assert devices.of(dev) is dev  # objects pass through
-    assert dev.policy == runner.CUDA_POLICY and dev.default_platform == "gpu"
+    assert devices.default_platform("cuda") == "gpu" and devices.default_platform("cpu") == "arm"
+    assert torch.get_num_threads() == 1
+    assert options.stop_policy("cuda") == options.CUDA_POLICY
 
 
 @pytest.mark.parametrize("call, expected", [
     (lambda: devices.get("tpu", None), "unknown device 'tpu'"),
-    (lambda: devices.of("tpu"), "unknown device 'tpu'"),
+    (lambda: devices.default_platform("tpu"), "unknown device 'tpu'"),
     (lambda: devices.get("cuda", None, fake=True), "LATBENCH_FAKE_BACKEND times on the CPU only"),
 ])
 def test_bad_device_is_a_device_error_with_a_fix(call, expected):
@@ -109,11 +110,10 @@ def test_breakdown_counts_kernels_on_cuda_and_ops_on_cpu():
                            device_time_total=2.0, device_type=torch.autograd.DeviceType.CPU)
     kernels = [SimpleNamespace(name="k", cpu_parent=None, device_type=torch.autograd.DeviceType.CUDA)] * 6
     events = [conv, relu, *kernels]
-    cpu = opbreakdown.breakdown(events, "cpu", 1)
+    cpu = opbreakdown.breakdown(events, CpuDevice(), 1)
     assert cpu == {"op_count_per_forward": 2, "zero_flop_time_pct": 25.0}
     cuda = opbreakdown.breakdown(events, CudaDevice(), 2)
     assert cuda == {"op_count_per_forward": 3, "zero_flop_time_pct": 50.0}
-    assert opbreakdown.breakdown(events, "cuda", 2) == cuda  # a name is looked up
 
 
 def test_telemetry_handle_and_titles(monkeypatch):
@@ -147,7 +147,7 @@ def test_roofline_probe_sizes_come_from_the_device():
 
 
 class RecordingCpu(CpuDevice):
-    """A CPU that remembers what the runner asked of it."""
+    """A CPU that remembers what the pipeline asked of it."""
 
     def __init__(self):
         super().__init__(backend=FakeBackend(), threads=1)
@@ -157,11 +157,11 @@ class RecordingCpu(CpuDevice):
         self.resets += 1
 
 
-def test_the_runner_asks_the_device_not_its_name():
+def test_the_pipeline_asks_the_device_not_its_name():
     spec = CaseSpec(suite="t", experiment="T", case="a", builder="g2_group_conv", params=(("c", 8), ("groups", 1)),
                     blocks=1, batch=1, height=8, width=8, scale=1, baseline_case="a")
     dev = RecordingCpu()
-    cfg = runner.RunConfig(device=dev, run_id="r", policy=runner.QUICK_POLICY, threads=1)
-    rows, samples = runner.run_group([spec], cfg, dev.backend)
+    cfg = pipeline.RunConfig(device=dev, run_id="r", policy=options.QUICK_POLICY)
+    rows, samples = pipeline.run_group([spec], cfg)
     assert dev.resets == 1  # memory reset after the group, asked of the device
-    assert rows[0]["status"] == "ok" and rows[0]["device"] == "cpu" and samples[0]["device"] == "cpu"
+    assert rows[0].status == "ok" and rows[0].device == "cpu" and samples[0]["device"] == "cpu"

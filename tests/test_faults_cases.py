@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from latbench import faults, runner, session
+from latbench import faults
+from latbench.run import RunOptions, pipeline, run
 from latbench.cli import app
 
 SUITE = """\
@@ -150,7 +151,7 @@ def test_resume_of_an_interrupted_sweep_measures_every_point(tmp_path, monkeypat
     experiment x scale). Interrupt after the first point; the resume must measure all the others."""
     suite = tmp_path / "sw.yaml"
     suite.write_text(SWEEP)
-    real, calls = runner.run_group, [0]
+    real, calls = pipeline.run_group, [0]
 
     def run_group(*a, **kw):
         calls[0] += 1
@@ -158,13 +159,13 @@ def test_resume_of_an_interrupted_sweep_measures_every_point(tmp_path, monkeypat
             raise faults.Interrupted(signal.SIGTERM)
         return real(*a, **kw)
 
-    monkeypatch.setattr(runner, "run_group", run_group)
+    monkeypatch.setattr(pipeline, "run_group", run_group)
     opts = dict(suites=(suite,), results_dir=tmp_path / "res", roofline=False, fake_backend=True, max_time=0.05)
-    first = session.run(session.RunOptions(**opts))
+    first = run(RunOptions(**opts))
     assert first.interrupted is not None and len(first.interrupted.finished) == 1
     assert len(first.interrupted.pending) == 2 * 16 - 1
-    monkeypatch.setattr(runner, "run_group", real)
-    out = session.run(session.RunOptions(**opts, resume=first.interrupted.csv))
+    monkeypatch.setattr(pipeline, "run_group", real)
+    out = run(RunOptions(**opts, resume=first.interrupted.csv))
     rows = pd.read_csv(first.interrupted.csv)
     assert len(rows) == 2 * 16 * 2  # scales x points x cases
     assert not rows.duplicated(["case", "scale", "batch", "dtype", "memory_format", "threads"]).any()
@@ -175,7 +176,7 @@ def test_resume_of_an_interrupted_sweep_measures_every_point(tmp_path, monkeypat
 def test_a_bug_in_latbench_during_a_run_is_one_line_and_a_final_status(tmp_path, monkeypatch):
     """Not a case fault (those are rows): an exception from latbench itself between groups."""
     monkeypatch.setenv("LATBENCH_FAKE_BACKEND", "1")
-    real, calls = runner.run_group, [0]
+    real, calls = pipeline.run_group, [0]
 
     def run_group(*a, **kw):
         calls[0] += 1
@@ -183,7 +184,7 @@ def test_a_bug_in_latbench_during_a_run_is_one_line_and_a_final_status(tmp_path,
             raise ZeroDivisionError("a bug")
         return real(*a, **kw)
 
-    monkeypatch.setattr(runner, "run_group", run_group)
+    monkeypatch.setattr(pipeline, "run_group", run_group)
     tiny = Path(__file__).resolve().parent / "data" / "tiny.yaml"
     r = CliRunner().invoke(app, ["run", str(tiny), "--max-time", "0.05", "--no-roofline", "-q", "--results-dir",
                                  str(tmp_path)], catch_exceptions=False)

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from latbench import faults
+from latbench.devices import CpuDevice
 from latbench.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,7 +149,7 @@ def test_a_poisoned_roofline_cache_is_measured_again(tmp_path):
     for poison in ({"peak_flops_per_s": "abc", "bandwidth_bytes_per_s": None}, [1, 2], "x",
                    {"peak_flops_per_s": float("nan"), "bandwidth_bytes_per_s": -1}):
         path.write_text(json.dumps({key: poison}))
-        c, cached = roofline.measure_ceilings("cpu", "X", 1, path=path, **probes)
+        c, cached = roofline.measure_ceilings(CpuDevice(), "X", 1, path=path, **probes)
         assert not cached and c.peak_flops_per_s == 1e9
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from latbench import runner
+from latbench.run import workers
 from latbench.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,8 +66,10 @@ def test_isolated_groups_give_the_same_rows_as_in_process(tmp_path, monkeypatch)
 def test_the_hard_limit_grows_with_the_group_and_none_without_a_case_timeout():
     from latbench.timing.loop import StopPolicy
 
+    import dataclasses
+
     spec = object()
-    cfg = runner.RunConfig(device="cpu", run_id="x", policy=StopPolicy(max_time_s=1.0), case_timeout_s=2.0)
-    assert runner.isolate_limit_s([spec, spec], cfg) > runner.isolate_limit_s([spec], cfg) > 2.0
-    cfg.case_timeout_s = 0
-    assert runner.isolate_limit_s([spec], cfg) == 0
+    job = workers.Job(groups=(), recipe=workers.DeviceRecipe("cpu", 1), run_id="x", modes=("eager",),
+                      schedule="interleaved", policy=StopPolicy(max_time_s=1.0), seed=0, case_timeout_s=2.0)
+    assert workers.group_limit_s([spec, spec], job) > workers.group_limit_s([spec], job) > 2.0
+    assert workers.group_limit_s([spec], dataclasses.replace(job, case_timeout_s=0)) == 0

@@ -15,8 +15,8 @@ from latbench.gate import (Relaxations, Thresholds, calibrate, decide, parse_fra
 KEY = {"suite": "syn", "experiment": "SYN", "case": "g=1", "scale": 1, "device": "cpu", "mode": "eager", "batch": 1}
 
 
-def _d(status: str, note: str = "", case: str = "g=1") -> Delta:
-    return Delta({**KEY, "case": case}, status, 0.1, note=note)
+def _d(status: str, note: str = "", case: str = "g=1", side: str = "") -> Delta:
+    return Delta({**KEY, "case": case}, status, 0.1, note=note, failed_side=side)
 
 
 def test_decide_fails_only_on_slower_or_candidate_failures():
@@ -27,11 +27,29 @@ def test_decide_fails_only_on_slower_or_candidate_failures():
     assert "relaxed: --allow-missing" in decide(missing, Relaxations(allow_missing=True)).summary()
     out = decide([_d("slower"), _d("faster", case="b")])
     assert not out.passed and out.exit_code == 1 and len(out.regressions) == 1 and len(out.improvements) == 1
-    assert not decide([_d("failed", "failed in 1 candidate run(s): OOM")]).passed
-    base_only = decide([_d("failed", "failed in every baseline run: nothing to compare with")])
+    assert not decide([_d("failed", "failed in 1 candidate run(s): OOM", side="candidate")]).passed
+    base_only = decide([_d("failed", "failed in every baseline run: nothing to compare with", side="baseline")])
     assert not base_only.passed and len(base_only.missing) == 1
-    assert decide([_d("failed", "failed in every baseline run")], Relaxations(allow_missing=True)).passed
+    assert decide([_d("failed", "failed in every baseline run", side="baseline")],
+                  Relaxations(allow_missing=True)).passed
     assert "1 faster" in out.summary() and "FAILED" in out.summary()
+
+
+def test_decide_takes_the_failed_side_from_the_delta_not_from_the_error_text():
+    """A baseline error that mentions "candidate" is still the baseline's; a candidate error that does
+    not is still the candidate's; a failure whose side is unknown fails closed."""
+    from latbench.ab import judge_rows
+
+    base = {**KEY, "latency_ms": 1.0}
+    rows = [{**base, "case": "g=1@base", "status": "failed", "error": "ValueError: bad candidate shape"},
+            {**base, "case": "g=1@head", "status": "ok"}]
+    (d,) = judge_rows(rows, lambda _k: 0.1)
+    assert d.status == "failed" and d.failed_side == "baseline"
+    assert decide([d], Relaxations(allow_missing=True)).passed
+    assert not decide([d]).passed  # fail closed without the flag
+    relax = Relaxations(allow_missing=True)
+    assert not decide([_d("failed", "failed in 1 run(s): bad shape", side="candidate")], relax).passed
+    assert not decide([_d("failed", "failed: bad shape")], relax).passed  # side unknown: fail closed
 
 
 @pytest.mark.parametrize("text, value", [("10%", 0.10), ("0.1", 0.10), ("10", 0.10), ("2.5%", 0.025), ("0", 0.0)])

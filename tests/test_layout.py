@@ -12,14 +12,16 @@ ROOT = Path(__file__).resolve().parent.parent / "latbench"
 
 # Lowest first. A module may import modules of its own layer or below, never above.
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "records", "faults"),
+    ("errors", "records", "faults", "verdict"),
     ("models", "stats", "env", "claims", "suite.yamlnodes", "suite.sweep", "timing.backend", "timing.cuda",
-     "timing.cpu", "timing.loop", "results.schema"),
+     "timing.cpu", "timing.fake", "timing.loop", "results.schema"),
     ("cost", "solver", "timing.prepare", "timing", "telemetry", "results", "suite"),
-    ("devices", "roofline", "opbreakdown", "resume", "compare"),
-    ("runner", "gate", "audit", "report"),
-    ("repeats",),
-    ("session", "api", "pytest_plugin", "ab"),
+    ("devices", "roofline", "opbreakdown", "compare", "run.options"),
+    ("run.rows", "gate", "audit", "report"),
+    ("run.pipeline", "run.runfile", "run.sources"),
+    ("run.workers",),
+    ("run.session", "run"),
+    ("api", "pytest_plugin", "ab"),
     ("cli", "__main__"),
 ]
 

@@ -52,6 +52,21 @@ def test_pass_fail_and_inconclusive_skip(pytester):
                                  "*SKIPPED*inconclusive*straddles*"])
 
 
+def test_a_failing_assertion_is_reported_in_a_few_lines_without_the_plugins_frames(pytester):
+    """The failure shows the test's line and the verdict (claim, ratio, interval, bound), not the
+    plugin's frames with their arguments (model and tensor reprs)."""
+    pytester.makepyfile(test_speed=TESTS)
+    result = pytester.runpytest(*PLUGIN, "-k", "test_fail")
+    result.assert_outcomes(failed=1)
+    lines = result.outlines
+    section = lines[next(i for i, x in enumerate(lines) if "FAILURES" in x):
+                    next(i for i, x in enumerate(lines) if "short test summary" in x)]
+    text = "\n".join(section)
+    assert len(section) < 15, text
+    assert "new at most 5% slower than old: new/old latency" in text and "95% CI" in text and "against 1.050" in text
+    assert "tensor(" not in text and "Sequential(" not in text and "pytest_plugin.py" not in text, text
+
+
 def test_strict_fails_inconclusive_and_results_are_saved_for_compare(pytester, tmp_path):
     pytester.makepyfile(test_speed=TESTS)
     out = tmp_path / "lat"

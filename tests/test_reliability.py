@@ -19,7 +19,8 @@ import torch
 from typer.testing import CliRunner
 
 from fakes import FakeClock, FakeWork, HangingWork
-from latbench import faults, runner
+from latbench import faults
+from latbench.run import pipeline
 from latbench.timing import prepare
 from latbench.cli import app
 from latbench.records import KEY_COLUMNS
@@ -190,7 +191,7 @@ FAULTS = {
 @pytest.mark.parametrize("name", list(FAULTS))
 def test_a_faulty_case_is_a_failed_row_with_its_reason_and_the_run_goes_on(tmp_path, monkeypatch, name):
     where, action, expected = FAULTS[name]
-    real = prepare.build_network
+    real = pipeline.build_network
 
     def build(builder, params, *args, **kw):
         model, x = real(builder, params, *args, **kw)
@@ -200,7 +201,7 @@ def test_a_faulty_case_is_a_failed_row_with_its_reason_and_the_run_goes_on(tmp_p
             action()
         return action, x  # the "model" is the faulty forward
 
-    monkeypatch.setattr(prepare, "build_network", build)
+    monkeypatch.setattr(pipeline, "build_network", build)
     t0 = time.monotonic()
     result = _quick(tmp_path, "--case-timeout", "0.5")
     assert time.monotonic() - t0 < 25, "a hang must not hold the run for its 30 s"
@@ -231,14 +232,14 @@ def test_a_real_out_of_memory_case_fails_alone(tmp_path):
 
 
 def test_case_timeout_0_disables_the_limit(tmp_path, monkeypatch):
-    real = prepare.build_network
+    real = pipeline.build_network
 
     def build(builder, params, *args, **kw):
         if params["groups"] == 2:
             time.sleep(0.3)
         return real(builder, params, *args, **kw)
 
-    monkeypatch.setattr(prepare, "build_network", build)
+    monkeypatch.setattr(pipeline, "build_network", build)
     result = _quick(tmp_path, "--case-timeout", "0")
     assert result.exit_code == 0, result.stderr
     assert json.loads(next(tmp_path.glob("*.json")).read_text())["case_timeout_s"] == 0
@@ -246,7 +247,7 @@ def test_case_timeout_0_disables_the_limit(tmp_path, monkeypatch):
 
 def test_an_interrupt_inside_a_group_keeps_earlier_groups(tmp_path, monkeypatch):
     """SIGTERM arriving in the second group (in-process): first group saved, exit 143, lock released."""
-    real, calls = runner.run_group, [0]
+    real, calls = pipeline.run_group, [0]
 
     def run_group(*a, **kw):
         calls[0] += 1
@@ -254,7 +255,7 @@ def test_an_interrupt_inside_a_group_keeps_earlier_groups(tmp_path, monkeypatch)
             raise faults.Interrupted(signal.SIGTERM)
         return real(*a, **kw)
 
-    monkeypatch.setattr(runner, "run_group", run_group)
+    monkeypatch.setattr(pipeline, "run_group", run_group)
     handler = signal.getsignal(signal.SIGTERM)
     result = _invoke(str(TINY), "--max-time", "0.05", "--results-dir", str(tmp_path), "-q")
     assert result.exit_code == 143

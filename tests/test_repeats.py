@@ -1,4 +1,4 @@
-"""run --repeats (latbench/repeats.py): pooling rows of worker processes, unstable ratios, the session path
+"""run --repeats (latbench/run/workers.py, rows.pool): pooling rows of worker processes, unstable ratios, the session path
 with real worker processes on the fake backend, the schema-3 columns and the migration of older files."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from latbench import repeats, session
+from latbench.run import options, rows as run_rows, session, workers
 from latbench.errors import LatbenchError
 from latbench.results.read import read_run
 from latbench.timing.loop import StopPolicy
@@ -28,7 +28,13 @@ def _row(case: str, lat: float, ratio: float, rel: float, **kw) -> dict:
            "ratio_ci_low": ratio * (1 - rel), "ratio_ci_high": ratio * (1 + rel), "ratio_interval": "order-ess",
            "warnings": ""}
     row.update(kw)
-    return row
+    row.pop("warnings")
+    return run_rows.Row(**row)
+
+
+def pool_group(per_process):
+    rows, samples = run_rows.pool(per_process)
+    return [r.to_dict() for r in rows], samples
 
 
 def _process(ratio: float, rounds: int = 5, rel: float = 0.003) -> tuple[list[dict], list[dict]]:
@@ -40,7 +46,7 @@ def _process(ratio: float, rounds: int = 5, rel: float = 0.003) -> tuple[list[di
 
 
 def test_processes_that_agree_pool_to_a_processes_interval():
-    rows, samples = repeats.pool_group([_process(1.500), _process(1.501), _process(1.499)])
+    rows, samples = pool_group([_process(1.500), _process(1.501), _process(1.499)])
     b = rows[1]
     assert b["ratio_interval"] == "processes-t" and b["repeats"] == 3
     assert b["ratio_ci_low"] < 1.5 < b["ratio_ci_high"]
@@ -50,7 +56,7 @@ def test_processes_that_agree_pool_to_a_processes_interval():
 
 
 def test_samples_keep_their_process_and_rounds_number_on():
-    _, samples = repeats.pool_group([_process(1.5, rounds=4), _process(1.5, rounds=3)])
+    _, samples = pool_group([_process(1.5, rounds=4), _process(1.5, rounds=3)])
     b = [s for s in samples if s["case"] == "b"]
     assert [s["process"] for s in b] == [0] * 4 + [1] * 3
     assert [s["round"] for s in b] == list(range(7))  # unique: readers that pair by round still pair right
@@ -58,7 +64,7 @@ def test_samples_keep_their_process_and_rounds_number_on():
 
 def test_a_ratio_that_moves_between_processes_more_than_its_interval_is_unstable():
     # issue 16's g=8/g=1: 1.448, 1.623, 1.476 with in-process CIs of +-0.3 %
-    rows, _ = repeats.pool_group([_process(1.448), _process(1.623), _process(1.476)])
+    rows, _ = pool_group([_process(1.448), _process(1.623), _process(1.476)])
     b = rows[1]
     assert b["ratio_unstable"] is True
     assert b["ratio_process_spread_pct"] == pytest.approx(100 * (1.623 / 1.448 - 1))
@@ -69,26 +75,27 @@ def test_a_ratio_that_moves_between_processes_more_than_its_interval_is_unstable
 
 def test_a_process_that_failed_is_left_out_and_said():
     failed = ([_row("a", 1.0, 1.0, 0.0), _row("b", math.nan, math.nan, 0.0, status="failed", error="boom")], [])
-    rows, _ = repeats.pool_group([_process(1.5), failed, _process(1.5)])
+    rows, _ = pool_group([_process(1.5), failed, _process(1.5)])
     assert rows[1]["repeats"] == 2 and "1 of 3 processes failed: boom" in rows[1]["warnings"]
 
 
 def test_process_policy_shares_the_budget_and_target():
     p = StopPolicy(max_time_s=9.0, min_time_s=0.5, rel_ci=0.01)
-    q = repeats.process_policy(p, 4)
+    q = options.stop_policy("cpu", max_time=9.0, min_time=0.5, target=0.01, processes=4)
     assert q.max_time_s == pytest.approx(2.25) and q.rel_ci == pytest.approx(0.02)
-    assert repeats.process_policy(p, 1) == p
-    assert repeats.process_policy(StopPolicy(max_time_s=1.0, min_time_s=0.8), 4).max_time_s == pytest.approx(0.8)
+    assert options.stop_policy("cpu", max_time=9.0, min_time=0.5, target=0.01, processes=1) == \
+        options.stop_policy("cpu", max_time=9.0, min_time=0.5, target=0.01)
+    assert options.stop_policy("cpu", max_time=1.0, min_time=0.8, processes=4).max_time_s == pytest.approx(0.8)
 
 
 def test_passes_interleave_groups_and_rotate_the_start():
-    assert repeats.passes([["g1"], ["g2"], ["g3"]], 2) == [[["g1"], ["g2"], ["g3"]], [["g2"], ["g3"], ["g1"]]]
+    assert workers.passes([["g1"], ["g2"], ["g3"]], 2) == [[["g1"], ["g2"], ["g3"]], [["g2"], ["g3"], ["g1"]]]
 
 
 def test_repeats_out_of_range_is_a_clear_error(tmp_path):
     with pytest.raises(LatbenchError, match="--repeats 0: must be 1 to"):
-        session.repeat_count(session.RunOptions(suites=(), repeats=0))
-    assert session.repeat_count(session.RunOptions(suites=())) == repeats.DEFAULT_REPEATS
+        options.repeat_count(options.RunOptions(suites=(), repeats=0))
+    assert options.repeat_count(options.RunOptions(suites=())) == options.DEFAULT_REPEATS
 
 
 def test_a_run_with_repeats_measures_in_worker_processes(tmp_path):
@@ -101,7 +108,7 @@ def test_a_run_with_repeats_measures_in_worker_processes(tmp_path):
         def on_group_start(self, suite_name, group):
             starts.append(group)
 
-    opts = session.RunOptions(suites=(TINY,), quick=True, results_dir=tmp_path, roofline=False, fake_backend=True,
+    opts = options.RunOptions(suites=(TINY,), quick=True, results_dir=tmp_path, roofline=False, fake_backend=True,
                               repeats=2, max_time=0.05, argv=("latbench", "run", str(TINY), "--quick"))
     outcome = session.run(opts, Ev())
     assert starts == ["T x1 [process 1/2]", "T x1 [process 2/2]"]
@@ -115,7 +122,7 @@ def test_a_run_with_repeats_measures_in_worker_processes(tmp_path):
 def test_older_files_read_as_one_process(tmp_path):
     from latbench.results.schema import RESULT_COLUMNS, SAMPLE_COLUMNS
 
-    opts = session.RunOptions(suites=(TINY,), quick=True, results_dir=tmp_path, roofline=False, fake_backend=True,
+    opts = options.RunOptions(suites=(TINY,), quick=True, results_dir=tmp_path, roofline=False, fake_backend=True,
                               max_time=0.05, argv=("latbench", "run", str(TINY), "--quick"))
     files = session.run(opts).suites[0].files
     run = read_run(files.csv)
@@ -138,7 +145,7 @@ def _two_runs(tmp_path: Path, factor: float) -> list[Path]:
     """A fake run, and a copy of it as a second run whose g=2 samples are `factor` times slower."""
     import json
 
-    opts = session.RunOptions(suites=(TINY,), quick=True, results_dir=tmp_path, roofline=False, fake_backend=True,
+    opts = options.RunOptions(suites=(TINY,), quick=True, results_dir=tmp_path, roofline=False, fake_backend=True,
                               min_time=0.2, max_time=0.2, argv=("latbench", "run", str(TINY), "--quick"))
     files = session.run(opts).suites[0].files
     samples = pd.read_csv(files.samples)  # steady synthetic times: in-process ratio CIs of about +-0.2 %
@@ -180,7 +187,7 @@ def test_ctrl_c_during_a_worker_stops_it_and_saves_what_finished(tmp_path):
         def on_progress(self, suite_name, group, rounds):
             raise faults.Interrupted(signal.SIGINT)
 
-    opts = session.RunOptions(suites=(TINY,), quick=True, results_dir=tmp_path, roofline=False, fake_backend=True,
+    opts = options.RunOptions(suites=(TINY,), quick=True, results_dir=tmp_path, roofline=False, fake_backend=True,
                               repeats=2, max_time=0.05, argv=("latbench", "run", str(TINY), "--quick"))
     outcome = session.run(opts, Ev())
     assert outcome.interrupted is not None and outcome.interrupted.pending == ["T x1"]
@@ -198,7 +205,7 @@ def test_cli_rejects_repeats_0_with_exit_2():
 
 def test_repeats_and_isolate_together_are_refused_before_anything_runs():
     from latbench.errors import LatbenchError
-    from latbench.session import RunOptions, repeat_count
+    from latbench.run.options import RunOptions, repeat_count
 
     with pytest.raises(LatbenchError, match="--isolate"):
         repeat_count(RunOptions(suites=(), repeats=2, isolate=True))

@@ -10,7 +10,7 @@ import pytest
 from resultfiles import write_run, write_side
 from typer.testing import CliRunner
 
-from latbench import resume
+from latbench.results.read import open_run
 from latbench.cli import app
 from latbench.errors import ResultsError
 from latbench.results import RunPaths, expand_paths, read_run, read_runs, schema
@@ -149,7 +149,7 @@ def test_resume_open_run_reads_through_the_results_layer(tmp_path):
     csv = write_run(tmp_path, {"g=1": 10.0}, seed=1, run_id="012345678901")
     meta = json.loads(RunPaths(csv).meta.read_text())
     RunPaths(csv).meta.write_text(json.dumps({**meta, "suite": {"name": "syn"}}))
-    files = resume.open_run(csv)
+    files = open_run(csv)
     assert files.rows[0]["run_id"] == "012345678901" and files.rows[0]["latency_ms"] != ""
     assert files.csv == csv and files.samples == RunPaths(csv).samples
 

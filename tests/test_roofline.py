@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from latbench import roofline
+from latbench.devices import CpuDevice
 from latbench.cost import build_network
 from latbench.opbreakdown import FLOP_OP_NAMES, profile_forward
 
@@ -27,11 +28,11 @@ def fake_probes(calls):
 def test_ceilings_are_probed_once_per_fingerprint_and_cached(tmp_path):
     calls, path = [], tmp_path / "roofline.json"
     gemm, copy = fake_probes(calls)
-    c1, cached1 = roofline.measure_ceilings("cpu", "Fake CPU", 1, gemm_probe=gemm, copy_probe=copy, path=path)
-    c2, cached2 = roofline.measure_ceilings("cpu", "Fake CPU", 1, gemm_probe=gemm, copy_probe=copy, path=path)
+    c1, cached1 = roofline.measure_ceilings(CpuDevice(), "Fake CPU", 1, gemm_probe=gemm, copy_probe=copy, path=path)
+    c2, cached2 = roofline.measure_ceilings(CpuDevice(), "Fake CPU", 1, gemm_probe=gemm, copy_probe=copy, path=path)
     assert (cached1, cached2) == (False, True) and calls == ["gemm", "copy"]
     assert c2 == c1 and c1.peak_flops_per_s == 100e9 and c1.ridge_flops_per_byte == 5.0
-    c3, cached3 = roofline.measure_ceilings("cpu", "Fake CPU", 2, gemm_probe=gemm, copy_probe=copy, path=path)
+    c3, cached3 = roofline.measure_ceilings(CpuDevice(), "Fake CPU", 2, gemm_probe=gemm, copy_probe=copy, path=path)
     assert not cached3 and c3.key != c1.key  # another thread count is another fingerprint
     assert len(json.loads(path.read_text())) == 2
 
@@ -60,8 +61,8 @@ def test_row_columns_without_ceilings_or_latency():
 
 
 def test_real_probes_are_sane_and_short():
-    g = roofline.probe_gemm("cpu", n=64, budget_s=0.02)
-    c = roofline.probe_copy("cpu", budget_s=0.02, sizes=(1 << 16,))
+    g = roofline.probe_gemm(CpuDevice(), n=64, budget_s=0.02)
+    c = roofline.probe_copy(CpuDevice(), budget_s=0.02, sizes=(1 << 16,))
     assert 1e6 < g["peak_flops_per_s"] < 1e15 and 1e6 < c["bandwidth_bytes_per_s"] < 1e15
 
 
@@ -73,7 +74,7 @@ def test_flop_ops_are_the_flop_counters_registry():
 def _profile(relu, shortcut):
     torch.manual_seed(0)
     model, x = build_network("g4_bottleneck", {"relu": relu, "shortcut": shortcut, "c": 16}, 2, 1, 8, 8, "cpu")
-    return profile_forward(functools.partial(model, x), "cpu", forwards=2)
+    return profile_forward(functools.partial(model, x), CpuDevice(), forwards=2)
 
 
 def test_profile_counts_ops_and_zero_flop_share():
@@ -85,11 +86,9 @@ def test_profile_counts_ops_and_zero_flop_share():
 
 
 def test_probes_take_the_device_object(tmp_path):
-    from latbench import devices
-
     calls = []
     gemm, copy = fake_probes(calls)
-    dev = devices.of("cpu")
+    dev = CpuDevice()
     c, _ = roofline.measure_ceilings(dev, "Fake CPU", 1, gemm_probe=gemm, copy_probe=copy, path=tmp_path / "r.json")
     assert c.device == "cpu" and c.key == roofline.ceiling_key("cpu", "Fake CPU", 1, "float32", "ieee")
     assert roofline.probe_copy(dev, budget_s=0.01, sizes=(1 << 12,))["bandwidth_bytes_per_s"] > 0
@@ -168,7 +167,7 @@ def test_a_dtype_the_device_cannot_run_has_no_ceiling_and_its_rows_no_bound(tmp_
             raise RuntimeError('"addmm_impl_cpu_" not implemented for \'Half\'')
         return gemm(device, dtype)
 
-    cs, _, missing = roofline.measure_ceiling_set("cpu", "Fake CPU", 1, ["float32", "float16"],
+    cs, _, missing = roofline.measure_ceiling_set(CpuDevice(), "Fake CPU", 1, ["float32", "float16"],
                                                   gemm_probe=no_half_gemm, copy_probe=copy, path=tmp_path / "r.json")
     assert cs.for_dtype("float32").label == "float32/ieee" and "not implemented" in missing["float16"]
     cols = roofline.row_columns(1e9, 1e6, 1.0, cs, "float16")
@@ -176,10 +175,10 @@ def test_a_dtype_the_device_cannot_run_has_no_ceiling_and_its_rows_no_bound(tmp_
 
 
 def test_a_row_above_its_ceiling_is_warned_not_clamped():
-    from latbench import runner
+    from latbench.run.rows import Row, with_roofline
 
     c = roofline.Ceilings(100e9, 20e9, "cuda", "x", 1, "float32", "k", "t", {}, math_mode="ieee")
-    row = {"flops": 1e9, "mac_bytes": 1e6, "latency_ms": 5.0, "status": "ok", "warnings": "", "dtype": "float32"}
-    runner._add_hardware_columns(row, None, roofline.CeilingSet({"float32": c}), None)
+    row = Row(flops=1e9, mac_bytes=1e6, latency_ms=5.0, status="ok", dtype="float32")
+    row = with_roofline(row, roofline.CeilingSet({"float32": c})).to_dict()
     assert row["roofline_pct"] == pytest.approx(200.0)  # 10 ms bound, 5 ms measured: reported as is
     assert row["warnings"].startswith("above roofline: 200% of the float32/ieee ceiling")

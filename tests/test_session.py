@@ -1,5 +1,5 @@
 """The run session below the CLI: options -> settings and policy, events, metadata written once,
-resume bookkeeping, interruption. Timed with the fake backend (devices.FakeBackend)."""
+resume bookkeeping, interruption. Timed with the fake backend (latbench.timing.fake)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from latbench import devices, faults, runner, session
+from latbench import devices, faults
 from latbench.errors import DeviceError, ResultsError
-from latbench.resume import OTHER_SETTINGS, SETTINGS
-from latbench.session import RunOptions
+from latbench.run import RunOptions, options as run_options, pipeline
+from latbench.run import session
+from latbench.run.runfile import OTHER_SETTINGS, SETTINGS
+from latbench.timing.fake import FakeBackend
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "tests" / "data" / "tiny.yaml"  # 4 scales = 4 groups of 2 cases
@@ -117,7 +119,7 @@ def test_resume_refuses_settings_that_change_the_columns(tmp_path, keep_threads,
 def test_resume_of_a_finished_run_measures_nothing(tmp_path, keep_threads, monkeypatch):
     first = session.run(options(tmp_path), session.Events())
     csv = first.suites[0].files.csv
-    monkeypatch.setattr(runner, "run_group", lambda *a, **k: pytest.fail("measured a finished group"))
+    monkeypatch.setattr(pipeline, "run_group", lambda *a, **k: pytest.fail("measured a finished group"))
     rec = Recorder()
     again = session.run(options(tmp_path, resume=csv), rec)
     assert not again.failed and again.interrupted is None and ("note", "resuming") in rec.events
@@ -126,7 +128,7 @@ def test_resume_of_a_finished_run_measures_nothing(tmp_path, keep_threads, monke
 
 def interrupt_group(monkeypatch, n: int, signum: int):
     """Make the n-th group raise faults.Interrupted(signum), as a signal arriving in it would."""
-    real, calls = runner.run_group, [0]
+    real, calls = pipeline.run_group, [0]
 
     def run_group(*a, **kw):
         calls[0] += 1
@@ -134,7 +136,7 @@ def interrupt_group(monkeypatch, n: int, signum: int):
             raise faults.Interrupted(signum)
         return real(*a, **kw)
 
-    monkeypatch.setattr(runner, "run_group", run_group)
+    monkeypatch.setattr(pipeline, "run_group", run_group)
     return real
 
 
@@ -152,18 +154,18 @@ def test_an_interruption_is_saved_and_returned_with_the_resume_command(tmp_path,
 
 
 def test_policy_resolution():
-    cpu, cuda = devices.of("cpu"), devices.of("cuda")
-    assert session.resolve_policy(RunOptions(suites=()), cuda) == runner.CUDA_POLICY
-    assert session.resolve_policy(RunOptions(suites=(), quick=True), cuda) == runner.QUICK_POLICY
-    p = session.resolve_policy(RunOptions(suites=(), max_time=0.2, target=0.05), cpu)
+    assert run_options.policy_of(RunOptions(device="cuda")) == run_options.CUDA_POLICY
+    assert run_options.policy_of(RunOptions(device="cuda", quick=True)) == run_options.QUICK_POLICY
+    p = run_options.policy_of(RunOptions(max_time=0.2, target=0.05))
     assert (p.max_time_s, p.min_time_s, p.rel_ci) == (0.2, 0.2, 0.05)  # min clipped to max
 
 
 def test_modes_are_checked_against_the_backend():
-    dev = devices.CpuDevice(backend=devices.FakeBackend())
-    assert session.parse_modes(None, dev) == ("eager",) and session.parse_modes(" eager, ", dev) == ("eager",)
+    dev = devices.CpuDevice(backend=FakeBackend())
+    parse = run_options.parse_modes
+    assert parse(None, dev) == ("eager",) and parse(" eager, ", dev) == ("eager",)
     with pytest.raises(DeviceError, match="cudagraph not available on cpu"):
-        session.parse_modes("eager,cudagraph", dev)
+        parse("eager,cudagraph", dev)
 
 
 SWEEP = """\
@@ -189,7 +191,7 @@ def test_resume_of_a_sweep_measures_the_points_not_yet_done(tmp_path, keep_threa
     first = session.run(options(tmp_path, suites=(suite,)), session.Events())
     info = first.interrupted
     assert info is not None and info.finished == ["S x1"] and info.pending == ["S x1 b2"]
-    monkeypatch.setattr(runner, "run_group", real)
+    monkeypatch.setattr(pipeline, "run_group", real)
     rec = Recorder()
     done = session.run(options(tmp_path, suites=(suite,), resume=info.csv), rec)
     assert not done.failed and done.interrupted is None

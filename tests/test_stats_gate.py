@@ -13,8 +13,7 @@ from scipy import stats as sps
 
 from latbench.compare import KEY_COLUMNS, Delta, classify
 from latbench.gate import Relaxations, decide
-from latbench.stats import (asv_style_slower, median_ci, median_ci_dependent, paired_ratio_interval,
-                            ratio_from_runs)
+from latbench.stats import median_ci, median_ci_dependent, ratio_from_runs
 
 KEY = {c: v for c, v in zip(KEY_COLUMNS, ("s", "E", "c", 1, "cpu", "eager", 1, "float32", "", 1))}
 
@@ -41,12 +40,24 @@ def test_one_run_a_side_or_a_bad_latency_is_undefined_never_same():
 
 
 def test_asv_style_decision_is_scipys_mann_whitney_and_the_factor():
+    from benchmarks.validate_gate import asv_style_slower  # the baseline benchmarks/validate_gate.py measures
+
     rng = np.random.default_rng(0)
     b, c = rng.lognormal(0, 0.02, 40), rng.lognormal(math.log(1.15), 0.02, 40)
     slower, ratio, p = asv_style_slower(b, c)
     assert p == pytest.approx(sps.mannwhitneyu(c, b, alternative="two-sided").pvalue)
     assert slower and ratio == pytest.approx(np.median(c) / np.median(b))
     assert not asv_style_slower(b, rng.lognormal(math.log(1.05), 0.02, 40))[0]  # significant, below factor 1.1
+
+
+def paired_ratio_interval(ratios, confidence=0.95):
+    """(median, ci_low, ci_high) of per-round ratios: the median with median_ci_dependent. Non-finite or
+    non-positive ratios are dropped; fewer than 6 ratios give a nan CI (no 95 % pair of order statistics)."""
+    r = np.asarray([x for x in ratios if math.isfinite(x) and x > 0], float)
+    if r.size < 6:
+        return (float(np.median(r)) if r.size else math.nan, math.nan, math.nan)
+    lo, hi = median_ci_dependent(r, confidence)
+    return float(np.median(r)), lo, hi
 
 
 def test_paired_ratio_interval_is_the_order_statistic_interval_for_independent_rounds():

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-import latbench.runner
+import latbench.run.pipeline
 from latbench.cli import app
 from latbench.errors import SuiteError
 from latbench.suite import Suite, expand, load_suite
@@ -139,7 +139,7 @@ def no_measuring(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a fuzzed suite reached the measurement")
 
-    monkeypatch.setattr(latbench.runner, "run_specs", refuse)
+    monkeypatch.setattr(latbench.run.pipeline, "run_group", refuse)
 
 
 def _is_invalid(path: Path) -> bool:

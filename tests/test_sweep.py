@@ -8,7 +8,9 @@ import textwrap
 import pytest
 import torch
 
-from latbench import runner
+from latbench.run import pipeline
+
+import runhelp
 from latbench.timing import prepare
 from latbench.errors import SuiteError
 from latbench.records import KEY_COLUMNS, RESULT_COLUMNS, SAMPLE_COLUMNS
@@ -101,10 +103,8 @@ def test_new_columns_are_appended_not_inserted():
 
 
 def _run(specs, modes=("eager",)):
-    cfg = runner.RunConfig(device="cpu", run_id="t", modes=modes, policy=FAST, threads=1)
-    rows, samples = [], []
-    runner.run_specs(specs, cfg, CpuBackend(), lambda r, s: (rows.extend(r), samples.extend(s)))
-    return rows, samples
+    cfg = pipeline.RunConfig(device=runhelp.cpu(CpuBackend()), run_id="t", modes=modes, policy=FAST)
+    return runhelp.run_specs(specs, cfg)
 
 
 def test_a_sweep_runs_with_identity_columns_and_p99(tmp_path):
@@ -155,13 +155,13 @@ def test_a_dtype_whose_kernels_fail_is_skipped(tmp_path, monkeypatch):
 
 def test_threads_hold_for_their_group_and_are_restored(tmp_path, monkeypatch):
     seen = []
-    real_measure = runner.measure
+    real_measure = pipeline.measure
 
     def spy(items, *a, **kw):
         seen.append(torch.get_num_threads())
         return real_measure(items, *a, **kw)
 
-    monkeypatch.setattr(runner, "measure", spy)
+    monkeypatch.setattr(pipeline, "measure", spy)
     before = torch.get_num_threads()
     rows, _ = _run(expand(_suite(tmp_path, "sweep: {threads: [2, 1]}\n"), "arm"))
     assert seen == [2, 1]
