@@ -7,7 +7,10 @@ import os
 import sys
 import time
 
+import torch
 from torch import nn
+
+SEEN: list[tuple[int, torch.dtype, bool, str]] = []  # what "observe" forwards saw: threads, dtype, grad, cwd
 
 
 class _Forward(nn.Module):
@@ -35,6 +38,19 @@ class _Forward(nn.Module):
             time.sleep(600)
         if a == "os_exit":
             os._exit(7)
+        if a == "observe":
+            SEEN.append((torch.get_num_threads(), torch.get_default_dtype(), torch.is_grad_enabled(), os.getcwd()))
+        if a == "threads2":
+            torch.set_num_threads(2)
+        if a == "float64":
+            torch.set_default_dtype(torch.float64)
+        if a == "grad":
+            torch.set_grad_enabled(True)
+        if a == "chdir":
+            os.chdir("/")
+        if a == "print":
+            print("user text on stdout")
+            os.write(1, b"user bytes on fd 1\n")
         if a == "segfault":
             import ctypes
             ctypes.string_at(0)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import groupby
 from typing import Any, Callable, Iterator, Sequence
 
@@ -24,7 +24,7 @@ from latbench import faults
 from latbench.cost import build_network, count_spec
 from latbench.devices import Device
 from latbench.records import CaseSpec, Cost
-from latbench.run.rows import Note, RowContext, build_row, sample_rows
+from latbench.run.rows import RowContext, build_row, sample_rows
 from latbench.stats import paired_ratio
 from latbench.timing.loop import StopPolicy, measure
 from latbench.timing.prepare import Prepared, prepare_case, release
@@ -66,40 +66,69 @@ def modes_of(spec: CaseSpec, modes: Sequence[str]) -> tuple[str, ...]:
 
 # ---------------------------------------------------------------- what user code may not change
 
-@dataclass
-class StateGuard:
-    """Process state user code can change, put back by `restore()`; `changes` lists what was found."""
+def _flag(obj: Any, name: str) -> tuple[Callable[[], Any], Callable[[Any], None]]:
+    return (lambda: getattr(obj, name)), (lambda v: setattr(obj, name, v))
 
-    threads: int = field(default_factory=torch.get_num_threads)
-    dtype: torch.dtype = field(default_factory=torch.get_default_dtype)
-    grad: bool = field(default_factory=torch.is_grad_enabled)
-    cwd: str = field(default_factory=os.getcwd)
-    stdout: Any = field(default_factory=lambda: sys.stdout)
-    changes: list[str] = field(default_factory=list)
+
+def _cwd() -> str:
+    try:
+        return os.getcwd()
+    except OSError:  # the directory was removed under us
+        return "(removed)"
+
+
+def _no_set(_: Any) -> None:
+    """Interop threads cannot be set again once torch ran parallel work: reported, not restored."""
+
+
+# What user code may not change for the cases after it: (what, read it, put it back).
+GUARDED: tuple[tuple[str, Callable[[], Any], Callable[[Any], None]], ...] = (
+    ("torch thread count", torch.get_num_threads, torch.set_num_threads),
+    ("torch interop thread count", torch.get_num_interop_threads, _no_set),
+    ("default dtype", torch.get_default_dtype, torch.set_default_dtype),
+    ("grad mode", torch.is_grad_enabled, torch.set_grad_enabled),
+    ("deterministic algorithms", torch.are_deterministic_algorithms_enabled, torch.use_deterministic_algorithms),
+    ("cudnn.benchmark", *_flag(torch.backends.cudnn, "benchmark")),
+    ("cudnn.deterministic", *_flag(torch.backends.cudnn, "deterministic")),
+    ("cudnn.enabled", *_flag(torch.backends.cudnn, "enabled")),
+    ("mkldnn.enabled", *_flag(torch.backends.mkldnn, "enabled")),
+    ("working directory", _cwd, os.chdir),
+    ("sys.stdout", lambda: sys.stdout, lambda v: setattr(sys, "stdout", v)),
+    ("sys.stderr", lambda: sys.stderr, lambda v: setattr(sys, "stderr", v)),
+)
+
+
+class StateGuard:
+    """The process state in GUARDED as it was at `__init__` (or `keep`): `restore()` puts it back and
+    says what had changed."""
+
+    def __init__(self) -> None:
+        self.saved: dict[str, Any] = {}
+        for what, get, _ in GUARDED:
+            self.keep(what, get)
+
+    def keep(self, what: str, value_or_get: Any) -> None:
+        """Remember `what` as it is now (a getter), or as `value`."""
+        try:
+            self.saved[what] = value_or_get() if callable(value_or_get) else value_or_get
+        except Exception:  # noqa: BLE001 - a flag this torch cannot read (fp32_precision set): not guarded
+            self.saved.pop(what, None)
 
     def restore(self) -> list[str]:
         """Put everything back; what had changed, as phrases ('torch thread count 1 -> 2')."""
         found = []
-        if torch.get_num_threads() != self.threads:
-            found.append(f"torch thread count {self.threads} -> {torch.get_num_threads()}")
-            torch.set_num_threads(self.threads)
-        if torch.get_default_dtype() != self.dtype:
-            found.append(f"default dtype {self.dtype} -> {torch.get_default_dtype()}")
-            torch.set_default_dtype(self.dtype)
-        if torch.is_grad_enabled() != self.grad:
-            found.append(f"grad mode {self.grad} -> {torch.is_grad_enabled()}")
-            torch.set_grad_enabled(self.grad)
-        try:
-            cwd = os.getcwd()
-        except OSError:  # the directory was removed under us
-            cwd = ""
-        if cwd != self.cwd:
-            found.append(f"working directory -> {cwd or '(removed)'}")
-            os.chdir(self.cwd)
-        if sys.stdout is not self.stdout:
-            found.append("sys.stdout replaced")
-            sys.stdout = self.stdout
-        self.changes.extend(f for f in found if f not in self.changes)
+        for what, get, put in GUARDED:
+            if what not in self.saved:
+                continue
+            try:
+                now = get()
+                if now is not self.saved[what] and now != self.saved[what]:
+                    shown = "(replaced)" if what.startswith("sys.") else now
+                    found.append(f"{what} {'' if what.startswith('sys.') else str(self.saved[what]) + ' '}"
+                                 f"-> {shown}")
+                    put(self.saved[what])
+            except Exception:  # noqa: BLE001 - cannot read or put back: say so
+                found.append(f"{what} (could not be checked or restored)")
         return found
 
 
@@ -160,12 +189,10 @@ def run_group(specs: list[CaseSpec], cfg: RunConfig, on_progress: Progress | Non
     """
     first = specs[0]
     threads_before = torch.get_num_threads()
-    guard = StateGuard()
     with stdout_to_stderr():
-        guard.stdout = sys.stdout
         if first.threads:
             torch.set_num_threads(first.threads)
-            guard.threads = first.threads
+        guard = StateGuard()
         try:
             return _run_group(specs, modes_of(first, cfg.modes), cfg, guard, on_progress)
         finally:
@@ -203,7 +230,7 @@ def _run_group(specs: list[CaseSpec], modes: tuple[str, ...], cfg: RunConfig, gu
     label = specs[0].group_label
     backend = _GuardedBackend(dev.backend, guard)
     with torch.inference_mode():
-        guard.grad = torch.is_grad_enabled()
+        guard.keep("grad mode", torch.is_grad_enabled)
         for spec in specs:
             if costs[spec.case] is None:
                 continue
@@ -260,12 +287,12 @@ def _rows(specs: list[CaseSpec], modes: tuple[str, ...], cfg: RunConfig, costs: 
                             error=errors.get(key), skip=skips.get(key),
                             base_flops=base_cost.flops if base_cost is not None else None,
                             compile_s=compile_s.get(key), telemetry=tele, ops=ops.get(spec.case))
-            if leaked:
-                row = row.replace(notes=(*row.notes, Note(
-                    "changed_state", "changed process state (put back after each block, so other cases were "
-                                     "measured as configured): " + "; ".join(leaked))))
+            if leaked:  # its own numbers ran in a state it made: not a measurement of the case as configured
+                row = build_row(spec, mode, ctx, cost=costs[spec.case], telemetry=tele,
+                                base_flops=base_cost.flops if base_cost is not None else None, error="changed process state: " + "; ".join(leaked) + " (put back before every "
+                                      "other case's block; set it outside the model, or in the suite)")
             rows.append(row)
-            if m is not None:
+            if m is not None and not leaked:
                 samples.extend(sample_rows(spec, mode, m, ctx))
     return rows, samples
 
