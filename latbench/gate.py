@@ -1,11 +1,12 @@
-"""The CI latency gate: thresholds + deltas -> GateOutcome, and thresholds suggested from A/A noise.
-No file I/O (cli.py reads files and prints), except aa_runs, which drives 'latbench run' processes for calibrate.
+"""The CI latency gate: deltas -> GateOutcome (decide), per-case thresholds (Thresholds) and thresholds
+suggested from A/A noise (calibrate). cli.py reads the results files and prints; here only
+Thresholds.from_file reads a file, and aa_runs drives 'latbench run' processes for calibrate.
 
 The gate fails closed: exit 0 only when every case was judged and none regressed. A case fails it when
-it is slower by more than its threshold AND significantly so (compare.classify), when it failed to run,
-has a latency that is not a finite positive number, is missing on a side, or is inconclusive (CI
-undefined or wider than the threshold); the last two only unless the user relaxes them (Relaxations),
-and the summary names every relaxation in force.
+it is slower by more than its threshold AND significantly so (compare.classify), when it failed to run
+in the candidate, has a latency that is not a finite positive number, is missing on a side (or failed
+only in the baseline), or is inconclusive (CI undefined or wider than the threshold); the last two only
+unless the user relaxes them (Relaxations), and the summary names every relaxation in force.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from latbench.compare import Delta
+from latbench.compare import STATUSES, Delta
 from latbench.errors import LatbenchError, ResultsError
 from latbench.results import Run, schema
 from latbench.results.schema import KEY_COLUMNS
@@ -167,12 +168,12 @@ def decide(deltas: Sequence[Delta], relax: Relaxations | None = None) -> GateOut
     """Fail closed: pass only when no case is slower beyond its threshold (significantly), none failed,
     none has an invalid latency, and every case was judged -- cases on one side only and inconclusive
     cases fail too unless `relax` allows them. Cases skipped on both sides (the device cannot run them)
-    are counted but never fail."""
+    are counted but never fail. A failed case counts as missing only when its failed_side says the
+    baseline failed; any other failure is the candidate's."""
     relax = relax or Relaxations()
-    by = {s: [d for d in deltas if d.status == s]
-          for s in ("slower", "faster", "same", "missing", "failed", "inconclusive", "invalid", "skipped")}
-    cand_failed = [d for d in by["failed"] if "candidate" in d.note]
-    base_failed = [d for d in by["failed"] if d not in cand_failed]
+    by = {s: [d for d in deltas if d.status == s] for s in STATUSES}
+    base_failed = [d for d in by["failed"] if d.failed_side == "baseline"]
+    cand_failed = [d for d in by["failed"] if d.failed_side != "baseline"]
     missing = by["missing"] + base_failed
     failing = [*by["slower"], *cand_failed, *by["invalid"]]
     if not relax.allow_missing:
@@ -275,3 +276,55 @@ def thresholds_data(suggestions: Sequence[Suggestion], pooled_pct: float, noise_
         "cases": [{**s.key, "threshold": s.threshold, "run_noise_pct": round(s.noise_pct, 3), "runs": s.runs,
                    "median_ms": round(s.median_ms, 6)} for s in suggestions],
     }
+
+
+# --- the command line's thresholds and comparisons (compare, gate, ab and calibrate parse them alike) ---
+
+
+def parse_threshold(text: str, what: str = "--threshold") -> float:
+    """A threshold as the command line takes it: '10%' or a fraction '0.1'. A bare number >= 1 is refused:
+    it read as percent (1 = 1%) while 0.5 read as 50%, so the unit depended on the size."""
+    s = str(text).strip()
+    if not s.endswith("%"):
+        try:
+            v = float(s)
+        except ValueError:
+            v = None
+        if v is not None and v >= 1:
+            raise LatbenchError(f"{s!r} is ambiguous (1 percent or {v:g} times?)", where=what,
+                                hint=f"write a percent with %, e.g. {v:g}%, or a fraction, e.g. {v / 100:g}")
+    return parse_fraction(s, what, bare_percent=False)
+
+
+def relaxations(allow_missing: bool, inconclusive: str, allow_different_machine: bool) -> Relaxations:
+    """The gate's relaxations from --allow-missing, --inconclusive fail|pass and --allow-different-machine."""
+    if inconclusive not in ("pass", "fail"):
+        raise LatbenchError(f"--inconclusive {inconclusive!r} is neither pass nor fail",
+                            hint="use --inconclusive fail (default) or --inconclusive pass")
+    return Relaxations(allow_missing, inconclusive == "pass", allow_different_machine)
+
+
+def load_comparison(base: Sequence[str | Path], cand: Sequence[str | Path], threshold: str | None = None,
+                    thresholds: Path | None = None, alpha: float = 0.05, noise_floor: str | None = None,
+                    seed: int = 0, normalized: bool = False):
+    """Read both sides' results files and compare them under --threshold/--thresholds FILE, --alpha and
+    --noise-floor (the file's noise floor unless given; DEFAULT_NOISE_FLOOR without either)."""
+    from latbench.compare import DEFAULT_NOISE_FLOOR, compare, load_runs
+
+    if not 0 < alpha < 0.5:
+        raise LatbenchError(f"--alpha {alpha} is out of range", hint="use e.g. 0.05 (a 95% confidence interval)")
+    given = parse_threshold(threshold, "--threshold") if threshold is not None else None
+    thr = Thresholds.from_file(thresholds, given) if thresholds is not None else Thresholds(
+        given if given is not None else DEFAULT_THRESHOLD)
+    floor = (parse_threshold(noise_floor, "--noise-floor") if noise_floor is not None
+             else thr.noise_floor if thr.noise_floor is not None else DEFAULT_NOISE_FLOOR)
+    base_runs, cand_runs = load_runs(base, "baseline"), load_runs(cand, "candidate")
+    return compare(base_runs, cand_runs, thr.for_case, alpha, floor, seed, normalized)
+
+
+def thresholds_file_text(cal: Calibration) -> str:
+    """The thresholds file 'latbench calibrate -o FILE' writes (YAML, read back by Thresholds.from_file)."""
+    import yaml
+
+    return ("# latbench gate thresholds, from 'latbench calibrate' (A/A run-to-run noise)\n"
+            + yaml.safe_dump(cal.data, sort_keys=False))

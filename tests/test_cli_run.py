@@ -146,9 +146,9 @@ def test_missing_suite_file_exits_2(tmp_path):
 
 
 def test_invalid_suite_exits_2_before_measuring_anything(tmp_path, monkeypatch):
-    import latbench.runner
+    from latbench.run import pipeline
 
-    monkeypatch.setattr(latbench.runner, "run_specs", lambda *a, **k: pytest.fail("measured an invalid suite"))
+    monkeypatch.setattr(pipeline, "run_group", lambda *a, **k: pytest.fail("measured an invalid suite"))
     bad = tmp_path / "bad.yaml"
     bad.write_text(TINY.replace("{groups: 2}", "{groups: 5}"))
     result = invoke(str(bad), "--results-dir", str(tmp_path / "r"))

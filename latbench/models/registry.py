@@ -5,12 +5,14 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from pydantic import BaseModel
-from torch import nn
 
 from latbench.errors import SuiteError
+
+if TYPE_CHECKING:  # annotations only: the registry itself needs no torch (the builders' modules do)
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -65,3 +67,38 @@ def get_builder(name: str, where: str | None = None) -> Builder:
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise SuiteError(f"unknown builder {name!r}", where=where,
                          hint=f"{hint}known builders: {', '.join(list_builders())} (see 'latbench list')") from None
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED = _Required()  # BuilderInfo.params: a parameter without a default
+
+
+@dataclass(frozen=True)
+class BuilderInfo:
+    """What `latbench list` shows of a builder: its summary, parameters with defaults, and widths."""
+
+    name: str
+    summary: str
+    params: tuple[tuple[str, Any], ...]  # (parameter, default), REQUIRED where the suite must give it
+    width_names: tuple[str, ...]
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(k for k, v in self.params if v is REQUIRED)
+
+
+def describe_builder(name: str) -> BuilderInfo:
+    """A builder's parameters and their defaults as data (a default_factory is called)."""
+    b = get_builder(name)
+    params = tuple((k, REQUIRED if f.is_required() else f.get_default(call_default_factory=True))
+                   for k, f in b.params.model_fields.items())
+    return BuilderInfo(b.name, b.summary, params, tuple(b.width_names))
+
+
+def describe_builders(pattern: str = "*") -> list[BuilderInfo]:
+    """describe_builder of every listed builder (latbench.models registers them all on import)."""
+    return [describe_builder(n) for n in list_builders(pattern)]

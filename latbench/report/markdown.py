@@ -13,9 +13,10 @@ from typing import Any
 import pandas as pd
 
 from latbench import __version__
+from latbench.errors import LatbenchError
 from latbench.report import analysis, plots
 from latbench.report.analysis import CaseEffect, ClaimResult, ResultSet, SuiteInfo
-from latbench.report.terminal import SWEEP_AXES, expected_text, point_text, ratio_ci_text
+from latbench.report.terminal import SWEEP_AXES, expected_text, group_text, point_text, ratio_ci_text
 
 FIGURES_DIR = "figures"
 
@@ -27,6 +28,14 @@ class Report:
     suites: list[SuiteInfo]
     claims: list[ClaimResult]
     predictors: list[analysis.PredictorScore]
+
+
+def check_report_name(name: str) -> None:
+    """The report's file name (-o's, or the old --name) is a plain name inside its directory: not empty, no
+    directory part (so never outside it)."""
+    if not name.strip() or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise LatbenchError(f"--name {name!r} is not a plain file name",
+                            hint="give a file name such as report.md; use --out for the directory")
 
 
 def write_report(paths: list[Path], out_dir: Path, name: str = "report.md") -> Report:
@@ -155,19 +164,6 @@ def _devices(rs: ResultSet, ceilings: dict[str, dict[str, Any]]) -> str:
                      f"{f['throttled']} throttled, {f['under_load']} under load"])
     return _table(["device", "runs", "rows", "peak GFLOP/s", "bandwidth GB/s", "ridge FLOP/B", "software",
                    "telemetry flags"], rows)
-
-
-def group_text(groups: list[dict[str, Any]]) -> list[str]:
-    """'x1', 'x2 b8' ...: each group of a claim result, naming only the axes that vary."""
-    swept = [a for a in SWEEP_AXES if len({str(v.get(a)) for v in groups}) > 1]
-    return [f"x{_scale(v.get('scale'))} {point_text(v, swept)}".strip() for v in groups]
-
-
-def _scale(v: Any) -> str:
-    try:
-        return f"{float(v):g}"
-    except (TypeError, ValueError):
-        return str(v)
 
 
 def _verdicts(infos: list[SuiteInfo], claims: list[ClaimResult]) -> str:

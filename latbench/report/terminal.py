@@ -327,3 +327,31 @@ def claims_table(verdicts: Iterable[dict[str, Any]], title: str) -> Table:
     if not t.row_count:
         t.add_row("no claim could be judged (cases skipped, failed, or claims for other devices)", "", "", "", "")
     return t
+
+
+def _scale(v: Any) -> str:
+    try:
+        return f"{float(v):g}"
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def group_text(groups: list[dict[str, Any]]) -> list[str]:
+    """'x1', 'x2 b8' ...: each group of a claim result, naming only the axes that vary."""
+    swept = [a for a in SWEEP_AXES if len({str(v.get(a)) for v in groups}) > 1]
+    return [f"x{_scale(v.get('scale'))} {point_text(v, swept)}".strip() for v in groups]
+
+
+def report_claims_table(claims: Iterable[Any], suites: Iterable[Any], title: str) -> Table:
+    """`latbench report`'s summary: each claim's verdict over all runs (report.analysis.ClaimResult), per
+    group; a suite without claims says so."""
+    t = Table(title=title, title_justify="left")
+    for col in ("suite", "claim", "device", "mode", "verdict", "per group"):
+        t.add_column(col)
+    for c in claims:
+        t.add_row(c.suite, escape(f"{c.claim.case} vs {c.claim.than}: {c.claim.text}"), c.device_label, c.mode,
+                  c.verdict, ", ".join(f"{g}: {v['verdict']}" for g, v in zip(group_text(c.groups), c.groups)))
+    for s in suites:
+        if not s.claims:
+            t.add_row(s.name, "no claims in this suite", "", "", "", "")
+    return t

@@ -354,6 +354,12 @@ def read_runs(specs: Sequence[str | Path | RunPaths], side: str = "", strict: bo
     return [read_run(p, strict) for p in paths]
 
 
+def partial_runs(specs: Sequence[str | Path | RunPaths]) -> list[Run]:
+    """The runs among `specs` that did not finish (killed, interrupted): a report covers only their
+    finished groups."""
+    return [r for r in read_runs(specs, strict=False) if r.status != schema.COMPLETE]
+
+
 # --------------------------------------------------------------------------- --resume
 
 def open_run(csv: Path) -> RunFiles:

@@ -14,7 +14,7 @@ import hashlib
 import inspect
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from pydantic import ValidationError
 
@@ -33,7 +33,7 @@ class ModelRequest:
 
     models: tuple[str, ...]
     input: str | None = None  # "CxHxW", e.g. "3x224x224"
-    kwargs: tuple[str, ...] = ()  # JSON objects: one for every model, or one per model
+    kwargs: tuple[str, ...] = ()  # JSON objects: one for every model, or one per model (or one JSON list)
     batches: tuple[int, ...] = (1,)
     dtypes: tuple[str, ...] = ("float32",)
     channels_last: bool = False
@@ -86,23 +86,64 @@ def parse_dtypes(text: str) -> tuple[str, ...]:
     return items
 
 
+_KWARGS_HINT = 'give a JSON object, e.g. --kwargs \'{"num_classes": 10}\', or a list of them, one per --model'
+
+
+def from_options(models: Sequence[str] | None, input: str | None = None, kwargs: Sequence[str] | None = None,
+                 batch: str | None = None, dtype: str | None = None, channels_last: bool = False,
+                 compile: bool = False) -> tuple[ModelRequest | None, int | None]:
+    """`latbench run`'s --model options as a ModelRequest (None without --model), and --batch for suites.
+    The options of --model without --model, or several batches for a suite, are refused (SuiteError)."""
+    batches = parse_batches(batch) if batch is not None else None
+    if not models:
+        given = [n for n, v in (("--input", input), ("--kwargs", kwargs), ("--dtype", dtype),
+                                ("--channels-last", channels_last), ("--compile", compile)) if v]
+        if given:
+            raise SuiteError(f"{given[0]} is an option of --model", hint="add --model NAME|MODULE:FACTORY, "
+                             "or use a suite's 'sweep:' for dtype, memory format and mode")
+        if batches and len(batches) > 1:
+            raise SuiteError(f"--batch {batch}: several batches need --model", hint="for a suite, give one "
+                             "batch, or list them under 'sweep: batch:' in the suite")
+        return None, batches[0] if batches else None
+    req = ModelRequest(models=tuple(models), input=input, kwargs=tuple(kwargs or ()), batches=batches or (1,),
+                       dtypes=parse_dtypes(dtype) if dtype else ("float32",), channels_last=channels_last,
+                       compile=compile)
+    return req, None
+
+
+def _json_kwargs(text: str) -> list[dict[str, Any]]:
+    """One --kwargs: a JSON object, or a JSON list of objects (one per --model)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SuiteError(f"--kwargs {text!r} is not JSON ({exc.msg} at column {exc.colno})", where="--kwargs",
+                         hint=_KWARGS_HINT) from None
+    if not isinstance(value, list):
+        value = [value]
+        if not isinstance(value[0], dict):
+            raise SuiteError(f"--kwargs {text!r} is a {type(value[0]).__name__}, not a JSON object", where="--kwargs",
+                             hint=_KWARGS_HINT)
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise SuiteError(f"--kwargs {text!r}: item {i} of the list is {json.dumps(item)}, not a JSON object",
+                             where="--kwargs", hint=_KWARGS_HINT)
+    return value
+
+
 def _kwargs(req: ModelRequest) -> list[dict[str, Any]]:
-    """One kwargs mapping per model."""
+    """One kwargs mapping per model: --kwargs once (an object for every model, or a JSON list with one
+    object per model) or once per --model."""
     n = len(req.models)
-    if len(req.kwargs) not in (0, 1, n):
-        raise SuiteError(f"{len(req.kwargs)} --kwargs for {n} --model", where="--kwargs",
-                         hint="give one --kwargs for every model, or one per --model in the same order")
-    out = []
-    for text in req.kwargs:
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SuiteError(f"--kwargs {text!r} is not JSON ({exc.msg} at column {exc.colno})", where="--kwargs",
-                             hint='give a JSON object, e.g. --kwargs \'{"num_classes": 10}\'') from None
-        if not isinstance(value, dict):
-            raise SuiteError(f"--kwargs {text!r} is a {type(value).__name__}, not a JSON object", where="--kwargs",
-                             hint='give a JSON object, e.g. --kwargs \'{"num_classes": 10}\'')
-        out.append(value)
+    lists = [t for t in req.kwargs if t.lstrip().startswith("[")]
+    if lists and len(req.kwargs) > 1:
+        raise SuiteError("a JSON list of --kwargs and another --kwargs", where="--kwargs",
+                         hint="give one JSON list with an object per --model, or one --kwargs object per --model")
+    out = [kw for text in req.kwargs for kw in _json_kwargs(text)]
+    if len(out) not in (0, 1, n) or (lists and len(out) != n):
+        given = f"a JSON list of {len(out)} object(s)" if lists else f"{len(out)} --kwargs"
+        raise SuiteError(f"{given} for {n} --model", where="--kwargs",
+                         hint="give one --kwargs for every model, or one per --model in the same order "
+                              "(repeated, or as one JSON list)")
     return out * n if len(out) == 1 else out or [{} for _ in range(n)]
 
 
@@ -112,6 +153,7 @@ def _case(spec: str, kwargs: dict[str, Any], shape: tuple[int, ...] | None, i: i
     name = spec + (f" {json.dumps(kwargs, sort_keys=True, separators=(',', ':'))}" if kwargs else "")
     if ":" in spec:
         if shape is None:
+            _factory(spec)  # a factory that does not exist is the first thing to fix
             raise SuiteError(f"{where}: your module's input shape is needed", where="--input",
                              hint="add --input CxHxW (without the batch), e.g. --input 3x224x224")
         return {"name": name, "builder": "user",
@@ -137,6 +179,16 @@ def _case(spec: str, kwargs: dict[str, Any], shape: tuple[int, ...] | None, i: i
             raise SuiteError(f"{where}: unknown parameter {key!r}", where="--kwargs",
                              hint=(f"did you mean {close[0]!r}? " if close else "") + f"allowed: {', '.join(allowed)}")
     return {"name": name, "builder": spec, "params": params}
+
+
+def _factory(spec: str):
+    """The factory --model MODULE:FACTORY names (imports its module: naming it is the opt-in)."""
+    from latbench.models.user import resolve_factory
+
+    try:
+        return resolve_factory(spec)
+    except SuiteError as exc:
+        raise SuiteError(exc.message, where=f"--model {spec}", hint=exc.hint) from None
 
 
 def _check_kwargs(params: dict[str, Any]) -> None:
