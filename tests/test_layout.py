@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("cost", "solver", "timing.prepare", "timing", "telemetry", "results", "suite"),
     ("devices", "roofline", "opbreakdown", "compare", "run.options"),
     ("run.rows", "gate", "audit", "report"),
-    ("run.pipeline", "run.runfile", "run.sources"),
+    ("run.pipeline", "run.runfile", "run.sources", "run.warm"),
     ("run.workers",),
     ("run.session", "run"),
     ("api", "pytest_plugin", "ab"),
@@ -110,3 +110,14 @@ def test_only_the_device_object_and_timing_backends_ask_which_device():
              if p.name != "devices.py" and "timing" not in p.parts
              for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
     assert found == []
+
+
+CATALOGUES = ("models/designs.py", "models/networks/")  # model catalogues: one builder after another
+MAX_LINES = 450
+
+
+def test_no_module_is_over_450_lines_except_model_catalogues():
+    long = [f"{p.relative_to(ROOT)}: {n}" for p in sorted(ROOT.rglob("*.py"))
+            if not str(p.relative_to(ROOT)).startswith(CATALOGUES)
+            and (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES]
+    assert long == []

@@ -63,7 +63,8 @@ class RunOptions:
     argv: tuple[str, ...] = ("latbench",)  # the command line: recorded, and the base of resume hints
     fake_backend: bool | None = None  # None: $LATBENCH_FAKE_BACKEND decides (tests)
     models: Any = None  # suite.adhoc.ModelRequest: models named by --model, run as one more suite
-    isolate: bool = False  # each group in a worker process (run/workers.py)
+    isolate: bool = False  # accepted for older command lines: groups run in worker processes by default
+    in_process: bool = False  # measure in this process, not in worker processes (debugging, profiling)
     max_cases: int | None = None  # a suite expanding to more cases is refused (None: suite.load.DEFAULT_MAX_CASES)
     repeats: int | None = None  # worker processes per group (run/workers.py); None: DEFAULT_REPEATS
     api: bool = False  # called from Python: warnings name keyword arguments (max_time=), not flags (--max-time)
@@ -97,9 +98,10 @@ def repeat_count(opts: RunOptions) -> int:
     if not 1 <= n <= MAX_REPEATS:
         raise LatbenchError(f"--repeats {n}: must be 1 to {MAX_REPEATS}", where="--repeats",
                             hint=f"use e.g. --repeats {REPRODUCE_REPEATS} (processes per group)")
-    if n > 1 and opts.isolate:
-        raise LatbenchError("--repeats and --isolate cannot be combined yet", where="--isolate",
-                            hint="--repeats already runs each group in worker processes; drop one of the two")
+    if n > 1 and opts.in_process:
+        raise LatbenchError(f"{option_name('repeats', opts.api)} {n} measures each group in {n} worker processes, "
+                            f"but {option_name('in_process', opts.api)} asks for none", where="--in-process",
+                            hint="drop one of the two")
     return n
 
 

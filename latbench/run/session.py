@@ -128,6 +128,7 @@ class Plan:
     repeats: int
     fingerprint: dict[str, Any]
     hardware: dict[str, Any]  # RunConfig's telemetry, ceilings, profile
+    in_process: bool = False  # measure here, not in worker processes
 
 
 def device_of(opts: RunOptions) -> Device:
@@ -138,7 +139,7 @@ def device_of(opts: RunOptions) -> Device:
 
 
 def prepare(opts: RunOptions, expanded: Sequence[tuple[CaseSource, list[CaseSpec]]], events: Events,
-            device: Device | None = None) -> Plan:
+            device: Device | None = None, in_process: bool = False) -> Plan:
     """The device, modes, stop rule and machine probes of a run of `expanded` sources."""
     device = device or device_of(opts)
     modes = parse_modes(opts.modes, device)
@@ -148,7 +149,7 @@ def prepare(opts: RunOptions, expanded: Sequence[tuple[CaseSource, list[CaseSpec
         events.on_note("advice", advice)
     hw = hardware(opts, device, fingerprint, events, [s.dtype for _, specs in expanded for s in specs])
     return Plan(opts, device, opts.platform or device.default_platform, modes, policy, repeat_count(opts),
-                fingerprint, hw)
+                fingerprint, hw, in_process)
 
 
 def hardware(opts: RunOptions, device: Device, fingerprint: dict[str, Any], events: Events,
@@ -228,7 +229,8 @@ def run_sources(opts: RunOptions, sources: Sequence[CaseSource], events: Events 
             raise LatbenchError(f"{source.path}: its cases live in this process, so they cannot be measured in "
                                 f"worker processes", hint=f"drop {option_name('isolate', opts.api)} and "
                                                           f"{option_name('repeats', opts.api)}")
-    plan = prepare(opts, expanded, events, device)
+    in_process = opts.in_process or any(source.in_process_only for source, _ in expanded)
+    plan = prepare(opts, expanded, events, device, in_process)
     outcome = RunOutcome()
     for source, specs in expanded:
         result = execute(plan, source, specs, events)
@@ -300,11 +302,12 @@ def execute(plan: Plan, source: CaseSource, specs: list[CaseSpec], events: Event
 
 def _measure(plan: Plan, cfg: RunConfig, groups: list[list[CaseSpec]], save_group: Any, events: Events,
              name: str) -> None:
-    """The groups measured in this process, or in worker processes (--isolate, --repeats)."""
+    """The groups measured in worker processes (user code cannot reach the run; --repeats N: N of
+    them per group), or in this process (--in-process, and sources whose cases live here)."""
     opts = plan.opts
     progress = lambda label, rounds: events.on_progress(name, label, rounds)  # noqa: E731
     start = lambda label: events.on_group_start(name, label)  # noqa: E731
-    if plan.repeats == 1 and not opts.isolate:
+    if plan.in_process:
         run_in_process(groups, cfg, save_group, progress, start)
         return
     from latbench import devices
@@ -312,12 +315,8 @@ def _measure(plan: Plan, cfg: RunConfig, groups: list[list[CaseSpec]], save_grou
     recipe = workers.DeviceRecipe(plan.device.name, plan.device.threads, opts.cudnn_benchmark,
                                   devices.fake_requested() if opts.fake_backend is None else opts.fake_backend,
                                   opts.latency, opts.l2)
-    job = workers.job_for(cfg, recipe)
-    if opts.isolate:
-        workers.isolated(groups, job, save_group, progress, start)
-    else:
-        workers.repeated(groups, job, plan.repeats, save_group, progress, start,
-                         lambda text: events.on_note("unstable", text))
+    workers.measure_groups(groups, workers.job_for(cfg, recipe), plan.repeats, save_group, progress, start,
+                           lambda text: events.on_note("unstable", text))
 
 
 def _title(plan: Plan, source: CaseSource, specs: list[CaseSpec]) -> str:

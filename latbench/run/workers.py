@@ -18,12 +18,11 @@ inherited) that starts in milliseconds, on a machine with or without a CUDA cont
 The worker takes the manager's working directory and sys.path, so user modules resolve as they do
 in the manager.
 
-Two ways to use workers, both through `run_job`:
-- `isolated` (--isolate): each group in its own worker; a crash or a stuck call fails that group's
-  cases, and after a group's worker dies each case is retried alone so only the culprit fails.
-- `repeated` (--repeats N): N passes, each one worker measuring every pending group once, so a
-  group's N processes are spread over the whole run (each pass starts at another group); the
-  processes' rows are pooled (rows.pool) once a group's last pass is in.
+`measure_groups` measures every group in N processes (--repeats N): N passes, each a worker measuring
+every pending group once, so a group's N processes are spread over the whole run (each pass starts at
+another group); the processes' rows are pooled (rows.pool) once a group's last pass is in. A worker
+that dies (a crash, os._exit, the OOM killer) or is stopped at its hard limit ends one group: its
+cases are retried each alone, so only the culprit fails, and a new worker goes on with the rest.
 """
 
 from __future__ import annotations
@@ -155,7 +154,7 @@ def _context() -> Any:
     if _CONTEXT is None:
         try:
             ctx = mp.get_context("forkserver")
-            ctx.set_forkserver_preload(["torch", "latbench.run.workers"])
+            ctx.set_forkserver_preload(["torch", "latbench.run.workers", "latbench.run.warm"])
         except ValueError:  # no forkserver on this platform
             ctx = mp.get_context("spawn")
         _CONTEXT = ctx
@@ -269,34 +268,7 @@ def _death(code: int | None) -> str:
     return f"worker process exited with code {code} before finishing"
 
 
-# ---------------------------------------------------------------- --isolate and --repeats
-
-def isolated(groups: Sequence[list[CaseSpec]], job: Job, on_group_done: GroupDone,
-             on_progress: Callable[[str, int], None] | None = None,
-             on_group_start: Callable[[str], None] | None = None) -> None:
-    """Each group in a worker of its own (as asv and pytest-timeout isolate); see the module docstring."""
-    ctx = job.row_context()
-    for group in groups:
-        if on_group_start:
-            on_group_start(group[0].group_label)
-        result = run_job(job.with_groups([group]), on_progress=on_progress)
-        if result.groups:
-            on_group_done(*result.groups[0])
-            continue
-        error = f"{result.error} (--isolate)"
-        if len(group) == 1:
-            on_group_done(failed_rows(group, job.modes, ctx, error), [])
-            continue
-        rows: list[Any] = []
-        samples: list[dict[str, Any]] = []
-        for spec in group:  # only the culprit fails; the others are measured alone (no ratio across workers)
-            alone = run_job(job.with_groups([[spec]]), on_progress=on_progress)
-            r, s = alone.groups[0] if alone.groups else (failed_rows([spec], job.modes, ctx,
-                                                                     f"{alone.error} (--isolate)"), [])
-            rows.extend(r)
-            samples.extend(s)
-        on_group_done(rows, samples)
-
+# ---------------------------------------------------------------- measuring groups in workers
 
 def passes(groups: list[Any], repeats: int) -> list[list[Any]]:
     """The groups each pass measures, in order: pass p starts at group p (mod the number of groups)."""
@@ -304,21 +276,51 @@ def passes(groups: list[Any], repeats: int) -> list[list[Any]]:
     return [[groups[(p + i) % n] for i in range(n)] for p in range(repeats)] if n else []
 
 
-def repeated(groups: Sequence[list[CaseSpec]], job: Job, repeats: int, on_group_done: GroupDone,
-             on_progress: Callable[[str, int], None] | None = None,
-             on_group_start: Callable[[str], None] | None = None,
-             on_warning: Callable[[str], None] | None = None) -> None:
-    """Every group in `repeats` worker processes (one pass each), pooled once its last pass is in."""
+def _one_pass(order: Sequence[list[CaseSpec]], job: Job, tag: str, on_group: Callable[[int, Any], None],
+              on_start: Callable[[str], None] | None, on_progress: Callable[[str, int], None] | None) -> None:
+    """Measure `order` in workers, one after the other: when a worker dies inside a group, that group's
+    cases are retried each alone in a worker of its own (only the culprit fails; the others are measured
+    alone, with no ratio to a baseline in another worker) and a new worker takes the groups after it."""
+    start = (lambda label: on_start(label + tag)) if on_start else None
+    progress = (lambda label, r: on_progress(label + tag, r)) if on_progress else None
+    ctx = job.row_context()
+    done = 0
+    while done < len(order):
+        first = done
+        result = run_job(job.with_groups(order[first:]), on_start=start, on_progress=progress,
+                         on_group=lambda i, rows, samples: on_group(first + i, (rows, samples)))
+        done = first + len(result.groups)
+        if result.error is None or done >= len(order):
+            break
+        group, error = order[done], result.error
+        if len(group) == 1:
+            on_group(done, (failed_rows(group, job.modes, ctx, error), []))
+        else:
+            rows: list[Any] = []
+            samples: list[dict[str, Any]] = []
+            for spec in group:
+                alone = run_job(job.with_groups([[spec]]), on_progress=progress)
+                r, s = alone.groups[0] if alone.groups else (failed_rows([spec], job.modes, ctx, alone.error or
+                                                                         error), [])
+                rows.extend(r)
+                samples.extend(s)
+            on_group(done, (rows, samples))
+        done += 1
+
+
+def measure_groups(groups: Sequence[list[CaseSpec]], job: Job, processes: int, on_group_done: GroupDone,
+                   on_progress: Callable[[str, int], None] | None = None,
+                   on_group_start: Callable[[str], None] | None = None,
+                   on_warning: Callable[[str], None] | None = None) -> None:
+    """Every group measured in `processes` worker processes (one pass each, spread over the run; see the
+    module docstring), its rows pooled across processes once its last pass is in and handed on."""
     labels = [g[0].group_label for g in groups]
     got: dict[str, list[tuple[list[Any], list[dict[str, Any]]]]] = {label: [] for label in labels}
-    errors: dict[str, list[str]] = {label: [] for label in labels}
-    by_label = dict(zip(labels, groups))
 
     def finish(label: str) -> None:
-        per_process = got.pop(label, [])
-        if not per_process:
-            err = "; ".join(dict.fromkeys(errors.get(label) or ["no worker process measured this group"]))
-            on_group_done(failed_rows(by_label[label], job.modes, job.row_context(), err), [])
+        per_process = got.pop(label)
+        if processes == 1:
+            on_group_done(*per_process[0])
             return
         rows, samples = pool(per_process, job.ceilings, job.api)
         for r in rows:
@@ -326,20 +328,13 @@ def repeated(groups: Sequence[list[CaseSpec]], job: Job, repeats: int, on_group_
                 on_warning(f"{label} {r.case} ({r.mode}): " + next(n.text for n in r.notes if n.code == "unstable"))
         on_group_done(rows, samples)
 
-    for p, order in enumerate(passes(list(groups), repeats)):
-        tag = f" [process {p + 1}/{repeats}]"
+    for p, order in enumerate(passes(list(groups), processes)):
         names = [g[0].group_label for g in order]
 
-        def arrived(i: int, rows: list[Any], samples: list[dict[str, Any]], names: list[str] = names) -> None:
-            got[names[i]].append((rows, samples))
-            if p == repeats - 1 or len(got[names[i]]) == repeats:
+        def arrived(i: int, result: tuple[list[Any], list[dict[str, Any]]], names: list[str] = names) -> None:
+            got[names[i]].append(result)
+            if len(got[names[i]]) == processes:
                 finish(names[i])
 
-        result = run_job(job.with_groups(order), on_start=(lambda label: on_group_start(label + tag))
-                         if on_group_start else None,
-                         on_progress=(lambda label, r: on_progress(label + tag, r)) if on_progress else None,
-                         on_group=arrived)
-        for label in names[len(result.groups):]:  # groups this pass could not measure
-            errors[label].append(f"worker process {p + 1}: {result.error}")
-            if p == repeats - 1:
-                finish(label)
+        _one_pass(order, job, f" [process {p + 1}/{processes}]" if processes > 1 else "", arrived,
+                  on_group_start, on_progress)
