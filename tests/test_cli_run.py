@@ -182,7 +182,8 @@ def test_a_failed_build_is_a_failed_row_and_exit_1(tmp_path, monkeypatch):
     monkeypatch.setenv("LATBENCH_FAKE_BACKEND", "1")
     suite = tmp_path / "tiny.yaml"
     suite.write_text(TINY)
-    result = invoke(str(suite), "--quick", "-q", "--results-dir", str(tmp_path / "r"))
+    # --in-process: the monkeypatched builder lives in this process, not in a worker's
+    result = invoke(str(suite), "--quick", "-q", "--in-process", "--results-dir", str(tmp_path / "r"))
     assert result.exit_code == 1, (result.stderr, result.exception)
     assert "1 case(s) failed" in result.stderr and "Traceback" not in result.stderr
     assert "FAILED" in result.stdout and "out of memory" in result.stdout

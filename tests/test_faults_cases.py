@@ -160,7 +160,8 @@ def test_resume_of_an_interrupted_sweep_measures_every_point(tmp_path, monkeypat
         return real(*a, **kw)
 
     monkeypatch.setattr(pipeline, "run_group", run_group)
-    opts = dict(suites=(suite,), results_dir=tmp_path / "res", roofline=False, fake_backend=True, max_time=0.05)
+    opts = dict(suites=(suite,), results_dir=tmp_path / "res", roofline=False, fake_backend=True, max_time=0.05,
+                in_process=True)  # the patched run_group lives in this process
     first = run(RunOptions(**opts))
     assert first.interrupted is not None and len(first.interrupted.finished) == 1
     assert len(first.interrupted.pending) == 2 * 16 - 1
@@ -186,8 +187,8 @@ def test_a_bug_in_latbench_during_a_run_is_one_line_and_a_final_status(tmp_path,
 
     monkeypatch.setattr(pipeline, "run_group", run_group)
     tiny = Path(__file__).resolve().parent / "data" / "tiny.yaml"
-    r = CliRunner().invoke(app, ["run", str(tiny), "--max-time", "0.05", "--no-roofline", "-q", "--results-dir",
-                                 str(tmp_path)], catch_exceptions=False)
+    r = CliRunner().invoke(app, ["run", str(tiny), "--max-time", "0.05", "--no-roofline", "-q", "--in-process",
+                                 "--results-dir", str(tmp_path)], catch_exceptions=False)
     assert r.exit_code == 2 and "internal error: ZeroDivisionError: a bug" in r.stderr, r.output
     meta = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert meta["status"] == "interrupted" and meta["groups"]["finished"] == ["T x1"]

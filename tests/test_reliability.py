@@ -203,7 +203,7 @@ def test_a_faulty_case_is_a_failed_row_with_its_reason_and_the_run_goes_on(tmp_p
 
     monkeypatch.setattr(pipeline, "build_network", build)
     t0 = time.monotonic()
-    result = _quick(tmp_path, "--case-timeout", "0.5")
+    result = _quick(tmp_path, "--case-timeout", "0.5", "--in-process")  # the patch lives in this process
     assert time.monotonic() - t0 < 25, "a hang must not hold the run for its 30 s"
     assert result.exit_code == 1, result.stderr
     rows = _rows(tmp_path)
@@ -257,7 +257,7 @@ def test_an_interrupt_inside_a_group_keeps_earlier_groups(tmp_path, monkeypatch)
 
     monkeypatch.setattr(pipeline, "run_group", run_group)
     handler = signal.getsignal(signal.SIGTERM)
-    result = _invoke(str(TINY), "--max-time", "0.05", "--results-dir", str(tmp_path), "-q")
+    result = _invoke(str(TINY), "--max-time", "0.05", "--results-dir", str(tmp_path), "-q", "--in-process")
     assert result.exit_code == 143
     meta = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert meta["groups"] == {"finished": ["T x1"], "pending": GROUPS[1:]} and meta["status"] == "interrupted"

@@ -203,10 +203,10 @@ def test_cli_rejects_repeats_0_with_exit_2():
     assert result.exit_code == 2 and "--repeats" in result.output
 
 
-def test_repeats_and_isolate_together_are_refused_before_anything_runs():
+def test_repeats_in_process_are_refused_before_anything_runs():
     from latbench.errors import LatbenchError
     from latbench.run.options import RunOptions, repeat_count
 
-    with pytest.raises(LatbenchError, match="--isolate"):
-        repeat_count(RunOptions(suites=(), repeats=2, isolate=True))
-    assert repeat_count(RunOptions(suites=(), repeats=2)) == 2
+    with pytest.raises(LatbenchError, match="--in-process"):
+        repeat_count(RunOptions(suites=(), repeats=2, in_process=True))
+    assert repeat_count(RunOptions(suites=(), repeats=2, isolate=True)) == 2  # --isolate: what workers already do

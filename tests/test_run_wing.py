@@ -44,6 +44,7 @@ def _run(tmp_path: Path, action: str, **kw):
     return run(opts).suites[0]
 
 
+@pytest.mark.parametrize("in_process", [False, True], ids=["workers", "in-process"])
 @pytest.mark.parametrize("action, said", [
     ("threads2", "torch thread count 1 -> 2"),
     ("float64", "default dtype torch.float32 -> torch.float64"),
@@ -51,16 +52,17 @@ def _run(tmp_path: Path, action: str, **kw):
     ("chdir", "working directory"),
 ])
 def test_a_case_that_changes_process_state_fails_alone_and_the_others_run_as_configured(tmp_path, monkeypatch,
-                                                                                      action, said):
+                                                                                      action, said, in_process):
     monkeypatch.chdir(tmp_path)
-    faults_factory.SEEN.clear()
+    log = tmp_path / "seen.txt"
+    monkeypatch.setenv(faults_factory.LOG_ENV, str(log))
     dtype = torch.get_default_dtype()
-    result = _run(tmp_path, action)
+    result = _run(tmp_path, action, in_process=in_process)
     by = {r["case"]: r for r in result.rows}
     assert by["culprit"]["status"] == "failed" and said in by["culprit"]["error"]
     assert by["first"]["status"] == by["last"]["status"] == "ok"
-    assert faults_factory.SEEN and {s[:3] for s in faults_factory.SEEN} == {(1, torch.float32, False)}
-    assert {s[3] for s in faults_factory.SEEN} == {str(tmp_path)}  # every block ran in the run's directory
+    seen = {tuple(line.split(" ", 3)) for line in log.read_text().splitlines()}  # every observed call
+    assert seen == {("1", "torch.float32", "False", str(tmp_path))}  # ... ran as configured, in the run's dir
     assert result.files.csv.parent == tmp_path / "res"  # rows landed where they were asked to go
     # after the run: the run's own thread count (--threads, default 1), nothing of the culprit's
     assert (torch.get_num_threads(), torch.get_default_dtype(), os.getcwd()) == (1, dtype, str(tmp_path))
@@ -76,7 +78,7 @@ def test_what_user_code_prints_never_reaches_stdout(tmp_path, monkeypatch, capfd
     out, err = capfd.readouterr()
     assert r.exit_code == 0, r.output
     assert "user text" not in r.stdout + out and "user bytes" not in r.stdout + out  # neither Python's print nor a write to fd 1
-    assert "user text on stdout" in err + r.stderr and "user bytes on fd 1" in err  # on stderr instead
+    assert "user text on stdout" in err + r.stderr and "user bytes on fd 1" in err + r.stderr  # on stderr
     assert r.stdout.splitlines()[0].startswith("schema_version,")
 
 

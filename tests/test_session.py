@@ -143,7 +143,7 @@ def interrupt_group(monkeypatch, n: int, signum: int):
 def test_an_interruption_is_saved_and_returned_with_the_resume_command(tmp_path, keep_threads, monkeypatch):
     interrupt_group(monkeypatch, 2, signal.SIGTERM)
     rec = Recorder()
-    outcome = session.run(options(tmp_path, quick=False, max_time=0.05, suites=(TINY, TINY)), rec)
+    outcome = session.run(options(tmp_path, quick=False, max_time=0.05, suites=(TINY, TINY), in_process=True), rec)
     info = outcome.interrupted
     assert info.signum == signal.SIGTERM and info.signal_name == "SIGTERM" and ("interrupted", "SIGTERM") in rec.events
     assert info.finished == ["T x1"] and info.pending == ["T x2", "T x3", "T x4"]
@@ -188,7 +188,7 @@ def test_resume_of_a_sweep_measures_the_points_not_yet_done(tmp_path, keep_threa
     suite = tmp_path / "swept.yaml"
     suite.write_text(SWEEP)
     real = interrupt_group(monkeypatch, 2, signal.SIGINT)
-    first = session.run(options(tmp_path, suites=(suite,)), session.Events())
+    first = session.run(options(tmp_path, suites=(suite,), in_process=True), session.Events())
     info = first.interrupted
     assert info is not None and info.finished == ["S x1"] and info.pending == ["S x1 b2"]
     monkeypatch.setattr(pipeline, "run_group", real)

@@ -82,7 +82,8 @@ def run(
     resume: Annotated[Optional[Path], typer.Option(metavar="CSV", help="Continue an interrupted run (its results .csv) with the same suite and options.", rich_help_panel=P_MORE)] = None,
     allow_import: Annotated[bool, typer.Option("--allow-import", metavar="", help="Let 'builder: user' suites import the Python module they name.", rich_help_panel=P_MORE)] = False,
     max_cases: Annotated[Optional[int], typer.Option(metavar="N", callback=at_least(0), help="Refuse a suite expanding to more cases than this, before anything is built. Default 1000; 0: no limit.", rich_help_panel=P_MORE)] = None,
-    isolate: Annotated[bool, typer.Option("--isolate", metavar="", help="Each group in a worker process: a crash fails its cases only; a stuck call is killed (docs/reliability.md).", rich_help_panel=P_MORE)] = False,
+    isolate: Annotated[bool, typer.Option("--isolate", metavar="", help="Kept for older command lines: groups already run in worker processes (a crash fails its cases only; a stuck call is killed).", rich_help_panel=P_MORE)] = False,
+    in_process: Annotated[bool, typer.Option("--in-process", metavar="", help="Measure in this process, not in worker processes (debugging, profiling; user code can then disturb the run).", rich_help_panel=P_MORE)] = False,
     debug: Annotated[bool, typer.Option("--debug", metavar="", help="Show tracebacks for user errors too.", rich_help_panel=P_MORE)] = False,
 ) -> None:
     """Build each case of the suites, count FLOPs and MAC, warm up, time interleaved, write results/.
@@ -104,7 +105,7 @@ def run(
                       batch=batch, modes=modes, max_time=max_time, min_time=min_time, target=target,
                       cudnn_benchmark=cudnn_benchmark, latency=latency.value, l2=l2.value, results_dir=results_dir, seed=seed, resume=resume,
                       case_timeout=case_timeout, profile=profile, roofline=roofline, allow_import=allow_import,
-                      argv=tuple(sys.argv), max_cases=max_cases, isolate=isolate, repeats=repeats)
+                      argv=tuple(sys.argv), max_cases=max_cases, isolate=isolate, in_process=in_process, repeats=repeats)
     try:
         with faults.signals_as_interrupts():
             code = _run(opts, quiet, verbose, fmt, output)

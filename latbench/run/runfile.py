@@ -31,7 +31,7 @@ SETTINGS = {"device": "--device", "platform_widths": "--platform", "widths_mode"
             "profile": "--profile", "roofline_columns": "--roofline/--no-roofline",
             "latency_semantics": "--latency", "l2": "--l2", "repeats": "--repeats"}
 # OTHER_SETTINGS: the suite, machine and device (checked on their own below) and what may change on resume.
-OTHER_SETTINGS = ("suite", "fingerprint", "device_settings", "case_timeout_s")
+OTHER_SETTINGS = ("suite", "fingerprint", "device_settings", "case_timeout_s", "in_process")
 
 
 # The columns (text on disk) that place a row in its group; threads only where the sweep set them.

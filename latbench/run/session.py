@@ -185,6 +185,7 @@ def run_settings(plan: Plan, source: CaseSource, batch: int) -> dict[str, Any]:
         "policy": dataclasses.asdict(run_policy(opts)), "profile": opts.profile, "roofline_columns": opts.roofline,
         "latency_semantics": opts.latency, "l2": opts.l2, "device_settings": device.settings,
         "fingerprint": plan.fingerprint, "case_timeout_s": opts.case_timeout, "repeats": plan.repeats,
+        "in_process": plan.in_process,
     }
     if set(settings) != set(SETTINGS) | set(OTHER_SETTINGS):
         raise RuntimeError("run_settings and runfile.SETTINGS/OTHER_SETTINGS disagree: declare a new setting there")

@@ -15,8 +15,9 @@ is ignored in workers: the manager handles Ctrl-C and stops the worker.
 Workers are forked from a multiprocessing *forkserver* that has imported torch and latbench once but
 never touched a device: each worker is a fresh process (fresh allocations, no OpenMP or CUDA state
 inherited) that starts in milliseconds, on a machine with or without a CUDA context in the manager.
-The worker takes the manager's working directory and sys.path, so user modules resolve as they do
-in the manager.
+The worker takes the manager's working directory, sys.path and environment variables as they are
+when the job starts (not as they were when the forkserver started), so user code sees what it would
+see in the manager; variables a library reads once at load (OMP_NUM_THREADS) are the server's.
 
 `measure_groups` measures every group in N processes (--repeats N): N passes, each a worker measuring
 every pending group once, so a group's N processes are spread over the whole run (each pass starts at
@@ -34,6 +35,7 @@ import os
 import pickle
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
@@ -85,6 +87,8 @@ class Job:
     api: bool = False
     cwd: str = ""
     sys_path: tuple[str, ...] = ()
+    environ: tuple[tuple[str, str], ...] = ()
+    output: str = ""  # a file the worker's fds 1 and 2 write to; the manager copies it to its stderr
 
     def with_groups(self, groups: Sequence[Sequence[CaseSpec]]) -> "Job":
         return dataclasses.replace(self, groups=tuple(tuple(g) for g in groups))
@@ -105,7 +109,7 @@ def job_for(cfg: RunConfig, recipe: DeviceRecipe) -> Job:
                policy=cfg.policy, seed=cfg.seed, case_timeout_s=cfg.case_timeout_s, ceilings=cfg.ceilings,
                profile=cfg.profile, telemetry=cfg.telemetry is not None,
                manager_gpu_processes=int(torch.cuda.is_initialized()), api=cfg.api, cwd=os.getcwd(),
-               sys_path=tuple(sys.path))
+               sys_path=tuple(sys.path), environ=tuple(os.environ.items()))
 
 
 # ---------------------------------------------------------------- the worker side
@@ -114,11 +118,21 @@ def _worker(conn: Any, job: Job) -> None:
     """Entry point of a worker process: measure job.groups one by one, sending each over conn."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the manager handles Ctrl-C
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if job.output:  # what the worker (user code included) prints: to the manager, which shows it on stderr
+        fd = os.open(job.output, os.O_WRONLY | os.O_APPEND)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
     try:
         if job.cwd:
             os.chdir(job.cwd)
         if job.sys_path:
             sys.path[:] = list(job.sys_path)
+        if job.environ:  # the forkserver's environment is the one it started with, not the manager's now
+            os.environ.clear()
+            os.environ.update(dict(job.environ))
         dev = job.recipe.make()
         tele = None
         if job.telemetry:
@@ -200,6 +214,31 @@ def run_job(job: Job, on_start: Callable[[str], None] | None = None,
     """Run `job` in a worker process; each finished group goes to on_group(index, rows, samples) as it
     arrives. A KeyboardInterrupt in the manager kills the worker and propagates."""
     ctx = _context()
+    fd, output = tempfile.mkstemp(prefix="latbench-worker-", suffix=".txt")
+    os.close(fd)
+    try:
+        return _run_job(ctx, dataclasses.replace(job, output=output), on_start, on_progress, on_group)
+    finally:
+        _forward_output(output)
+
+
+def _forward_output(path: str) -> None:
+    """What a worker printed, onto this process's stderr (never its stdout: that carries results)."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode(errors="replace")
+        os.unlink(path)
+    except OSError:
+        return
+    if text:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(text)
+            sys.stderr.flush()
+
+
+def _run_job(ctx: Any, job: Job, on_start: Callable[[str], None] | None,
+             on_progress: Callable[[str, int], None] | None,
+             on_group: Callable[[int, list[Any], list[dict[str, Any]]], None] | None) -> JobResult:
     receive, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_worker, args=(send, job), daemon=True)
     with _without_main():
