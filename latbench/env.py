@@ -125,7 +125,7 @@ def fingerprint(nvml: Any = None) -> dict[str, Any]:
     return fp
 
 
-# --- what tells machines apart (issue 12): two CPU generations both called "AMD EPYC" must differ ---------
+# --- what tells machines apart: two CPU generations both called "AMD EPYC" must differ ---------
 
 # ISA extensions whose presence changes which kernels torch runs (x86: AVX-512, AMX, VNNI; Arm: SVE, NEON).
 ISA_PREFIXES = ("avx512", "amx", "avx_vnni", "avx2", "fma", "sve", "sme", "asimd", "neon", "bf16", "i8mm")

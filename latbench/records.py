@@ -10,11 +10,11 @@ from typing import Any
 #   2 - sweep axes: memory_format joins the row identity with dtype and threads (KEY_COLUMNS);
 #       appended memory_format, latency_p99_ms, compile_s; status may be "skipped" (reason in error).
 #       Schema-1 files read as memory_format=contiguous.
-#   3 - what a latency means and which ceiling a roofline row used (issue 13): appended latency_semantics
+#   3 - what a latency means and which ceiling a roofline row used : appended latency_semantics
 #       ("throughput"/"single"), l2 ("warm"/"flushed"), gpu_throttle_reasons (NVML reasons seen in the
 #       group, ";"-joined), roofline_ceiling (dtype/math mode of the peak, e.g. "float32/tf32").
 #       Older files read as latency_semantics=throughput, l2=warm (what every earlier run measured).
-#   4 - process repeats (issue 16): appended ratio_interval (how ratio_ci_low/high were made: stats.INTERVALS),
+#   4 - process repeats: appended ratio_interval (how ratio_ci_low/high were made: stats.INTERVALS),
 #       repeats (worker processes pooled into the row), ratio_process_spread_pct, ratio_between_pct,
 #       ratio_unstable; the samples file appended `process` (which worker took the sample). Older files
 #       read as one process: ratio_interval "unrecorded", repeats 1, process 0.
@@ -159,9 +159,9 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "op_count_per_forward", "zero_flop_time_pct",
     # sweep axes (latbench/suite/sweep.py)
     "memory_format", "latency_p99_ms", "compile_s",
-    # schema 3: what was measured (latbench/timing/cuda.py) and against which ceiling (issue 13)
+    # schema 3: what was measured (latbench/timing/cuda.py) and against which ceiling
     "latency_semantics", "l2", "gpu_throttle_reasons", "roofline_ceiling",
-    # schema 4: process repeats (run --repeats, latbench/repeats.py; issue 16)
+    # schema 4: process repeats (run --repeats, latbench/run/workers.py)
     "ratio_interval", "repeats", "ratio_process_spread_pct", "ratio_between_pct", "ratio_unstable",
 )
 
@@ -170,7 +170,7 @@ SAMPLE_COLUMNS: tuple[str, ...] = (
     "run_id", "suite", "experiment", "case", "scale", "device", "mode", "batch",
     "round", "position", "iters", "latency_ms",
     "dtype", "memory_format", "threads",
-    "process",  # schema 3: the worker process (0 .. repeats-1) that took the sample
+    "process",  # schema 4: the worker process (0 .. repeats-1) that took the sample
 )
 
 # The identity of a row: what compare joins on.

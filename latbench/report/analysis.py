@@ -103,7 +103,7 @@ class CaseEffect:
     paper_speed: dict[str, float]  # platform -> the paper's relative speed (baseline = 1)
     point: dict[str, Any] = field(default_factory=dict)  # the sweep point: batch, dtype, memory_format, threads
     row: dict[str, Any] = field(default_factory=dict, compare=False)  # the case's result row (the last run's)
-    # issue 16: measured in several processes (--repeats workers, or several runs): pooled hierarchically
+    # measured in several processes (--repeats workers, or several runs): pooled hierarchically
     processes: int = 1  # processes (run x worker) the ratio pools; 1: rounds of one process
     spread_pct: float = math.nan  # max/min - 1 of the processes' ratios, in %
     unstable: bool = False  # the ratio moved between processes more than one process's interval

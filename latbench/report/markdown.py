@@ -86,7 +86,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 def speed_text(c: CaseEffect) -> str:
     if c.case == c.baseline:
         return "1 (baseline)"
-    if c.unstable:  # issue 16: no tight CI for a number that does not hold from one process to the next
+    if c.unstable:  # no tight CI for a number that does not hold from one process to the next
         return f"{c.speed:.2f} **unstable** (moved {c.spread_pct:.1f}% between {c.processes} processes)"
     lo = 1 / c.ci_high if c.ci_high > 0 else math.nan
     hi = 1 / c.ci_low if c.ci_low > 0 else math.nan

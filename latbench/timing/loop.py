@@ -13,7 +13,7 @@ What stops a group (Measurement.stop_reason, STOP_REASONS):
               items that have a baseline are not waited for: machine drift moves them, not the ratios.
   max_time    an item reached max_time_s of timed blocks first
   max_rounds  the round backstop (max_rounds) came first
-  failed      every item of the group failed (runner.py adds "skipped" for cases the device cannot run)
+  failed      every item of the group failed (run/pipeline.py adds "skipped" for cases the device cannot run)
 
 Optional stopping: looking at a 95 % interval after every round and stopping at the first narrow one
 picks a lucky stretch (issue 13's simulation: the interval then held the truth 92.5 % of the time;
@@ -50,10 +50,10 @@ STOP_REASONS = ("converged", "max_time", "max_rounds", "failed")
 class StopPolicy:
     """When to stop warming up and measuring. Times are per item, in seconds.
 
-    Defaults: warm-up of >= 0.2 s and >= 3 calls (CPU; the CUDA defaults in runner.py use 0.5 s and
+    Defaults: warm-up of >= 0.2 s and >= 3 calls (CPU; the CUDA defaults in run/options.py use 0.5 s and
     10 calls for clock ramp and cuDNN autotuning); blocks of ~20 ms so two clock reads cost < 0.01 %;
     at least 10 rounds and 0.5 s; stop when every ratio to the baseline (a lone item: its median) has a
-    99 % CI within +-1 %, looked at on rounds 10, 12, 15, 18, ... (x1.2), or at 10 s (devices.CPU_POLICY: 2.5 s). Warm-up stops at
+    99 % CI within +-1 %, looked at on rounds 10, 12, 15, 18, ... (x1.2), or at 10 s (run/options.CPU_POLICY: 2.5 s). Warm-up stops at
     warmup_max_calls whatever the clock says (a backend reporting 0 s once made 6.8 M calls in 3 s).
     """
 
