@@ -28,7 +28,6 @@ from __future__ import annotations
 import functools
 
 import statistics
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -304,11 +303,9 @@ def audit_network(model: nn.Module, x: torch.Tensor, target: str, device: str = 
                 model(x)
             scopes.remove()
             counter.own_flops(model, flops.get_flop_counts())
-            # warm-up, and how many calls make one whole-network block
-            t0 = time.perf_counter()
-            model(x)
-            model(x)
-            per_call = max((time.perf_counter() - t0) / 2, 1e-6)
+            # warm-up, and how many calls make one whole-network block (timed by the device's backend:
+            # on a GPU the host clock would time only the launches)
+            per_call = max(dev.backend.time_block(functools.partial(model, x), 2) / 2, 1e-6)
             calls = max(PROFILED_FORWARDS, min(1000, round(BLOCK_S / per_call)))
             wholes: list[float] = []
             profiled: list[float] = []
