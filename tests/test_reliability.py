@@ -76,7 +76,7 @@ def _assert_interrupted(csv: Path, proc: subprocess.Popen, signame: str, code: i
     meta = json.loads(csv.with_suffix(".json").read_text())
     assert meta["status"] == "interrupted" and meta["interrupted_by"] == signame
     finished, pending = meta["groups"]["finished"], meta["groups"]["pending"]
-    assert finished and pending and finished + pending == GROUPS
+    assert finished and pending and sorted(finished + pending) == GROUPS  # passes rotate: any group may finish first
     df = read_results(csv)
     assert sorted(f"T x{s}" for s in df["scale"].unique()) == finished and len(df) == 2 * len(finished)
     assert (df["status"] == "ok").all()

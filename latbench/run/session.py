@@ -129,6 +129,7 @@ class Plan:
     fingerprint: dict[str, Any]
     hardware: dict[str, Any]  # RunConfig's telemetry, ceilings, profile
     in_process: bool = False  # measure here, not in worker processes
+    target: Any = None  # run.fleet.Target: the device pool of a Ray cluster measuring the groups (--on ray)
 
 
 def device_of(opts: RunOptions) -> Device:
@@ -160,7 +161,7 @@ def hardware(opts: RunOptions, device: Device, fingerprint: dict[str, Any], even
     from latbench.telemetry import TelemetrySampler
 
     ceilings = None
-    if opts.roofline:
+    if opts.roofline and not opts.on:  # --on ray: every node probes its own ceilings (run/fleet.py)
         ceilings, cached, missing = rl.measure_ceiling_set(device, device.model_name(fingerprint), device.threads,
                                                            list(dict.fromkeys(dtypes)))
         for dtype, c in ceilings.by_dtype.items():
@@ -185,7 +186,8 @@ def run_settings(plan: Plan, source: CaseSource, batch: int) -> dict[str, Any]:
         "policy": dataclasses.asdict(run_policy(opts)), "profile": opts.profile, "roofline_columns": opts.roofline,
         "latency_semantics": opts.latency, "l2": opts.l2, "device_settings": device.settings,
         "fingerprint": plan.fingerprint, "case_timeout_s": opts.case_timeout, "repeats": plan.repeats,
-        "in_process": plan.in_process,
+        "in_process": plan.in_process, "shard": opts.shard,
+        "fleet": plan.target.settings() if plan.target is not None else None,
     }
     if set(settings) != set(SETTINGS) | set(OTHER_SETTINGS):
         raise RuntimeError("run_settings and runfile.SETTINGS/OTHER_SETTINGS disagree: declare a new setting there")
@@ -212,7 +214,22 @@ def run(opts: RunOptions, events: Events | None = None) -> RunOutcome:
     if opts.resume and len(sources) != 1:
         raise LatbenchError(f"--resume continues one run, but {len(sources)} suites were given",
                             hint="give only the suite that the run in --resume measured")
+    if opts.resume and opts.repeats is None:  # the run's own process count, whatever today's default is
+        opts = dataclasses.replace(opts, repeats=_recorded_repeats(opts.resume))
     return run_sources(opts, sources, events)
+
+
+def _recorded_repeats(csv: Path) -> int | None:
+    """--repeats as the run in `csv` recorded it (1 for runs from before it was recorded); None when its
+    metadata cannot be read (the resume check then says what is wrong)."""
+    import json
+
+    try:
+        meta = json.loads(Path(csv).with_suffix(".json").read_text(encoding="utf-8"))
+        value = meta.get("repeats", 1) if isinstance(meta, dict) else None
+    except (OSError, ValueError, RecursionError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def run_sources(opts: RunOptions, sources: Sequence[CaseSource], events: Events | None = None,
@@ -225,20 +242,30 @@ def run_sources(opts: RunOptions, sources: Sequence[CaseSource], events: Events 
     platform = opts.platform or devices.default_platform(opts.device)
     expanded = [(s, s.specs(platform, quick=opts.quick, widths_mode=opts.widths, batch=opts.batch,
                             max_cases=opts.max_cases)) for s in sources]
+    if opts.shard:  # a deterministic share of every suite's groups; latbench merge joins the shares
+        from latbench.run.merge import shard_specs
+
+        expanded = [(s, shard_specs(specs, opts.shard, s.name, opts.api)) for s, specs in expanded]
     for source, _ in expanded:
         if source.in_process_only and (opts.isolate or repeat_count(opts) > 1):
             raise LatbenchError(f"{source.path}: its cases live in this process, so they cannot be measured in "
                                 f"worker processes", hint=f"drop {option_name('isolate', opts.api)} and "
                                                           f"{option_name('repeats', opts.api)}")
     in_process = opts.in_process or any(source.in_process_only for source, _ in expanded)
-    plan = prepare(opts, expanded, events, device, in_process)
+    if opts.on or opts.devices:  # groups as tasks on a Ray cluster's nodes: one plan (run file) per device pool
+        from latbench.run import fleet
+
+        plans = fleet.plans(opts, expanded, events, in_process, prepare)
+    else:
+        plans = [prepare(opts, expanded, events, device, in_process)]
     outcome = RunOutcome()
-    for source, specs in expanded:
-        result = execute(plan, source, specs, events)
-        if isinstance(result, Interruption):
-            outcome.interrupted = result
-            return outcome
-        outcome.suites.append(result)
+    for plan in plans:
+        for source, specs in expanded:
+            result = execute(plan, source, specs, events)
+            if isinstance(result, Interruption):
+                outcome.interrupted = result
+                return outcome
+            outcome.suites.append(result)
     return outcome
 
 
@@ -273,7 +300,7 @@ def execute(plan: Plan, source: CaseSource, specs: list[CaseSpec], events: Event
         events.on_suite_start(name)
         try:
             with source.active():
-                _measure(plan, cfg, groups_of(todo), save_group, events, name)
+                _measure(plan, cfg, groups_of(todo), save_group, events, name, run)
         except Exception as exc:  # a write that failed (disk full), or a bug: the metadata gets a final status
             run.stopped_by_error(exc, resume_cmd)
             raise
@@ -302,9 +329,10 @@ def execute(plan: Plan, source: CaseSource, specs: list[CaseSpec], events: Event
 
 
 def _measure(plan: Plan, cfg: RunConfig, groups: list[list[CaseSpec]], save_group: Any, events: Events,
-             name: str) -> None:
+             name: str, run: RunFile | None = None) -> None:
     """The groups measured in worker processes (user code cannot reach the run; --repeats N: N of
-    them per group), or in this process (--in-process, and sources whose cases live here)."""
+    them per group), in this process (--in-process, and sources whose cases live here), or with --on
+    ray in the same worker processes on the nodes of a Ray cluster (run/fleet.py)."""
     opts = plan.opts
     progress = lambda label, rounds: events.on_progress(name, label, rounds)  # noqa: E731
     start = lambda label: events.on_group_start(name, label)  # noqa: E731
@@ -316,8 +344,13 @@ def _measure(plan: Plan, cfg: RunConfig, groups: list[list[CaseSpec]], save_grou
     recipe = workers.DeviceRecipe(plan.device.name, plan.device.threads, opts.cudnn_benchmark,
                                   devices.fake_requested() if opts.fake_backend is None else opts.fake_backend,
                                   opts.latency, opts.l2)
-    workers.measure_groups(groups, workers.job_for(cfg, recipe), plan.repeats, save_group, progress, start,
-                           lambda text: events.on_note("unstable", text))
+    unstable = lambda text: events.on_note("unstable", text)  # noqa: E731
+    if plan.target is not None:
+        from latbench.run import fleet
+
+        fleet.measure_groups(groups, workers.job_for(cfg, recipe), plan, save_group, start, unstable, run)
+        return
+    workers.measure_groups(groups, workers.job_for(cfg, recipe), plan.repeats, save_group, progress, start, unstable)
 
 
 def _title(plan: Plan, source: CaseSource, specs: list[CaseSpec]) -> str:
