@@ -15,6 +15,7 @@ fraction of the time.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -25,6 +26,13 @@ from latbench.errors import DeviceError
 from latbench.timing.backend import TimingBackend
 from latbench.timing.cpu import CpuBackend
 from latbench.timing.cuda import CudaBackend
+
+# CudaDevice.time_calls holds the GPU (torch.cuda._sleep, in clock cycles) while the host queues a
+# batch: HOST_LAUNCH_S per call (a torch op's launch from Python takes ~5 us), at most MAX_HOLD_S;
+# cycles at HOLD_CYCLES_PER_S (above any GPU's clock, so the hold is never shorter than meant).
+HOST_LAUNCH_S = 10e-6
+MAX_HOLD_S = 0.02
+HOLD_CYCLES_PER_S = 2.5e9
 
 FAKE_ENV = "LATBENCH_FAKE_BACKEND"  # "1": time with FakeBackend (tests, dry runs); results are not latencies
 
@@ -49,6 +57,7 @@ class Device(Protocol):
     def math_mode(self, dtype: str) -> str: ...
     def model_name(self, fingerprint: dict[str, Any]) -> str: ...
     def gemm_size(self) -> int: ...
+    def time_calls(self, fn: Any, calls: int) -> float: ...
 
 
 @dataclass
@@ -102,7 +111,8 @@ class _Base:
         return None
 
     def telemetry_gpu_uuid(self) -> str | None:
-        """The UUID of the GPU in use, as NVML writes it ('GPU-...'); None on the CPU."""
+        """The UUID of the GPU in use as torch reports it (bare, or with a 'GPU-'/'MIG-' prefix); None on
+        the CPU. telemetry.gpu_handle tries the prefixes NVML knows (a MIG instance is 'MIG-...')."""
         return None
 
     def math_mode(self, dtype: str) -> str:
@@ -114,8 +124,16 @@ class _Base:
         return str(fingerprint.get("cpu_model"))
 
     def gemm_size(self) -> int:
-        """n of the roofline GEMM probe (n x n); with copy_sizes and synchronize, what roofline.py asks."""
+        """n of the roofline GEMM probe (n x n); with copy_sizes and time_calls, what roofline.py asks."""
         return 512 if torch.get_num_threads() == 1 else 1024
+
+    def time_calls(self, fn: Any, calls: int) -> float:
+        """Seconds `calls` back-to-back calls of fn take on this device (the roofline probes' clock).
+        The CPU runs synchronously: the host clock around them."""
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        return time.perf_counter() - t0
 
 
 @dataclass
@@ -140,11 +158,52 @@ class CpuDevice(_Base):
                              "mkldnn_enabled": torch.backends.mkldnn.enabled})
 
 
+def _read(get: Any) -> Any:
+    """get(), or None when this torch lacks the setting or refuses to read it."""
+    try:
+        return get()
+    except Exception:  # noqa: BLE001 - AttributeError (older torch), RuntimeError (mixed TF32 APIs)
+        return None
+
+
+def float32_math() -> dict[str, str]:
+    """What float32 cuDNN convs and cuBLAS matmuls run at: {"conv": "tf32"|"ieee", "matmul": ...}.
+
+    torch >= 2.9 has per-backend, per-op `fp32_precision` settings ("ieee", "tf32", "none" =
+    inherit; read back resolved through their parents), and what convs and matmuls run at is
+    `torch.backends.cudnn.conv.fp32_precision == "tf32"` and
+    `torch.backends.cuda.matmul.fp32_precision == "tf32"` (aten/src/ATen/Context.cpp: allowTF32CuDNN
+    with an op, and cuBLAS's float32Precision(CUDA, MATMUL)). Once a user sets them, reading the old
+    flags raises ("mix of the legacy and new APIs"), so the new settings are read first; older torch
+    has only `torch.backends.cudnn.allow_tf32` and `torch.backends.cuda.matmul.allow_tf32`. Never
+    raises: a setting that cannot be read counts as "ieee"."""
+    def mode(new: Any, old: Any) -> str:
+        value = _read(new)
+        if isinstance(value, str):
+            return "tf32" if value == "tf32" else "ieee"
+        return "tf32" if _read(old) is True else "ieee"
+
+    return {"conv": mode(lambda: torch.backends.cudnn.conv.fp32_precision, lambda: torch.backends.cudnn.allow_tf32),
+            "matmul": mode(lambda: torch.backends.cuda.matmul.fp32_precision,
+                           lambda: torch.backends.cuda.matmul.allow_tf32)}
+
+
+def float32_settings() -> dict[str, Any]:
+    """The float32 math settings recorded in metadata: what convs and matmuls run at, and the legacy
+    flags as torch reads them (None where it refuses, after the fp32_precision API was used)."""
+    modes = float32_math()
+    return {"cudnn_conv_fp32_math": modes["conv"], "matmul_fp32_math": modes["matmul"],
+            "cudnn_allow_tf32": _read(lambda: torch.backends.cudnn.allow_tf32),
+            "matmul_allow_tf32": _read(lambda: torch.backends.cuda.matmul.allow_tf32),
+            "float32_matmul_precision": _read(torch.get_float32_matmul_precision)}
+
+
 @dataclass
 class CudaDevice(_Base):
     name: ClassVar[str] = "cuda"
     default_platform: ClassVar[str] = "gpu"
     copy_sizes: ClassVar[tuple[int, ...]] = (4 << 20, 256 << 20)  # in L2, in HBM/GDDR
+    cuda: Any = field(default=None, repr=False, compare=False)  # torch.cuda (None), or a test's fake
 
     @classmethod
     def configure(cls, threads: int | None, cudnn_benchmark: bool, fake: bool, latency: str = "throughput",
@@ -165,13 +224,35 @@ class CudaDevice(_Base):
             "cuda_capability": ".".join(map(str, torch.cuda.get_device_capability())),
             "cudnn_benchmark": torch.backends.cudnn.benchmark,
             "cudnn_deterministic": torch.backends.cudnn.deterministic,
-            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
-            "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
-            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            **float32_settings(),
         })
 
+    @property
+    def _torch_cuda(self) -> Any:
+        return self.cuda if self.cuda is not None else torch.cuda
+
     def synchronize(self) -> None:
-        torch.cuda.synchronize()
+        self._torch_cuda.synchronize()
+
+    def time_calls(self, fn: Any, calls: int) -> float:
+        """Seconds of `calls` back-to-back calls on the GPU: CUDA events around the batch on the current
+        stream (a host clock and a synchronize add 10-20 us, which swamps a ~1 us L2-resident copy).
+
+        Before the start event the GPU waits (torch.cuda._sleep) about as long as the host takes to
+        queue the batch, so the calls run from a full queue: a ~1 us copy is shorter than its launch,
+        and a batch launched while the GPU is idle times the launches, not the copies."""
+        cuda = self._torch_cuda
+        start, end = cuda.Event(enable_timing=True), cuda.Event(enable_timing=True)
+        cuda.synchronize()
+        hold = getattr(cuda, "_sleep", None)
+        if hold is not None:
+            hold(int(min(calls * HOST_LAUNCH_S, MAX_HOLD_S) * HOLD_CYCLES_PER_S))
+        start.record()
+        for _ in range(calls):
+            fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) * 1e-3
 
     def reset_memory(self) -> None:
         torch.cuda.empty_cache()
@@ -195,29 +276,36 @@ class CudaDevice(_Base):
         return float(getattr(event, "device_time_total", 0.0))
 
     def telemetry_gpu_index(self) -> int | None:
-        """The NVML index of the GPU in use (CUDA's numbering differs under CUDA_VISIBLE_DEVICES)."""
+        """The NVML index of the GPU in use (CUDA's numbering differs under CUDA_VISIBLE_DEVICES); None
+        when torch gives a UUID that NVML's GPU list lacks (a MIG instance: telemetry finds it by UUID)."""
         from latbench.env import gpus
 
-        index = torch.cuda.current_device()
-        uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
-        return nvml_index(index, str(uuid) if uuid is not None else None, gpus(),
-                          os.environ.get("CUDA_VISIBLE_DEVICES"))
+        cuda = self._torch_cuda
+        index = cuda.current_device()
+        return nvml_index(index, self.telemetry_gpu_uuid(), gpus(), os.environ.get("CUDA_VISIBLE_DEVICES"))
 
     def math_mode(self, dtype: str) -> str:
-        """float32 convs run in TF32 when cuDNN allows it (its default) and matmuls when matmul allows it:
-        either makes TF32 the ceiling float32 rows can reach."""
+        """The math mode float32 rows are held to: "tf32" only when both cuDNN convs and cuBLAS matmuls
+        run TF32, else "ieee".
+
+        A row's FLOPs are not split by op, so with torch's defaults (cuDNN convs TF32, matmuls IEEE) a
+        Linear-heavy model would be held to a TF32 peak its matmuls never reach. When the two differ the
+        row is held to the IEEE ceiling, the precision every float32 op reaches; a conv-heavy row may
+        then read above 100 % and is warned, not clamped (README, CUDA section). Read through
+        float32_math(): torch >= 2.9's fp32_precision settings, else the allow_tf32 flags."""
         if dtype != "float32":
             return ""
-        tf32 = torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32
-        return "tf32" if tf32 else "ieee"
+        modes = float32_math()
+        return "tf32" if modes["conv"] == modes["matmul"] == "tf32" else "ieee"
 
     def telemetry_gpu_uuid(self) -> str | None:
-        """torch's UUID of the current device (what NVML's handle is looked up by), as 'GPU-...'."""
-        uuid = getattr(torch.cuda.get_device_properties(torch.cuda.current_device()), "uuid", None)
-        if uuid is None or not str(uuid):
-            return None
-        text = str(uuid)
-        return text if text.startswith(("GPU-", "MIG-")) else f"GPU-{text}"
+        """torch's UUID of the current device as torch writes it: bare ('6f2a...'), or already prefixed
+        'GPU-'/'MIG-'. Not prefixed here: a bare UUID may be a MIG instance's ('MIG-...' to NVML), so
+        telemetry.gpu_handle tries both prefixes."""
+        cuda = self._torch_cuda
+        uuid = getattr(cuda.get_device_properties(cuda.current_device()), "uuid", None)
+        text = str(uuid).strip() if uuid is not None else ""
+        return text or None
 
     def model_name(self, fingerprint: dict[str, Any]) -> str:
         return str(self.settings.get("cuda_device_name") or torch.cuda.get_device_name())
@@ -242,14 +330,19 @@ def is_kernel(event: Any) -> bool:
 
 
 def nvml_index(cuda_index: int, cuda_uuid: str | None, nvml_gpus: list[dict[str, Any]],
-               visible: str | None) -> int:
-    """NVML's index of CUDA device `cuda_index`: by UUID when NVML lists it, else through
-    CUDA_VISIBLE_DEVICES when that holds indices, else the CUDA index itself."""
+               visible: str | None) -> int | None:
+    """NVML's index of CUDA device `cuda_index`: by UUID when NVML lists it; None when a UUID was given
+    and NVML's GPU list lacks it (a MIG instance, whose handle only its UUID finds; or a GPU NVML does
+    not show): never another GPU's index. Without a UUID: through CUDA_VISIBLE_DEVICES when that holds
+    indices, else the CUDA index itself."""
+    from latbench.telemetry import bare_uuid
+
     if cuda_uuid:
-        want = cuda_uuid.removeprefix("GPU-").lower()
+        want = bare_uuid(cuda_uuid)
         for g in nvml_gpus:
-            if str(g.get("uuid") or "").removeprefix("GPU-").lower() == want:
+            if bare_uuid(g.get("uuid")) == want:
                 return int(g["index"])
+        return None
     entries = [v.strip() for v in (visible or "").split(",") if v.strip()]
     if cuda_index < len(entries) and entries[cuda_index].isdigit():
         return int(entries[cuda_index])

@@ -11,14 +11,24 @@ of the guideline suites. Probes take < 2 s on a CPU and are cached per machine f
 $LATBENCH_CACHE (default ~/.cache/latbench)/roofline.json; delete that file to re-measure.
 
 Ceilings per dtype and math mode (issue 13 item 7): a row is held against the peak of the precision
-its convs really run at, so that roofline_pct stays <= 100. The GEMM probe runs in the row's dtype
-(bfloat16/float16 rows: a half-precision mm, tensor cores) and, for float32 on a GPU, in the math
-mode the device allows (Device.math_mode: "tf32" when torch.backends.cudnn.allow_tf32 - cuDNN's
-default - or matmul.allow_tf32 is on, else "ieee"); the probe sets matmul.allow_tf32 to match and
-restores it. Each (dtype, math mode) is its own cache entry. The bandwidth probe copies buffers in
-device memory (CudaDevice.copy_sizes: one L2-sized, one HBM-sized); its best is the ceiling, so that
-L2-resident rows stay under it too. A row measured above its ceiling anyway is not clamped: it gets a
-warning (the probe underestimated the device), and `roofline_ceiling` names the ceiling used.
+it runs at. The GEMM probe runs in the row's dtype (bfloat16/float16 rows: a half-precision mm,
+tensor cores) and, for float32 on a GPU, in the math mode Device.math_mode gives: "tf32" only when
+both cuDNN convs and cuBLAS matmuls run TF32, "ieee" otherwise - with torch's defaults (convs TF32,
+matmuls IEEE) a row's FLOPs may be matmuls that never reach the TF32 peak, and rows are not split by
+op, so the ceiling is the one every float32 op reaches (a conv-heavy row may then read above 100 %:
+warned, not clamped). The probe sets the matmul math mode to match (torch >= 2.9:
+torch.backends.cuda.matmul.fp32_precision, what cuBLAS reads; older torch: matmul.allow_tf32) and
+restores it. Each (dtype, math mode) is its own cache entry.
+
+Timing: every probe times batches of back-to-back calls with the device's own clock
+(Device.time_calls: CUDA events on a GPU, behind a short device-side wait so the host queues the
+whole batch first and launches do not gap it; the host clock on the CPU), batches doubling until one
+takes PROBE_BATCH_S. A host clock around one call and a synchronize costs 10-20 us on a GPU, which
+swamps the ~1 us a 4 MiB (L2-resident) copy takes: that copy's bandwidth was never measured.
+The bandwidth probe copies buffers in device memory (CudaDevice.copy_sizes: one L2-sized, one
+HBM-sized); its best is the ceiling, so that L2-resident rows stay under it too. A row measured
+above its ceiling anyway is not clamped: it gets a warning (the probe underestimated the device),
+and `roofline_ceiling` names the ceiling used.
 """
 
 from __future__ import annotations
@@ -42,6 +52,9 @@ from latbench.results.read import read_json_object
 
 GEMM_BUDGET_S = 0.5
 COPY_BUDGET_S = 0.25  # per buffer size
+PROBE_BATCH_S = 1e-3  # a probe batch's calls take at least this long (device time), or it doubles
+PROBE_MAX_BATCH = 1 << 16  # ... up to this many calls
+PROBE_MAX_BATCHES = 10_000  # backstop: a clock that reports 0 s must not spin forever
 # Copy buffers: each device's copy_sizes (devices.py); 4 MiB stays in a server's last-level cache,
 # 64 MiB (CPU) / 256 MiB (GPU) does not.
 
@@ -78,19 +91,20 @@ class Ceilings:
 
 
 def _best_rate(fn: Callable[[], object], work: float, device: Device, budget_s: float) -> float:
-    """Highest work/second over repeated single calls within budget_s (first call is warm-up)."""
-    sync = device.synchronize
+    """Highest work/second over batches of back-to-back calls timed by the device's clock
+    (Device.time_calls), within budget_s of timed calls; the first call is a warm-up. A batch doubles
+    until it takes PROBE_BATCH_S, so per-batch clock costs stay small against the calls."""
     fn()
-    sync()
-    best, spent, calls = 0.0, 0.0, 0
-    while spent < budget_s or calls < 3:
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        dt = time.perf_counter() - t0
-        spent, calls = spent + dt, calls + 1
+    device.synchronize()
+    best, spent, batches, n = 0.0, 0.0, 0, 1
+    while (spent < budget_s or batches < 3) and batches < PROBE_MAX_BATCHES:
+        t0 = time.perf_counter()  # the budget is wall time; the rate is the device's clock
+        dt = device.time_calls(fn, n)
+        spent, batches = spent + time.perf_counter() - t0, batches + 1
         if dt > 0:
-            best = max(best, work / dt)
+            best = max(best, work * n / dt)
+        if dt < PROBE_BATCH_S and n < PROBE_MAX_BATCH:
+            n *= 2
     return best
 
 
@@ -138,17 +152,33 @@ def ceiling_key(device: str, device_name: str, threads: int, dtype: str, math_mo
 
 @contextlib.contextmanager
 def math_mode_set(math_mode: str):
-    """torch's matmul math mode set to `math_mode` ("tf32"/"ieee") while probing, then restored, so
-    the GEMM probe runs at the precision the row's convs run at (cuDNN's flag, not matmul's, rules those)."""
+    """cuBLAS's float32 math mode set to `math_mode` ("tf32"/"ieee") while probing, then restored, so
+    the GEMM probe runs at the precision the row is held to.
+
+    torch >= 2.9: torch.backends.cuda.matmul.fp32_precision, what cuBLAS reads (float32Precision(CUDA,
+    MATMUL) in aten's CUDABlas); the old allow_tf32 flag is neither read nor written, since reading it
+    raises once a user has set the new API. Older torch: matmul.allow_tf32."""
     if math_mode not in ("tf32", "ieee"):
         yield
         return
-    before = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = math_mode == "tf32"
+    matmul = torch.backends.cuda.matmul
+    try:
+        before = matmul.fp32_precision
+    except AttributeError:  # torch < 2.9
+        before = None
+    if isinstance(before, str):
+        matmul.fp32_precision = math_mode
+        try:
+            yield
+        finally:
+            matmul.fp32_precision = before
+        return
+    before_flag = matmul.allow_tf32
+    matmul.allow_tf32 = math_mode == "tf32"
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = before
+        matmul.allow_tf32 = before_flag
 
 
 def measure_ceilings(device: Device, device_name: str, threads: int, dtype: torch.dtype | str = torch.float32,

@@ -7,11 +7,19 @@ Kubernetes torch's device 0 is some other NVML index. "Under load" on the GPU me
 compute process on it (latbench is one): NVML reports host PIDs, which inside a container never equal
 os.getpid(), so comparing PIDs counted latbench itself as another process.
 
+A MIG instance (torch reports its UUID bare, NVML knows it as 'MIG-...') is found by UUID too: its
+clocks, temperature, power and throttling are the parent GPU's (NVML reads them there), its compute
+processes its own. When a UUID is given and NVML knows no GPU by it, GPU telemetry is off for the run
+with a note on its rows, never read from another GPU (NVML's index 0 used to stand in).
+
 A group's cases are measured interleaved, so they share one telemetry window: every row of a group
 gets the same values. The sampler reads counters at start and stop and, every `interval_s`, polls
 clocks from a daemon thread (a sample holds the GIL for well under a millisecond, < 0.2 % of a
-0.5 s interval, and lands on all interleaved cases alike). Without NVML or without a GPU the GPU
-columns stay empty; nothing fails.
+0.5 s interval, and lands on all interleaved cases alike). Throttling is not left to the samples
+(a 0.5 s poll misses a 100 ms power cap): NVML's accumulated throttle time counters (per reason,
+in ns: field values NVML_FI_DEV_CLOCKS_EVENT_REASON_*, else nvmlDeviceGetViolationStatus) are read
+at start() and stop(), and any growth between them flags the group, besides the OR of every
+sample's reason bits. Without NVML or without a GPU the GPU columns stay empty; nothing fails.
 """
 
 from __future__ import annotations
@@ -43,6 +51,15 @@ GPU_THROTTLE_BITS = {0x4: "sw_power_cap", 0x8: "hw_slowdown", 0x20: "sw_thermal"
 GPU_REASON_BITS = {0x1: "gpu_idle", 0x2: "applications_clocks_setting", **GPU_THROTTLE_BITS, 0x10: "sync_boost",
                    0x100: "display_clock_setting"}
 GPU_REASON_BITS = dict(sorted(GPU_REASON_BITS.items()))
+
+# NVML's accumulated throttle-time counters (nanoseconds since the driver loaded), by the
+# GPU_THROTTLE_BITS name they count: field values (nvmlDeviceGetFieldValues; NVML_FI_DEV_PERF_POLICY_POWER
+# = NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_POWER_CAP = 74, NVML_FI_DEV_PERF_POLICY_THERMAL = 75,
+# NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_THERM_SLOWDOWN / HW_THERM_SLOWDOWN / HW_POWER_BRAKE_SLOWDOWN =
+# 269 / 270 / 271 in nvidia-ml-py 12.5+), else nvmlDeviceGetViolationStatus per perf policy
+# (NVML_PERF_POLICY_POWER = 0, NVML_PERF_POLICY_THERMAL = 1; violationTime in ns).
+THROTTLE_FIELDS = {74: "sw_power_cap", 75: "thermal", 269: "sw_thermal", 270: "hw_thermal", 271: "hw_power_brake"}
+THROTTLE_POLICIES = {0: "sw_power_cap", 1: "thermal"}
 
 TELEMETRY_COLUMNS = ("cpu_freq_mhz", "cpu_load_pct", "gpu_sm_clock_mhz", "gpu_temp_c", "gpu_power_w",
                      "throttled", "under_load", "gpu_throttle_reasons")
@@ -87,6 +104,7 @@ class _Window:
     reasons_read: bool = False
     gpu_procs: int | None = None  # most compute processes NVML listed on the GPU in one sample
     samples: int = 0
+    throttle_ns0: dict[str, int] | None = None  # NVML's accumulated throttle counters at start()
 
 
 class TelemetrySampler:
@@ -106,18 +124,24 @@ class TelemetrySampler:
         self.gpu_uuid = gpu_uuid
         self._ps, self._nvml_mod, self._clock, self._thermal_root = psutil_mod, nvml, clock, thermal_root
         self._nv: Any = None
-        self._handle: Any = None
+        self._handle: Any = None  # the GPU's (a MIG instance's parent): clocks, power, throttling
+        self._procs_handle: Any = None  # the device latbench computes on (the MIG instance): processes
+        self._gpu_note: str | None = None  # why GPU telemetry is off (a UUID NVML does not know)
         self._w: _Window | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def start(self) -> None:
+        self._gpu_note = None
         if self.gpu_index is not None or self.gpu_uuid:
             self._nv = load_nvml(self._nvml_mod)
-            self._handle = gpu_handle(self._nv, self.gpu_uuid, self.gpu_index) if self._nv else None
+            if self._nv is not None:
+                found = find_gpu(self._nv, self.gpu_uuid, self.gpu_index)
+                self._handle, self._procs_handle = found.handle, found.procs_handle
+                self._gpu_note = found.note
         self._w = _Window(t0=self._clock(), sys_busy0=self._sys_busy(), own0=self._own_busy(),
-                          thermal0=self._thermal_events())
+                          thermal0=self._thermal_events(), throttle_ns0=self._throttle_ns())
         self.sample()
         if self.interval_s:
             self._stop.clear()
@@ -142,7 +166,8 @@ class TelemetrySampler:
                    "temp": _try(lambda: nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU)),
                    "power": _try(lambda: nv.nvmlDeviceGetPowerUsage(h) / 1000),
                    "reasons": _gpu_reasons(nv, h),
-                   "procs": _try(lambda: len({p.pid for p in nv.nvmlDeviceGetComputeRunningProcesses(h)}))}
+                   "procs": _try(lambda: len({p.pid for p in nv.nvmlDeviceGetComputeRunningProcesses(
+                       self._procs_handle if self._procs_handle is not None else h)}))}
         with self._lock:
             w.samples += 1
             if cur:
@@ -163,15 +188,22 @@ class TelemetrySampler:
             self._thread.join()
             self._thread = None
         self.sample()
+        throttle_ns1 = self._throttle_ns()
         w, self._w = self._w, None
         if self._nv is not None:
             _try(self._nv.nvmlShutdown)
-            self._nv = self._handle = None
+            self._nv = self._handle = self._procs_handle = None
         if w is None:
             return Telemetry()
-        return self._summarize(w)
+        return self._summarize(w, throttle_ns1)
 
-    def _summarize(self, w: _Window) -> Telemetry:
+    def _throttle_ns(self) -> dict[str, int] | None:
+        """NVML's accumulated throttle time per reason (ns), or None where NVML offers none."""
+        if self._nv is None or self._handle is None:
+            return None
+        return throttle_counters(self._nv, self._handle)
+
+    def _summarize(self, w: _Window, throttle_ns1: dict[str, int] | None = None) -> Telemetry:
         wall = self._clock() - w.t0
         cores = _try(lambda: self._ps.cpu_count(logical=True)) or 1
         sys1, own1, thermal1 = self._sys_busy(), self._own_busy(), self._thermal_events()
@@ -188,9 +220,16 @@ class TelemetrySampler:
             notes.append(f"throttled: the benchmark CPUs' clock moved between {min(w.cpu_freqs):.0f} and "
                          f"{max(w.cpu_freqs):.0f} MHz; check cooling and the governor ('latbench env')")
         gpu_bits = [name for bit, name in GPU_THROTTLE_BITS.items() if w.reasons & bit]
-        if gpu_bits:
+        held = {name: throttle_ns1[name] - w.throttle_ns0[name] for name in (throttle_ns1 or {})
+                if name in (w.throttle_ns0 or {}) and throttle_ns1[name] > w.throttle_ns0[name]}
+        if held:
+            what = ", ".join(f"{name} {ns / 1e6:.1f} ms" for name, ns in sorted(held.items()))
+            notes.append(f"throttled: the GPU was held back for {max(held.values()) / 1e6:.1f} ms of the "
+                         f"group's {wall:.1f} s ({what}, NVML's throttle counters); check cooling and power limits")
+        elif gpu_bits:
             notes.append(f"throttled: the GPU was held back ({', '.join(gpu_bits)}); check cooling and power limits")
         throttled = bool(notes)
+        reason_bits = w.reasons | sum(bit for bit, name in GPU_THROTTLE_BITS.items() if name in held)
         if other is not None and other > UNDER_LOAD_CORES:
             notes.append(f"under load: other processes kept {other:.1f} of {cores} cores busy; "
                          f"stop them for trustworthy absolute times")
@@ -200,9 +239,11 @@ class TelemetrySampler:
         if other_gpu:
             notes.append(f"under load: {other_gpu} other process(es) computed on the GPU "
                          f"({w.gpu_procs} compute processes on it at once); stop them for trustworthy times")
+        if self._gpu_note:
+            notes.append(self._gpu_note)
         reasons = None
-        if w.reasons_read:
-            reasons = ";".join(name for bit, name in GPU_REASON_BITS.items() if w.reasons & bit) or "none"
+        if w.reasons_read or held:
+            reasons = ";".join(name for bit, name in GPU_REASON_BITS.items() if reason_bits & bit) or "none"
         return Telemetry(
             cpu_freq_mhz=_mean(w.cpu_freqs), cpu_load_pct=load_pct, other_load_cores=other,
             gpu_sm_clock_mhz=_mean(w.sm_clocks), gpu_temp_c=max(w.temps) if w.temps else None,
@@ -230,16 +271,94 @@ class TelemetrySampler:
         return sum(int(_try(lambda f=f: f.read_text().strip()) or 0) for f in files)
 
 
-def gpu_handle(nv: Any, uuid: str | None, index: int | None) -> Any:
-    """NVML's handle of the GPU with this UUID ('GPU-...' or 'MIG-...'; the bare form torch prints is
-    prefixed), else of NVML index `index`; None when neither is found."""
+@dataclass(frozen=True)
+class FoundGpu:
+    """What telemetry reads: `handle` (the GPU; a MIG instance's parent GPU), `procs_handle` (the device
+    whose compute processes count: the MIG instance itself), or a `note` saying why there is none."""
+
+    handle: Any = None
+    procs_handle: Any = None
+    note: str | None = None
+
+
+def uuid_candidates(uuid: str) -> list[str]:
+    """The forms NVML may know a torch UUID by: as given when prefixed ('GPU-'/'MIG-'), else 'GPU-'
+    and 'MIG-' + it (torch prints a MIG instance's UUID bare too)."""
+    text = uuid.strip()
+    if text.upper().startswith(("GPU-", "MIG-")):
+        return [text[:4].upper() + text[4:]]
+    return [f"GPU-{text}", f"MIG-{text}"]
+
+
+def _by_uuid(nv: Any, text: str) -> Any:
+    for arg in (text, text.encode()):  # pynvml takes str (>= 11.5) or bytes (older)
+        h = _try(lambda arg=arg: nv.nvmlDeviceGetHandleByUUID(arg))
+        if h is not None:
+            return h
+    return None
+
+
+def bare_uuid(uuid: str | None) -> str:
+    """A GPU or MIG UUID without its 'GPU-'/'MIG-' prefix, lower case ('' for None)."""
+    text = str(uuid or "").strip()
+    if text.upper().startswith(("GPU-", "MIG-")):
+        text = text[4:]
+    return text.lower()
+
+
+def _same_uuid(a: Any, b: str) -> bool:
+    text = a.decode() if isinstance(a, bytes) else a
+    return text is not None and bare_uuid(str(text)) == bare_uuid(b)
+
+
+def find_gpu(nv: Any, uuid: str | None, index: int | None) -> FoundGpu:
+    """The GPU in use: by UUID (GPU or MIG instance), else by NVML index when no UUID is given (or
+    NVML cannot look UUIDs up, and the GPU at `index` has that UUID). A UUID NVML does not know is a
+    note, not another GPU's readings."""
     if uuid:
-        text = uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"
-        for arg in (text, text.encode()):  # pynvml takes str (>= 11.5) or bytes (older)
-            h = _try(lambda arg=arg: nv.nvmlDeviceGetHandleByUUID(arg))
+        for text in uuid_candidates(uuid):
+            h = _by_uuid(nv, text)
             if h is not None:
-                return h
-    return _try(lambda: nv.nvmlDeviceGetHandleByIndex(index)) if index is not None else None
+                return _mig_aware(nv, h)
+        h = _try(lambda: nv.nvmlDeviceGetHandleByIndex(index)) if index is not None else None
+        if h is not None and _same_uuid(_try(lambda: nv.nvmlDeviceGetUUID(h)), uuid):
+            return _mig_aware(nv, h)
+        return FoundGpu(note=f"gpu telemetry off: NVML knows no GPU or MIG instance with the UUID torch reports "
+                             f"({uuid}); the GPU columns stay empty rather than show another GPU's readings")
+    h = _try(lambda: nv.nvmlDeviceGetHandleByIndex(index)) if index is not None else None
+    return _mig_aware(nv, h) if h is not None else FoundGpu()
+
+
+def _mig_aware(nv: Any, h: Any) -> FoundGpu:
+    """A MIG instance's handle reads processes; its parent GPU's reads clocks, power and throttling."""
+    is_mig = _try(lambda: nv.nvmlDeviceIsMigDeviceHandle(h))
+    if bool(getattr(is_mig, "value", is_mig)):
+        parent = _try(lambda: nv.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(h))
+        return FoundGpu(handle=parent if parent is not None else h, procs_handle=h)
+    return FoundGpu(handle=h, procs_handle=h)
+
+
+def gpu_handle(nv: Any, uuid: str | None, index: int | None) -> Any:
+    """NVML's handle of the GPU in use (find_gpu: by UUID, 'GPU-' or 'MIG-'; a MIG instance's parent
+    GPU), or None: a given UUID NVML does not know never falls back to another GPU's index."""
+    return find_gpu(nv, uuid, index).handle
+
+
+def throttle_counters(nv: Any, h: Any) -> dict[str, int] | None:
+    """NVML's accumulated throttle time per reason in ns (THROTTLE_FIELDS, else THROTTLE_POLICIES), or
+    None when this NVML or GPU offers neither."""
+    out: dict[str, int] = {}
+    values = _try(lambda: nv.nvmlDeviceGetFieldValues(h, list(THROTTLE_FIELDS)))
+    for v in values or ():
+        if getattr(v, "nvmlReturn", 1) == 0 and getattr(v, "fieldId", None) in THROTTLE_FIELDS:
+            out[THROTTLE_FIELDS[v.fieldId]] = int(v.value.ullVal)
+    if out:
+        return out
+    for policy, name in THROTTLE_POLICIES.items():
+        t = _try(lambda policy=policy: nv.nvmlDeviceGetViolationStatus(h, policy))
+        if t is not None and getattr(t, "violationTime", None) is not None:
+            out[name] = int(t.violationTime)
+    return out or None
 
 
 def _gpu_reasons(nv: Any, h: Any) -> int | None:

@@ -2,7 +2,7 @@
 
 Numbers are exact: the fake's host runs ahead of its device as on hardware, so each test states the
 time a correct backend must report, and a backend that skips a synchronization, an event flag, a
-stream or a reference gets another number or an error. benchmarks/mutate_cuda_backend.py checks that.
+stream or a reference gets another number or an error. benchmarks/cuda_mutations.py checks that.
 """
 
 import gc
@@ -273,3 +273,124 @@ def test_kernel_count_excludes_memcpy_memset_and_the_marker_range():
     bare = [SimpleNamespace(name=e.name, cpu_parent=e.cpu_parent, device_type=e.device_type) for e in events[2:]]
     assert CudaDevice().kernel_count(bare) == 3 + 1  # the marker range is dropped by breakdown(), not here
     assert opbreakdown.breakdown([marker, conv, *bare], CudaDevice(), 1)["op_count_per_forward"] == 3
+
+
+# --- issue 23: what a GPU would punish, on a fake that models it ----------------------------------
+
+def test_the_start_event_is_recorded_after_the_sync_so_the_hosts_wake_up_is_not_timed():
+    """A real host wakes some microseconds after the GPU drains (sync_wake_s). A start event recorded
+    before the synchronize sits at the end of the queued work, and the block then times the wake-up."""
+    cuda = FakeCuda(FakeClock(), sync_wake_s=0.05 * MS)
+    backend = CudaBackend(cuda)
+    work = cuda.work(1 * MS, launch_s=0.4 * MS)
+    work()  # still running on the device
+    assert backend.time_block(work, 5) == pytest.approx((0.4 + 5 * 1.0) * MS)
+
+
+def _flushed(latency, **kw):
+    """A backend with the real flusher (2x L2 buffer, zero_ on the current stream) driven through the fake."""
+    cuda = FakeCuda(FakeClock(), flush_s=2 * MS, l2_bytes=96 << 20, **kw)
+    return cuda, CudaBackend(cuda, latency=latency, l2="flushed", alloc=cuda.alloc)
+
+
+def test_the_real_flusher_writes_twice_the_l2_on_the_current_stream():
+    cuda, backend = _flushed("throughput")
+    [buf] = cuda.buffers
+    assert buf.nbytes == 2 * (96 << 20) >= cuda.l2_bytes
+    small = FakeCuda(FakeClock(), l2_bytes=8 << 20)
+    CudaBackend(small, l2="flushed", alloc=small.alloc)
+    assert small.buffers[0].nbytes == 64 << 20  # at least 64 MiB
+
+
+@pytest.mark.parametrize("latency, per_call_ms", [
+    ("throughput", 1.0 + 0.3),  # the flush (2 ms, queued ahead) hides the 0.4 ms launch: GPU time from cold
+    ("single", 0.4 + 1.0 + 0.3),  # flush, sync, then the call alone: it pays its launch
+])
+def test_flushed_calls_start_cold_behind_an_ordered_flush(latency, per_call_ms):
+    """The flush runs on the current stream before each start event and evicts the whole L2: a flush
+    on its own (unordered) stream overlaps the call, a buffer smaller than the L2 leaves it warm, and
+    a flush queued after the single-request sync hides the launch: each gives another number."""
+    cuda, backend = _flushed(latency)
+    work = cuda.work(1.0 * MS, launch_s=0.4 * MS, cold_s=0.3 * MS)
+    work()
+    flushes = cuda.flushes
+    assert backend.time_block(work, 6) == pytest.approx(6 * per_call_ms * MS)
+    assert cuda.flushes - flushes == 6 and cuda.current_stream() is cuda.default
+
+
+def test_flushed_blocks_read_their_own_event_pairs_only():
+    cuda, backend = _flushed("throughput")
+    work = cuda.work(1.0 * MS, launch_s=0.1 * MS, cold_s=0.3 * MS)
+    assert backend.time_block(work, 10) == pytest.approx(10 * 1.3 * MS)
+    other = cuda.work(0.5 * MS, launch_s=0.1 * MS, cold_s=0.1 * MS)
+    assert backend.time_block(other, 3) == pytest.approx(3 * 0.6 * MS)  # 3 pairs read, not the pool's 10
+    assert backend.time_block(work, 6) == pytest.approx(6 * 1.3 * MS)
+
+
+def test_flushed_mode_keeps_wall_time_within_max_time_and_its_event_pairs_bounded():
+    """Each timed call costs a flush besides: timing every call of every block (the loop sizes blocks
+    by the calls' time) ran ~(flush + call) / call times --max-time, with one event pair per call of
+    the largest warm-up block. Now a block times as many calls as fit, and pairs come from a pool."""
+    from latbench.timing.cuda import FLUSH_PAIRS
+
+    cuda, backend = _flushed("throughput")
+    work = cuda.work(0.1 * MS, launch_s=0.01 * MS, cold_s=0.02 * MS, noise=0.01)
+    policy = StopPolicy(warmup_s=0.02, warmup_min_iters=3, block_s=0.005, min_rounds=3, max_rounds=10_000,
+                        min_time_s=0.0, max_time_s=0.1, rel_ci=1e-9)
+    t0 = cuda.clock.now_s
+    done, failed = measure([("w", work)], backend, policy)
+    wall = cuda.clock.now_s - t0
+    m = done["w"]
+    assert not failed and m.stop_reason == "max_time"
+    assert sorted(m.samples_s)[len(m.samples_s) // 2] == pytest.approx(0.12 * MS, rel=0.05)  # the cold call
+    assert wall < 1.5 * (policy.warmup_s + policy.max_time_s)  # was ~17x: a 2 ms flush per 0.12 ms call
+    assert cuda.events_created <= 2 * FLUSH_PAIRS + 2
+
+
+def test_a_failed_capture_restores_the_stream_and_keeps_the_first_error():
+    """torch.cuda.graph.__exit__ skips its stream restore when capture_end raises, and capture_end's
+    own error is 'operation failed due to a previous error during capture': the reason must be the
+    first error, the current stream the one before, and the half-made graph's pool freed."""
+    cuda, backend = setup()
+    with pytest.raises(CaptureError) as info:
+        backend.prepare(cuda.work(1 * MS, capturable=False), "cudagraph")
+    assert "synchronizing op" in str(info.value) and "previous error" not in str(info.value)
+    assert cuda.current_stream() is cuda.default
+    gc.collect()
+    assert cuda.pools_alive == 0
+    work = cuda.work(1 * MS)  # the next case captures and times on the default stream as usual
+    graph = backend.prepare(work, "cudagraph")
+    assert backend.time_block(graph, 2) == pytest.approx(2 * MS)
+
+
+def test_out_of_memory_while_capturing_fails_the_case_instead_of_skipping_it():
+    """The allocator's free-and-retry synchronizes, which invalidates the capture: capture_end raises
+    the generic error, and an out-of-memory read as 'cannot be captured' became a skip."""
+    import torch
+
+    from latbench.faults import is_oom
+
+    cuda, backend = setup()
+    with pytest.raises(RuntimeError) as info:
+        backend.prepare(cuda.work(1 * MS, fail_after=3), "cudagraph")  # 3 warm-up calls, then the capture
+    assert is_oom(info.value) and not isinstance(info.value, CaptureError)
+    assert cuda.current_stream() is cuda.default
+
+    class Backend:
+        modes = ("eager", "cudagraph")
+
+        def prepare(self, fn, mode):
+            return backend.prepare(cuda.work(1 * MS, fail_after=3), mode)
+
+    prep = prepare._mode(torch.nn.Identity(), torch.zeros(1), "cudagraph", "cuda", Backend())
+    assert prep.skip is None and prep.fn is None and prep.error.startswith("out of memory")
+
+
+def test_a_long_flushed_block_reuses_a_bounded_pool_of_event_pairs():
+    from latbench.timing.cuda import FLUSH_PAIRS
+
+    cuda, backend = _flushed("throughput")
+    work = cuda.work(0.1 * MS, cold_s=0.02 * MS)
+    created = cuda.events_created
+    assert backend.time_block(work, 3 * FLUSH_PAIRS + 5) == pytest.approx((3 * FLUSH_PAIRS + 5) * 0.12 * MS)
+    assert cuda.events_created - created <= 2 * FLUSH_PAIRS

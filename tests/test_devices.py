@@ -133,7 +133,8 @@ def test_telemetry_handle_and_titles(monkeypatch):
     ("bbbb-2", None, 1),  # by UUID: CUDA's device 0 is NVML's 1 (CUDA_VISIBLE_DEVICES=1, or another order)
     (None, "2,3", 2),  # no UUID: through CUDA_VISIBLE_DEVICES
     (None, "GPU-bbbb-2", 0),  # UUIDs there but not in NVML: the CUDA index
-    ("cccc", None, 0),
+    ("cccc", None, None),  # a UUID NVML's list lacks (a MIG instance): no index, never NVML's GPU 0
+    ("MIG-bbbb-2", "MIG-bbbb-2", 1),  # prefixes do not matter
 ])
 def test_nvml_index_of_the_gpu_in_use(uuid, visible, expected):
     """Regression: telemetry read NVML's GPU 0 while the run used CUDA_VISIBLE_DEVICES=1 (another GPU)."""

@@ -148,9 +148,11 @@ def test_the_bare_uuid_torch_prints_and_an_unknown_uuid(tmp_path):
 
     nv = FakeNVML(gpus=TWO_GPUS)
     assert gpu_handle(nv, "bbbb-2", 0) == ("gpu", 1)  # str(props.uuid) has no "GPU-" prefix
-    assert gpu_handle(nv, "GPU-cccc", 0) == ("gpu", 0)  # NVML does not know it: the mapped index
-    assert gpu_handle(FakeNVML(gpus=TWO_GPUS, unsupported=("nvmlDeviceGetHandleByUUID",)), "GPU-bbbb-2", 1) == ("gpu", 1)
-    assert gpu_handle(nv, None, None) is None
+    assert gpu_handle(nv, "GPU-cccc", 0) is None  # NVML does not know it: no readings, not NVML's GPU 0
+    no_lookup = FakeNVML(gpus=TWO_GPUS, unsupported=("nvmlDeviceGetHandleByUUID",))
+    assert gpu_handle(no_lookup, "GPU-bbbb-2", 1) == ("gpu", 1)  # by index, as that GPU has the UUID
+    assert gpu_handle(no_lookup, "GPU-bbbb-2", 0) is None  # ... and not when it has another
+    assert gpu_handle(nv, None, None) is None and gpu_handle(nv, None, 0) == ("gpu", 0)  # no UUID: the index
 
 
 def test_the_cuda_device_reports_its_uuid_as_nvml_writes_it(monkeypatch):
@@ -160,9 +162,13 @@ def test_the_cuda_device_reports_its_uuid_as_nvml_writes_it(monkeypatch):
 
     from latbench.devices import CpuDevice, CudaDevice
 
+    from latbench.telemetry import gpu_handle
+
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: SimpleNamespace(uuid="bbbb-2"))
-    assert CudaDevice().telemetry_gpu_uuid() == "GPU-bbbb-2" and CpuDevice().telemetry_gpu_uuid() is None
+    uuid = CudaDevice().telemetry_gpu_uuid()
+    assert uuid == "bbbb-2" and CpuDevice().telemetry_gpu_uuid() is None  # as torch writes it: GPU or MIG
+    assert gpu_handle(FakeNVML(gpus=TWO_GPUS), uuid, None) == ("gpu", 1)
 
 
 def _gpu_window(tmp_path, nv):
@@ -215,3 +221,84 @@ def test_older_pynvml_with_only_the_throttle_reasons_call(tmp_path):
 
     t = _gpu_window(tmp_path, OldNVML(reasons=0x20 | 0x10))
     assert t.gpu_throttle_reasons == "sync_boost;sw_thermal" and t.throttled
+
+
+# ---- issue 23: MIG instances, no stand-in GPU, throttling accumulated between start and stop -----
+
+MIG_GPUS = [{"uuid": "GPU-aaaa-1", "sm_mhz": 1000, "temp_c": 40},
+            {"uuid": "GPU-bbbb-2", "sm_mhz": 1500, "temp_c": 70,
+             "migs": [{"uuid": "MIG-cccc-3"}, {"uuid": "MIG-dddd-4", "other_pids": (777,)}]}]
+
+
+def test_a_mig_instance_is_found_by_the_bare_uuid_torch_reports(tmp_path):
+    """torch prints a MIG instance's UUID bare; NVML knows it as 'MIG-...'. Prefixing 'GPU-' found
+    nothing and NVML's index 0 (another card here) stood in. Device readings come from the parent GPU,
+    processes from the instance (another instance's process is not load on ours)."""
+    nv = FakeNVML(gpus=MIG_GPUS, self_on=("mig", 1, 0), self_pid=812345)
+    s = _sampler(FakePsutil(), FakeClock(), gpu_uuid="cccc-3", nvml=nv, thermal_root=tmp_path)
+    s.start()
+    t = s.stop()
+    assert (t.gpu_sm_clock_mhz, t.gpu_temp_c) == (1500.0, 70.0)  # GPU 1, the instance's parent
+    assert t.gpu_compute_processes == 1 and not t.under_load and t.notes == ()
+
+
+def test_the_mig_device_maps_to_no_nvml_index_and_telemetry_finds_it_by_uuid(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    import torch
+
+    import latbench.env
+    from latbench.devices import CudaDevice
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: SimpleNamespace(uuid="cccc-3"))
+    monkeypatch.setattr(latbench.env, "gpus", lambda: [{"index": 0, "uuid": "GPU-aaaa-1"},
+                                                       {"index": 1, "uuid": "GPU-bbbb-2"}])
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "MIG-cccc-3")
+    dev = CudaDevice()
+    assert dev.telemetry_gpu_index() is None  # not CUDA's index 0, which NVML calls another GPU
+    nv = FakeNVML(gpus=MIG_GPUS, self_on=("mig", 1, 0))
+    s = _sampler(FakePsutil(), FakeClock(), gpu_index=dev.telemetry_gpu_index(), gpu_uuid=dev.telemetry_gpu_uuid(),
+                 nvml=nv, thermal_root=tmp_path)
+    s.start()
+    assert s.stop().gpu_sm_clock_mhz == 1500.0
+
+
+def test_a_uuid_nvml_does_not_know_turns_gpu_telemetry_off_with_a_note(tmp_path):
+    nv = FakeNVML(gpus=TWO_GPUS)
+    s = _sampler(FakePsutil(), FakeClock(), gpu_uuid="eeee-9", gpu_index=0, nvml=nv, thermal_root=tmp_path)
+    s.start()
+    t = s.stop()
+    assert t.gpu_sm_clock_mhz is None and t.gpu_temp_c is None and t.gpu_throttle_reasons is None
+    assert any(n.startswith("gpu telemetry off: NVML knows no GPU or MIG instance") and "eeee-9" in n
+               for n in t.notes)
+    assert not t.throttled and not t.under_load
+
+
+def test_throttling_between_samples_is_counted_from_nvmls_accumulated_counters(tmp_path):
+    """Every sample saw no throttle bit, but the power cap held the clocks for 120 ms between two
+    samples: NVML's throttle-time counters grew, so the group is throttled."""
+    nv = FakeNVML(gpus=[{"uuid": "GPU-0000-fake", "reasons": 0x1, "fields": {74: 5_000_000_000, 270: 0}}])
+    ps, clock = FakePsutil(), FakeClock()
+    s = _sampler(ps, clock, gpu_uuid="GPU-0000-fake", nvml=nv, thermal_root=tmp_path)
+    s.start()
+    clock.advance(1.0)
+    s.sample()
+    nv.gpus[0]["fields"][74] += 120_000_000  # sw power cap: 120 ms, between samples
+    clock.advance(1.0)
+    t = s.stop()
+    assert t.throttled and "sw_power_cap" in t.gpu_throttle_reasons
+    assert any("held back for 120.0 ms" in n and "sw_power_cap 120.0 ms" in n for n in t.notes)
+    nv.gpus[0]["fields"][74] += 0  # a quiet group after it: counters unchanged, not throttled
+    s.start()
+    assert not s.stop().throttled
+
+
+def test_violation_status_counts_when_field_values_are_not_offered(tmp_path):
+    nv = FakeNVML(unsupported=("nvmlDeviceGetFieldValues",), gpus=[{"uuid": "GPU-0000-fake",
+                                                                    "violations": {0: 0, 1: 10_000}}])
+    s = _sampler(FakePsutil(), FakeClock(), gpu_index=0, nvml=nv, thermal_root=tmp_path)
+    s.start()
+    nv.gpus[0]["violations"][1] += 3_000_000  # thermal policy: 3 ms
+    t = s.stop()
+    assert t.throttled and any("thermal 3.0 ms" in n for n in t.notes)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from latbench import roofline
-from latbench.devices import CpuDevice
+from fakes import fp32_settings_kept
+from latbench.devices import CpuDevice, float32_math
 from latbench.cost import build_network
 from latbench.opbreakdown import FLOP_OP_NAMES, profile_forward
 
@@ -102,7 +103,7 @@ FP32, TF32, HALF, HBM = 60e12, 480e12, 960e12, 3e12
 
 def hw_probes(calls):
     def gemm(device, dtype):
-        tf32 = torch.backends.cuda.matmul.allow_tf32  # cuBLAS picks TF32 by this flag, as on hardware
+        tf32 = float32_math()["matmul"] == "tf32"  # what cuBLAS reads (fp32_precision on torch >= 2.9)
         calls.append((str(dtype).removeprefix("torch."), tf32))
         return {"peak_flops_per_s": HALF if dtype in (torch.bfloat16, torch.float16) else TF32 if tf32 else FP32}
 
@@ -114,25 +115,32 @@ def hw_probes(calls):
 
 @pytest.fixture
 def gpu(monkeypatch):
+    """A GPU device in torch's default math settings (cuDNN convs TF32, matmuls IEEE), put back after."""
     from latbench.devices import CudaDevice
 
     monkeypatch.setattr(CudaDevice, "dtype_skip", lambda self, dtype: None)
-    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = True  # cuDNN's default: convs run TF32
-    torch.backends.cuda.matmul.allow_tf32 = False  # matmul's default
-    yield CudaDevice()
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+    with fp32_settings_kept():
+        torch.backends.cudnn.allow_tf32 = True  # cuDNN's default: convs run TF32
+        torch.backends.cuda.matmul.allow_tf32 = False  # matmul's default
+        yield CudaDevice()
 
 
-def test_float32_rows_on_a_gpu_are_held_against_the_tf32_peak_their_convs_reach(gpu, tmp_path):
-    """The probe was strict-FP32 mm while cuDNN convs run TF32: a conv row at 70 % of the TF32 peak
-    read 560 % of 'the roofline'. Now the probe runs in the convs' math mode and restores matmul's flag."""
+def test_float32_rows_are_held_to_tf32_only_when_convs_and_matmuls_both_run_it(gpu, tmp_path):
+    """With both in TF32 a conv row at 70 % of the TF32 peak reads 70 % (it read 560 % against a
+    strict-FP32 probe). With torch's defaults (convs TF32, matmuls IEEE) a Linear-heavy float32 model
+    runs IEEE matmuls: it was held to the TF32 peak (reading 8x less efficient than it is); now IEEE."""
     calls = []
     gemm, copy = hw_probes(calls)
-    cs, cached, missing = roofline.measure_ceiling_set(gpu, "Fake H100", 1, ["float32", "bfloat16", "float32"],
-                                                       gemm_probe=gemm, copy_probe=copy, path=tmp_path / "r.json")
-    assert calls == [("float32", True), ("bfloat16", False)] and missing == {} and not any(cached.values())
-    assert torch.backends.cuda.matmul.allow_tf32 is False  # restored
+    kw = dict(gemm_probe=gemm, copy_probe=copy, path=tmp_path / "r.json")
+    defaults, _, _ = roofline.measure_ceiling_set(gpu, "Fake H100", 1, ["float32"], **kw)
+    assert defaults.for_dtype("float32").label == "float32/ieee" and calls == [("float32", False)]
+    linear_ms = 1e3 * 1e12 / (0.7 * FP32)  # a Linear-heavy row at 70 % of what its IEEE matmuls reach
+    assert roofline.row_columns(1e12, 1e9, linear_ms, defaults, "float32")["roofline_pct"] == pytest.approx(70.0)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    calls.clear()
+    cs, cached, missing = roofline.measure_ceiling_set(gpu, "Fake H100", 1, ["float32", "bfloat16", "float32"], **kw)
+    assert calls == [("float32", True), ("bfloat16", True)] and missing == {} and not any(cached.values())
+    assert float32_math()["matmul"] == "tf32"  # restored as it was
     assert cs.for_dtype("float32").label == "float32/tf32" and cs.for_dtype("float32").peak_flops_per_s == TF32
     assert cs.for_dtype("bfloat16").label == "bfloat16" and cs.for_dtype("bfloat16").peak_flops_per_s == HALF
     flops, mac = 1e12, 1e9  # compute-bound
@@ -149,13 +157,42 @@ def test_strict_fp32_when_tf32_is_off_and_each_math_mode_is_its_own_cache_entry(
     calls, path = [], tmp_path / "r.json"
     gemm, copy = hw_probes(calls)
     kw = dict(gemm_probe=gemm, copy_probe=copy, path=path)
+    torch.backends.cuda.matmul.allow_tf32 = True
     tf32, _ = roofline.measure_ceilings(gpu, "Fake H100", 1, "float32", **kw)
     torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     ieee, cached = roofline.measure_ceilings(gpu, "Fake H100", 1, "float32", **kw)
     assert not cached and (tf32.label, ieee.label) == ("float32/tf32", "float32/ieee")
     assert (tf32.peak_flops_per_s, ieee.peak_flops_per_s) == (TF32, FP32) and tf32.key != ieee.key
     again, cached = roofline.measure_ceilings(gpu, "Fake H100", 1, "float32", **kw)
     assert cached and again == ieee and len(calls) == 2 and len(json.loads(path.read_text())) == 2
+
+
+def test_the_fp32_precision_api_is_read_and_set_without_crashing(gpu, tmp_path):
+    """torch >= 2.9: once a user sets torch.backends.cuda.matmul.fp32_precision (or cudnn.conv's),
+    reading the old allow_tf32 flags raises ('mix of the legacy and new APIs'); latbench read them."""
+    if not hasattr(torch.backends.cudnn, "conv"):
+        pytest.skip("this torch has no fp32_precision settings (< 2.9)")
+    from latbench.devices import float32_settings
+
+    torch.backends.cuda.matmul.fp32_precision = "tf32"
+    torch.backends.cudnn.conv.fp32_precision = "tf32"
+    with pytest.raises(RuntimeError, match="legacy and new"):
+        torch.backends.cuda.matmul.allow_tf32  # noqa: B018 - what torch does: the old code crashed here
+    assert float32_math() == {"conv": "tf32", "matmul": "tf32"} and gpu.math_mode("float32") == "tf32"
+    settings = float32_settings()
+    assert settings["matmul_fp32_math"] == "tf32" and settings["matmul_allow_tf32"] is None
+    calls = []
+    gemm, copy = hw_probes(calls)
+    c, _ = roofline.measure_ceilings(gpu, "Fake H100", 1, "float32", gemm_probe=gemm, copy_probe=copy,
+                                     path=tmp_path / "r.json")
+    assert c.label == "float32/tf32" and c.peak_flops_per_s == TF32
+    assert torch.backends.cuda.matmul.fp32_precision == "tf32"  # put back through the new API
+    torch.backends.cudnn.conv.fp32_precision = "ieee"  # convs IEEE, matmuls TF32: held to IEEE
+    assert gpu.math_mode("float32") == "ieee"
+    with roofline.math_mode_set("ieee"):
+        assert torch.backends.cuda.matmul.fp32_precision == "ieee"
+    assert torch.backends.cuda.matmul.fp32_precision == "tf32"
 
 
 def test_a_dtype_the_device_cannot_run_has_no_ceiling_and_its_rows_no_bound(tmp_path):
@@ -182,3 +219,24 @@ def test_a_row_above_its_ceiling_is_warned_not_clamped():
     row = with_roofline(row, roofline.CeilingSet({"float32": c})).to_dict()
     assert row["roofline_pct"] == pytest.approx(200.0)  # 10 ms bound, 5 ms measured: reported as is
     assert row["warnings"].startswith("above roofline: 200% of the float32/ieee ceiling")
+
+
+def test_the_l2_sized_copy_is_timed_on_the_device_in_batches():
+    """A 4 MiB copy takes ~1 us on a GPU; a host clock around one call and a synchronize (here: a
+    host that wakes 15 us after the GPU drains, a 4 us launch) measured the overhead, never the
+    L2's bandwidth. The probe now asks the device: events around a batch run from a full queue."""
+    from fakes import FakeClock, FakeCuda
+
+    from latbench.devices import CudaDevice
+
+    cuda = FakeCuda(FakeClock(), sync_wake_s=15e-6)
+    copy = cuda.work(1e-6, launch_s=4e-6)  # 8 MiB moved (4 read + 4 written) in 1 us: 8.4 TB/s
+    dev = CudaDevice(cuda=cuda)
+    rate = roofline._best_rate(copy, 8 << 20, dev, budget_s=0.01)
+    assert rate == pytest.approx((8 << 20) / 1e-6)
+    assert cuda.events_recorded >= 2 * 3
+
+
+def test_time_calls_on_the_cpu_is_the_host_clock():
+    calls = []
+    assert CpuDevice().time_calls(lambda: calls.append(1), 5) >= 0 and calls == [1] * 5

@@ -264,6 +264,10 @@ def _run_group(specs: list[CaseSpec], modes: tuple[str, ...], cfg: RunConfig, gu
     errors.update(failed)
     for key, fn in items:
         changed.setdefault(key[0], []).extend(backend.changed.get(id(fn), ()))
+    # the group's callables hold its models and inputs: drop every reference before memory is handed back
+    items.clear()
+    fns.clear()
+    prepared = prep = fn = None  # noqa: F841 - the loops' last values held callables too
     release(dev.backend)  # CUDA graphs and their private pools, compiled code (dynamo reset)
     dev.reset_memory()
     return _rows(specs, modes, cfg, costs, done, errors, skips, compile_s, tele, ops, changed)
