@@ -18,7 +18,11 @@ from typing import Any
 #       repeats (worker processes pooled into the row), ratio_process_spread_pct, ratio_between_pct,
 #       ratio_unstable; the samples file appended `process` (which worker took the sample). Older files
 #       read as one process: ratio_interval "unrecorded", repeats 1, process 0.
-SCHEMA_VERSION = 4
+#   5 - many machines (issue 26): appended host (the hostname of the machine that measured the row) and
+#       device_name (its CPU model or GPU name), so a run merged from shards or measured on a Ray fleet
+#       keeps each row's machine. Older files read host = the metadata fingerprint's hostname and
+#       device_name = its GPU (device_settings) or CPU model where the metadata is at hand, else "".
+SCHEMA_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,8 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "latency_semantics", "l2", "gpu_throttle_reasons", "roofline_ceiling",
     # schema 4: process repeats (run --repeats, latbench/run/workers.py)
     "ratio_interval", "repeats", "ratio_process_spread_pct", "ratio_between_pct", "ratio_unstable",
+    # schema 5: which machine measured the row (run --on ray, latbench merge; issue 26)
+    "host", "device_name",
 )
 
 # Columns of the raw samples file beside it (one row per timed block).

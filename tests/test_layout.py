@@ -16,11 +16,11 @@ LAYERS: list[tuple[str, ...]] = [
     ("models", "stats", "env", "claims", "suite.yamlnodes", "suite.sweep", "timing.backend", "timing.cuda",
      "timing.cpu", "timing.fake", "timing.loop", "results.schema"),
     ("cost", "solver", "timing.prepare", "timing", "telemetry", "results", "suite"),
-    ("devices", "roofline", "opbreakdown", "compare", "run.options"),
+    ("devices", "roofline", "opbreakdown", "runsets", "compare", "run.options"),
     ("run.rows", "gate", "audit", "report"),
     ("run.pipeline", "run.runfile", "run.sources", "run.warm"),
     ("run.workers",),
-    ("run.session", "run"),
+    ("run.session", "run.merge", "run.fleet", "run"),
     ("api", "pytest_plugin", "ab"),
     ("cli", "__main__"),
 ]

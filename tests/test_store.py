@@ -37,6 +37,8 @@ EXPECTED_RESULT_COLUMNS = [
     "latency_semantics", "l2", "gpu_throttle_reasons", "roofline_ceiling",
     # schema 4: process repeats (issue 16)
     "ratio_interval", "repeats", "ratio_process_spread_pct", "ratio_between_pct", "ratio_unstable",
+    # schema 5: the machine that measured the row (issue 26)
+    "host", "device_name",
 ]
 EXPECTED_SAMPLE_COLUMNS = ["run_id", "suite", "experiment", "case", "scale", "device", "mode", "batch",
                            "round", "position", "iters", "latency_ms", "dtype", "memory_format", "threads",

@@ -10,7 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from latbench import faults
-from latbench.cli.common import DeviceName, Format, at_least, command, err, fail, rendered, write_output
+from latbench.cli.common import (DeviceName, ForceOpt, Format, at_least, check_output_option, command, err, fail,
+                                 rendered, write_output)
 from latbench.errors import LatbenchError
 
 
@@ -75,15 +76,19 @@ def run(
     no_roofline: Annotated[bool, typer.Option("--no-roofline", metavar="", help="Skip the peak FLOP/s and bandwidth probe (< 2 s, cached per machine) and the roofline columns.", rich_help_panel=P_HW)] = False,
     roofline: Annotated[bool, typer.Option("--roofline", hidden=True, help="The default (kept for old scripts).")] = True,
     fmt: Annotated[Format, typer.Option("--format", metavar="FORMAT", help="How the results are printed: table (default, one per suite), csv, json or markdown.", rich_help_panel=P_OUT)] = Format.table,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="FILE", help="Print the results into FILE instead of stdout.", rich_help_panel=P_OUT)] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="FILE", callback=check_output_option, help="Print the results into FILE instead of stdout (an existing FILE only with --force).", rich_help_panel=P_OUT)] = None,
+    force: Annotated[bool, typer.Option("--force", metavar="", is_eager=True, help="Replace -o FILE if it exists (never a run's files, never through a symbolic link).", rich_help_panel=P_OUT)] = False,
     results_dir: Annotated[Path, typer.Option(metavar="DIR", help="Where the run's files go (never overwritten).", rich_help_panel=P_OUT)] = Path("results"),
     quiet: Annotated[bool, typer.Option("-q", "--quiet", metavar="", help="No progress or notes on stderr (errors still show).", rich_help_panel=P_OUT)] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", metavar="", help="Also a line per finished group on stderr.", rich_help_panel=P_OUT)] = False,
     resume: Annotated[Optional[Path], typer.Option(metavar="CSV", help="Continue an interrupted run (its results .csv) with the same suite and options.", rich_help_panel=P_MORE)] = None,
     allow_import: Annotated[bool, typer.Option("--allow-import", metavar="", help="Let 'builder: user' suites import the Python module they name.", rich_help_panel=P_MORE)] = False,
     max_cases: Annotated[Optional[int], typer.Option(metavar="N", callback=at_least(0), help="Refuse a suite expanding to more cases than this, before anything is built. Default 1000; 0: no limit.", rich_help_panel=P_MORE)] = None,
-    isolate: Annotated[bool, typer.Option("--isolate", metavar="", help="Kept for older command lines: groups already run in worker processes (a crash fails its cases only; a stuck call is killed).", rich_help_panel=P_MORE)] = False,
+    isolate: Annotated[bool, typer.Option("--isolate", metavar="", hidden=True, help="Kept for older command lines: groups already run in worker processes (a crash fails its cases only; a stuck call is killed).", rich_help_panel=P_MORE)] = False,
     in_process: Annotated[bool, typer.Option("--in-process", metavar="", help="Measure in this process, not in worker processes (debugging, profiling; user code can then disturb the run).", rich_help_panel=P_MORE)] = False,
+    shard: Annotated[Optional[str], typer.Option(metavar="I/N", help="Measure share I of N of the groups (merge).", rich_help_panel=P_MORE)] = None,
+    on: Annotated[Optional[str], typer.Option(metavar="RAY", help="ray[://ADDR]: on a Ray cluster's nodes.", rich_help_panel=P_MORE)] = None,
+    devices: Annotated[Optional[str], typer.Option(metavar="A,B", help="--on: device pools, a run file each.", rich_help_panel=P_MORE)] = None,
     debug: Annotated[bool, typer.Option("--debug", metavar="", help="Show tracebacks for user errors too.", rich_help_panel=P_MORE)] = False,
 ) -> None:
     """Build each case of the suites, count FLOPs and MAC, warm up, time interleaved, write results/.
@@ -105,7 +110,8 @@ def run(
                       batch=batch, modes=modes, max_time=max_time, min_time=min_time, target=target,
                       cudnn_benchmark=cudnn_benchmark, latency=latency.value, l2=l2.value, results_dir=results_dir, seed=seed, resume=resume,
                       case_timeout=case_timeout, profile=profile, roofline=roofline, allow_import=allow_import,
-                      argv=tuple(sys.argv), max_cases=max_cases, isolate=isolate, in_process=in_process, repeats=repeats)
+                      argv=tuple(sys.argv), max_cases=max_cases, isolate=isolate, in_process=in_process, repeats=repeats,
+                      shard=shard, on=on, devices=tuple(d.strip() for d in devices.split(",") if d.strip()) if devices else None)
     try:
         with faults.signals_as_interrupts():
             code = _run(opts, quiet, verbose, fmt, output)

@@ -12,7 +12,8 @@ from latbench.records import KEY_COLUMNS, KEY_DEFAULTS, RESULT_COLUMNS, SAMPLE_C
 
 __all__ = ["KEY_COLUMNS", "KEY_DEFAULTS", "RESULT_COLUMNS", "SAMPLE_COLUMNS", "SCHEMA_VERSION", "OK", "FAILED",
            "SKIPPED", "ROW_STATUSES", "RUNNING", "COMPLETE", "INTERRUPTED", "RUN_STATUSES", "STRING_COLUMNS",
-           "BOOL_COLUMNS", "NUMERIC_COLUMNS", "OLDEST_SCHEMA", "SCHEMA_ADDED", "SAMPLE_ADDED", "apply_dtypes", "migrate"]
+           "BOOL_COLUMNS", "NUMERIC_COLUMNS", "OLDEST_SCHEMA", "SCHEMA_ADDED", "SAMPLE_ADDED", "IDENTITY_COLUMNS", "apply_dtypes", "fill_identity", "identity_of_meta",
+           "migrate"]
 
 # --- status of a row (one case x mode)
 OK = "ok"  # measured: latency_ms > 0
@@ -33,7 +34,7 @@ STRING_COLUMNS: tuple[str, ...] = (
     "run_id", "suite", "experiment", "case", "device", "mode", "dtype", "memory_format", "widths", "widths_mode",
     "baseline_case", "schedule", "stop_reason", "status", "error", "warnings", "source",
     "latency_semantics", "l2", "gpu_throttle_reasons", "roofline_ceiling",
-    "ratio_interval",
+    "ratio_interval", "host", "device_name",
 )
 BOOL_COLUMNS: tuple[str, ...] = ("ratio_differs", "throttled", "under_load", "ratio_unstable")
 # Numeric: the rest of the declared columns (a column this version does not know is left as pandas reads it).
@@ -48,7 +49,10 @@ SCHEMA_ADDED: dict[int, dict[str, Any]] = {
     3: {"latency_semantics": "throughput", "l2": "warm", "gpu_throttle_reasons": "", "roofline_ceiling": ""},
     4: {"ratio_interval": "unrecorded", "repeats": 1, "ratio_process_spread_pct": float("nan"),
         "ratio_between_pct": float("nan"), "ratio_unstable": False},
+    # the machine that measured a row: from the run's metadata where the reader has it (fill_identity)
+    5: {"host": "", "device_name": ""},
 }
+IDENTITY_COLUMNS = ("host", "device_name")
 # Columns each schema version added to the samples file, and the value older files imply.
 SAMPLE_ADDED: dict[int, dict[str, Any]] = {4: {"process": 0}}
 
@@ -62,11 +66,37 @@ def apply_dtypes(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def migrate(df: pd.DataFrame, version: int) -> pd.DataFrame:
+def migrate(df: pd.DataFrame, version: int, meta: dict[str, Any] | None = None) -> pd.DataFrame:
     """Rows of schema `version` as the current schema reads them: every column a later version added is
-    filled with its implied value. The schema_version column keeps the version on disk."""
+    filled with its implied value; with the run's metadata, rows older than schema 5 get their machine
+    from it (fill_identity). The schema_version column keeps the version on disk."""
     for v in range(version + 1, SCHEMA_VERSION + 1):
         for col, value in SCHEMA_ADDED.get(v, {}).items():
             if col not in df.columns:
                 df[col] = value
+    if meta is not None:
+        fill_identity(df, meta)
+    return df
+
+
+def identity_of_meta(meta: dict[str, Any]) -> dict[str, str]:
+    """The machine a run's metadata names: host = the fingerprint's hostname, device_name = the GPU
+    (device_settings.cuda_device_name) or else the fingerprint's CPU model; "" where it says nothing."""
+    fp = meta.get("fingerprint") if isinstance(meta.get("fingerprint"), dict) else {}
+    settings = meta.get("device_settings") if isinstance(meta.get("device_settings"), dict) else {}
+    return {"host": str(fp.get("hostname") or ""),
+            "device_name": str(settings.get("cuda_device_name") or fp.get("cpu_model") or "")}
+
+
+def fill_identity(df: pd.DataFrame, meta: dict[str, Any]) -> pd.DataFrame:
+    """Empty host/device_name cells (rows written before schema 5) filled from the run's metadata
+    (identity_of_meta); rows that name their machine keep it. Returns the same frame."""
+    known = identity_of_meta(meta)
+    for col in IDENTITY_COLUMNS:
+        if col not in df.columns:
+            df[col] = known[col]
+        else:
+            empty = df[col].isna() | (df[col].astype(str).str.strip() == "")
+            if empty.any():
+                df[col] = df[col].astype(object).where(~empty, known[col])
     return df

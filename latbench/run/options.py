@@ -27,8 +27,25 @@ DEVICE_POLICIES = {"cpu": CPU_POLICY, "cuda": CUDA_POLICY}
 QUICK_POLICY = StopPolicy(warmup_s=0.05, warmup_min_iters=2, block_s=0.01, min_rounds=5,
                           min_time_s=0.05, max_time_s=0.3, rel_ci=0.02)
 
-DEFAULT_REPEATS = 1  # `latbench run`; benchmarks/reproduce.sh asks for REPRODUCE_REPEATS
-REPRODUCE_REPEATS = 3  # reproduction runs: 3 processes per group (docs/intervals.md)
+# Worker processes per group (issue 21): a group measured in N processes spread over the run, its
+# ratio CI pooled over them (stats.pool_processes), so the interval includes how far a new process
+# lands. 6 processes: a t interval on 5 degrees of freedom (t = 2.57; 3 processes: t = 4.30) at about
+# the wall time of one process (stop_policy shares the budget). Each process costs a fork, a build, a
+# count and a warm-up of every case (~0.75 s per group on 2 loaded cores): 8 processes took 1.4-1.6x
+# a one-process run there (docs/intervals.md has the measurements).
+DEFAULT_REPEATS = 6
+QUICK_REPEATS = 1  # --quick is a smoke test: one process, its interval labelled within one process
+REPRODUCE_REPEATS = 3  # benchmarks/reproduce.sh (REPEATS=3) and the --repeats hint
+# A worker's warm-up on CPU when the budget is shared by N processes: the device's warm-up / N, but at
+# least this, and at least CPU_WORKER_WARMUP_CALLS calls: a fresh process's first call (allocation,
+# oneDNN primitive creation) is in the untimed warm-up, and so is a second, warm one. Three calls in
+# each of 6 processes was a third of a default run's extra time on 2 loaded cores (the x4 cases).
+CPU_WORKER_WARMUP_S = 0.02
+CPU_WORKER_WARMUP_CALLS = 2
+# N processes measure 80 % of one process's max time between them: the other 20 % pays for their own
+# warm-ups, builds and counting, so a default run takes about the time of a one-process run (measured:
+# docs/intervals.md). Where the stop rule converges first (a quiet machine), nothing is cut.
+SHARED_BUDGET = 0.8
 MAX_REPEATS = 50
 MAX_SEED = 2**63 - 1  # torch.manual_seed takes a 64-bit integer
 SCHEDULES = ("interleaved", "roundrobin", "sequential")
@@ -68,6 +85,10 @@ class RunOptions:
     max_cases: int | None = None  # a suite expanding to more cases is refused (None: suite.load.DEFAULT_MAX_CASES)
     repeats: int | None = None  # worker processes per group (run/workers.py); None: DEFAULT_REPEATS
     api: bool = False  # called from Python: warnings name keyword arguments (max_time=), not flags (--max-time)
+    # many machines (issue 26; latbench/run/merge.py, latbench/run/fleet.py)
+    shard: str | None = None  # "i/n": this run measures groups i-1, i-1+n, ... of each suite (merge joins them)
+    on: str | None = None  # "ray" or "ray://ADDRESS": every group a Ray task on a node having the device
+    devices: tuple[str, ...] | None = None  # --on ray: device pools, one run file each (cuda, cpu, KIND)
 
 
 def option_name(name: str, api: bool) -> str:
@@ -94,7 +115,7 @@ def check_options(opts: RunOptions) -> None:
 
 def repeat_count(opts: RunOptions) -> int:
     """--repeats, checked (LatbenchError outside 1..MAX_REPEATS); the default when not given."""
-    n = DEFAULT_REPEATS if opts.repeats is None else opts.repeats
+    n = default_repeats(opts) if opts.repeats is None else opts.repeats
     if not 1 <= n <= MAX_REPEATS:
         raise LatbenchError(f"--repeats {n}: must be 1 to {MAX_REPEATS}", where="--repeats",
                             hint=f"use e.g. --repeats {REPRODUCE_REPEATS} (processes per group)")
@@ -103,6 +124,19 @@ def repeat_count(opts: RunOptions) -> int:
                             f"but {option_name('in_process', opts.api)} asks for none", where="--in-process",
                             hint="drop one of the two")
     return n
+
+
+def default_repeats(opts: RunOptions) -> int:
+    """Processes per group when --repeats is not given: DEFAULT_REPEATS; one with --in-process and for
+    latbench.measure() (its models live in the calling process), and with the fake timing backend (tests
+    and dry runs: its numbers are not latencies, so there is no between-process spread to pool);
+    QUICK_REPEATS with --quick."""
+    from latbench.devices import fake_requested
+
+    fake = fake_requested() if opts.fake_backend is None else opts.fake_backend
+    if opts.in_process or opts.api or fake:
+        return 1
+    return QUICK_REPEATS if opts.quick else DEFAULT_REPEATS
 
 
 def parse_modes(modes: str | None, device: Any) -> tuple[str, ...]:
@@ -121,9 +155,12 @@ def stop_policy(device: str, *, quick: bool = False, max_time: float | None = No
     """The stop rule of one process measuring a group on `device` ("cpu", "cuda").
 
     The device's default (or --quick's), with --max-time/--min-time/--target applied (min time never
-    above max time). With `processes` > 1 (each group measured in N worker processes and pooled),
-    each process stops at rel_ci * sqrt(N) within max_time_s / N (at least min_time_s): N agreeing
-    processes pool to about one process's target in about one process's time.
+    above max time). With `processes` > 1 (each group measured in N worker processes and pooled), the
+    budget is shared: each process measures at most SHARED_BUDGET * max_time_s / N (never below
+    min_time_s / N) and at least min_time_s / N, stops at
+    rel_ci * sqrt(N) (N agreeing processes pool to about one process's target), and on CPU warms up for
+    warmup_s / N (at least CPU_WORKER_WARMUP_S) and CPU_WORKER_WARMUP_CALLS calls; CUDA keeps its
+    warm-up (cuDNN autotuning is per process). N processes then take about the time of one.
     """
     base = QUICK_POLICY if quick else DEVICE_POLICIES[device]
     given = (("max_time_s", max_time), ("min_time_s", min_time), ("rel_ci", target))
@@ -131,8 +168,13 @@ def stop_policy(device: str, *, quick: bool = False, max_time: float | None = No
     if policy.min_time_s > policy.max_time_s:
         policy = dataclasses.replace(policy, min_time_s=policy.max_time_s)
     if processes > 1:
+        if device == "cpu":
+            policy = dataclasses.replace(policy, warmup_s=max(min(policy.warmup_s, CPU_WORKER_WARMUP_S),
+                                                              policy.warmup_s / processes),
+                                         warmup_min_iters=min(policy.warmup_min_iters, CPU_WORKER_WARMUP_CALLS))
         policy = dataclasses.replace(policy, rel_ci=policy.rel_ci * math.sqrt(processes),
-                                     max_time_s=max(policy.min_time_s, policy.max_time_s / processes))
+                                     max_time_s=max(policy.min_time_s, SHARED_BUDGET * policy.max_time_s) / processes,
+                                     min_time_s=policy.min_time_s / processes)
     return policy
 
 

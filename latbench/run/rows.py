@@ -8,7 +8,9 @@ into one. Warnings are data (`Note`: a code and a text) until a view or the CSV 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import socket
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
@@ -78,6 +80,22 @@ class RowContext:
     ceilings: Any = None  # roofline.CeilingSet | roofline.Ceilings | None
     backend_columns: tuple[tuple[str, str], ...] = ()  # latency_semantics, l2
     api: bool = False  # remedies name keyword arguments, not flags
+    # the machine that measured the rows (schema 5); None: this process's (local_identity), the usual case,
+    # since rows are built where they are measured (a worker on a Ray node builds its node's)
+    host: str | None = None
+    device_name: str | None = None
+
+
+@functools.lru_cache(maxsize=None)
+def local_identity(device: str) -> tuple[str, str]:
+    """(hostname, device model) of this process's machine: the CPU model, or the GPU's name on cuda."""
+    from latbench import devices, env
+
+    try:
+        name = devices.DEVICES[device]().model_name({"cpu_model": env.cpu_model()})
+    except Exception:  # noqa: BLE001 - an identity column must never fail a row
+        name = ""
+    return socket.gethostname(), str(name or "")
 
 
 def _identity(spec: CaseSpec, mode: str, ctx: RowContext) -> dict[str, Any]:
@@ -100,6 +118,9 @@ def build_row(spec: CaseSpec, mode: str, ctx: RowContext, *, cost: Cost | None =
         "status": status, "error": skip or error or "", "compile_s": compile_s, **dict(ctx.backend_columns),
         "stop_reason": "skipped" if skip else "failed" if m is None else m.stop_reason,
     }
+    host, device_name = local_identity(ctx.device) if ctx.host is None or ctx.device_name is None else ("", "")
+    cols.update(host=host if ctx.host is None else ctx.host,
+                device_name=device_name if ctx.device_name is None else ctx.device_name)
     if cost is not None:
         reference = spec.flops_target or base_flops
         cols.update(flops=cost.flops, mult_adds=cost.mult_adds, mac_bytes=cost.mac_bytes, params=cost.params,

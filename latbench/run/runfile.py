@@ -29,7 +29,8 @@ SETTINGS = {"device": "--device", "platform_widths": "--platform", "widths_mode"
             "schedule": "--schedule", "modes": "--modes", "seed": "--seed", "threads": "--threads",
             "batch": "--batch", "policy": "--max-time/--min-time/--target/--quick",
             "profile": "--profile", "roofline_columns": "--roofline/--no-roofline",
-            "latency_semantics": "--latency", "l2": "--l2", "repeats": "--repeats"}
+            "latency_semantics": "--latency", "l2": "--l2", "repeats": "--repeats", "shard": "--shard",
+            "fleet": "--on/--devices"}
 # OTHER_SETTINGS: the suite, machine and device (checked on their own below) and what may change on resume.
 OTHER_SETTINGS = ("suite", "fingerprint", "device_settings", "case_timeout_s", "in_process")
 
