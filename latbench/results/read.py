@@ -214,9 +214,18 @@ def read_samples(path: str | Path) -> pd.DataFrame:
     return schema.apply_dtypes(df)
 
 
+def _json(text: str) -> Any:
+    """json.loads, with a document nested too deeply for the parser (100,000 '[') as a ValueError, like
+    any other JSON it cannot read (json raises RecursionError there)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text[:1], 0) from None
+
+
 def _read_meta(p: Path) -> dict[str, Any]:
     try:
-        meta = json.loads(p.read_text(encoding="utf-8"))
+        meta = _json(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ResultsError("metadata file is missing", where=str(p),
                            hint="keep the .json that 'latbench run' wrote beside the CSV") from None
@@ -249,7 +258,7 @@ def lock_held(paths: RunPaths) -> bool:
     except ImportError:
         return False
     try:
-        fd = os.open(paths.lock, os.O_RDONLY)
+        fd = os.open(paths.lock, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except OSError:
         return False
     try:
@@ -310,6 +319,8 @@ def read_run(path: str | Path | RunPaths, strict: bool = True) -> Run:
             _check_samples(samples, paths.samples)
     else:
         samples = pd.DataFrame({c: pd.Series(dtype=str if c in STRING_COLUMNS else float) for c in SAMPLE_COLUMNS})
+    if meta:  # rows from before schema 5 name their machine from the run's metadata
+        schema.fill_identity(rows, meta)
     return Run(paths, rows, samples, meta, version, status)
 
 
@@ -370,7 +381,7 @@ def open_run(csv: Path) -> RunFiles:
         raise ResultsError(f"no metadata file {paths.meta.name} beside it", where=str(csv),
                            hint="--resume needs the .csv and .json that 'latbench run' wrote; start a new run instead")
     try:
-        metadata = json.loads(paths.meta.read_text(encoding="utf-8"))
+        metadata = _json(paths.meta.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ResultsError(f"unreadable metadata ({exc})", where=str(paths.meta), hint="start a new run instead") from None
     if not isinstance(metadata, dict) or not metadata.get("run_id") or not isinstance(metadata.get("suite"), dict):
@@ -401,7 +412,7 @@ def text_rows(path: Path) -> list[dict[str, Any]]:
 def read_json_object(path: Path) -> dict[str, Any]:
     """A JSON object from path; {} when it is missing, unreadable or not an object (caches, metadata)."""
     try:
-        data = json.loads(Path(path).read_text())
+        data = _json(Path(path).read_text())
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
