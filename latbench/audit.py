@@ -26,6 +26,7 @@ share of FLOPs. Rendering (markdown, CSV, figure) is in report/audit.py.
 from __future__ import annotations
 
 import functools
+import os
 
 import statistics
 from collections import defaultdict
@@ -251,6 +252,7 @@ def _profiled(model: nn.Module, x: torch.Tensor, scopes: _Scopes, dev: Any,
     """Per forward of `forwards` calls: {scope: its top-level ops' time, ms}, and the profiled forward's ms."""
     scopes.attach()
     scopes.profiling = True
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # read at the profiler's first use: no 'USDT ... profiler_start'
     try:
         with profile(activities=dev.profiler_activities()) as prof:
             for _ in range(forwards):

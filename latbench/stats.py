@@ -4,7 +4,7 @@ confidence intervals for a median (order statistics, scipy.stats.quantile_test).
 Per-round samples are autocorrelated (a machine that is slow now is slow a moment later), so the
 intervals a row carries (`summarize`, `paired_ratio`) are `median_ci_dependent`: the order-statistic
 interval with its binomial count widened by the series' effective sample size (interval name
-"order-ess", see INTERVAL). Across process repeats, `pool_processes` adds the between-process variance.
+"order-ess", see INTERVAL). Across processes, `pool_processes` adds the between-process spread.
 """
 
 from __future__ import annotations
@@ -147,6 +147,40 @@ def ratio_from_runs(base_ms: Sequence[float], cand_ms: Sequence[float], alpha: f
     return math.exp(d), math.exp(float(ci.low)), math.exp(float(ci.high)), float(res.pvalue), method
 
 
+def floor_run_interval(ratio: float, ci_low: float, ci_high: float, base_runs: int, cand_runs: int,
+                       pooled_sd: float, pooled_df: int, alpha: float = 0.05) -> tuple[float, float, bool]:
+    """A multi-run interval widened, where needed, to what the run-to-run noise pooled across cases
+    allows: never narrower than ratio x/ exp(t(pooled_df) * pooled_sd * sqrt(1/m + 1/n)).
+
+    A case's own run-to-run sd from 2-3 runs has 1-4 degrees of freedom and can be tiny by luck (two runs
+    that happen to agree); the sd pooled over every case of the comparison (calibrate's sigma) has many.
+    The case's own interval keeps its own t quantile (its own uncertainty); the pooled one has its own.
+    Returns (low, high, floored: the pooled noise decided an end)."""
+    if not (math.isfinite(pooled_sd) and pooled_sd > 0 and pooled_df > 0 and base_runs and cand_runs
+            and math.isfinite(ratio) and ratio > 0):
+        return ci_low, ci_high, False
+    t = float(_st.t.ppf(1 - alpha / 2, pooled_df))
+    half = t * pooled_sd * math.sqrt(1 / base_runs + 1 / cand_runs)
+    lo, hi = ratio * math.exp(-half), ratio * math.exp(half)
+    if not (math.isfinite(ci_low) and math.isfinite(ci_high)):
+        return lo, hi, True
+    return min(ci_low, lo), max(ci_high, hi), bool(lo < ci_low or hi > ci_high)
+
+
+def data_to_decide(ci_low: float, ci_high: float, bound: float) -> float:
+    """How many times the data (rounds, runs) an interval needs before it lies wholly on one side of
+    `bound`, if its centre stays where it is: (half-width / distance of the centre from the bound)^2 on
+    the log scale, since an interval narrows as 1/sqrt(data). inf when the centre is on the bound, nan
+    when the interval or the bound is not a positive finite interval."""
+    if not all(math.isfinite(v) and v > 0 for v in (ci_low, ci_high, bound)) or ci_low > ci_high:
+        return math.nan
+    half = (math.log(ci_high) - math.log(ci_low)) / 2
+    gap = abs((math.log(ci_high) + math.log(ci_low)) / 2 - math.log(bound))
+    if half == 0:
+        return 1.0
+    return (half / gap) ** 2 if gap > 0 else math.inf
+
+
 def ratio_from_samples(base: Sequence[float], cand: Sequence[float], alpha: float = 0.05, noise_floor: float = 0.0,
                        seed: int = 0) -> tuple[float, float, float]:
     """Ratio of medians of one run each (candidate / baseline) with a seeded percentile-bootstrap CI
@@ -185,8 +219,15 @@ INTERVALS: dict[str, str] = {
     "order-ess": "order statistics with the binomial count widened by the series' effective sample size "
                  "(autocorrelation of the indicator x <= median); equals 'order' for an uncorrelated series",
     "processes-t": "t interval over the medians of separate processes (random effects: includes the "
-                   "between-process variance)",
+                   "between-process variance); fewer than ORDER_PROCESSES processes",
+    "processes-order": "the median of ORDER_PROCESSES or more process medians with their order-statistic "
+                       "interval (median_ci over the processes: distribution-free, includes the between-process "
+                       "spread, robust to a process that ran into a burst of load), never narrower than the "
+                       "interval of all processes' rounds pooled",
 }
+# From this many processes on, pool_processes gives "processes-order": 6 is the fewest whose extreme order
+# statistics cover the median with >= 95 % (1 - 2 / 2^6 = 96.9 %); with fewer, a t interval.
+ORDER_PROCESSES = 6
 INTERVAL = "order-ess"  # the interval summarize() and paired_ratio() give
 
 
@@ -296,14 +337,28 @@ class Pooled:
         return Ratio(self.value, self.ci_low, self.ci_high, n or self.n_processes, interval=self.interval)
 
 
-def pool_processes(per_process: Sequence[Ratio], confidence: float = CONFIDENCE) -> Pooled:
+def pooled_interval_name(processes: int) -> str:
+    """The `interval` pool_processes gives for this many processes (one: its own)."""
+    return INTERVAL if processes <= 1 else "processes-order" if processes >= ORDER_PROCESSES else "processes-t"
+
+
+def pool_processes(per_process: Sequence[Ratio], confidence: float = CONFIDENCE,
+                   pooled: tuple[float, float] | None = None) -> Pooled:
     """Pool one quantity measured in k separate processes (each a Ratio: median and its in-process CI).
 
-    The estimate is the geometric mean of the process medians; the interval is a t interval over
+    k >= ORDER_PROCESSES ("processes-order"): the median of the process medians, with the
+    distribution-free order-statistic interval of the median over the processes (median_ci of their
+    values: [min, max] of 6, inner pairs from 9 on), so it holds the between-process spread, and a
+    process that ran into a burst of load moves neither the estimate nor, beyond its rank, the interval.
+    `pooled` (the interval of all processes' rounds pooled, where the caller has it) is a floor: the
+    interval is never narrower. Issue 21 measured it against the t interval on the same runs
+    (docs/intervals.md): about the coverage at half the width.
+
+    k < ORDER_PROCESSES ("processes-t"): the geometric mean of the process medians; a t interval over
     their logs with k-1 degrees of freedom (as pyperf summarises its worker processes), so it holds
     the between-process variance (the sample variance of process medians already includes each
-    process's own error: random effects with equal weights). It is never narrower than the
-    within-process interval of the mean. One process: its own interval, interval name unchanged.
+    process's own error: random effects with equal weights), never narrower than the within-process
+    interval of the mean. One process: its own interval, interval name unchanged.
     Processes with no finite positive value are left out.
     """
     ok = [r for r in per_process if math.isfinite(r.value) and r.value > 0]
@@ -318,8 +373,18 @@ def pool_processes(per_process: Sequence[Ratio], confidence: float = CONFIDENCE)
     if k == 1:
         r = ok[0]
         return Pooled(r.value, r.ci_low, r.ci_high, 1, 0.0, within_rel, 0.0, False, r.interval)
-    centre = float(y.mean())
     between = float(y.std(ddof=1))
+    spread = float(math.exp(y.max() - y.min()) - 1)
+    unstable = bool(between > within_rel)
+    if k >= ORDER_PROCESSES:
+        lo, hi = median_ci(y, confidence)
+        lo, hi = math.exp(lo), math.exp(hi)
+        if pooled is not None and all(math.isfinite(v) and v > 0 for v in pooled):
+            lo, hi = min(lo, pooled[0]), max(hi, pooled[1])
+        return Pooled(value=math.exp(float(np.median(y))), ci_low=lo, ci_high=hi, n_processes=k,
+                      between_rel=between, within_rel=within_rel, spread_rel=spread, unstable=unstable,
+                      interval="processes-order")
+    centre = float(y.mean())
     t = float(_st.t.ppf(1 - (1 - confidence) / 2, k - 1))
     half = t * between / math.sqrt(k)
     # never claim more than the processes' own intervals allow for their mean
@@ -329,10 +394,9 @@ def pool_processes(per_process: Sequence[Ratio], confidence: float = CONFIDENCE)
         half = max(half, z * math.sqrt(sum(s * s for s in within_se)) / k)
     if not finite_within:
         half = math.inf
-    spread = float(math.exp(y.max() - y.min()) - 1)
     return Pooled(value=math.exp(centre), ci_low=math.exp(centre - half), ci_high=math.exp(centre + half),
                   n_processes=k, between_rel=between, within_rel=within_rel, spread_rel=spread,
-                  unstable=bool(between > within_rel))
+                  unstable=unstable)
 
 
 def share_slower(samples: list[float], rounds: list[Any], base_samples: list[float], base_rounds: list[Any]) -> float:
@@ -340,3 +404,34 @@ def share_slower(samples: list[float], rounds: list[Any], base_samples: list[flo
     base = dict(zip(base_rounds, base_samples))
     r = [s > base[k] for s, k in zip(samples, rounds) if k in base and base[k] > 0]
     return float(np.mean(r)) if r else math.nan
+
+
+# --- p-values for claims (issue 24; their false-discovery control is claims.benjamini_hochberg) -----
+
+P_FLOOR = 1e-12  # p-values are resolved down to this
+
+
+def p_value_by_inversion(interval: Any, bound: float, floor: float = P_FLOOR, steps: int = 40) -> float:
+    """Two-sided p-value of `value = bound` by inverting a nested interval family interval(confidence) -> (lo,
+    hi): the least alpha at which interval(1 - alpha) leaves `bound` out (bisection on log alpha), at least
+    `floor` (order statistics over n values: 2 * 0.5**n). p <= 0.05 exactly when the 95 % interval excludes
+    the bound; on median_ci_dependent it is the sign test of the ratios against the bound, autocorrelation-
+    aware. 1.0 when nothing excludes it."""
+    def excludes(alpha: float) -> bool:
+        try:
+            lo, hi = interval(1.0 - alpha)
+        except (OverflowError, ValueError, ZeroDivisionError):  # too wide to compute: excludes nothing
+            return False
+        return math.isfinite(lo) and math.isfinite(hi) and lo <= hi and (bound < lo or bound > hi)
+
+    floor = min(max(floor, P_FLOOR), 0.999)
+    if not (math.isfinite(bound) and bound > 0) or not excludes(0.999):
+        return 1.0
+    lo_a, hi_a = math.log(floor), math.log(0.999)  # excludes at exp(hi_a); at exp(lo_a) unless it returns
+    if excludes(floor):
+        return floor
+    for _ in range(steps):
+        mid = (lo_a + hi_a) / 2
+        lo_a, hi_a = (lo_a, mid) if excludes(math.exp(mid)) else (mid, hi_a)
+    return float(math.exp(hi_a))
+

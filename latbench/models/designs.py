@@ -10,7 +10,7 @@ MobileNet V1's depthwise-separable unit is `conv` with `group_channels: 1, point
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -503,3 +503,146 @@ class _Gate(nn.Module):
 
 _register("mbconv", "EfficientNet MBConv: 1x1 expand, k x k depthwise, optional SE, 1x1 project, add; swish or "
           "ReLU", MBConvParams, lambda p, blocks: _stack(MBConvBlock, p, blocks))
+
+
+# ---- issue 24: blocks for the seeds' claims (EfficientNet scaling, ResNeXt forms, MobileNet V2's
+# narrow shortcut, Xception's separable order, VarGNet's block) ---------------------------------------
+
+class MBConvStageParams(MBConvParams):
+    depth: int = Field(default=2, ge=1, le=64, description="MBConv blocks in the stage (EfficientNet's depth)")
+
+
+_register("mbconv_stage", "EfficientNet stage: depth MBConv blocks of width c (depth and width scale "
+          "separately, as in compound scaling)", MBConvStageParams,
+          lambda p, blocks: nn.Sequential(*[MBConvBlock(**{k: v for k, v in p.items() if k != "depth"})
+                                            for _ in range(p["depth"] * blocks)]))
+
+
+class ResNeXtFormParams(ResNeXtParams):
+    form: Literal["split", "concat", "grouped"] = Field(default="grouped", description="ResNeXt Fig. 3: split (a: C paths summed), concat (b: early concatenation), "
+                                  "grouped (c: one group conv); the same FLOPs")
+
+
+class ResNeXtForm(nn.Module):
+    """ResNeXt's three equivalent blocks (Xie et al. 2017, Fig. 3), residual add and ReLU after each:
+    (a) C paths 1x1 c->d, 3x3 d->d, 1x1 d->c, summed; (b) C paths 1x1 c->d, 3x3 d->d, concatenated, one
+    1x1 C*d->c; (c) 1x1 c->C*d, 3x3 group conv (C groups), 1x1 C*d->c (= resnext_block)."""
+
+    def __init__(self, c: int, cardinality: int, group_width: int, form: str):
+        super().__init__()
+        n, d, relu = cardinality, group_width, lambda: nn.ReLU(inplace=True)  # noqa: E731
+        self.form = form
+        if form == "grouped":
+            self.body = ResNeXtBlock(c, n, d).body
+        else:
+            tail = [_conv(d, c)] if form == "split" else []
+            self.paths = nn.ModuleList(nn.Sequential(_conv(c, d), relu(), _conv(d, d, 3), relu(), *tail)
+                                       for _ in range(n))
+            self.merge = _conv(n * d, c) if form == "concat" else nn.Identity()
+        self.act = relu()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.form == "grouped":
+            y = self.body(x)
+        elif self.form == "concat":
+            y = self.merge(torch.cat([p(x) for p in self.paths], dim=1))
+        else:
+            y = self.paths[0](x)
+            for p in self.paths[1:]:
+                y = y + p(x)
+        return self.act(y + x)
+
+
+_register("resnext_form", "ResNeXt's equivalent blocks (Fig. 3): split-transform-merge paths summed, early "
+          "concatenation, or grouped conv; equal FLOPs", ResNeXtFormParams,
+          lambda p, blocks: _stack(ResNeXtForm, p, blocks))
+
+
+class ResidualPlacementParams(_Params):
+    c: int = Field(ge=1, description="the narrow width: block input/output when inverted, the bottleneck when not")
+    expansion: int = Field(default=6, ge=1, description="t: wide width = t x c")
+    inverted: bool = Field(default=True, description="true: MobileNet V2 (narrow -> wide -> narrow, shortcut on "
+                           "c channels); false: classic (wide -> narrow -> wide, shortcut on t x c channels)")
+    shortcut: bool = Field(default=True, description="add the block input (in place)")
+
+
+class ResidualPlacement(nn.Module):
+    """1x1, ReLU6, 3x3 depthwise, ReLU6, 1x1 linear, [+ input]: inverted c -> tc -> tc -> c (MobileNet V2,
+    Fig. 3b) or classic tc -> c -> c -> tc (the residual block of Fig. 3a with a depthwise middle)."""
+
+    def __init__(self, c: int, expansion: int, inverted: bool, shortcut: bool):
+        super().__init__()
+        outer, inner = (c, c * expansion) if inverted else (c * expansion, c)
+        self.shortcut = shortcut
+        self.branch = nn.Sequential(_conv(outer, inner), nn.ReLU6(inplace=True), _conv(inner, inner, 3, inner),
+                                    nn.ReLU6(inplace=True), _conv(inner, outer))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.branch(x)
+        return y.add_(x) if self.shortcut else y
+
+
+register_builder(Builder(
+    name="residual_placement", params=ResidualPlacementParams, width_names=("c",),
+    summary="MobileNet V2's inverted residual (shortcut on narrow features) or the classic one (on wide), "
+            "depthwise 3x3 in the middle; shortcut switchable",
+    build=lambda p, blocks: _stack(ResidualPlacement, p, blocks),
+    in_channels=lambda p: p["c"] * (1 if p.get("inverted", True) else p.get("expansion", 6)),
+    widths=lambda p: {"c": 1}, proportions=lambda p: {"c": 1.0}))
+
+
+class SeparableOrderParams(_Params):
+    c: int = Field(ge=1, description="input = output channels")
+    pointwise_first: bool = Field(default=False, description="true: 1x1 then 3x3 depthwise (Xception's 'extreme "
+                                  "Inception'); false: 3x3 depthwise then 1x1 (depthwise separable conv)")
+    mid_relu: bool = Field(default=False, description="a ReLU between the two convs (Xception: none)")
+
+
+class SeparableOrder(nn.Module):
+    """Depthwise 3x3 and 1x1 c->c in either order, [ReLU between], ReLU after (an Xception separable conv)."""
+
+    def __init__(self, c: int, pointwise_first: bool, mid_relu: bool):
+        super().__init__()
+        convs = [_conv(c, c), _conv(c, c, 3, c)]
+        if not pointwise_first:
+            convs.reverse()
+        self.body = nn.Sequential(convs[0], *([nn.ReLU(inplace=True)] if mid_relu else []), convs[1],
+                                  nn.ReLU(inplace=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+_register("separable_order", "Xception's separable conv: 3x3 depthwise and 1x1 in either order, optional ReLU "
+          "between", SeparableOrderParams, lambda p, blocks: _stack(SeparableOrder, p, blocks))
+
+
+class VarGBlockParams(_Params):
+    c: int = Field(ge=1, description="block input = output channels")
+    group_channels: int = Field(default=8, ge=1, description="S: channels per group of the 3x3 convs (1 = depthwise)")
+    expansion: int = Field(default=2, ge=1, description="the 3x3 group conv widens c -> expansion x c (VarGNet: 2)")
+
+    @model_validator(mode="after")
+    def _check(self) -> "VarGBlockParams":
+        _multiple(self.c, self.group_channels, "channels per group")
+        return self
+
+
+class VarGBlock(nn.Module):
+    """VarGNet's normal block (Fig. 1): twice [3x3 variable group conv c -> e c (c/S groups), ReLU, 1x1 e c -> c,
+    ReLU], add the input, ReLU."""
+
+    def __init__(self, c: int, group_channels: int, expansion: int):
+        super().__init__()
+        g, w = c // group_channels, c * expansion
+        sep = lambda: [_conv(c, w, 3, g), nn.ReLU(inplace=True), _conv(w, c), nn.ReLU(inplace=True)]  # noqa: E731
+        self.body = nn.Sequential(*sep(), *sep()[:-1])
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.body(x) + x)
+
+
+_register("varg_block", "VarGNet normal block: two separable pairs of a 3x3 variable group conv (S channels per "
+          "group, widening x2) and a 1x1, residual add", VarGBlockParams,
+          lambda p, blocks: _stack(VarGBlock, p, blocks), step=lambda p: p["group_channels"])

@@ -25,9 +25,9 @@ import yaml
 from pydantic import ValidationError
 from scipy import stats as _st
 
-from latbench.claims import ClaimModel, check_claims, group_value, overall
+from latbench.claims import ClaimModel, check_claims, control_fdr, group_value, overall
 from latbench.errors import ResultsError
-from latbench.stats import INTERVAL, Pooled, paired_ratio, pool_processes, share_slower
+from latbench.stats import Pooled, paired_ratio, pool_processes, pooled_interval_name, share_slower
 from latbench.results.read import read_runs
 
 
@@ -55,7 +55,7 @@ def load(paths: Iterable[str | Path]) -> ResultSet:
         df = run.rows.copy()
         for run_id in df["run_id"].dropna().unique():
             meta[str(run_id)] = run.meta
-        df["device_label"] = device_label(run.meta, df)
+        df["device_label"] = device_labels(run.meta, df)
         df["platform_widths"] = run.meta.get("platform_widths") or "arm"  # every run since schema 1 records it
         df["file"] = run.path.name
         df["run_status"] = run.status
@@ -75,6 +75,27 @@ def device_label(meta: dict[str, Any], df: pd.DataFrame) -> str:
     cpu = (meta.get("fingerprint") or {}).get("cpu_model", "CPU")
     threads = meta.get("threads") or (df["threads"].iloc[0] if "threads" in df and len(df) else "?")
     return f"cpu: {cpu}, {threads} thread(s)"
+
+
+def device_labels(meta: dict[str, Any], df: pd.DataFrame) -> pd.Series:
+    """Each row's device_label: the run's (device_label), with the device model the row names (schema 5:
+    a run merged from shards or measured on a Ray fleet holds rows of several machines), prefixed by the
+    Ray device pool that measured it (`run --on ray --devices`): one report column per device."""
+    from latbench.results.schema import identity_of_meta
+
+    base, known = device_label(meta, df), identity_of_meta(meta)["device_name"]
+    fleet = meta.get("fleet") if isinstance(meta.get("fleet"), dict) else {}
+    pool = str(fleet.get("target") or "")
+    prefix = f"{pool}: " if pool and pool != str(meta.get("device") or "") else ""
+    names = df["device_name"] if "device_name" in df.columns else pd.Series("", index=df.index, dtype=object)
+
+    def label(name: Any) -> str:
+        name = "" if name is None or (isinstance(name, float) and math.isnan(name)) else str(name).strip()
+        if not name or name == known:
+            return prefix + base
+        return prefix + (base.replace(known, name, 1) if known and known in base else f"{base} [{name}]")
+
+    return names.map(label)
 
 
 def slug(label: str) -> str:
@@ -111,7 +132,7 @@ class CaseEffect:
     @property
     def interval(self) -> str:
         """How ci_low/ci_high were made (stats.INTERVALS)."""
-        return "processes-t" if self.processes > 1 else INTERVAL
+        return pooled_interval_name(self.processes)
 
     @property
     def speed(self) -> float:
@@ -167,7 +188,7 @@ def _pooled_ratio(rs: ResultSet, g: pd.DataFrame, case: str, base: str
     ratio = paired_ratio(a["latency_ms"].tolist(), rounds_a, b["latency_ms"].tolist(), rounds_b)  # type: ignore[arg-type]
     if ratio.n:
         share = share_slower(a["latency_ms"].tolist(), rounds_a, b["latency_ms"].tolist(), rounds_b)
-        pooled = _pool_over_processes(a, b)
+        pooled = _pool_over_processes(a, b, (ratio.ci_low, ratio.ci_high))
         if pooled is not None:
             return pooled.value, pooled.ci_low, pooled.ci_high, ratio.n, share, pooled
         return ratio.value, ratio.ci_low, ratio.ci_high, ratio.n, share, None
@@ -176,9 +197,11 @@ def _pooled_ratio(rs: ResultSet, g: pd.DataFrame, case: str, base: str
             int(_f(row.get("samples")) if math.isfinite(_f(row.get("samples"))) else 0), math.nan, None)
 
 
-def _pool_over_processes(a: pd.DataFrame, b: pd.DataFrame) -> Pooled | None:
+def _pool_over_processes(a: pd.DataFrame, b: pd.DataFrame, all_rounds: tuple[float, float] | None = None
+                         ) -> Pooled | None:
     """The paired ratio of case samples `a` to baseline samples `b` per process (run x `process`
-    column), pooled across processes; None with fewer than two processes that pair."""
+    column), pooled across processes (the interval of all rounds pooled, `all_rounds`, as its floor);
+    None with fewer than two processes that pair."""
     unit = ["run_id", "process"] if "process" in a and "process" in b else ["run_id"]
     per = []
     for key, au in a.groupby(unit, sort=True, dropna=False):
@@ -189,7 +212,7 @@ def _pool_over_processes(a: pd.DataFrame, b: pd.DataFrame) -> Pooled | None:
                          bu["round"].tolist())
         if r.n:
             per.append(r)
-    return pool_processes(per) if len(per) >= 2 else None
+    return pool_processes(per, pooled=all_rounds) if len(per) >= 2 else None
 
 
 def _f(v: Any) -> float:
@@ -295,16 +318,16 @@ class ClaimResult:
     device_label: str
     mode: str
     claim: ClaimModel
-    verdict: str  # holds | fails | unclear | mixed (groups disagree)
+    verdict: str  # holds[, smaller|larger than the paper] | equivalent | fails | unclear | mixed (groups disagree)
     groups: list[dict[str, Any]]  # claims.check_claims rows: ratio, CI, rounds and verdict per group
 
 
 def judge_claims(rs: ResultSet, infos: list[SuiteInfo]) -> list[ClaimResult]:
     """Every suite's claims, judged by the claims engine on the rounds of all runs of that suite on
-    one device (paired by run and round)."""
+    one device (paired by run and round); the false-discovery rate is controlled over all of them."""
     claims = {i.name: i.claims for i in infos}
     ok = rs.rows[rs.rows["status"] == "ok"]
-    out = []
+    found = []
     for (suite, label), g in ok.groupby(["suite", "device_label"], sort=False):
         if not claims.get(str(suite)):
             continue
@@ -313,9 +336,10 @@ def judge_claims(rs: ResultSet, infos: list[SuiteInfo]) -> list[ClaimResult]:
         for claim in claims[str(suite)]:
             judged = check_claims([claim], rows, samples, str(g["device"].iloc[0]))
             for mode in dict.fromkeys(str(v["mode"]) for v in judged):
-                vs = [v for v in judged if str(v["mode"]) == mode]
-                out.append(ClaimResult(str(suite), str(label), mode, claim, overall(v["verdict"] for v in vs), vs))
-    return out
+                found.append((str(suite), str(label), mode, claim, [v for v in judged if str(v["mode"]) == mode]))
+    control_fdr([v for *_, vs in found for v in vs])  # the report's verdicts are one family (issue 24)
+    return [ClaimResult(suite, label, mode, claim, overall(v["verdict"] for v in vs), vs)
+            for suite, label, mode, claim, vs in found]
 
 
 # --- predictors ----------------------------------------------------------------------------------

@@ -16,7 +16,9 @@ from latbench import __version__
 from latbench.errors import LatbenchError
 from latbench.report import analysis, plots
 from latbench.report.analysis import CaseEffect, ClaimResult, ResultSet, SuiteInfo
-from latbench.report.terminal import SWEEP_AXES, expected_text, group_text, point_text, ratio_ci_text
+from latbench.report.terminal import SWEEP_AXES, claim_effect_text, expected_text, group_text, point_text, \
+    ratio_ci_text
+from latbench.results.files import check_output, safe_directory, write_output
 
 FIGURES_DIR = "figures"
 
@@ -38,8 +40,13 @@ def check_report_name(name: str) -> None:
                             hint="give a file name such as report.md; use --out for the directory")
 
 
-def write_report(paths: list[Path], out_dir: Path, name: str = "report.md") -> Report:
-    """Analyse the results files and write out_dir/name plus out_dir/figures/*.png."""
+def write_report(paths: list[Path], out_dir: Path, name: str = "report.md", force: bool = False) -> Report:
+    """Analyse the results files and write out_dir/name plus out_dir/figures/*.png, under the file
+    policy (results.files): nothing existing replaced unless `force`, never a run's file, never through
+    a symbolic link (figures/ included); every file written atomically. All targets are checked before
+    anything is written."""
+    md = check_output(out_dir / name, force)
+    out_dir = md.parent  # resolved once
     rs = analysis.load(paths)
     infos = analysis.suites(rs)
     effects = analysis.case_effects(rs)
@@ -47,23 +54,33 @@ def write_report(paths: list[Path], out_dir: Path, name: str = "report.md") -> R
     scores = analysis.predictor_scores(rs)
     ceilings = analysis.ceilings(rs)
     headings = {i.experiment: _heading(i) for i in infos}
-    out_dir.mkdir(parents=True, exist_ok=True)
     stem = Path(name).stem
-    figures: dict[str, list[Path]] = {}
     ok = rs.rows[rs.rows["status"] == "ok"]
-    for (label, mode), rows in ok.groupby(["device_label", "mode"], sort=True):
+    groups = [(label, mode, rows, out_dir / FIGURES_DIR / f"{stem}-{analysis.slug(label)}-{mode}")
+              for (label, mode), rows in ok.groupby(["device_label", "mode"], sort=True)]
+    if groups:
+        safe_directory(out_dir)
+        safe_directory(out_dir / FIGURES_DIR)
+    for *_, base in groups:  # a figure of an earlier report is replaced only with force, like the report
+        for kind in _FIGURE_KINDS:
+            check_output(base.with_name(base.name + kind), force)
+    check_output(md, force)
+    figures: dict[str, list[Path]] = {}
+    for label, mode, rows, base in groups:
         title = f"{label} ({mode})"
-        base = out_dir / FIGURES_DIR / f"{stem}-{analysis.slug(label)}-{mode}"
         drawn = [
-            plots.flops_vs_latency(rows, headings, title, base.with_name(base.name + "-flops-latency.png")),
-            plots.roofline(rows, ceilings.get(label), title, base.with_name(base.name + "-roofline.png")),
+            plots.flops_vs_latency(rows, headings, title, base.with_name(base.name + _FIGURE_KINDS[0])),
+            plots.roofline(rows, ceilings.get(label), title, base.with_name(base.name + _FIGURE_KINDS[1])),
             plots.paper_side_by_side([c for c in effects if c.device_label == label and c.mode == mode], title,
-                                     base.with_name(base.name + "-paper.png")),
+                                     base.with_name(base.name + _FIGURE_KINDS[2])),
         ]
         figures[title] = [f for f in drawn if f is not None]
-    md = out_dir / name
-    md.write_text(render(rs, infos, effects, claims, scores, ceilings, figures, out_dir), encoding="utf-8")
+    safe_directory(out_dir)
+    write_output(md, render(rs, infos, effects, claims, scores, ceilings, figures, out_dir), force)
     return Report(md, [p for ps in figures.values() for p in ps], infos, claims, scores)
+
+
+_FIGURE_KINDS = ("-flops-latency.png", "-roofline.png", "-paper.png")
 
 
 # --- rendering -----------------------------------------------------------------------------------
@@ -88,9 +105,13 @@ def speed_text(c: CaseEffect) -> str:
         return "1 (baseline)"
     if c.unstable:  # no tight CI for a number that does not hold from one process to the next
         return f"{c.speed:.2f} **unstable** (moved {c.spread_pct:.1f}% between {c.processes} processes)"
-    lo = 1 / c.ci_high if c.ci_high > 0 else math.nan
-    hi = 1 / c.ci_low if c.ci_low > 0 else math.nan
-    return f"{c.speed:.2f} [{_n(lo)}, {_n(hi)}]"
+    from latbench.verdict import defined
+
+    if not defined(c.ci_low, c.ci_high):  # undefined or absurd: never printed as numbers
+        return f"{c.speed:.2f} [CI undefined]"
+    lo, hi = 1 / c.ci_high, 1 / c.ci_low
+    scope = " within one process" if c.processes <= 1 else ""  # issue 21: a CI without run-to-run variation
+    return f"{c.speed:.2f} [{_n(lo)}, {_n(hi)}]{scope}"
 
 
 def is_paper(experiment: str) -> bool:
@@ -129,10 +150,18 @@ def render(rs: ResultSet, infos: list[SuiteInfo], effects: list[CaseEffect], cla
         "## Devices", _devices(rs, ceilings),
         "## Verdicts", _verdicts(infos, claims),
         "Each claim compares two cases of its suite (the suite's `claims:`) by the paired latency ratio "
-        "case / than, pooled over the rounds of every run of the suite on the device. Per group (scale and "
-        "sweep point): **holds** when the ratio's whole 95% CI is on the claimed side of the bound, **fails** "
-        "when it is wholly on the other side, **unclear** when it straddles the bound. Overall: one word when "
-        "all groups agree, else **mixed**. Each CI is for one comparison (no multiple-testing correction).",
+        "case / than, pooled over the rounds of every run of the suite on the device (across processes where "
+        "there are several). A claim about cases at fixed FLOPs is judged on the ratio **per FLOP** (ratio / "
+        "FLOPs ratio), shown beside the raw one where FLOPs differ; a claim marked not at fixed FLOPs says why "
+        "and is judged raw. Per group (scale and sweep point): **holds** when the whole 95% CI is on the "
+        "claimed side of the bound, **fails** when it is wholly on the other side, **unclear** when it "
+        "straddles the bound; **equivalent** when it lies inside a stated band. A claim that holds is read "
+        "against the source's own ratio on this platform (within its tolerance): **holds, larger/smaller than "
+        "the paper** when the whole CI lies beyond it. Overall: one word when all groups agree (sizes are per "
+        "group), else **mixed**. Every verdict has a p-value (the inversion of its CI); "
+        "over the report's verdicts the false-discovery rate is held at 5 % (Benjamini-Hochberg): a verdict "
+        "whose test is not rejected is **unclear**, and the sentence under the table counts those that would "
+        "flip without it (docs/claims.md).",
     ]
     for info in infos:
         cs = [c for c in effects if c.experiment == info.experiment]
@@ -167,20 +196,26 @@ def _devices(rs: ResultSet, ceilings: dict[str, dict[str, Any]]) -> str:
 
 
 def _verdicts(infos: list[SuiteInfo], claims: list[ClaimResult]) -> str:
+    from latbench.claims import fdr_text, join_words, p_text, verdict_text
+
     rows = []
     with_paper = any(r.claim.paper for r in claims)
     for r in claims:
         names = group_text(r.groups)
-        per_group = ", ".join(f"{g}: {v['verdict']}" for g, v in zip(names, r.groups))
-        effect = "<br>".join(f"{g}: {ratio_ci_text(v['ratio'], v['ratio_ci_low'], v['ratio_ci_high'])}"
-                             for g, v in zip(names, r.groups))
-        rows.append([r.suite, f"{r.device_label} ({r.mode})", f"{r.claim.case} vs {r.claim.than}: {r.claim.text}",
-                     expected_text(r.claim.expect, r.claim.bound), f"**{r.verdict}** ({per_group})", effect]
-                    + ([r.claim.paper or ""] if with_paper else []))
+        per_group = join_words(f"{g}: {verdict_text(v)}" for g, v in zip(names, r.groups))
+        ps = ", ".join(f"{g}: {p_text(v)}" for g, v in zip(names, r.groups))
+        effect = "<br>".join(f"{g}: {claim_effect_text(v)}" for g, v in zip(names, r.groups))
+        source = f" (source: {r.claim.source})" if r.claim.source else ""
+        why = f" Not at fixed FLOPs: {r.claim.why}" if not r.claim.fixed_flops else ""
+        rows.append([r.suite, f"{r.device_label} ({r.mode})",
+                     f"{r.claim.case} vs {r.claim.than}: {r.claim.text}{source}{why}",
+                     expected_text(r.claim.expect, r.claim.bound, r.claim.band), f"**{r.verdict}** ({per_group})",
+                     effect, ps] + ([r.claim.paper or ""] if with_paper else []))
     parts = []
     if rows:
-        parts.append(_table(["suite", "device", "claim", "expected ratio", "verdict", "latency ratio case/than "
-                             "[95% CI]"] + (["paper"] if with_paper else []), rows))
+        parts.append(_table(["suite", "device", "claim", "expected ratio", "verdict",
+                             "latency ratio case/than [95% CI]", "p-value"] + (["paper"] if with_paper else []), rows))
+        parts.append(fdr_text([v for r in claims for v in r.groups]))
     judged = {r.suite for r in claims}
     for i in infos:
         if not i.claims:
@@ -208,11 +243,30 @@ def _suite_section(info: SuiteInfo, cs: list[CaseEffect], claims: list[ClaimResu
     lines = [f"Suite `{info.name}` (experiment {info.experiment}). {info.description}".strip()]
     lines += [f"Paper: {p}." for p in dict.fromkeys(c.paper for c in info.claims if c.paper)]
     lines += [f"**{r.device_label} ({r.mode}): {r.claim.case} vs {r.claim.than} {r.verdict}.**"
+              + (f" Not at fixed FLOPs: {r.claim.why}" if not r.claim.fixed_flops else "")
               for r in claims if r.suite == info.name]
+    if len({c.device_label for c in cs}) > 1:
+        lines.append(_by_device(cs, swept, paper))
     lines.append(_table(["case", "scale"] + (["point"] if swept else []) + [
                          "mode/device", "M mult-adds", "MAC MB", "latency ms", "speed vs baseline [95% CI]"] + (["paper ARM", "paper GPU"] if paper else [])
                         + ["FLOP/B", "% of roofline", "ops/fwd", "zero-FLOP time %"], rows))
     return "\n\n".join(lines)
+
+
+def _by_device(cs: list[CaseEffect], swept: list[str], paper: bool) -> str:
+    """Speed vs baseline with one column per device (the paper's GPU/ARM layout): runs of several
+    devices, a fleet run's pools (`run --on ray --devices`) or shards measured on other machines."""
+    labels = list(dict.fromkeys(c.device_label for c in cs))
+    keys: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for c in cs:
+        key = (c.case, c.scale, point_text(c.point, swept) if swept else "", c.mode)
+        keys.setdefault(key, {"paper": c.paper_speed})[c.device_label] = speed_text(c)
+    rows = [[case, f"x{scale}"] + ([point] if swept else []) + [mode] + [v.get(label, "-") for label in labels]
+            + ([_n(v["paper"].get("gpu")), _n(v["paper"].get("arm"))] if paper else [])
+            for (case, scale, point, mode), v in keys.items()]
+    return ("Speed vs baseline [95% CI] on each device:\n\n"
+            + _table(["case", "scale"] + (["point"] if swept else []) + ["mode", *labels]
+                     + (["paper GPU", "paper ARM"] if paper else []), rows))
 
 
 def _predictors(scores: list[analysis.PredictorScore]) -> str:

@@ -18,13 +18,51 @@ def _num(v: Any) -> float:
     return f
 
 
+def ratio_number(v: float) -> str:
+    """A ratio with three decimals, or three significant digits where three decimals would print 0.000
+    or a number too long to read."""
+    return f"{v:.3f}" if 0.01 <= abs(v) < 1000 else f"{v:.3g}"
+
+
 def ratio_ci_text(r: float, lo: float, hi: float) -> str:
-    """'1.420x [1.400, 1.450]' for a latency ratio and its CI; '1.420x' without a CI, '-' without a ratio."""
+    """'1.420x [1.400, 1.450]' for a latency ratio and its CI; '-' without a ratio, 'undefined' for a ratio
+    that is not a finite positive number, '1.420x [CI undefined]' for an undefined or absurd CI
+    (verdict.defined): such intervals are never printed as numbers."""
+    from latbench.verdict import defined
+
+    r, lo, hi = _num(r), _num(lo), _num(hi)
     if math.isnan(r):
         return "-"
-    if math.isnan(lo) or math.isnan(hi):
-        return f"{r:.3f}x"
-    return f"{r:.3f}x [{lo:.3f}, {hi:.3f}]"
+    if not defined(r, r):
+        return "undefined"
+    if not defined(lo, hi):
+        return f"{ratio_number(r)}x [CI undefined]"
+    return f"{ratio_number(r)}x [{ratio_number(lo)}, {ratio_number(hi)}]"
+
+
+IN_PROCESS_INTERVALS = ("order", "order-ess")  # stats.INTERVALS made from one process's rounds
+
+
+def interval_scope(rows: Iterable[dict[str, Any]]) -> str:
+    """What the rows' ratio CIs cover, for a column header: 'within one process' (one process's rounds:
+    run-to-run variation is not in them), 'over N processes' (pooled: it is), or '' when mixed/unknown."""
+    kinds = set()
+    for row in rows:
+        if row.get("case") == row.get("baseline_case") or row.get("status") != "ok":
+            continue
+        interval = str(row.get("ratio_interval") or "")
+        if interval in IN_PROCESS_INTERVALS:
+            kinds.add("within one process")
+        elif interval.startswith("processes"):
+            kinds.add(f"over {_int(row.get('repeats'))} processes")
+        else:
+            kinds.add("")
+    return kinds.pop() if len(kinds) == 1 else ""
+
+
+def _int(v: Any) -> str:
+    f = _num(v)
+    return str(int(f)) if math.isfinite(f) else "?"
 
 
 def ratio_text(row: dict[str, Any]) -> str:
@@ -33,7 +71,9 @@ def ratio_text(row: dict[str, Any]) -> str:
     if row.get("case") == row.get("baseline_case"):
         return "baseline"
     text = ratio_ci_text(r, lo, hi)
-    return text if (math.isnan(r) or lo > 1 or hi < 1) else f"no difference ({text})"
+    if "undefined" in text:
+        return text
+    return text if (lo > 1 or hi < 1) else f"no difference ({text})"
 
 
 def short_warnings(text: Any) -> str:
@@ -84,7 +124,7 @@ def run_cells(rows: Iterable[dict[str, Any]]) -> tuple[list[tuple[str, str]], li
         ("widths", "left"), ("M mult-adds", "right"), ("FLOPs drift", "right"), ("MAC MB", "right"),
         ("latency ms", "right"), ("p10-p90 ms", "right")] + (
         [("p99 ms", "right"), ("images/s", "right")] if swept else []) + [
-        ("speed vs baseline", "right"), ("latency ratio [95% CI]", "left"), ("note", "left")]
+        ("speed vs baseline", "right"), (ratio_header(rows), "left"), ("note", "left")]
     cells = []
     for row in rows:
         lat, r = _num(row.get("latency_ms")), _num(row.get("ratio_to_baseline"))
@@ -108,11 +148,21 @@ def run_cells(rows: Iterable[dict[str, Any]]) -> tuple[list[tuple[str, str]], li
     return columns, cells
 
 
+def ratio_header(rows: Iterable[dict[str, Any]]) -> str:
+    """'latency ratio [95% CI within one process]' (or 'over 8 processes'): the run table's CI column names
+    what its intervals cover."""
+    scope = interval_scope(rows)
+    return f"latency ratio [95% CI {scope}]" if scope else "latency ratio [95% CI]"
+
+
 def run_table(rows: Iterable[dict[str, Any]], title: str) -> Table:
     """The paper's comparison at a glance: multiply-adds, MAC, latency and speed relative to the first case."""
     rows = list(rows)
     columns, cells = run_cells(rows)
-    t = Table(title=title, title_justify="left")
+    caption = ("CIs within one process: they do not include how far a new process lands (run without "
+               "--in-process/--quick, or --repeats N, to pool N processes)"
+               if interval_scope(rows) == "within one process" else None)
+    t = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
     for name, justify in columns:
         t.add_column(name, justify=justify)  # type: ignore[arg-type]
     for row, c in zip(rows, cells):
@@ -134,7 +184,10 @@ def markdown_table(columns: list[tuple[str, str]], cells: list[list[str]]) -> st
 
 def run_markdown(rows: Iterable[dict[str, Any]], title: str) -> str:
     """`latbench run --format markdown`: the run table of one suite under a heading."""
-    return f"### {title}\n\n" + markdown_table(*run_cells(rows))
+    rows = list(rows)
+    note = ("\nCIs within one process: they do not include how far a new process lands.\n"
+            if interval_scope(rows) == "within one process" else "")
+    return f"### {title}\n\n" + markdown_table(*run_cells(rows)) + note
 
 
 def env_table(fp: dict[str, Any]) -> Table:
@@ -184,8 +237,11 @@ _ratio_ci = ratio_ci_text
 
 
 def _change(d: Any) -> str:
+    from latbench.verdict import defined
+
     changed = "; changed" if getattr(d, "changed", "") else ""
-    if d.status in ("missing", "failed", "skipped", "invalid") or (d.status == "inconclusive" and math.isnan(d.ratio)):
+    if d.status in ("missing", "failed", "skipped", "invalid") or (d.status == "inconclusive"
+                                                                   and not defined(d.ratio, d.ratio)):
         return d.status + changed
     if d.status == "inconclusive":
         return f"inconclusive ({100 * (d.ratio - 1):+.1f}%)" + changed
@@ -234,8 +290,9 @@ def compare_markdown(cmp: Any, outcome: Any = None, title: str = "latbench compa
         icon = ":white_check_mark:" if outcome.passed else ":x:"
         lines += [f"{icon} **{outcome.summary()}**", ""]
     lines += [f"Baseline: {len(cmp.base_files)} run(s); candidate: {len(cmp.cand_files)} run(s). "
-              f"Ratio = candidate / baseline latency with its {1 - cmp.alpha:.0%} CI; a case fails only when it is "
-              f"slower by more than its threshold **and** the CI lies above 1.", ""]
+              f"Ratio = candidate / baseline latency with its {1 - cmp.alpha:.0%} CI. A case passes only when the "
+              f"CI's upper end is below 1 + its threshold; it is slower when the whole CI lies above 1 + threshold, "
+              f"inconclusive in between (the note says what it would take to decide).", ""]
     for w in cmp.warnings:
         lines.append(f"> :warning: {w}")
     if cmp.warnings:
@@ -251,7 +308,8 @@ def compare_markdown(cmp: Any, outcome: Any = None, title: str = "latbench compa
                                                                                                     cells[0].strip())
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     lines += ["", "Marks: :red_circle: slower, :green_circle: faster, ~ significant but within threshold, "
-                  ":grey_question: in one side only, ? inconclusive (CI undefined or wider than the threshold), :x: failed. Method per case in the JSON output "
+                  ":grey_question: in one side only, ? inconclusive (CI undefined, or reaching 1 + threshold without "
+                  "lying above it), :x: failed. Method per case in the JSON output "
                   "(`runs-welch`: t-test on run medians; `samples-bootstrap+floor`: one run per side, CI widened "
                   f"by a {cmp.noise_floor:.0%} run-to-run noise floor).", ""]
     return "\n".join(lines)
@@ -306,26 +364,44 @@ def _markup_note(note: Any, status: Any) -> str:
     return f"[{colour}]{text}[/{colour}]"
 
 
-def expected_text(expect: str, bound: float) -> str:
-    """'> 1', '<= 1.05': what a claim expects of the ratio latency(case)/latency(than)."""
+def expected_text(expect: str, bound: float, band: Any = None) -> str:
+    """'> 1', '<= 1.05', 'in [0.95, 1.05]': what a claim expects of the ratio latency(case)/latency(than)."""
+    if expect == "equivalent":
+        return f"in [{band[0]:g}, {band[1]:g}]" if band else "in its band"
     return {"faster": "< 1", "slower": "> 1", "at_most": f"<= {bound:g}", "at_least": f">= {bound:g}"}[expect]
 
 
+def claim_effect_text(v: dict[str, Any]) -> str:
+    """The raw ratio [CI]; where FLOPs differ, the per-FLOP ratio beside it; the paper's ratio."""
+    text = ratio_ci_text(v["ratio"], v["ratio_ci_low"], v["ratio_ci_high"])
+    fr = _num(v.get("flops_ratio"))
+    if math.isfinite(fr) and abs(fr - 1) > 5e-4:
+        per = ratio_ci_text(v.get("ratio_per_flop"), v.get("per_flop_ci_low"), v.get("per_flop_ci_high"))
+        judged = ", judged" if v.get("judged_on") == "per FLOP" else ", not judged"
+        text += f"; per FLOP {per} (FLOPs {fr - 1:+.1%}{judged})"
+    paper, judged = _num(v.get("paper_ratio")), _num(v.get("paper_ratio_judged"))
+    per = f" ({judged:.3g}x per FLOP)" if math.isfinite(judged) and abs(judged / paper - 1) > 5e-4 else ""
+    return text + (f"; paper {paper:.3g}x{per}" if math.isfinite(paper) else "")
+
+
 def claims_table(verdicts: Iterable[dict[str, Any]], title: str) -> Table:
-    """One line per claim and group: the paired ratio latency(case)/latency(than) and the verdict."""
+    """One line per claim and group: the paired ratio latency(case)/latency(than) (and per FLOP), the
+    verdict with its p-value, under false-discovery control over the run's claims (claims.fdr_text)."""
+    from latbench.claims import fdr_text, p_text, verdict_text
+
     verdicts = list(verdicts)
     swept = [a for a in (*SWEEP_AXES, "mode") if len({str(v.get(a)) for v in verdicts}) > 1]
-    t = Table(title=title, title_justify="left")
-    for name in ("claim", "group", "latency ratio case/than [95% CI]", "expected", "verdict"):
+    t = Table(title=title, title_justify="left", caption=fdr_text(verdicts) or None, caption_justify="left")
+    for name in ("claim", "group", "latency ratio case/than [95% CI]", "expected", "verdict", "p"):
         t.add_column(name)
-    colours = {"holds": "green", "fails": "red", "unclear": "yellow"}
     for v in verdicts:
         group = f"x{v['scale']} {point_text(v, swept)}".strip()
-        t.add_row(escape(f"{v['case']} vs {v['than']}: {v['claim']}"), group,
-                  ratio_ci_text(v["ratio"], v["ratio_ci_low"], v["ratio_ci_high"]), expected_text(v["expect"], v["bound"]),
-                  f"[{colours[v['verdict']]}]{v['verdict']}[/{colours[v['verdict']]}]")
+        colour = {"fails": "red", "unclear": "yellow"}.get(str(v["verdict"]), "green")
+        t.add_row(escape(f"{v['case']} vs {v['than']}: {v['claim']}"), group, escape(claim_effect_text(v)),
+                  expected_text(v["expect"], v["bound"], v.get("band")),
+                  f"[{colour}]{escape(verdict_text(v))}[/{colour}]", p_text(v))
     if not t.row_count:
-        t.add_row("no claim could be judged (cases skipped, failed, or claims for other devices)", "", "", "", "")
+        t.add_row("no claim could be judged (cases skipped, failed, or claims for other devices)", "", "", "", "", "")
     return t
 
 
@@ -344,14 +420,21 @@ def group_text(groups: list[dict[str, Any]]) -> list[str]:
 
 def report_claims_table(claims: Iterable[Any], suites: Iterable[Any], title: str) -> Table:
     """`latbench report`'s summary: each claim's verdict over all runs (report.analysis.ClaimResult), per
-    group; a suite without claims says so."""
-    t = Table(title=title, title_justify="left")
-    for col in ("suite", "claim", "device", "mode", "verdict", "per group"):
+    group with its p-value, under false-discovery control over the whole report; a suite without claims
+    says so."""
+    from latbench.claims import fdr_text, join_words, p_text, verdict_text
+
+    claims = list(claims)
+    t = Table(title=title, title_justify="left", caption_justify="left",
+              caption=fdr_text([v for c in claims for v in c.groups]) or None)
+    for col in ("suite", "claim", "device", "mode", "verdict", "per group", "p per group"):
         t.add_column(col)
     for c in claims:
+        names = group_text(c.groups)
         t.add_row(c.suite, escape(f"{c.claim.case} vs {c.claim.than}: {c.claim.text}"), c.device_label, c.mode,
-                  c.verdict, ", ".join(f"{g}: {v['verdict']}" for g, v in zip(group_text(c.groups), c.groups)))
+                  c.verdict, escape(join_words(f"{g}: {verdict_text(v)}" for g, v in zip(names, c.groups))),
+                  ", ".join(f"{g}: {p_text(v)}" for g, v in zip(names, c.groups)))
     for s in suites:
         if not s.claims:
-            t.add_row(s.name, "no claims in this suite", "", "", "", "")
+            t.add_row(s.name, "no claims in this suite", "", "", "", "", "")
     return t

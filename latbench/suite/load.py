@@ -31,6 +31,8 @@ from latbench.suite.sweep import SweepModel, count_points, expand_specs, points
 # is built or counted: 40,000 sweep points took 5 GB and 45 s before the first measurement.
 DEFAULT_MAX_CASES = 1000
 MAX_SUITE_BYTES = 4_000_000  # read at most this much of a suite file (yamlnodes.MAX_BYTES limits the text)
+MAX_SCALE = 1024  # width multipliers beyond this are no experiment; 2**31 overflowed only at run time
+MAX_CHANNELS = 1 << 24  # a width (scaled) beyond this is no layer any device holds (a 2^24-square weight is PBs)
 from latbench.suite.yamlnodes import line_of, load_with_lines
 
 Platform = Literal["gpu", "arm"]
@@ -80,8 +82,8 @@ class SuiteModel(_Strict):
     @field_validator("scales")
     @classmethod
     def _positive(cls, v: list[int]) -> list[int]:
-        if any(s < 1 for s in v) or len(set(v)) != len(v):
-            raise ValueError("scales must be distinct positive integers, e.g. [1, 2, 4]")
+        if any(not 1 <= s <= MAX_SCALE for s in v) or len(set(v)) != len(v):
+            raise ValueError(f"scales must be distinct positive integers up to {MAX_SCALE}, e.g. [1, 2, 4]")
         return v
 
 
@@ -138,6 +140,7 @@ def load_suite(path: str | Path, allow_import: bool = False) -> Suite:
         model = SuiteModel.model_validate(data)
     except ValidationError as exc:
         raise _located(exc, str(path), lines, SuiteModel) from None
+    _refuse_lax(SuiteModel, data, str(path), lines)
     suite = Suite(model=model, path=str(path), sha256=hashlib.sha256(raw).hexdigest(), lines=lines)
     get_builder(model.builder, where=suite.where("builder"))
     names = [c.name for c in model.cases]
@@ -178,6 +181,36 @@ def _check_user(suite: Suite, i: int, allow_import: bool) -> None:
         raise SuiteError(exc.message, where=where, hint=exc.hint) from None
 
 
+def _lax_errors(model: type[BaseModel], data: Any) -> list[dict]:
+    """The values pydantic accepted only by converting them to a number: YAML `true`, `'1'` or `2.0`
+    where a whole number belongs, `true` or `'0.5'` where a number belongs (a strict validation's
+    int/float type errors; its other complaints, e.g. a list for a tuple, are no such conversions)."""
+    try:
+        model.model_validate(data, strict=True)
+    except ValidationError as exc:
+        return [e for e in exc.errors() if (e["type"] == "int_type" and not isinstance(e["input"], int))
+                or (e["type"] == "int_type" and isinstance(e["input"], bool))
+                or (e["type"] == "float_type" and isinstance(e["input"], (bool, str)))]
+    return []
+
+
+def _refuse_lax(model: type[BaseModel], data: Any, path: str, lines: dict, prefix: tuple = (),
+                what: str = "") -> None:
+    """SuiteError at its line for the first value that is a number only by conversion (_lax_errors):
+    integers are integers (widths, batch, blocks, scales, sizes, builder parameters)."""
+    bad = _lax_errors(model, data)
+    if not bad:
+        return
+    err = bad[0]
+    loc = prefix + tuple(x for x in err["loc"] if isinstance(x, int) or "[" not in str(x))  # no union tags
+    line = line_of(lines, loc)
+    dotted = ".".join(f"[{x}]" if isinstance(x, int) else str(x) for x in loc).replace(".[", "[")
+    kind = "a whole number" if err["type"] == "int_type" else "a number"
+    raise SuiteError(f"{what}{dotted}: {err['input']!r} is not {kind}", where=f"{path}:{line}" if line else path,
+                     hint=f"write {kind} without quotes, e.g. 8" + (" (not true/false)" if isinstance(
+                         err["input"], bool) else ""))
+
+
 def _located(exc: ValidationError, path: str, lines: dict, model: type[BaseModel], prefix: tuple = ()) -> SuiteError:
     """The most telling pydantic error as a one-line SuiteError at its line: unknown keys first
     (a misspelt key explains the other errors), then the earliest line."""
@@ -195,7 +228,7 @@ def _located(exc: ValidationError, path: str, lines: dict, model: type[BaseModel
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         hint = (f"did you mean {close[0]!r}? " if close else "") + f"allowed: {', '.join(allowed)}"
         return SuiteError(f"unknown key {dotted!r}{more}", where=where, hint=hint)
-    return SuiteError(f"{dotted or 'suite'}: {err['msg']}{more}", where=where,
+    return SuiteError(f"{dotted or 'suite'}: {err['msg'].removeprefix('Value error, ')}{more}", where=where,
                       hint=_hint(err) or "see suites/g1.yaml and README 'Suites'")
 
 
@@ -261,6 +294,14 @@ def _check_case(suite: Suite, i: int, case: CaseModel) -> None:
             raise SuiteError(f"cases[{i}].widths.{platform} lists {len(widths)} width sets for "
                              f"{len(suite.model.scales)} scales", where=suite.where("cases", i, "widths", platform),
                              hint="give one mapping per scale, or a single mapping that each scale multiplies")
+        scaled = per_scale if isinstance(widths, list) else [
+            {k: v * sc for k, v in widths.items()} for sc in suite.model.scales]
+        for w in scaled:  # bounds at load, at every scale: never a width that fails only at run time
+            big = next(((k, v) for k, v in w.items() if v > MAX_CHANNELS), None)
+            if big:
+                raise SuiteError(f"cases[{i}].widths.{platform}: {big[0]}={big[1]:,} (at its scale) is more than "
+                                 f"{MAX_CHANNELS:,} channels", where=suite.where("cases", i, "widths", platform),
+                                 hint="use realistic widths and scales")
         for w in per_scale:
             unknown = set(w) - width_names
             if unknown:
@@ -273,13 +314,22 @@ def _check_case(suite: Suite, i: int, case: CaseModel) -> None:
 def _validate_params(suite: Suite, i: int, params: dict, path: tuple) -> dict[str, Any]:
     b = get_builder(suite.builder_of(i))
     try:
-        return b.params.model_validate(params).model_dump()
+        valid = b.params.model_validate(params).model_dump()
     except ValidationError as exc:
         err = exc.errors()[0]
         msg = err["msg"].removeprefix("Value error, ")
         field = ".".join(str(x) for x in err["loc"])
         raise SuiteError(f"cases[{i}] ({suite.model.cases[i].name}): {field + ': ' if field else ''}{msg}",
                          where=suite.where(*path), hint=_hint(err) or f"see 'latbench list' for {b.name}") from None
+    lax = _lax_errors(b.params, params)
+    if lax:
+        key = lax[0]["loc"][0] if lax[0]["loc"] else None
+        where = (suite.where("cases", i, "params", key) if key in suite.model.cases[i].params
+                 else suite.where("params", key) if key in suite.model.params else suite.where(*path))
+        raise SuiteError(f"cases[{i}] ({suite.model.cases[i].name}): {key}: {lax[0]['input']!r} is not a "
+                         f"{'whole ' if lax[0]['type'] == 'int_type' else ''}number", where=where,
+                         hint="write the number without quotes (not true/false)")
+    return valid
 
 
 def expand(suite: Suite, platform: str, *, quick: bool = False, widths_mode: str | None = None,
