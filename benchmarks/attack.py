@@ -1,23 +1,34 @@
-"""An attack run (issue 14): hostile inputs and faults across every command, with totals.
+"""An attack run (issues 14 and 22): hostile inputs and faults across every command, with totals.
 
-    PYTHONPATH=. python benchmarks/attack.py [--json docs/benchmarks/attack.json]
+    PYTHONPATH=. python benchmarks/attack.py [--json docs/benchmarks/attack.json] [--only CLASS ...]
 
 Each attack runs one latbench command (in-process through typer's CliRunner, where any exception
-but SystemExit is a traceback; a few in a subprocess, for encodings, closed pipes and signals) and
-is scored:
+but SystemExit is a traceback; in a subprocess where user code, encodings, closed or full streams
+and signals are involved) and is scored:
 
 - clean error: exit 2 and one `error:` line on stderr;
 - traceback: an exception escaped, or 'Traceback' was printed;
-- result lost: an earlier run's files changed, or a run that hit a fault lost its finished groups or
-  was left without a final status;
-- gate pass on broken input: `latbench gate` exited 0 on a damaged results file.
+- result lost: an earlier run's files changed, or a run that hit a fault lost its finished groups,
+  was left without a final status, or a case that did nothing wrong is not an ok row;
+- gate pass on broken input: `latbench gate` exited 0 on a damaged results file;
+- file touched: a file was replaced, created or removed outside the places the command may write
+  (its -o target, its results directory), or written through a symbolic link (issue 22);
+- state leak: a case measured in a process state another case's code changed (a probe model records
+  the state of every forward), or an in-process command left this process's state changed (issue 22);
+- hang: a command that did not end within its time limit (subprocess attacks).
 
-Timed by the fake backend (LATBENCH_FAKE_BACKEND=1): this is about answers and files, not times.
+Inputs are grouped in classes (the legacy corpus of issue 14, then issue 22's file targets, symbolic
+links, hostile user code, global-state leaks through measure(), odd output streams, measure()
+arguments, lax suite values, deeply nested metadata, signals, tiny time limits); the totals give
+each class's count. Timed by the fake backend (LATBENCH_FAKE_BACKEND=1): this is about answers and
+files, not times.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import contextlib
 import errno
 import hashlib
 import json
@@ -30,7 +41,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # tests/faults_factory.py: the hostile user modules
@@ -53,14 +64,36 @@ class Tally:
     results_lost: int = 0
     gate_passes_on_broken_input: int = 0
     other_wrong_exit: int = 0
+    files_touched: int = 0
+    state_leaks: int = 0
+    hangs: int = 0
+    by_class: dict[str, int] = field(default_factory=collections.Counter)
+    failed_by_class: dict[str, int] = field(default_factory=collections.Counter)
     failures: list[str] = field(default_factory=list)
 
     def fail(self, kind: str, name: str, detail: str) -> None:
         setattr(self, kind, getattr(self, kind) + 1)
-        self.failures.append(f"{kind}: {name}: {detail[-300:]}")
+        self.failed_by_class[CLASS[0]] += 1
+        self.failures.append(f"{kind}: [{CLASS[0]}] {name}: {detail[-300:]}")
 
 
 T = Tally()
+CLASS = ["legacy (issue 14)"]
+BAD = ("tracebacks", "results_lost", "gate_passes_on_broken_input", "files_touched", "state_leaks", "hangs")
+
+
+@contextlib.contextmanager
+def in_class(name: str):
+    before, CLASS[0] = CLASS[0], name
+    try:
+        yield
+    finally:
+        CLASS[0] = before
+
+
+def tried() -> None:
+    T.tried += 1
+    T.by_class[CLASS[0]] += 1
 
 
 def snapshot(d: Path) -> dict[str, str]:
@@ -68,10 +101,59 @@ def snapshot(d: Path) -> dict[str, str]:
             for p in sorted(d.rglob("*")) if p.is_file()}
 
 
-def invoke(name: str, args: list[str], expect: set[int], *, broken_gate: bool = False) -> object:
-    """One attack through the CLI; scores it and returns the result."""
-    T.tried += 1
-    r = CliRunner().invoke(app, args)
+def tree(d: Path) -> dict[str, tuple]:
+    """Every path under d (links not followed) with what identifies its content: a cheap snapshot."""
+    out: dict[str, tuple] = {}
+    for root, dirs, files in os.walk(d):
+        for name in dirs + files:
+            p = os.path.join(root, name)
+            try:
+                st = os.lstat(p)
+            except OSError:
+                continue
+            if stat_is_dir(st.st_mode):
+                out[p] = ("dir",)
+            else:
+                out[p] = (st.st_mode, st.st_ino, st.st_size, st.st_mtime_ns)
+    return out
+
+
+def stat_is_dir(mode: int) -> bool:
+    import stat
+
+    return stat.S_ISDIR(mode)
+
+
+def touched_outside(before: dict[str, tuple], after: dict[str, tuple], allowed: list[Path]) -> list[str]:
+    """Paths created, changed or removed that lie under none of `allowed` (a leftover temp file anywhere)."""
+    roots = [os.path.abspath(a) for a in allowed]
+    out = []
+    for p in sorted(set(before) | set(after)):
+        if before.get(p) == after.get(p):
+            continue
+        inside = any(p == r or p.startswith(r.rstrip("/") + "/") for r in roots)
+        if not inside or (p.endswith(".tmp") and p in after):
+            out.append(p + (" (created)" if p not in before else " (removed)" if p not in after else " (changed)"))
+    return out
+
+
+def process_state() -> tuple:
+    """What an in-process command must leave as it found it in this process."""
+    import torch
+
+    return (torch.get_num_threads(), torch.get_default_dtype(), torch.is_grad_enabled(), os.getcwd(),
+            signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGALRM),
+            signal.getitimer(signal.ITIMER_REAL), sys.stdout.__class__, sys.stderr.__class__)
+
+
+def invoke(name: str, args: list[str], expect: set[int], *, broken_gate: bool = False,
+           watch: Path | None = None, allowed: list[Path] = (), env: dict | None = None) -> Any:
+    """One attack through the CLI; scores it and returns the result. watch: a directory in which
+    nothing outside `allowed` may be created, changed or removed (issue 22's file policy)."""
+    tried()
+    before = tree(watch) if watch is not None else None
+    state = process_state()
+    r = CliRunner().invoke(app, args, env=env)
     text = r.output
     if (r.exception is not None and not isinstance(r.exception, SystemExit)) or "Traceback" in text:
         T.fail("tracebacks", name, f"{r.exception!r} {text}")
@@ -80,13 +162,19 @@ def invoke(name: str, args: list[str], expect: set[int], *, broken_gate: bool = 
     elif r.exit_code not in expect:
         T.fail("other_wrong_exit", name, f"exit {r.exit_code}, expected {sorted(expect)}: {text}")
     elif r.exit_code == 2:
-        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip() and not ln.startswith("warning:")]
         if len(lines) == 1 and lines[0].startswith("error: "):
             T.clean_errors += 1
         elif "Invalid value" in r.stderr or "Missing" in r.stderr or "No such option" in r.stderr:
             T.clean_errors += 1  # typer's own usage error (a boxed message naming the option), exit 2
         else:
             T.fail("other_wrong_exit", name, f"exit 2 without one error line: {r.stderr}")
+    if before is not None:
+        wrong = touched_outside(before, tree(watch), list(allowed))
+        if wrong:
+            T.fail("files_touched", name, ", ".join(wrong[:5]))
+    if process_state() != state:
+        T.fail("state_leaks", name, f"this process's state changed: {state} -> {process_state()}")
     return r
 
 
@@ -95,22 +183,35 @@ def run_files(d: Path) -> tuple[Path, dict]:
     return csv, json.loads(csv.with_suffix(".json").read_text())
 
 
+SECTIONS: dict[str, Callable[[Path], None]] = {}  # filled below: class name -> its attack
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path, help="also write the totals here")
+    ap.add_argument("--only", nargs="*", help="run only these classes (names as in the totals; 'legacy' too)")
     args = ap.parse_args()
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="latbench-attack-") as tmp:
         box = Path(tmp)
-        attack(box)
-    totals = {k: v for k, v in T.__dict__.items() if k != "failures"}
+        if not args.only or any(o.startswith("legacy") for o in args.only):
+            attack(box)
+        for name, section in SECTIONS.items():
+            if not args.only or name in args.only:
+                with in_class(name):
+                    section(box / name.split()[0])
+    totals = {k: v for k, v in T.__dict__.items() if k not in ("failures", "by_class", "failed_by_class")}
     totals["seconds"] = round(time.monotonic() - start, 1)
+    totals["by_class"] = {k: {"inputs": v, "failures": T.failed_by_class.get(k, 0)} for k, v in T.by_class.items()}
+    core = {k: v for k, v in totals["by_class"].items() if k != OPEN}
+    totals["corpus"] = {"inputs": sum(v["inputs"] for v in core.values()),
+                        "failures": sum(v["failures"] for v in core.values())}
     print(json.dumps(totals, indent=2))
     for f in T.failures:
         print("  " + f)
     if args.json:
         args.json.write_text(json.dumps({**totals, "failures": T.failures}, indent=2) + "\n")
-    return 0 if not (T.tracebacks or T.results_lost or T.gate_passes_on_broken_input) else 1
+    return 0 if totals["corpus"]["failures"] == 0 else 1
 
 
 def attack(box: Path) -> None:
@@ -275,7 +376,7 @@ def attack(box: Path) -> None:
     uni.write_text(TINY.read_text().replace("name: g=1", 'name: "g=1 \u2713"'))
     sub("run, PYTHONIOENCODING=ascii", [sys.executable, "-m", "latbench", "run", str(uni), *quick, "--results-dir",
                                         str(fresh("enc"))], {**env, "PYTHONIOENCODING": "ascii"}, {0})
-    T.tried += 1
+    tried()
     p = subprocess.run(["bash", "-c", f"{sys.executable} -m latbench gate -b {good_csv} -c {good_csv} -q | true; "
                                       "echo rc=${PIPESTATUS[0]}"], env=env, capture_output=True, text=True)
     if "rc=0" not in p.stdout or "Traceback" in p.stderr:
@@ -283,14 +384,28 @@ def attack(box: Path) -> None:
     sigterm_sweep(box, env)
 
 
-def sub(name: str, cmd: list[str], env: dict, expect: set[int]) -> subprocess.CompletedProcess:
-    T.tried += 1
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, errors="replace")
-    if "Traceback" in p.stderr:
-        T.fail("tracebacks", name, p.stderr)
+def sub(name: str, cmd: list[str], env: dict, expect: set[int], *, timeout: float = 300, cwd: Path | None = None,
+        **kw: Any) -> subprocess.CompletedProcess:
+    """One attack in a subprocess (user code, streams, signals); a hang is killed at `timeout`."""
+    tried()
+    try:
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True, errors="replace", timeout=timeout, cwd=cwd,
+                           **kw)
+    except subprocess.TimeoutExpired as exc:
+        T.fail("hangs", name, f"still running after {timeout:g} s: {exc}")
+        return subprocess.CompletedProcess(cmd, -9, "", "")
+    if "Traceback" in (p.stderr or "") or "Traceback" in (p.stdout or ""):
+        T.fail("tracebacks", name, p.stderr or p.stdout)
     elif p.returncode not in expect:
-        T.fail("other_wrong_exit", name, f"exit {p.returncode}: {p.stderr}")
+        T.fail("other_wrong_exit", name, f"exit {p.returncode}, expected {sorted(expect)}: {p.stderr}")
+    elif p.returncode == 2 and (p.stderr or "").strip() and not _one_error_line(p.stderr):
+        T.fail("other_wrong_exit", name, f"exit 2 without one error line: {p.stderr}")
     return p
+
+
+def _one_error_line(stderr: str) -> bool:
+    lines = [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith("warning:")]
+    return len(lines) == 1 and lines[0].startswith("error: ")
 
 
 def sigterm_sweep(box: Path, env: dict) -> None:
@@ -302,7 +417,7 @@ def sigterm_sweep(box: Path, env: dict) -> None:
                                               "dtype: [float32, bfloat16]}"))
     out = box / "sweep-run"
     env = {**env, "LATBENCH_FAKE_BACKEND": ""}  # real timing: slow enough to interrupt
-    T.tried += 1
+    tried()
     proc = subprocess.Popen([sys.executable, "-m", "latbench", "run", str(suite), "--max-time", "0.5", "--no-roofline",
                              "--results-dir", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
@@ -386,6 +501,694 @@ def damage(good: Path, box: Path) -> dict[str, Path]:
     make("metadata policy a number", meta("policy", 3))
     make("schema_version 999", cell("schema_version", "999"))
     return out
+
+
+# ==================================================================== issue 22's classes
+
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), "LATBENCH_FAKE_BACKEND": "1"}
+QUICK = ["--quick", "--no-roofline", "-q"]
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "latbench", *args]
+
+
+def _run_dir(d: Path, *extra: str) -> Path:
+    """A fresh quick run of tests/data/tiny.yaml into d (in this process, fake backend): its results CSV."""
+    r = CliRunner().invoke(app, ["run", str(TINY), *QUICK, "--in-process", "--results-dir", str(d), *extra])
+    assert r.exit_code == 0, r.output
+    return run_files(d)[0]
+
+
+def _siblings(csv: Path) -> dict[str, Path]:
+    return {"results csv": csv, "samples csv": csv.with_name(csv.stem + "-samples.csv"),
+            "metadata json": csv.with_suffix(".json"), "lock (not there)": csv.with_suffix(".lock")}
+
+
+def _victims(d: Path) -> dict[str, Path]:
+    """Files and a directory outside every command's places, which links point at: never to change."""
+    d.mkdir(parents=True, exist_ok=True)
+    out = {"file": d / "victim.txt", "png": d / "victim.png", "dir": d / "victim-dir"}
+    out["file"].write_text("precious\n")
+    out["png"].write_bytes(b"precious png")
+    out["dir"].mkdir(exist_ok=True)
+    (out["dir"] / "inside.txt").write_text("precious\n")
+    return out
+
+
+# ---------------------------------------------------------------- file targets of -o
+
+OPEN = "open (a fix outside issue 22's files)"
+# calibrate checks its --output itself in cli/results.py (Path.exists() raises ENAMETOOLONG there): a
+# traceback until calibrate writes through cli.common.write_output like every other -o.
+OPEN_FILE_TARGETS = {("calibrate", "a 300-character name")}
+
+def file_targets(box: Path) -> None:
+    """Every command that writes -o FILE, onto every kind of target, with and without --force: a refusal
+    is exit 2 and nothing changes; an allowed write changes the target only (and the command's own
+    places: a run's results directory, a report's figures/)."""
+    box.mkdir(parents=True)
+    a = _run_dir(box / "res-a")
+    b = _run_dir(box / "res-b", "--seed", "1")
+    victims = _victims(box / "victims")
+    out = box / "out"
+    out.mkdir()
+    (out / "a-file").write_text("x\n")
+    counter = [0]
+
+    def fresh(name: str) -> Path:
+        counter[0] += 1
+        return out / f"{counter[0]}-{name}"
+
+    def existing(text: str = "mine\n", mode: int = 0o644) -> Path:
+        p = fresh("existing.txt")
+        p.write_text(text)
+        p.chmod(mode)
+        return p
+
+    def long_name() -> Path:
+        counter[0] += 1
+        return out / ("n" * 250 + f"{counter[0]:05d}")
+
+    def link(to: Path) -> Path:
+        p = fresh("link")
+        p.symlink_to(to)
+        return p
+
+    def fifo() -> Path:
+        p = fresh("fifo")
+        os.mkfifo(p)
+        return p
+
+    def hard_link_to_results() -> Path:
+        p = fresh("hard.csv")
+        os.link(a, p)
+        return p
+
+    def copy_of_results() -> Path:
+        p = fresh("copy.txt")
+        p.write_bytes(a.read_bytes())
+        return p
+
+    # target name -> (make it, may a write with --force replace it?, may a write without --force create it?)
+    targets: dict[str, tuple[Callable[[], Path], bool, bool]] = {
+        "a new file": (lambda: fresh("new.txt"), True, True),
+        "a new file in new directories": (lambda: fresh("d") / "e" / "new.txt", True, True),
+        "a 255-character name": (long_name, True, True),
+        "a name with a newline": (lambda: fresh("new\nline.txt"), True, True),
+        "a unicode name": (lambda: fresh("r\u00e9sultat-\u2713.txt"), True, True),
+        "an existing file": (existing, True, False),
+        "an existing read-only file": (lambda: existing(mode=0o444), True, False),
+        "a link to a file elsewhere": (lambda: link(victims["file"]), False, False),
+        "a dangling link": (lambda: link(victims["dir"] / "created-through-a-link.txt"), False, False),
+        "a link to a directory": (lambda: link(victims["dir"]), False, False),
+        "a directory": (lambda: victims["dir"], False, False),
+        "the results directory": (lambda: a.parent, False, False),
+        "''": (lambda: Path(""), False, False),
+        "'.'": (lambda: Path("."), False, False),
+        "'..'": (lambda: Path(".."), False, False),
+        "file/sub": (lambda: out / "a-file" / "sub", False, False),
+        "a 300-character name": (lambda: out / ("x" * 300), False, False),
+        "/dev/full": (lambda: Path("/dev/full"), False, False),
+        "/dev/null": (lambda: Path("/dev/null"), False, False),
+        "/proc/version": (lambda: Path("/proc/version"), False, False),
+        "a FIFO": (fifo, False, False),
+        "a hard link to a results file": (hard_link_to_results, False, False),
+        "a copy of a results file": (copy_of_results, False, False),
+        **{f"the run's {k}": ((lambda v=v: v), False, False) for k, v in _siblings(a).items()},
+    }
+    commands: dict[str, Callable[[Path, list[str]], list[str]]] = {
+        "compare": lambda o, f: ["compare", str(a), str(b), "-q", *f, "-o", str(o)],
+        "gate": lambda o, f: ["gate", "-b", str(a), "-c", str(b), "-q", "--allow-different-machine", "-o", str(o), *f],
+        "env": lambda o, f: ["env", "--format", "json", *f, "-o", str(o)],
+        "run": lambda o, f: ["run", str(TINY), *QUICK, "--in-process", "--format", "csv", "--results-dir",
+                             str(box / "run-res"), "-o", str(o), *f],
+        "report": lambda o, f: ["report", str(a), "-q", "-o", str(o), *f],
+        "calibrate": lambda o, f: ["calibrate", str(a), str(b), "-q", "--format", "json", "--output", str(o)],
+    }
+    for cmd, argv in commands.items():
+        for tname, (make, force_ok, new_ok) in targets.items():
+            for force in ([], ["--force"]) if cmd != "calibrate" else ([],):
+                target = make()
+                if str(target).startswith("/") and not str(target).startswith(str(box)) and not target.exists():
+                    continue
+                may = force_ok if force else new_ok
+                if cmd == "report" and tname == "a 255-character name":
+                    may = False  # its figures' names (<stem>-<device>-<mode>-roofline.png) cannot be that long
+                before_target = target.read_bytes() if may and target.is_file() and not target.is_symlink() else None
+                allowed = [target] if may else []
+                top = target
+                while may and not top.parent.exists():
+                    top = top.parent
+                allowed.append(top)  # the directories a write creates
+                if may and cmd == "report":
+                    allowed.append(Path(os.path.realpath(target.parent)) / "figures")
+                if cmd == "run":
+                    allowed.append(box / "run-res")
+                name = f"{cmd} -o {tname} {' '.join(force)}".strip()
+                with in_class(OPEN if (cmd, tname) in OPEN_FILE_TARGETS else CLASS[0]):
+                    r = invoke(name, argv(target, force), {0, 1} if may else {2}, watch=box, allowed=allowed)
+                if may and r.exit_code in (0, 1):
+                    real = Path(os.path.realpath(target.parent)) / target.name
+                    if not real.is_file() or (before_target is not None and real.read_bytes() == before_target):
+                        T.fail("other_wrong_exit", name, "the allowed output was not written")
+    if snapshot(victims["dir"].parent) != {"victim.txt": hashlib.sha256(b"precious\n").hexdigest(),
+                                           "victim.png": hashlib.sha256(b"precious png").hexdigest(),
+                                           "victim-dir/inside.txt": hashlib.sha256(b"precious\n").hexdigest()}:
+        T.fail("files_touched", "file targets", "a victim file changed")
+
+
+SECTIONS["file targets"] = file_targets
+
+
+# ---------------------------------------------------------------- symbolic links at a run's names
+
+def symlinks(box: Path) -> None:
+    """Links (and hard links, FIFOs) planted where latbench writes: a run's lock on --resume, the
+    predictable names of a fresh run, a report's figures/, the results directory."""
+    box.mkdir(parents=True)
+    victims = _victims(box / "victims")
+    kept = snapshot(victims["dir"].parent)
+    src = box / "src"
+    csv = _run_dir(src)
+    n = [0]
+
+    def copy() -> Path:
+        n[0] += 1
+        d = box / f"resume-{n[0]}"
+        shutil.copytree(src, d, symlinks=True)
+        return d / csv.name
+
+    plants: dict[str, Callable[[Path], None]] = {
+        "a link to a file": lambda p: p.symlink_to(victims["file"]),
+        "a dangling link": lambda p: p.symlink_to(victims["dir"] / "made-through-a-link"),
+        "a link to a directory": lambda p: p.symlink_to(victims["dir"]),
+        "a hard link to a file": lambda p: os.link(victims["file"], p),
+        "a FIFO": lambda p: os.mkfifo(p),
+        "a directory": lambda p: p.mkdir(),
+    }
+    for pname, plant in plants.items():  # the lock of a run being resumed
+        c = copy()
+        plant(c.with_suffix(".lock"))
+        sub(f"run --resume with {pname} at the lock", _cli("run", str(TINY), *QUICK, "--results-dir", str(c.parent),
+                                                           "--resume", str(c)), ENV, {2}, timeout=120)
+    # a fresh run's predictable names, for the next seconds
+    for pname in ("a link to a file", "a dangling link", "a hard link to a file", "a FIFO"):
+        for suffix in (".csv", "-samples.csv", ".json", ".lock"):
+            if pname == "a hard link to a file" and suffix != ".lock":
+                continue
+            d = box / f"fresh-{n[0]}"
+            n[0] += 1
+            d.mkdir()
+            now = time.time()
+            for dt in range(0, 40):
+                stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now + dt))
+                for k in ("", "-1"):
+                    with contextlib.suppress(FileExistsError):
+                        plant = plants[pname]
+                        plant(d / f"tiny-cpu-{stamp}{k}{suffix}")
+            p = sub(f"fresh run with {pname} at every <stem>{suffix} of the next 40 s",
+                    _cli("run", str(TINY), *QUICK, "--results-dir", str(d)), ENV, {0}, timeout=120)
+            if p.returncode == 0:
+                done = [q for q in d.glob("*.json") if q.is_file() and not q.is_symlink() and q.stat().st_nlink == 1]
+                metas = [json.loads(q.read_text()) for q in done if q.stat().st_size]
+                if not any(m.get("status") == "complete" for m in metas):
+                    T.fail("results_lost", f"fresh run with {pname} at {suffix}", "no complete run written")
+    # report: figures/ a link, a figure a link; results dir a link (the chosen place: allowed)
+    rep = box / "rep"
+    rep.mkdir()
+    (rep / "figures").symlink_to(victims["dir"])
+    invoke("report with figures/ a link to another directory", ["report", str(csv), "-q", "-o",
+                                                                 str(rep / "report.md"), "--force"], {2},
+           watch=box, allowed=[])
+    rep2 = box / "rep2"
+    invoke("report (first)", ["report", str(csv), "-q", "-o", str(rep2 / "r.md")], {0}, watch=box, allowed=[rep2])
+    fig = sorted((rep2 / "figures").glob("*.png"))[0]
+    fig.unlink()
+    fig.symlink_to(victims["png"])
+    invoke("report --force with a figure a link", ["report", str(csv), "-q", "-o", str(rep2 / "r.md"), "--force"],
+           {2}, watch=box, allowed=[])
+    (rep2 / "r2.md").symlink_to(victims["file"])
+    invoke("report -o a link", ["report", str(csv), "-q", "-o", str(rep2 / "r2.md"), "--force"], {2}, watch=box,
+           allowed=[])
+    real_dir = box / "real-results"
+    real_dir.mkdir()
+    (box / "results-link").symlink_to(real_dir)
+    invoke("run --results-dir a link to a directory", ["run", str(TINY), *QUICK, "--in-process", "--results-dir",
+                                                        str(box / "results-link")], {0}, watch=box,
+           allowed=[real_dir])
+    (box / "thr-link.yaml").symlink_to(victims["file"])
+    invoke("calibrate --output a link", ["calibrate", str(csv), str(csv), "--output", str(box / "thr-link.yaml")],
+           {2}, watch=box, allowed=[])
+    if snapshot(victims["dir"].parent) != kept:
+        T.fail("files_touched", "symbolic links", "a victim file changed")
+
+
+SECTIONS["symbolic links"] = symlinks
+
+
+# ---------------------------------------------------------------- hostile user code
+
+HOSTILE_SUITE = """suite: h
+experiment: H
+builder: user
+blocks: 1
+cases:
+  - name: p1
+    params: {{factory: 'hostile_factory:probe', kwargs: {{c: 4}}, input_shape: [4, 6, 6]}}
+  - name: bad
+    params: {{factory: 'hostile_factory:make', kwargs: {{c: 4, action: {action}, stage: {stage}}}, input_shape: [4, 6, 6]}}
+  - name: p2
+    params: {{factory: 'hostile_factory:probe', kwargs: {{c: 4}}, input_shape: [4, 6, 6]}}
+"""
+# In-process runs (--in-process, the opt-out) cannot survive the end of their own process, nor keep signal
+# handlers user code replaces: those actions are attacked in worker processes only.
+NOT_IN_PROCESS = {"os_exit0", "os_exit3", "keyboard_interrupt", "sigint_ignored", "sigterm_ignored", "close_fd0",
+                  "close_fd2", "replace_stderr", "gc_off"}
+NOT_CORE = {"gc_off"}  # no guard for the garbage collector yet: an exploration (see docs/reliability.md)
+
+
+def _probe_states(path: Path, cwd: Path | None = None) -> set[str]:
+    """The distinct states the probes saw, the run's own directory as <cwd>, the garbage collector's flag
+    dropped (the timing loop turns it off around blocks itself)."""
+    if not path.exists():
+        return set()
+    lines = [line.split("|") for line in path.read_text().splitlines() if line.strip()]
+    return {"|".join(f[:6] + ["<cwd>" if cwd is not None and f[6] == str(cwd) else f[6]]) for f in lines}
+
+
+def hostile_code(box: Path) -> None:
+    """User code that exits, changes directory, closes descriptors, raises KeyboardInterrupt or
+    SystemExit, changes torch's global state or prints, in a factory or a forward, between two probes;
+    in worker processes (the default) and in this process (--in-process). Each run: exit 0 or 1, a
+    complete run whose probes are ok rows, the probes saw only the state a clean run sees, stdout holds
+    only latbench's CSV, nothing written outside the results directory."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import hostile_factory  # noqa: F401 - the actions
+
+    box.mkdir(parents=True)
+    reference: set[str] | None = None
+    actions = ["print", *[a for a in hostile_factory.ACTIONS if a not in NOT_CORE and a != "print"]]
+    for action in actions:
+        for stage in ("factory", "forward"):
+            for mode in ([], ["--in-process"]):
+                if mode and action in NOT_IN_PROCESS:
+                    continue
+                d = box / f"{action}-{stage}{'-in-process' if mode else ''}"
+                d.mkdir()
+                suite = d / "h.yaml"
+                suite.write_text(HOSTILE_SUITE.format(action=action, stage=stage))
+                probe = d / "probe.txt"
+                before = tree(box)
+                name = f"user code {action} in its {stage}{' --in-process' if mode else ''}"
+                p = sub(name, _cli("run", str(suite), *QUICK, "--allow-import", "--format", "csv", "--results-dir",
+                                   str(d / "res"), *mode), {**ENV, "LATBENCH_ATTACK_PROBE": str(probe)}, {0, 1},
+                        timeout=300, cwd=d)
+                wrong = touched_outside(before, tree(box), [d / "res", probe])
+                if wrong:
+                    T.fail("files_touched", name, ", ".join(wrong[:5]))
+                if p.returncode not in (0, 1):
+                    continue
+                _check_hostile_run(name, d / "res", p.stdout, action)
+                states = _probe_states(probe, d)
+                if reference is None and action == "print":
+                    reference = states
+                if reference is not None and not states <= reference:
+                    T.fail("state_leaks", name, f"probes saw {sorted(states - reference)}, a clean run {sorted(reference)}")
+
+
+def _check_hostile_run(name: str, res: Path, stdout: str, action: str) -> None:
+    import io
+
+    import pandas as pd
+
+    try:
+        csv, meta = run_files(res)
+        rows = pd.read_csv(csv, keep_default_na=False).set_index("case")
+    except Exception as exc:  # noqa: BLE001 - any reading problem is a lost result here
+        T.fail("results_lost", name, f"the run's files cannot be read: {exc!r}")
+        return
+    if meta.get("status") != "complete" or list(rows.index) != ["p1", "bad", "p2"] \
+            or list(rows.loc[["p1", "p2"], "status"]) != ["ok", "ok"]:
+        T.fail("results_lost", name, f"status {meta.get('status')}, rows {rows['status'].to_dict()}")
+    try:
+        shown = pd.read_csv(io.StringIO(stdout), keep_default_na=False)
+        clean = list(shown["case"]) == ["p1", "bad", "p2"]
+    except Exception:  # noqa: BLE001
+        clean = False
+    if not clean or "user text" in stdout or "user bytes" in stdout:
+        T.fail("state_leaks", name, f"stdout is not only latbench's CSV: {stdout[:200]!r}")
+
+
+SECTIONS["hostile user code"] = hostile_code
+
+
+# ---------------------------------------------------------------- global state through measure()
+
+MEASURE_SCRIPT = r"""
+import json, os, sys, torch
+sys.path[:0] = [{tests!r}]
+import hostile_factory
+from latbench import measure
+action, stage = sys.argv[1], sys.argv[2]
+before = (torch.get_num_threads(), str(torch.get_default_dtype()), torch.is_grad_enabled(), os.getcwd(),
+          torch.are_deterministic_algorithms_enabled(), torch.backends.mkldnn.enabled, sys.stdout is sys.__stdout__)
+x = torch.randn(1, 4, 6, 6)
+df = measure({{"p1": hostile_factory.probe(), "bad": hostile_factory.make(action=action, stage="forward")
+               if stage == "forward" else hostile_factory.probe(), "p2": hostile_factory.probe()}}, x, quick=True,
+             fake_backend=True)
+after = (torch.get_num_threads(), str(torch.get_default_dtype()), torch.is_grad_enabled(), os.getcwd(),
+         torch.are_deterministic_algorithms_enabled(), torch.backends.mkldnn.enabled, sys.stdout is sys.__stdout__)
+sys.__stdout__.write(json.dumps({{"status": df.set_index("case")["status"].to_dict(), "same": before == after,
+                                 "before": before, "after": after}}) + "\n")
+"""
+
+
+def measure_state(box: Path) -> None:
+    """measure() with a model whose forward changes the process's global state, between two probes:
+    the probes saw a clean state, the probes are ok rows, and measure() hands the caller back the state
+    it found (threads, dtype, grad, cwd, deterministic, mkldnn, stdout)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import hostile_factory
+
+    box.mkdir(parents=True)
+    script = box / "measure.py"
+    script.write_text(MEASURE_SCRIPT.format(tests=str(ROOT / "tests")))
+    reference: set[str] | None = None
+    for action in ["print", *(a for a in hostile_factory.ACTIONS if a not in NOT_IN_PROCESS | NOT_CORE | {"print"})]:
+        probe = box / f"{action}.txt"
+        name = f"measure() with a forward that does {action}"
+        p = sub(name, [sys.executable, str(script), action, "forward"], {**ENV, "LATBENCH_ATTACK_PROBE": str(probe)},
+                {0}, timeout=300, cwd=box)
+        if p.returncode != 0:
+            continue
+        try:
+            got = json.loads(p.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            T.fail("results_lost", name, f"no answer: {p.stdout[-300:]!r}")
+            continue
+        if got["status"].get("p1") != "ok" or got["status"].get("p2") != "ok":
+            T.fail("results_lost", name, f"rows {got['status']}")
+        if not got["same"]:
+            T.fail("state_leaks", name, f"measure() left {got['before']} as {got['after']}")
+        states = {s.rsplit("|", 1)[0] for s in _probe_states(probe)}
+        states = {"|".join(s.split("|")[:6]) for s in states}  # cwd: the script's, the same in every run
+        if reference is None and action == "print":
+            reference = states
+        if reference is not None and not states <= reference:
+            T.fail("state_leaks", name, f"probes saw {sorted(states - reference)}, a clean run {sorted(reference)}")
+
+
+SECTIONS["global state through measure()"] = measure_state
+
+
+# ---------------------------------------------------------------- odd output streams
+
+def odd_streams(box: Path) -> None:
+    """stdout on a full device, closed, or read-only; stderr full or closed: exit 2 and one line when
+    stdout cannot take the answer; the command's own exit code otherwise; never a traceback or a hang;
+    a run's results complete whatever its streams."""
+    box.mkdir(parents=True)
+    a = _run_dir(box / "res-a")
+    b = _run_dir(box / "res-b", "--seed", "1")
+    run_n = [0]
+
+    def run_args() -> list[str]:
+        run_n[0] += 1
+        return ["run", str(TINY), *QUICK, "--results-dir", str(box / f"run-{run_n[0]}")]
+
+    commands: dict[str, tuple[Callable[[], list[str]], int]] = {  # argv, its exit code with good streams
+        "env": (lambda: ["env"], 0), "env --format json": (lambda: ["env", "--format", "json"], 0),
+        "list": (lambda: ["list"], 0), "compare": (lambda: ["compare", str(a), str(b), "-q"], 0),
+        "compare --format csv": (lambda: ["compare", str(a), str(b), "-q", "--format", "csv"], 0),
+        "gate": (lambda: ["gate", "-b", str(a), "-c", str(b), "-q", "--allow-different-machine"], -1),
+        "run": (run_args, 0), "run --format csv": (lambda: [*run_args(), "--format", "csv"], 0),
+        "report": (lambda: ["report", str(a), "-o", str(box / f"rep-{time.monotonic_ns()}" / "r.md")], 0),
+        "calibrate": (lambda: ["calibrate", str(a), str(b), "-q"], -1),
+        "a usage error": (lambda: ["compare", str(a)], 2),
+    }
+    streams = {"stdout /dev/full": ">/dev/full", "stdout closed": ">&-", "stdout read-only": "1</dev/null",
+               "stderr /dev/full": "2>/dev/full", "stderr closed": "2>&-", "both /dev/full": ">/dev/full 2>&1"}
+    for cname, (argv, code) in commands.items():
+        for sname, redirect in streams.items():
+            args = argv()
+            rc_file = box / f"rc-{time.monotonic_ns()}"
+            line = " ".join(_quote(x) for x in _cli(*args)) + f" {redirect}; echo $? > {_quote(str(rc_file))}"
+            stdout_broken = sname.startswith(("stdout /dev/full", "stdout read-only", "both"))
+            expect = {0, 1, 2} if code == -1 else {2} if stdout_broken else {code}
+            tried()
+            name = f"{cname} with {sname}"
+            try:
+                p = subprocess.run(["bash", "-c", line], env=ENV, capture_output=True, text=True, timeout=300,
+                                   stdin=subprocess.DEVNULL)
+            except subprocess.TimeoutExpired:
+                T.fail("hangs", name, "still running after 300 s")
+                continue
+            try:
+                rc = int(rc_file.read_text().strip())
+            except (OSError, ValueError):
+                rc = -1
+            if "Traceback" in p.stderr:
+                T.fail("tracebacks", name, p.stderr)
+            elif rc not in expect:
+                T.fail("other_wrong_exit", name, f"exit {rc}, expected {sorted(expect)}: {p.stderr[-300:]}")
+            if args[0] == "run":
+                try:
+                    _, meta = run_files(Path(args[args.index("--results-dir") + 1]))
+                    if meta.get("status") != "complete":
+                        T.fail("results_lost", name, f"status {meta.get('status')}")
+                except Exception as exc:  # noqa: BLE001
+                    T.fail("results_lost", name, repr(exc))
+
+
+def _quote(x: str) -> str:
+    import shlex
+
+    return shlex.quote(x)
+
+
+SECTIONS["odd output streams"] = odd_streams
+
+
+# ---------------------------------------------------------------- measure()'s arguments
+
+def measure_arguments(box: Path) -> None:
+    """measure() with arguments no run can use: a MeasureError at once (never a hang, never a RuntimeError
+    from torch), this process's state unchanged."""
+    import torch
+    from torch import nn
+
+    from latbench.api import MeasureError, measure
+
+    m, x = nn.Linear(4, 4), torch.randn(2, 4)
+    bad: list[tuple[str, dict]] = [
+        *[(f"threads={v!r}", {"threads": v}) for v in (-1, 0, 1.5, "2", True, 10**6, float("nan"), [1])],
+        *[(f"modes={v!r}", {"modes": v}) for v in (["eager"], ("eager",), "", " , ", 5, "bogus", "eager,bogus")],
+        *[(f"name={v!r}", {"name": v}) for v in (5, "", "a/b", "../x", "a" * 101, " x", None)],
+        *[(f"{k}={v!r}", {k: v}) for k in ("max_time", "min_time", "target")
+          for v in (float("nan"), float("inf"), -1.0, "1", True)],
+        *[(f"seed={v!r}", {"seed": v}) for v in (-1, 1.5, 2**64, "0", None)],
+        *[(f"{k}={v!r}", {k: v}) for k in ("quick", "roofline") for v in ("yes", 1, None)],
+        *[(f"device={v!r}", {"device": v}) for v in (5, "tpu", "", None)],
+        ("schedule=5", {"schedule": 5}), ("schedule='x'", {"schedule": "x"}), ("baseline=5", {"baseline": 5}),
+        ("baseline='nope'", {"baseline": "nope"}), ("results_dir=5", {"results_dir": 5}),
+        ("fake_backend='x'", {"fake_backend": "x"}),
+    ]
+    inputs: list[tuple[str, Any, Any]] = [
+        ("a meta-device input", m, torch.randn(2, 4, device="meta")),
+        ("a meta-device model", nn.Linear(4, 4, device="meta"), x),
+        ("no model", {}, x), ("a model that is a function", (lambda t: t), x), ("no input", m, None),
+        ("an input for a missing model", {"a": m}, {"b": x}), ("an empty tuple input", m, ()),
+    ]
+    for name, kwargs in bad:
+        _measure_refused(f"measure({name})", lambda kw=kwargs: measure(m, x, **{"fake_backend": True, "quick": True,
+                                                                             **kw}), MeasureError)
+    for name, models, inp in inputs:
+        _measure_refused(f"measure with {name}", lambda mo=models, i=inp: measure(mo, i, fake_backend=True,
+                                                                                 quick=True), MeasureError)
+
+
+def _measure_refused(name: str, call: Callable[[], Any], error: type) -> None:
+    from latbench.errors import LatbenchError
+
+    tried()
+    state = process_state()
+    start = time.monotonic()
+    try:
+        call()
+        T.fail("other_wrong_exit", name, "accepted")
+    except LatbenchError:
+        T.clean_errors += 1
+    except Exception as exc:  # noqa: BLE001 - anything else escaping is a traceback for the caller
+        T.fail("tracebacks", name, f"{type(exc).__name__}: {exc}")
+    if time.monotonic() - start > 30:
+        T.fail("hangs", name, f"took {time.monotonic() - start:.0f} s to refuse")
+    if process_state() != state:
+        T.fail("state_leaks", name, "this process's state changed")
+
+
+SECTIONS["measure() arguments"] = measure_arguments
+
+
+# ---------------------------------------------------------------- lax suite values
+
+def lax_suites(box: Path) -> None:
+    """Every whole-number field of a suite given a value that is a number only by conversion (true,
+    '8', 2.0), out of bounds, or of another kind: refused at its line before anything is built."""
+    box.mkdir(parents=True)
+    text = TINY.read_text()
+    fields = {
+        "blocks": ("blocks: 2", "blocks: {v}"), "batch": ("batch: 1", "batch: {v}"),
+        "a scale": ("scales: [1, 2, 3, 4]", "scales: [{v}]"),
+        "a width": ("{gpu: {c: 8}, arm: {c: 8}}", "{{gpu: {{c: {v}}}, arm: {{c: {v}}}}}"),
+        "input height": ("height: 8", "height: {v}"), "input width": ("width: 8}", "width: {v}}}"),
+        "a builder parameter": ("groups: 1}", "groups: {v}}}"),
+        "a sweep batch": ("widths: paper", "widths: paper\nsweep: {{batch: [{v}]}}"),
+        "a sweep thread count": ("widths: paper", "widths: paper\nsweep: {{threads: [{v}]}}"),
+    }
+    values = ["true", "false", "'1'", "'8'", "2.0", "1.5", "-1", "0", "2147483648", "9223372036854775808",
+              "1000000000000000000000000000000", "null", "[]", "{}", "'x'", ".inf", ".nan"]
+    for fname, (old, new) in fields.items():
+        assert old in text, old
+        for v in values:
+            p = box / f"{fname.replace(' ', '-')}-{values.index(v)}.yaml"
+            p.write_text(text.replace(old, new.format(v=v), 1))
+            invoke(f"suite with {fname} = {v}", ["run", str(p), *QUICK, "--in-process", "--results-dir",
+                                                   str(box / "res")], {2}, watch=box, allowed=[])
+    p = box / "scales-many.yaml"
+    p.write_text(text.replace("scales: [1, 2, 3, 4]", "scales: [1, 1024]").replace("{gpu: {c: 8}, arm: {c: 8}}",
+                                                                                  "{gpu: {c: 20000}, arm: {c: 20000}}"))
+    invoke("suite whose widths overflow at a large scale", ["run", str(p), *QUICK, "--in-process", "--results-dir",
+                                                            str(box / "res")], {2}, watch=box, allowed=[])
+
+
+SECTIONS["lax suite values"] = lax_suites
+
+
+# ---------------------------------------------------------------- deeply nested metadata
+
+def deep_metadata(box: Path) -> None:
+    """A run's .json nested 1,000 to 100,000 levels (arrays, objects): every reader answers one line."""
+    box.mkdir(parents=True)
+    good = _run_dir(box / "good")
+    other = _run_dir(box / "other", "--seed", "1")
+    for depth in (1_000, 10_000, 100_000):
+        for kind, (o, c) in {"arrays": ("[", "]"), "objects": ('{"a":', "}")}.items():
+            d = box / f"deep-{kind}-{depth}"
+            shutil.copytree(good.parent, d)
+            csv = d / good.name
+            csv.with_suffix(".json").write_text(o * depth + ("1" if kind == "objects" else "") + c * depth)
+            name = f"metadata {kind} nested {depth:,} deep"
+            for args in (["gate", "-b", str(csv), "-c", str(other)], ["gate", "-b", str(other), "-c", str(csv)],
+                         ["compare", str(other), str(csv)], ["report", str(csv), "-o", str(d / "rep" / "r.md")],
+                         ["calibrate", str(csv), str(other)],
+                         ["run", str(TINY), *QUICK, "--results-dir", str(d), "--resume", str(csv)]):
+                invoke(f"{args[0]} on {name}", [*args, "-q"], {2}, watch=box, allowed=[d / "rep"])
+
+
+SECTIONS["deep metadata"] = deep_metadata
+
+
+# ---------------------------------------------------------------- signals at awkward moments
+
+def signals(box: Path) -> None:
+    """SIGTERM during --repeats (to the process, and to its whole process group, forkserver included),
+    SIGINT and SIGTERM while a --resume starts up: exit 130/143 (or 0 if it finished first), never a
+    traceback; whatever was finished is on disk and a resume completes the run."""
+    box.mkdir(parents=True)
+    base = box / "base"
+    csv = _run_dir(base)
+    for i, delay in enumerate((0.3, 0.6, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)):
+        for group in (False, True):
+            d = box / f"repeats-{i}-{int(group)}"
+            _signal_run(f"SIGTERM{' to the process group' if group else ''} {delay} s into --repeats 3",
+                        _cli("run", str(TINY), "--max-time", "0.1", "--no-roofline", "-q", "--repeats", "3",
+                             "--results-dir", str(d)), signal.SIGTERM, delay, group, d)
+    for i, delay in enumerate((0.25, 0.3, 0.4, 0.5, 0.7, 0.9, 1.2, 1.6, 2.0, 3.0)):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            d = box / f"resume-{i}-{int(sig)}"
+            shutil.copytree(base, d)
+            meta = d / csv.with_suffix(".json").name
+            m = json.loads(meta.read_text())
+            m["status"] = "interrupted"
+            meta.write_text(json.dumps(m))
+            _signal_run(f"{sig.name} {delay} s into the start-up of --resume",
+                        _cli("run", str(TINY), *QUICK, "--results-dir", str(d), "--resume", str(d / csv.name)),
+                        sig, delay, False, d)
+
+
+def _signal_run(name: str, cmd: list[str], sig: int, delay: float, group: bool, d: Path) -> None:
+    tried()
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=group,
+                            preexec_fn=None if group else (lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)))
+    time.sleep(delay)
+    with contextlib.suppress(ProcessLookupError):
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+    try:
+        _, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        T.fail("hangs", name, "still running 300 s after the signal")
+        return
+    if "Traceback" in err:
+        T.fail("tracebacks", name, err)
+        return
+    if proc.returncode not in (0, 128 + sig, -sig):  # -sig: killed by it before latbench's handler was set
+        T.fail("other_wrong_exit", name, f"exit {proc.returncode}: {err[-300:]}")
+        return
+    for meta_path in d.glob("*.json"):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except ValueError:
+            T.fail("results_lost", name, f"{meta_path.name} is not JSON")
+            continue
+        if meta.get("status") not in ("complete", "interrupted", "running"):
+            T.fail("results_lost", name, f"status {meta.get('status')}")
+        if meta.get("status") == "interrupted" and meta_path.with_suffix(".csv").exists():
+            argv = [a for a in cmd[3:] if True]
+            if "--resume" not in argv:
+                argv += ["--resume", str(meta_path.with_suffix(".csv"))]
+            p = subprocess.run(_cli(*argv), env=ENV, capture_output=True, text=True, timeout=600)
+            if p.returncode != 0:
+                T.fail("results_lost", name, f"the resume did not complete the run: exit {p.returncode}: "
+                                             f"{p.stderr[-300:]}")
+
+
+SECTIONS["signals"] = signals
+
+
+# ---------------------------------------------------------------- tiny limits and odd numbers
+
+def tiny_limits(box: Path) -> None:
+    """--case-timeout far below any case (1e-9 s, the smallest double) in worker processes and in this
+    process; gate's --seed out of range: a clean answer, never 'internal error' or a SIGALRM death."""
+    box.mkdir(parents=True)
+    a = _run_dir(box / "a")
+    b = _run_dir(box / "b", "--seed", "1")
+    for t in ("1e-9", "5e-324", "1e-300", "1e-7", "1e-5", "0.0001"):
+        for mode in ([], ["--in-process"]):
+            d = box / f"t{t}{'-ip' if mode else ''}"
+            r = invoke(f"run --case-timeout {t} {' '.join(mode)}".strip(),
+                       ["run", str(TINY), *QUICK, "--case-timeout", t, "--results-dir", str(d), *mode], {0, 1},
+                       watch=box, allowed=[d])
+            if "internal error" in r.output:
+                T.fail("other_wrong_exit", f"run --case-timeout {t}", r.output[-300:])
+            if r.exit_code in (0, 1):
+                _, meta = run_files(d)
+                if meta.get("status") != "complete":
+                    T.fail("results_lost", f"run --case-timeout {t}", f"status {meta.get('status')}")
+    for seed in ("-1", str(2**64), "1.5", "x"):
+        invoke(f"gate --seed {seed}", ["gate", "-b", str(a), "-c", str(b), "-q", "--seed", seed], {2}, watch=box,
+               allowed=[])
+        invoke(f"compare --seed {seed}", ["compare", str(a), str(b), "-q", "--seed", seed], {2}, watch=box,
+               allowed=[])
+
+
+SECTIONS["tiny limits"] = tiny_limits
 
 
 if __name__ == "__main__":

@@ -4,11 +4,13 @@
 refs of --repo checked out as temporary worktrees. The modules the suite's `builder: user` factories
 name are imported from each side under distinct module names (`_latbench_ab_base.pkg.mod`,
 `_latbench_ab_head.pkg.mod`) in this one process. Each suite case becomes a group of two cases,
-`case@base` (the group's baseline) and `case@head`, measured by runner.run_group in interleaved
+`case@base` (the group's baseline) and `case@head`, measured by the run wing's pipeline (run/pipeline.py) in interleaved
 rounds, so machine-wide drift lands on both sides of every round and cancels in the per-round ratio
-head/base. The judged quantity is the median of those paired ratios with its interval
-(stats.paired_ratio: order statistics widened for autocorrelation between rounds); gate.decide makes
-the decision, so output and exit codes are the gate's.
+head/base. Which side is built, allocated, warmed up and sized first is not left to one side: each case
+is measured in two groups, base first and head first, each in half the case's budget (ORDERS), and the
+judged quantity is the median of the paired ratios of both with its interval (order statistics widened
+for autocorrelation between rounds); compare.classify (verdict.gate_status) and gate.decide make the
+decision, so output and exit codes are the gate's.
 
 Limits: a factory that imports more of its package lazily (inside the function) would import it
 from sys.path, not from its side: import what the model needs at module level. A change that needs
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from latbench.compare import DEFAULT_ALPHA, Comparison, Delta, classify, network_change
+from latbench.compare import DEFAULT_ALPHA, Comparison, Delta, classify, network_change, to_decide
 from latbench.errors import LatbenchError, SuiteError
 from latbench.records import KEY_COLUMNS, CaseSpec
 from latbench.stats import geometric_mean
@@ -38,6 +40,10 @@ from latbench.stats import geometric_mean
 SIDES = ("base", "head")
 ALIAS = "_latbench_ab_{side}"
 METHOD = "ab-paired-rounds"
+# Issue 21: which side is built, allocated, warmed up and block-sized first is a bias of its own (A/A
+# ratios 0.98-1.00 with base always first). Each case is measured twice, base first and head first, each
+# in half the time, and the paired per-round ratios of both orders are pooled, so the order cancels.
+ORDERS = (("", SIDES), ("#head-first", SIDES[::-1]))
 
 
 @dataclass(frozen=True)
@@ -171,7 +177,7 @@ def side_spec(spec: CaseSpec, side: str) -> CaseSpec:
 @dataclass(frozen=True)
 class ABResult:
     comparison: Comparison
-    rows: list[dict[str, Any]]  # the rows runner.run_group wrote (case@base, case@head)
+    rows: list[dict[str, Any]]  # the pipeline's rows (case@base, case@head)
     sides: tuple[Side, Side]
 
 
@@ -194,9 +200,10 @@ class ABSource:
                 "description": f"base {self.sides[0].spec} vs head {self.sides[1].spec}"}
 
     def specs(self, platform: str, **_: Any) -> list[CaseSpec]:
-        # each case its own group: the experiment names the case, so groupby keeps the pair together
-        return [dataclasses.replace(side_spec(c, side), experiment=f"{c.experiment}/{c.case}")
-                for c in self.cases for side in SIDES]
+        # each case two groups of its own, one per build order (ORDERS): the experiment names the case and
+        # the order, so groupby keeps each pair together; base stays the baseline of both
+        return [dataclasses.replace(side_spec(c, side), experiment=f"{c.experiment}/{c.case}{suffix}")
+                for c in self.cases for suffix, order in ORDERS for side in order]
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
@@ -218,26 +225,83 @@ def run_ab(specs: Sequence[CaseSpec], sides: tuple[Side, Side], device: str = "c
     from latbench.run.options import RunOptions
     from latbench.run.session import Events, run_sources
 
+    from latbench.run.options import stop_policy
+
     thr = threshold_for if callable(threshold_for) else (lambda _k, t=float(threshold_for): t)
     factory_modules(specs)
-    opts = RunOptions(device=device, threads=threads, modes=",".join(modes), max_time=max_time_s,
-                      min_time=min_time_s, seed=seed, fake_backend=fake_backend, roofline=False, results_dir=None,
+    # the two build orders share the case's budget and target (each measures half, to rel_ci * sqrt 2)
+    whole = stop_policy(device, max_time=max_time_s, min_time=min_time_s)
+    opts = RunOptions(device=device, threads=threads, modes=",".join(modes), max_time=whole.max_time_s / len(ORDERS),
+                      min_time=whole.min_time_s / len(ORDERS), target=whole.rel_ci * math.sqrt(len(ORDERS)),
+                      seed=seed, fake_backend=fake_backend, roofline=False, results_dir=None, repeats=1,
                       argv=("latbench", "ab"))
 
     source = ABSource(specs, sides)
-    labels = {s.group_label: c.label for s, c in zip(source.specs(""), [c for c in specs for _ in SIDES])}
+    labels = {s.group_label: f"{c.label}{' (head built first)' if suffix else ''}"
+              for s, (c, suffix) in zip(source.specs(""), [(c, sfx) for c in specs for sfx, _ in ORDERS
+                                                             for _ in SIDES])}
 
     class _Cases(Events):
         def on_group_start(self, suite_name: str, group: str) -> None:
             on_case(labels.get(group, group))
 
     result = run_sources(opts, [source], _Cases()).suites[0]
-    by_case = {f"{c.experiment}/{c.case}": c for c in specs}
-    rows = [{**r, "experiment": by_case[str(r["experiment"])].experiment} for r in result.rows]
+    by_case = {f"{c.experiment}/{c.case}{suffix}": c for c in specs for suffix, _ in ORDERS}
+    rows = both_orders(result.rows, result.samples)
+    rows = [{**r, "experiment": by_case[str(r["experiment"])].experiment} for r in rows]
     deltas = judge_rows(rows, thr)
     cmp = Comparison(deltas, [f"base: {sides[0].spec}"], [f"head: {sides[1].spec}"], alpha=DEFAULT_ALPHA,
                      noise_floor=0.0)
     return ABResult(cmp, rows, sides)
+
+
+def both_orders(rows: Sequence[dict[str, Any]], samples: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One base and one head row per case and mode from its two groups (ORDERS): when all four rows are
+    ok, the head row's ratio is the median of the paired per-round ratios head/base of BOTH orders, with
+    their interval (stats.median_ci_dependent over the rounds of both), and the latencies are the
+    geometric means of the two orders'; otherwise the rows of the order that failed (so the failure is
+    judged), or the base-first order's. Rows keep the base-first group's experiment name."""
+    from latbench.stats import INTERVAL, median_ci_dependent, per_round_ratios
+
+    first, second = (suffix for suffix, _ in ORDERS)
+    groups: dict[tuple, dict[tuple[str, str], dict[str, Any]]] = {}
+    for r in rows:
+        exp = str(r["experiment"])
+        suffix = second if exp.endswith(second) else first
+        case, _, side = str(r["case"]).rpartition("@")
+        key = (exp[: len(exp) - len(suffix)] if suffix else exp, case, str(r.get("mode")))
+        groups.setdefault(key, {})[(suffix, side)] = r
+    out: list[dict[str, Any]] = []
+    for (exp, case, mode), got in groups.items():
+        four = [got.get((sfx, side)) for sfx in (first, second) for side in SIDES]
+        if any(r is None for r in four):  # not both orders (a sub-selection, an older caller): as measured
+            out.extend({**r, "experiment": exp} for r in four if r is not None)
+            continue
+        b1, h1, b2, h2 = four
+        if not all(r.get("status") == "ok" for r in four):
+            bad = (b2, h2) if any(r.get("status") != "ok" for r in (b2, h2)) else (b1, h1)
+            out.extend({**r, "experiment": exp} for r in bad)
+            continue
+
+        def series(sfx: str, side: str) -> tuple[list[float], list[int]]:
+            mine = [x for x in samples if str(x.get("experiment")) == exp + sfx and str(x.get("mode")) == mode
+                    and str(x.get("case")) == f"{case}@{side}"]
+            return [float(x["latency_ms"]) for x in mine], [int(x["round"]) for x in mine]
+
+        ratios = [q for sfx in (first, second) for q in per_round_ratios(*series(sfx, "head"), *series(sfx, "base"))]
+        if not ratios:
+            out.extend({**r, "experiment": exp} for r in (b1, h1))
+            continue
+        lo, hi = median_ci_dependent(ratios)
+        gm = lambda a, b: geometric_mean([float(a), float(b)])  # noqa: E731
+        out.append({**b1, "experiment": exp, "latency_ms": gm(b1["latency_ms"], b2["latency_ms"]),
+                    "samples": int(b1.get("samples") or 0) + int(b2.get("samples") or 0)})
+        out.append({**h1, "experiment": exp, "latency_ms": gm(h1["latency_ms"], h2["latency_ms"]),
+                    "ratio_to_baseline": float(sorted(ratios)[len(ratios) // 2]) if len(ratios) % 2 else
+                    float((sorted(ratios)[len(ratios) // 2 - 1] + sorted(ratios)[len(ratios) // 2]) / 2),
+                    "ratio_ci_low": lo, "ratio_ci_high": hi, "samples": len(ratios),
+                    "ratio_interval": f"{INTERVAL} (both build orders)"})
+    return out
 
 
 def judge_rows(rows: Sequence[dict[str, Any]], thr: Callable[[dict[str, Any]], float]) -> list[Delta]:
@@ -279,6 +343,8 @@ def judge_rows(rows: Sequence[dict[str, Any]], thr: Callable[[dict[str, Any]], f
         out.append(Delta(key, status, t, base_ms=geometric_mean([bms]), cand_ms=geometric_mean([hms]), ratio=ratio,
                          ci_low=lo, ci_high=hi, significant=significant, method=METHOD, base_runs=1, cand_runs=1,
                          note="; ".join(n for n in (f"changed network: {changed}" if changed else "",
-                                                    f"{h.get('samples')} paired rounds") if n),
+                                                    f"{h.get('samples')} paired rounds" + (
+                                                        ", both build orders" if "both" in str(
+                                                            h.get("ratio_interval") or "") else "")) if n),
                          changed=changed))
-    return out
+    return [dataclasses.replace(d, note="; ".join(n for n in (d.note, to_decide(d)) if n)) for d in out]

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
+import os
 import re
 import threading
 from dataclasses import dataclass, field
@@ -134,6 +136,64 @@ def _inputs(example_inputs: Any, names: list[str]) -> dict[str, tuple[Any, ...]]
     return out
 
 
+MAX_NAME = 100  # as a suite's name: it is part of file names
+MAX_THREADS = 1024  # more intra-op threads than this is no benchmark setting (and may exhaust the machine)
+MIN_TIMES = {"max_time": 0.01, "min_time": 0.0, "target": 0.0001}  # as `latbench run`'s option minimums
+MAX_SEED = 2**63 - 1
+
+
+def _check_data(named: dict[str, nn.Module], args: dict[str, tuple[Any, ...]]) -> None:
+    """MeasureError for a model or input without data: on the meta device nothing can be timed."""
+    for n, model in named.items():
+        if any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers())):
+            raise MeasureError(f"model {n!r} has parameters on the meta device (shapes without data), which "
+                               f"cannot run", where=WHERE, hint="build or load the model on 'cpu' (then device= moves it)")
+        for i, a in enumerate(args[n]):
+            if isinstance(a, torch.Tensor) and a.is_meta:
+                raise MeasureError(f"example input {i} of {n!r} is on the meta device (a shape without data)",
+                                   where=WHERE, hint="give a real tensor, e.g. torch.randn(1, 3, 224, 224)")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_options(**kw: Any) -> None:
+    """The options' types and ranges, as `latbench run` checks its options: MeasureError, never a late
+    RuntimeError from torch or a run that cannot stop (a NaN time)."""
+    if not isinstance(kw["device"], str):
+        raise MeasureError(f"device {kw['device']!r} is not a string", where=WHERE, hint="use 'cpu' or 'cuda'")
+    threads = kw["threads"]
+    if threads is not None and not (_is_int(threads) and 1 <= threads <= MAX_THREADS):
+        raise MeasureError(f"threads={threads!r} is not a whole number from 1 to {MAX_THREADS}", where=WHERE,
+                           hint="give e.g. threads=1, or None for the default")
+    modes = kw["modes"]
+    if modes is not None and not (isinstance(modes, str) and modes.strip(" ,")):
+        raise MeasureError(f"modes={modes!r} is not a comma-separated string of modes", where=WHERE,
+                           hint="give e.g. modes='eager' or modes='eager,compile'")
+    for key, low in MIN_TIMES.items():
+        v = kw[key]
+        if v is None:
+            continue
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < low:
+            raise MeasureError(f"{key}={v!r} is not a finite number of at least {low:g}", where=WHERE,
+                               hint=f"give {key} as a number, e.g. {key}={max(low, 0.5):g}, or None for the default")
+    for key in ("quick", "roofline"):
+        if not isinstance(kw[key], bool):
+            raise MeasureError(f"{key}={kw[key]!r} is not True or False", where=WHERE, hint=f"give {key}=True or False")
+    if kw["fake_backend"] is not None and not isinstance(kw["fake_backend"], bool):
+        raise MeasureError(f"fake_backend={kw['fake_backend']!r} is not True, False or None", where=WHERE,
+                           hint="give fake_backend=True (tests) or leave it out")
+    seed = kw["seed"]
+    if not (_is_int(seed) and 0 <= seed <= MAX_SEED):
+        raise MeasureError(f"seed={seed!r} is not a whole number from 0 to {MAX_SEED}", where=WHERE,
+                           hint="give e.g. seed=0")
+    rd = kw["results_dir"]
+    if rd is not None and not isinstance(rd, (str, os.PathLike)):
+        raise MeasureError(f"results_dir={rd!r} is not a path", where=WHERE,
+                           hint="give a directory as a string or pathlib.Path, or None to keep results in memory")
+
+
 def _to(x: Any, device: str) -> Any:
     return x.to(device) if isinstance(x, torch.Tensor) else x
 
@@ -228,13 +288,18 @@ def measure(models: nn.Module | Mapping[str, nn.Module], example_inputs: Any, de
     named = _models(models)
     names = list(named)
     args = _inputs(example_inputs, names)
-    if baseline is not None and baseline not in named:
+    _check_data(named, args)
+    if baseline is not None and (not isinstance(baseline, str) or baseline not in named):
         raise MeasureError(f"baseline {baseline!r} is not one of the models", where=WHERE, hint=f"use one of {names}")
-    if not re.match(NAME_PATTERN, name):
+    if not isinstance(name, str) or len(name) > MAX_NAME or not re.match(NAME_PATTERN, name):
         raise MeasureError(f"name {name!r} cannot be a file name stem", where=WHERE,
-                           hint="use letters, digits and _ . = + - (e.g. 'my-models')")
-    if schedule not in SCHEDULES:
+                           hint=f"use a string of letters, digits and _ . = + - (e.g. 'my-models'), at most "
+                                f"{MAX_NAME} characters")
+    if not isinstance(schedule, str) or schedule not in SCHEDULES:
         raise MeasureError(f"schedule {schedule!r} is unknown", where=WHERE, hint="use " + ", ".join(SCHEDULES))
+    _check_options(device=device, threads=threads, modes=modes, max_time=max_time, min_time=min_time,
+                   target=target, quick=quick, seed=seed, roofline=roofline, results_dir=results_dir,
+                   fake_backend=fake_backend)
     opts = RunOptions(device=device, quick=quick, threads=threads, schedule=schedule, modes=modes, max_time=max_time,
                       min_time=min_time, target=target, seed=seed, roofline=roofline, argv=("latbench.measure",),
                       fake_backend=fake_backend, results_dir=Path(results_dir) if results_dir is not None else None,

@@ -5,8 +5,12 @@ Why runs, not samples: on a shared machine the median of one case moves by 4-17 
 the next, while the samples inside a run agree closely. A test on within-run samples would call that
 drift a regression. So with >= 2 result files on a side, each run contributes ONE number per case (its
 median) and the test is on those (Welch's t on log run-medians: the ratio's CI has the between-run
-spread in it). With one file per side there is no between-run spread to measure; the within-run
-bootstrap CI is then widened by a run-to-run noise floor (default 10 %, see DEFAULT_NOISE_FLOOR).
+spread in it), floored by the run-to-run noise pooled over every case of the comparison (two runs
+that happen to agree do not make a case's noise small). With one file per side there is no
+between-run spread to measure; the within-run bootstrap CI is then widened by a run-to-run noise
+floor (default 10 %, see DEFAULT_NOISE_FLOOR). The verdict is verdict.gate_status's: a case passes only
+when its interval excludes a slowdown of the threshold. Runs measured with different settings
+(--quick, threads, latency semantics, l2, repeats, schedule, device) are never pooled on one side.
 docs/compare-and-gate.md explains the design and how to calibrate it.
 """
 
@@ -21,17 +25,19 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from latbench.env import machine_identity
 from latbench.errors import ResultsError
 from latbench.results import schema
 from latbench.results.read import Run, expand_paths, read_runs
 from latbench.results.schema import KEY_COLUMNS
-from latbench.stats import geometric_mean, log_sd_pct, ratio_from_runs, ratio_noise_sds
+from latbench.runsets import check_sides, fingerprint_coverage, fingerprint_differences, settings_differences
+from latbench.stats import (data_to_decide, floor_run_interval, geometric_mean, log_sd_pct, pooled_log_sd,
+                            ratio_from_runs, ratio_noise_sds)
 from latbench.stats import ratio_from_samples as _bootstrap_ratio
-from latbench.verdict import HOLDS, defined, judge
+from latbench.verdict import defined, gate_status, significant as _significant
 
 __all__ = ["STATUSES", "Comparison", "Delta", "Run", "classify", "compare", "expand_paths", "fingerprint_coverage",
-           "fingerprint_differences", "load_runs", "noise_warnings", "ratio_from_runs", "ratio_from_samples"]
+           "fingerprint_differences", "load_runs", "noise_warnings", "ratio_from_runs", "ratio_from_samples",
+           "settings_differences", "to_decide"]
 
 DEFAULT_ALPHA = 0.05  # two-sided: a 95 % confidence interval for the ratio
 # One run per side cannot show between-run drift; we assume it is at most this (as a factor on the
@@ -46,10 +52,11 @@ NOISE_SDS = 3.0
 # Every status a Delta can have, and what it says (gate.decide sorts Deltas by these keys). Only "same"
 # and "faster" are judged and fine; the gate fails closed on every other status unless a flag relaxes it.
 STATUSES: dict[str, str] = {
-    "slower": "slower by more than the threshold, and the CI lies above 1",
-    "faster": "faster by more than the threshold, and the CI lies below 1",
-    "same": "no change beyond the threshold that the CI can show, and the CI is narrower than the threshold",
-    "inconclusive": "the CI is undefined or wider than the threshold: the data cannot rule a regression in or out",
+    "slower": "the whole CI lies above 1 + threshold: slower by more than the threshold",
+    "faster": "the whole CI lies below 1 / (1 + threshold): faster by more than the threshold",
+    "same": "the CI's upper end is below 1 + threshold: a slowdown of the threshold is excluded",
+    "inconclusive": "the CI reaches 1 + threshold without lying wholly above it, or is undefined: the data "
+                    "cannot rule a regression of the threshold in or out",
     "invalid": "a latency that is not a finite positive number (inf, nan, 0)",
     "missing": "measured on one side only (absent, or skipped by the device on one side)",
     "skipped": "skipped on both sides (the device cannot run the case): nothing to judge, nothing lost",
@@ -94,6 +101,12 @@ class Delta:
         d = asdict(self)
         key = d.pop("key")
         d.pop("failed_side")  # the note says it in words; the output columns stay as they were
+        for lo, hi in (("ci_low", "ci_high"), ("norm_ci_low", "norm_ci_high")):
+            if not defined(d[lo], d[hi]):  # undefined or absurd: no numbers (verdict.defined)
+                d[lo] = d[hi] = math.nan
+        for r in ("ratio", "norm_ratio"):
+            if not defined(d[r], d[r]):
+                d[r] = math.nan
         return {**key, **{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}}
 
 
@@ -106,6 +119,8 @@ class Comparison:
     fingerprint_differences: list[str] = field(default_factory=list)
     alpha: float = DEFAULT_ALPHA
     noise_floor: float = DEFAULT_NOISE_FLOOR
+    settings_differences: list[str] = field(default_factory=list)  # between the sides (never within one)
+    title: str = ""  # what this comparison is, when compare splits a list of runs into several
 
 
 # ---------------------------------------------------------------- reading (latbench.results)
@@ -124,55 +139,37 @@ def ratio_from_samples(base: Sequence[float], cand: Sequence[float], alpha: floa
 
 
 def classify(ratio: float, ci_low: float, ci_high: float, threshold: float) -> tuple[str, bool]:
-    """(status, significant): slower when the CI lies above 1 AND the ratio exceeds 1 + threshold;
-    faster symmetrically (CI below 1 and ratio below 1 / (1 + threshold)). Otherwise "inconclusive" when
-    the CI is undefined (nan, inf, <= 0) or wider than the threshold (its half-width on the log scale,
-    sqrt(ci_high / ci_low), exceeds 1 + threshold: it cannot tell a threshold-sized change from none);
-    else "same". Never "same" on input it could not judge. significant: the CI lies wholly above or
-    below 1 (verdict.judge HOLDS for > 1 or < 1)."""
+    """(status, significant): verdict.gate_status on the CI, the one rule of compare, gate and ab:
+    slower when the whole CI lies above 1 + threshold, faster when it lies below 1 / (1 + threshold),
+    same when its upper end is below 1 + threshold, else inconclusive (also when the CI or the ratio is
+    undefined). The point estimate decides nothing. significant: the CI lies wholly above or below 1."""
     if not (defined(ratio, ratio) and defined(ci_low, ci_high)):
         return "inconclusive", False
-    above, below = judge(ci_low, ci_high, ">", 1.0) == HOLDS, judge(ci_low, ci_high, "<", 1.0) == HOLDS
-    significant = above or below
-    if above and ratio > 1 + threshold:
-        return "slower", True
-    if below and ratio < 1 / (1 + threshold):
-        return "faster", True
-    if 0.5 * math.log(ci_high / ci_low) > math.log1p(threshold) + 1e-12:
-        return "inconclusive", significant
-    return "same", significant
+    return gate_status(ci_low, ci_high, threshold), _significant(ci_low, ci_high)
+
+
+def to_decide(d: "Delta") -> str:
+    """For an inconclusive case: what it would take to decide (more runs, more time), in words."""
+    if d.status != "inconclusive":
+        return ""
+    lo, hi = (d.norm_ci_low, d.norm_ci_high) if d.method.startswith("normalized") else (d.ci_low, d.ci_high)
+    if d.method == "samples-bootstrap+floor":
+        return ("to decide: >= 2 runs per side (one run a side carries the run-to-run noise floor, which "
+                "more time cannot narrow), or a calibrated --noise-floor")
+    if not defined(lo, hi):
+        return "to decide: more runs per side (the CI is undefined)" if d.method.startswith(("runs", "normalized")) \
+            else "to decide: a defined CI (more rounds: --max-time)"
+    f = data_to_decide(lo, hi, 1 + d.threshold)
+    if not math.isfinite(f) or f > 100:
+        return (f"to decide: the change is about the {100 * d.threshold:g}% threshold itself; no reasonable amount "
+                f"of data will put the CI on one side of it (a threshold further from it will)")
+    if d.method.startswith(("runs", "normalized")):
+        return (f"to decide: about {f:.1f}x the runs (~{math.ceil(f * max(d.base_runs, 1))} per side), or a quieter "
+                f"machine")
+    return f"to decide: about {f:.1f}x the measurement (--max-time), or a quieter machine"
 
 
 # ---------------------------------------------------------------- joining
-
-def fingerprint_differences(base: Sequence[Run], cand: Sequence[Run]) -> list[str]:
-    """Human lines naming each machine/software field (env.machine_identity) whose values differ
-    between (or within) the sides. Only fields every run records are compared (fingerprint_coverage
-    says which an older file lacks)."""
-    ids = [machine_identity(r.meta) for r in (*base, *cand)]
-    common = [f for f in ids[0] if all(f in i for i in ids)] if ids else []
-    out = []
-    for f in common:
-        bv = sorted({machine_identity(r.meta)[f] for r in base})
-        cv = sorted({machine_identity(r.meta)[f] for r in cand})
-        if bv != cv or len(bv) > 1:
-            out.append(f"{f}: baseline {' / '.join(map(repr, bv))}, candidate {' / '.join(map(repr, cv))}")
-    return out
-
-
-def fingerprint_coverage(base: Sequence[Run], cand: Sequence[Run]) -> str:
-    """'' when every run records the same fingerprint fields; else a line naming the fields compared
-    and those some (older) files lack, which the machine check could not compare."""
-    ids = [machine_identity(r.meta) for r in (*base, *cand)]
-    every = set().union(*ids) if ids else set()
-    common = set.intersection(*(set(i) for i in ids)) if ids else set()
-    lacking = sorted(every - common)
-    if not lacking:
-        return ""
-    older = sorted({r.path.name for r, i in zip((*base, *cand), ids) if set(i) != every})
-    return (f"fingerprints compared on the {len(common)} field(s) every file records; {', '.join(older)} "
-            f"(older) lack(s) {', '.join(lacking)}, so machines that differ only there cannot be told apart")
-
 
 def _index(runs: Sequence[Run], key_cols: Sequence[str]) -> dict[tuple, list[tuple[Run, pd.Series]]]:
     out: dict[tuple, list[tuple[Run, pd.Series]]] = {}
@@ -228,41 +225,38 @@ def compare(base: Sequence[Run], cand: Sequence[Run], threshold_for: Callable[[d
     if coverage:
         warnings.append(coverage)
     bidx, cidx = _index(base, key_cols), _index(cand, key_cols)
+    keys = list(bidx) + [k for k in cidx if k not in bidx]
+    pools = {col: pooled_log_sd([v for k in keys for v in (_judged(bidx.get(k, []), col), _judged(cidx.get(k, []), col))])
+             for col in ("latency_ms", "ratio_to_baseline")}
     deltas = []
-    for k in list(bidx) + [k for k in cidx if k not in bidx]:
+    for k in keys:
         d = _delta(k, key_cols, bidx.get(k, []), cidx.get(k, []), len(base), len(cand), thr, alpha, noise_floor,
-                   seed)
-        deltas.append(_normalized(d) if normalized else d)
+                   seed, pools)
+        d = _normalized(d) if normalized else d
+        deltas.append(dataclasses.replace(d, note="; ".join(n for n in (d.note, to_decide(d)) if n)))
     warnings.extend(noise_warnings(deltas))
     if any(d.method.startswith("samples") for d in deltas):
         warnings.append(f"one run per side: run-to-run drift cannot be measured, so the verdict assumes it is "
                         f"below the {noise_floor:.0%} noise floor; give >= 2 runs per side (e.g. 3, alternated "
                         f"base/head) for a test that sees it")
+    settings = settings_differences(base, cand)
+    warnings.extend(f"settings differ: {d}" for d in settings)
     return Comparison(deltas, [str(r.path) for r in base], [str(r.path) for r in cand], warnings, diffs, alpha,
-                      noise_floor)
+                      noise_floor, settings)
 
 
-def check_sides(base: Sequence[Run], cand: Sequence[Run]) -> None:
-    """ResultsError (exit 2) when the sides cannot be compared at all: a side without runs, one run on
-    both sides (the same file, or a copy: same run_id), or runs of different suites."""
-    for side, runs in (("baseline", base), ("candidate", cand)):
-        if not runs:
-            raise ResultsError(f"no {side} runs given", hint="give at least one results file per side")
-    bids = {r.run_id: r for r in base}
-    for r in cand:
-        same = next((b for b in base if b.path.resolve() == r.path.resolve()), None) or bids.get(r.run_id)
-        if same is not None:
-            raise ResultsError(f"the same run is on both sides (run_id {r.run_id})", where=str(r.path),
-                               hint="give the baseline's results as --baseline and the candidate's as --candidate")
-    bs, cs = _suites(base), _suites(cand)
-    if bs != cs:
-        raise ResultsError(f"the sides ran different suites: baseline {', '.join(sorted(bs))}, candidate "
-                           f"{', '.join(sorted(cs))}", where=str(cand[0].path),
-                           hint="compare runs of the same suite (a renamed suite is a different one)")
-
-
-def _suites(runs: Sequence[Run]) -> set[str]:
-    return {str(v) for r in runs for v in r.rows["suite"].dropna().unique()}
+def _judged(rows: list[tuple[Run, pd.Series]], col: str) -> list[float]:
+    """The values of `col` in the rows a comparison judges (status ok, finite and > 0)."""
+    out = []
+    for _, row in rows:
+        if row["status"] != schema.OK or col not in row:
+            continue
+        if col == "ratio_to_baseline" and str(row.get("case")) == str(row.get("baseline_case")):
+            continue  # the reference case's ratio is 1 by construction: no noise to pool
+        v = pd.to_numeric(row.get(col), errors="coerce")
+        if v is not None and math.isfinite(float(v)) and float(v) > 0:
+            out.append(float(v))
+    return out
 
 
 def noise_warnings(deltas: Sequence[Delta]) -> list[str]:
@@ -287,7 +281,10 @@ def noise_warnings(deltas: Sequence[Delta]) -> list[str]:
 
 
 def _delta(k: tuple, key_cols: list[str], b: list, c: list, nb: int, nc: int, thr: Callable, alpha: float,
-           noise_floor: float, seed: int) -> Delta:
+           noise_floor: float, seed: int, pools: dict[str, tuple[float, int]] | None = None) -> Delta:
+    """One case compared. pools: {column: (sd, df)} of the log run values pooled over every case of the
+    comparison (pooled_log_sd), the floor of each case's run-to-run noise."""
+    pools = pools or {}
     row0 = (b or c)[0][1]
     key = {col: _norm(row0[col]) for col in KEY_COLUMNS}
     if "device" not in key_cols and b and c:
@@ -341,8 +338,16 @@ def _delta(k: tuple, key_cols: list[str], b: list, c: list, nb: int, nc: int, th
         return Delta(key, "invalid", t, base_runs=len(bm), cand_runs=len(cm), baseline_case=base_case,
                      note=f"latency_ms = {v} in the {side} ({run.path.name}): not a finite positive time",
                      changed=changed)
+    noise = log_sd_pct(bm, cm)
     if len(bm) + len(cm) >= 3:
         ratio, lo, hi, p, method = ratio_from_runs(bm, cm, alpha)
+        pooled_sd, pooled_df = pools.get("latency_ms", (math.nan, 0))
+        lo, hi, floored = floor_run_interval(ratio, lo, hi, len(bm), len(cm), pooled_sd, pooled_df, alpha)
+        if floored:
+            noise = max(noise, 100 * pooled_sd) if math.isfinite(noise) else 100 * pooled_sd
+            notes.append(f"CI floored by the run noise pooled over all cases ({100 * pooled_sd:.1f}%, "
+                         f"{pooled_df} df; this case's runs alone: "
+                         f"{'-' if not math.isfinite(log_sd_pct(bm, cm)) else f'{log_sd_pct(bm, cm):.1f}%'})")
     else:
         bs, cs = _samples_of(*bok[0]), _samples_of(*cok[0])
         if bs.size == 0 or cs.size == 0:
@@ -352,10 +357,10 @@ def _delta(k: tuple, key_cols: list[str], b: list, c: list, nb: int, nc: int, th
         ratio, lo, hi = ratio_from_samples(bs, cs, alpha, noise_floor, seed)
         p, method = math.nan, "samples-bootstrap+floor"
     status, significant = classify(ratio, lo, hi, t)
-    norm = _norm_ratio(bok, cok, alpha)
+    norm = _norm_ratio(bok, cok, alpha, pools.get("ratio_to_baseline", (math.nan, 0)))
     return Delta(key, status, t, base_ms=geometric_mean(bm), cand_ms=geometric_mean(cm),
                  ratio=ratio, ci_low=lo, ci_high=hi, p_value=p, significant=significant, method=method,
-                 base_runs=len(bm), cand_runs=len(cm), run_noise_pct=log_sd_pct(bm, cm), baseline_case=base_case,
+                 base_runs=len(bm), cand_runs=len(cm), run_noise_pct=noise, baseline_case=base_case,
                  norm_ratio=norm[0], norm_ci_low=norm[1], norm_ci_high=norm[2], note="; ".join(notes),
                  changed=changed)
 
@@ -410,8 +415,9 @@ def _normalized(d: Delta) -> Delta:
     return dataclasses.replace(d, status=status, significant=significant, method="normalized-runs-welch")
 
 
-def _norm_ratio(b: list, c: list, alpha: float) -> tuple[float, float, float]:
-    """Change of ratio_to_baseline (the case over its suite's baseline case, paired within each run)."""
+def _norm_ratio(b: list, c: list, alpha: float, pool: tuple[float, int] = (math.nan, 0)) -> tuple[float, float, float]:
+    """Change of ratio_to_baseline (the case over its suite's baseline case, paired within each run), its
+    CI floored by the run noise of ratio_to_baseline pooled over the cases (pool: sd, df)."""
     if str(b[0][1].get("case")) == str(b[0][1].get("baseline_case")) or "ratio_to_baseline" not in b[0][1]:
         return (math.nan, math.nan, math.nan)
     br = [float(x) for x in (pd.to_numeric(row.get("ratio_to_baseline"), errors="coerce") for _, row in b) if x > 0]
@@ -421,4 +427,5 @@ def _norm_ratio(b: list, c: list, alpha: float) -> tuple[float, float, float]:
     if len(br) + len(cr) < 3:
         return (cr[0] / br[0], math.nan, math.nan)
     r, lo, hi, _, _ = ratio_from_runs(br, cr, alpha)
+    lo, hi, _ = floor_run_interval(r, lo, hi, len(br), len(cr), pool[0], pool[1], alpha)
     return (r, lo, hi)

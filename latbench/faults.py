@@ -20,6 +20,8 @@ from typing import Iterator
 
 REFIRE_S = 0.1  # after a time limit, CaseTimeout is raised again this often until the block ends
 MAX_LIMIT_S = 1e8  # setitimer overflows above ~1e9 s; a limit this long is no limit
+MIN_TIMER_S = 1e-6  # setitimer rounds shorter times to 0, which would be no limit at all
+DEFER_S = 1e-4  # a limit that fires while it is being set up fires again this much later, in the block
 DEFAULT_CASE_TIMEOUT_S = 600.0  # a case's build + warm-up, or one timed block, taking 10 min is stuck
 
 _OOM_TEXT = ("out of memory", "can't allocate memory", "cannot allocate memory")
@@ -52,33 +54,48 @@ def _can_use_signals() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-@contextlib.contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
+class time_limit:  # noqa: N801 - used as a function: `with time_limit(seconds):`
     """Raise CaseTimeout inside the block if it runs longer than `seconds` (0 or less, inf, nan or
     beyond what setitimer takes: no limit).
 
     A no-op off the main thread or where SIGALRM does not exist (Windows). A signal that arrives
-    after the block ended is ignored (the `armed` flag), so a timeout never escapes the block.
+    after the block ended is ignored (`armed`), so a timeout never escapes the block; one that arrives
+    while the limit is still being set up (a limit of 1e-9 s fires at once) or taken down is put off
+    (DEFER_S) until the block runs or the limit is gone, so it never escapes the `with` statement either (a class, not a generator:
+    an exception in a generator's set-up was "generator didn't yield", its timer left armed).
     """
-    if not 0 < seconds < MAX_LIMIT_S or not hasattr(signal, "setitimer") or not _can_use_signals():
-        yield
-        return
-    armed = True
 
-    def on_alarm(signum, frame):  # noqa: ARG001 - signal handler signature
-        if armed:
-            raise CaseTimeout(seconds)
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.active = 0 < seconds < MAX_LIMIT_S and hasattr(signal, "setitimer") and _can_use_signals()
+        self.armed = False
+        self.previous = None
 
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    # Re-fire every 0.1 s after the limit: code that swallows the first CaseTimeout (an `except
-    # Exception` in user code, or cost.count falling back from meta to CPU) still stops.
-    signal.setitimer(signal.ITIMER_REAL, seconds, REFIRE_S)
-    try:
-        yield
-    finally:
-        armed = False
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    def _on_alarm(self, signum, frame):  # noqa: ARG001 - signal handler signature
+        if not self.armed:
+            return
+        if frame is not None and frame.f_code in _NOT_IN_BLOCK:  # not inside the block: again in a moment
+            signal.setitimer(signal.ITIMER_REAL, DEFER_S, REFIRE_S)
+            return
+        raise CaseTimeout(self.seconds)
+
+    def __enter__(self) -> None:
+        if not self.active:
+            return
+        self.previous = signal.signal(signal.SIGALRM, self._on_alarm)
+        self.armed = True
+        # Re-fire every 0.1 s after the limit: code that swallows the first CaseTimeout (an `except
+        # Exception` in user code, or cost.count falling back from meta to CPU) still stops.
+        signal.setitimer(signal.ITIMER_REAL, max(self.seconds, MIN_TIMER_S), REFIRE_S)
+
+    def __exit__(self, *exc) -> None:
+        if not self.active:
+            return
+        try:
+            self.armed = False
+        finally:  # even if the limit fired on the way out (then CaseTimeout leaves __exit__)
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.previous)
 
 
 @contextlib.contextmanager
@@ -144,17 +161,34 @@ def is_case_fault(exc: BaseException) -> bool:
     return not isinstance(exc, KeyboardInterrupt)
 
 
-@contextlib.contextmanager
-def case_boundary(seconds: float, on_fault) -> Iterator[None]:
+class case_boundary:  # noqa: N801 - used as a function: `with case_boundary(seconds, on_fault):`
     """Run the block within `seconds` (time_limit); a case fault (is_case_fault) inside it, the time
     limit included, is handed to on_fault(exc) and swallowed; an interrupt propagates."""
-    try:
-        with time_limit(seconds):
-            yield
-    except BaseException as exc:  # noqa: BLE001 - the case's fault boundary: see is_case_fault
-        if not is_case_fault(exc):
-            raise
-        on_fault(exc)
+
+    def __init__(self, seconds: float, on_fault):
+        self.limit = time_limit(seconds)
+        self.on_fault = on_fault
+
+    def __enter__(self) -> None:
+        self.limit.__enter__()
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            self.limit.__exit__(exc_type, exc, tb)
+        except BaseException as late:  # noqa: BLE001 - the limit fired as the block ended: still this case's
+            if not is_case_fault(late):
+                raise
+            exc = exc if exc is not None else late
+        if exc is None or not is_case_fault(exc):
+            return False
+        self.on_fault(exc)
+        return True
+
+
+# Where a limit may not fire (it would escape the `with`): setting it up, taking it down (the block has
+# ended: no timeout), and this handler itself.
+_NOT_IN_BLOCK = frozenset(f.__code__ for f in (time_limit.__enter__, time_limit.__exit__, time_limit._on_alarm,
+                                               case_boundary.__enter__, case_boundary.__exit__))
 
 
 def describe(exc: BaseException) -> str:
@@ -176,11 +210,14 @@ def describe(exc: BaseException) -> str:
 class _PipeSafe:
     """A text stream that survives its reader going away (`latbench gate ... | head -1`): after a
     BrokenPipeError, output is discarded (fd 1 points at /dev/null) and the command keeps its own exit
-    code, instead of click's exit 1 or Python's 120 at shutdown."""
+    code, instead of click's exit 1 or Python's 120 at shutdown. Any other write error (stdout on a
+    full disk, /dev/full, an I/O error) is one `error:` line on stderr and exit 2 (SystemExit, which
+    no `except Exception` turns into another answer); the rest of the output is discarded."""
 
-    def __init__(self, stream):
+    def __init__(self, stream, loud: bool = True):
         self._stream = stream
         self.broken = False
+        self.loud = loud  # False for stderr: where would the error go? Its output is dropped, the exit code kept
 
     def write(self, text: str) -> int:
         if not self.broken:
@@ -188,6 +225,8 @@ class _PipeSafe:
                 return self._stream.write(text)
             except BrokenPipeError:
                 self._discard()
+            except OSError as exc:
+                self._fail(exc)
         return len(text)
 
     def flush(self) -> None:
@@ -196,6 +235,20 @@ class _PipeSafe:
                 self._stream.flush()
             except BrokenPipeError:
                 self._discard()
+            except OSError as exc:
+                self._fail(exc)
+
+    def _fail(self, exc: OSError) -> None:
+        self._discard()
+        if not self.loud:
+            return
+        try:
+            sys.stderr.write(f"error: <stdout>: cannot write: {exc.strerror or exc}; write the output to a "
+                             f"file with -o FILE, or free the device stdout goes to\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        raise SystemExit(2)
 
     def _discard(self) -> None:
         self.broken = True
@@ -207,22 +260,65 @@ class _PipeSafe:
             pass
         except Exception:  # noqa: BLE001 - io.UnsupportedOperation (a stream without a descriptor)
             pass
+        with contextlib.suppress(Exception):  # what the stream still buffers goes to /dev/null, not the device
+            self._stream.flush()
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)
 
 
+def _open_closed_std_fds() -> None:
+    """Point descriptors 0-2 that were closed at start (`latbench run >&-`) at /dev/null: else the next
+    file latbench opens (a results file, a run's lock) would get number 1, and what is printed, or a
+    dup2 onto fd 1, would land in it."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                opened = os.open(os.devnull, os.O_RDWR)
+                if opened != fd:
+                    os.dup2(opened, fd)
+                    os.close(opened)
+                os.set_inheritable(fd, True)  # os.open's are not: workers would start with it closed again
+            except OSError:
+                pass
+
+
 def guard_stdio() -> None:
     """Make stdout and stderr safe for any text and any reader: characters the encoding cannot
     show (PYTHONIOENCODING=ascii) become escapes instead of UnicodeEncodeError, and a closed stdout
-    is ignored (_PipeSafe). Idempotent."""
+    is ignored (_PipeSafe); stdout on a full device is exit 2; stderr that cannot be written (2>/dev/full)
+    loses its text but never changes the exit code. Idempotent."""
+    _open_closed_std_fds()
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
-        if stream is None or isinstance(stream, _PipeSafe):
+        if stream is None:  # started with that descriptor closed (`>&-`): its output goes nowhere, quietly
+            try:
+                stream = open(1 if name == "stdout" else 2, "w", encoding="utf-8", errors="backslashreplace",
+                              closefd=False)
+            except OSError:
+                continue
+            setattr(sys, name, stream)
+        if isinstance(stream, _PipeSafe):
             continue
         try:
             stream.reconfigure(errors="backslashreplace")
         except (AttributeError, ValueError, OSError):
             pass
-        if name == "stdout":
-            sys.stdout = _PipeSafe(stream)
+        setattr(sys, name, _PipeSafe(stream, loud=name == "stdout"))
+
+
+def exit_quietly_on_interrupt() -> None:
+    """For the command line's very first lines, before its imports (typer, rich, pydantic take ~0.2 s):
+    a Ctrl-C or SIGTERM then ends the process with 130/143 and one line, not a KeyboardInterrupt
+    traceback out of an import. Commands replace it (signals_as_interrupts) where they save work."""
+    if not _can_use_signals():
+        return
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) in (signal.default_int_handler, signal.SIG_DFL):
+            signal.signal(sig, on_signal)

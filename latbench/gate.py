@@ -2,11 +2,14 @@
 suggested from A/A noise (calibrate). cli.py reads the results files and prints; here only
 Thresholds.from_file reads a file, and aa_runs drives 'latbench run' processes for calibrate.
 
-The gate fails closed: exit 0 only when every case was judged and none regressed. A case fails it when
-it is slower by more than its threshold AND significantly so (compare.classify), when it failed to run
-in the candidate, has a latency that is not a finite positive number, is missing on a side (or failed
-only in the baseline), or is inconclusive (CI undefined or wider than the threshold); the last two only
-unless the user relaxes them (Relaxations), and the summary names every relaxation in force.
+The gate fails closed: exit 0 only when at least one case was judged, every case was judged and none
+regressed. The rule is verdict.gate_status's (compare.classify): a case passes only when its interval's
+upper end is below 1 + threshold; it is slower when the whole interval lies above 1 + threshold, and
+inconclusive in between (or when the interval is undefined). A case also fails the gate when it failed
+to run in the candidate, has a latency that is not a finite positive number, is missing on a side (or
+failed only in the baseline), or is inconclusive; the last two only unless the user relaxes them
+(Relaxations, and never an inconclusive case whose interval lies wholly above 1), and the summary names
+every relaxation in force. Thresholds are above 0 % and below 100 % (check_threshold).
 """
 
 from __future__ import annotations
@@ -105,8 +108,10 @@ class Thresholds:
                                          f"(and optionally {', '.join(SWEEP_KEYS)})")
             c = {**{a: "*" for a in SWEEP_KEYS if a not in c or c[a] is None}, **{k: v for k, v in c.items()
                                                                                  if v is not None}}
-            cases[case_key(c)] = parse_fraction(c["threshold"], f"cases[{i}].threshold", False)
-        dflt = default if default is not None else parse_fraction(data.get("default", DEFAULT_THRESHOLD), "default", False)
+            cases[case_key(c)] = check_threshold(parse_fraction(c["threshold"], f"cases[{i}].threshold", False),
+                                                 f"cases[{i}].threshold", where=where)
+        dflt = default if default is not None else check_threshold(
+            parse_fraction(data.get("default", DEFAULT_THRESHOLD), "default", False), "default", where=where)
         nf = data.get("noise_floor")
         return cls(dflt, cases, parse_fraction(nf, "noise_floor", False) if nf is not None else None)
 
@@ -146,7 +151,9 @@ class GateOutcome:
 
     def summary(self) -> str:
         verdict = "PASSED" if self.passed else "FAILED"
-        text = (f"latency gate {verdict}: {len(self.regressions)} slower, {len(self.failed)} failed, "
+        judged = len(self.regressions) + len(self.improvements) + len(self.same)
+        nothing = "" if judged else " (nothing judged)"
+        text = (f"latency gate {verdict}{nothing}: {len(self.regressions)} slower, {len(self.failed)} failed, "
                 f"{len(self.inconclusive)} inconclusive, {len(self.invalid)} invalid, {len(self.missing)} missing, "
                 f"{len(self.improvements)} faster, {len(self.same)} unchanged")
         if self.skipped:
@@ -164,12 +171,34 @@ def require_same_machine(fingerprint_differences: Sequence[str]) -> None:
                            hint="gate results from one machine, or pass --allow-different-machine")
 
 
+def require_same_settings(settings_differences: Sequence[str]) -> None:
+    """ResultsError naming the settings (--quick, latency semantics, l2, repeats, schedule) in which the
+    baseline's runs differ from the candidate's: the gate would judge the settings, not the code."""
+    if settings_differences:
+        raise ResultsError("baseline and candidate were measured with different settings ("
+                           + "; ".join(settings_differences) + ")",
+                           hint="run both sides with the same 'latbench run' options, or pass "
+                                "--allow-different-machine")
+
+
+def _surely_slower_than_one(d: Delta) -> bool:
+    """An inconclusive case whose interval lies wholly above 1: significantly slower, perhaps beyond its
+    threshold. --inconclusive pass does not relax it (it relaxes cases that may be unchanged)."""
+    return d.status == "inconclusive" and d.significant and (
+        d.norm_ratio if d.method.startswith("normalized") else d.ratio) > 1
+
+
+JUDGED = ("slower", "faster", "same")  # statuses that are a verdict on a measured change
+
+
 def decide(deltas: Sequence[Delta], relax: Relaxations | None = None) -> GateOutcome:
-    """Fail closed: pass only when no case is slower beyond its threshold (significantly), none failed,
-    none has an invalid latency, and every case was judged -- cases on one side only and inconclusive
-    cases fail too unless `relax` allows them. Cases skipped on both sides (the device cannot run them)
-    are counted but never fail. A failed case counts as missing only when its failed_side says the
-    baseline failed; any other failure is the candidate's."""
+    """Fail closed: pass only when no case is slower beyond its threshold, none failed, none has an
+    invalid latency, every case was judged -- cases on one side only and inconclusive cases fail too
+    unless `relax` allows them (an inconclusive case whose CI lies wholly above 1 is never relaxed) --
+    and at least one case was judged: a gate that judged nothing (no case in common, every case skipped,
+    missing or inconclusive) fails whatever the relaxations. Cases skipped on both sides (the device
+    cannot run them) are counted but never fail on their own. A failed case counts as missing only when
+    its failed_side says the baseline failed; any other failure is the candidate's."""
     relax = relax or Relaxations()
     by = {s: [d for d in deltas if d.status == s] for s in STATUSES}
     base_failed = [d for d in by["failed"] if d.failed_side == "baseline"]
@@ -178,12 +207,20 @@ def decide(deltas: Sequence[Delta], relax: Relaxations | None = None) -> GateOut
     failing = [*by["slower"], *cand_failed, *by["invalid"]]
     if not relax.allow_missing:
         failing += missing
-    if not relax.inconclusive_pass:
-        failing += by["inconclusive"]
+    failing += [d for d in by["inconclusive"] if not relax.inconclusive_pass or _surely_slower_than_one(d)]
     reasons = [f"{d.label}: {d.status}" + (f" ({d.note})" if d.note else "") for d in failing]
-    return GateOutcome(passed=not failing and bool(deltas), regressions=by["slower"], failed=cand_failed,
+    judged = [d for d in deltas if d.status in JUDGED and d.method != "reference"]
+    if not judged:
+        reasons.append(f"nothing was judged: {len(deltas)} case(s), none slower, faster or the same "
+                       f"({_counts(deltas)}); a gate that judged no case fails, whatever the relaxations")
+    return GateOutcome(passed=not failing and bool(judged), regressions=by["slower"], failed=cand_failed,
                        improvements=by["faster"], missing=missing, same=by["same"], inconclusive=by["inconclusive"],
                        invalid=by["invalid"], skipped=by["skipped"], relaxed=relax.flags(), reasons=reasons)
+
+
+def _counts(deltas: Sequence[Delta]) -> str:
+    counts = {s: sum(d.status == s for d in deltas) for s in STATUSES}
+    return ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no case in common"
 
 
 @dataclass(frozen=True)
@@ -281,9 +318,20 @@ def thresholds_data(suggestions: Sequence[Suggestion], pooled_pct: float, noise_
 # --- the command line's thresholds and comparisons (compare, gate, ab and calibrate parse them alike) ---
 
 
+def check_threshold(v: float, what: str = "--threshold", zero_ok: bool = False, where: str | None = None) -> float:
+    """v when it is a threshold a gate can use: above 0 % (0 % allowed for a noise floor) and below
+    100 % (a 'slowdown' of 100 % or more is not a threshold anyone means); LatbenchError otherwise."""
+    if not (math.isfinite(v) and (v >= 0 if zero_ok else v > 0) and v < 1):
+        shown = f"{100 * v:g}%" if math.isfinite(v) else str(v)
+        raise LatbenchError(f"{what} {shown} is out of range: it must be {'at least' if zero_ok else 'above'} 0% "
+                            f"and below 100%", where=where or what, hint="use e.g. 5% (0.05) or 10% (0.10)")
+    return v
+
+
 def parse_threshold(text: str, what: str = "--threshold") -> float:
-    """A threshold as the command line takes it: '10%' or a fraction '0.1'. A bare number >= 1 is refused:
-    it read as percent (1 = 1%) while 0.5 read as 50%, so the unit depended on the size."""
+    """A threshold as the command line takes it: '10%' or a fraction '0.1', above 0 % and below 100 %
+    (--noise-floor may be 0 %). A bare number >= 1 is refused: it read as percent (1 = 1%) while 0.5
+    read as 50%, so the unit depended on the size."""
     s = str(text).strip()
     if not s.endswith("%"):
         try:
@@ -293,7 +341,7 @@ def parse_threshold(text: str, what: str = "--threshold") -> float:
         if v is not None and v >= 1:
             raise LatbenchError(f"{s!r} is ambiguous (1 percent or {v:g} times?)", where=what,
                                 hint=f"write a percent with %, e.g. {v:g}%, or a fraction, e.g. {v / 100:g}")
-    return parse_fraction(s, what, bare_percent=False)
+    return check_threshold(parse_fraction(s, what, bare_percent=False), what, zero_ok=what == "--noise-floor")
 
 
 def relaxations(allow_missing: bool, inconclusive: str, allow_different_machine: bool) -> Relaxations:
@@ -307,18 +355,40 @@ def relaxations(allow_missing: bool, inconclusive: str, allow_different_machine:
 def load_comparison(base: Sequence[str | Path], cand: Sequence[str | Path], threshold: str | None = None,
                     thresholds: Path | None = None, alpha: float = 0.05, noise_floor: str | None = None,
                     seed: int = 0, normalized: bool = False):
-    """Read both sides' results files and compare them under --threshold/--thresholds FILE, --alpha and
-    --noise-floor (the file's noise floor unless given; DEFAULT_NOISE_FLOOR without either)."""
-    from latbench.compare import DEFAULT_NOISE_FLOOR, compare, load_runs
+    """Read both sides' results files and compare them (compare_runs)."""
+    from latbench.compare import load_runs
 
+    check_alpha(alpha)
+    options = comparison_options(threshold, thresholds, noise_floor)  # bad options before reading any file
+    return compare_runs(load_runs(base, "baseline"), load_runs(cand, "candidate"), *options, alpha, seed,
+                        normalized)
+
+
+def check_alpha(alpha: float) -> None:
     if not 0 < alpha < 0.5:
         raise LatbenchError(f"--alpha {alpha} is out of range", hint="use e.g. 0.05 (a 95% confidence interval)")
+
+
+def comparison_options(threshold: str | None, thresholds: Path | None, noise_floor: str | None
+                       ) -> tuple[Thresholds, float]:
+    """(per-case thresholds, noise floor) from --threshold/--thresholds FILE and --noise-floor (the file's
+    noise floor unless given; DEFAULT_NOISE_FLOOR without either)."""
+    from latbench.compare import DEFAULT_NOISE_FLOOR
+
     given = parse_threshold(threshold, "--threshold") if threshold is not None else None
     thr = Thresholds.from_file(thresholds, given) if thresholds is not None else Thresholds(
         given if given is not None else DEFAULT_THRESHOLD)
     floor = (parse_threshold(noise_floor, "--noise-floor") if noise_floor is not None
              else thr.noise_floor if thr.noise_floor is not None else DEFAULT_NOISE_FLOOR)
-    base_runs, cand_runs = load_runs(base, "baseline"), load_runs(cand, "candidate")
+    return thr, floor
+
+
+def compare_runs(base_runs: Sequence[Run], cand_runs: Sequence[Run], thr: Thresholds, floor: float,
+                 alpha: float = 0.05, seed: int = 0, normalized: bool = False):
+    """compare.compare under the command line's thresholds and noise floor."""
+    from latbench.compare import compare
+
+    check_alpha(alpha)
     return compare(base_runs, cand_runs, thr.for_case, alpha, floor, seed, normalized)
 
 

@@ -28,12 +28,13 @@ def write_run(results_dir: Path, medians_ms: dict[str, float], *, seed: int, dri
               noise: float = 0.02, n: int = 30, device: str = "cpu", failed: tuple[str, ...] = (),
               fingerprint: dict | None = None, threads: int = 1, suite: str = "syn",
               skipped: dict[str, str] | None = None, run_id: str | None = None, now: datetime | None = None,
-              status: str = "complete") -> Path:
+              status: str = "complete", meta: dict | None = None) -> Path:
     """One run: each case's samples are median x drift x lognormal(noise), paired by round.
 
     drift is the machine-wide speed factor of this run (same for every case, as on a shared box).
     skipped: {case: reason} rows the device could not run (status skipped, as the runner writes them).
     now: the time in the file name (default: the clock). status: the metadata's run status.
+    meta: more metadata keys (run settings such as quick, repeats, started_at_utc).
     Returns the path of the results CSV.
     """
     rng = random.Random(seed)
@@ -63,7 +64,8 @@ def write_run(results_dir: Path, medians_ms: dict[str, float], *, seed: int, dri
         if m:
             samples.extend(sample_rows(sp, "eager", m, ctx))
     files.metadata = {"schema_version": 1, "run_id": run_id, "status": status, "device": device,
-                      "threads": threads, "suite": {"name": suite}, "fingerprint": dict(fingerprint or FINGERPRINT)}
+                      "threads": threads, "suite": {"name": suite}, "fingerprint": dict(fingerprint or FINGERPRINT),
+                      **(meta or {})}
     files.add(rows, samples)
     return files.csv
 

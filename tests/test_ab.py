@@ -122,3 +122,47 @@ def test_bad_input_exits_2_with_one_line(tmp_path, suite):
     other.write_text("suite: g\nexperiment: x\nbuilder: g1_pointwise\ncases:\n  - name: a\n")
     r, _ = _ab(other, tmp_path / "base", tmp_path / "base", "--allow-import", *FAST)
     assert r.exit_code == 2 and "Traceback" not in r.output
+
+
+def test_each_case_is_measured_in_both_build_orders(tmp_path):
+    """Issue 21: base is the baseline of both groups, but the head is built, allocated and warmed up first
+    in the second one (ORDERS), so the side measured first is not always the base."""
+    from latbench.ab import ORDERS, ABSource, Side
+    from latbench.records import CaseSpec
+
+    case = CaseSpec(suite="mine", experiment="E", case="net", scale=1, builder="user",
+                    params=(("factory", "abpkg.net:make"),), blocks=1, batch=1, height=8, width=8, baseline_case="net")
+    sides = (Side("base", "a", tmp_path), Side("head", "b", tmp_path))
+    specs = ABSource([case], sides).specs("arm")
+    assert [(s.experiment, s.case) for s in specs] == [("E/net", "net@base"), ("E/net", "net@head"),
+                                                       ("E/net#head-first", "net@head"),
+                                                       ("E/net#head-first", "net@base")]
+    assert {s.baseline_case for s in specs} == {"net@base"} and len(ORDERS) == 2
+
+
+def test_the_two_orders_are_pooled_round_by_round():
+    """An order bias of -2 % in one group and +2 % in the other cancels in the pooled ratio; a failure in
+    either order is what gets judged."""
+    from latbench.ab import both_orders, judge_rows
+
+    def rows_and_samples(exp, head_factor, n=40):
+        rows = [{"experiment": exp, "case": f"net@{s}", "mode": "eager", "status": "ok", "latency_ms": 10.0 * f,
+                 "samples": n, "suite": "mine", "scale": 1, "device": "cpu", "batch": 1, "baseline_case": "net@base",
+                 "ratio_to_baseline": f, "ratio_ci_low": f * 0.99, "ratio_ci_high": f * 1.01}
+                for s, f in (("base", 1.0), ("head", head_factor))]
+        samples = [{"experiment": exp, "case": f"net@{s}", "mode": "eager", "round": r,
+                    "latency_ms": 10.0 * (f if s == "head" else 1.0) * (1 + 0.001 * ((r * 7) % 5 - 2))}
+                   for r in range(n) for s, f in (("base", 1.0), ("head", head_factor))]
+        return rows, samples
+
+    r1, s1 = rows_and_samples("E/net", 0.98)
+    r2, s2 = rows_and_samples("E/net#head-first", 1.02)
+    rows = both_orders(r1 + r2, s1 + s2)
+    head = next(r for r in rows if r["case"] == "net@head")
+    assert head["experiment"] == "E/net" and head["samples"] == 80 and "both build orders" in head["ratio_interval"]
+    assert 0.98 <= head["ratio_to_baseline"] <= 1.02 and head["ratio_ci_low"] <= 1.0 <= head["ratio_ci_high"]
+    (d,) = judge_rows([{**r, "experiment": "E"} for r in rows], lambda _k: 0.05)
+    assert d.status == "same" and "both build orders" in d.note
+    failed = [dict(r, status="failed", error="boom") if r["case"] == "net@head" else r for r in r2]
+    (d,) = judge_rows([{**r, "experiment": "E"} for r in both_orders(r1 + failed, s1 + s2)], lambda _k: 0.05)
+    assert d.status == "failed" and d.failed_side == "candidate"

@@ -29,9 +29,10 @@ def aa(tmp_path):
 
 @pytest.fixture
 def ab(tmp_path):
-    """As aa, but g=2 is 20 % slower in the candidate and g=1 is 20 % faster."""
+    """As aa, but g=2 is 30 % slower in the candidate and g=1 is 20 % faster (with 3 % drift and 3 runs a
+    side, the whole CI of each lies beyond a 10 % threshold: issue 21's rule)."""
     return (write_side(tmp_path / "base", CASES, 3, seed=1, drift_sd=0.03),
-            write_side(tmp_path / "head", {"g=1": 8.0, "g=2": 14.4}, 3, seed=2, drift_sd=0.03))
+            write_side(tmp_path / "head", {"g=1": 8.0, "g=2": 15.6}, 3, seed=2, drift_sd=0.03))
 
 
 def _gate_args(base, head):
@@ -52,11 +53,11 @@ def test_gate_fails_on_regression_and_reports_improvements(ab):
     assert [c.split()[0] for c in doc["gate"]["regressions"]] == ["syn/g=2/x1"]
     assert [c.split()[0] for c in doc["gate"]["improvements"]] == ["syn/g=1/x1"]
     case = {c["case"]: c for c in doc["cases"]}["g=2"]
-    assert case["method"] == "runs-welch" and case["base_runs"] == 3 and case["ci_low"] > 1
+    assert case["method"] == "runs-welch" and case["base_runs"] == 3 and case["ci_low"] > 1.1
 
 
 def test_gate_threshold_above_the_change_passes(ab):
-    assert _invoke(_gate_args(*ab) + ["--threshold", "25%"]).exit_code == 0
+    assert _invoke(_gate_args(*ab) + ["--threshold", "50%"]).exit_code == 0
 
 
 def test_gate_takes_directories_and_quoted_globs(ab, tmp_path):

@@ -30,8 +30,11 @@ def test_decide_fails_only_on_slower_or_candidate_failures():
     assert not decide([_d("failed", "failed in 1 candidate run(s): OOM", side="candidate")]).passed
     base_only = decide([_d("failed", "failed in every baseline run: nothing to compare with", side="baseline")])
     assert not base_only.passed and len(base_only.missing) == 1
-    assert decide([_d("failed", "failed in every baseline run", side="baseline")],
+    assert decide([_d("same", case="b"), _d("failed", "failed in every baseline run", side="baseline")],
                   Relaxations(allow_missing=True)).passed
+    # issue 22: a gate that judged nothing fails whatever is relaxed (no case in common, all skipped, ...)
+    assert not decide([_d("failed", "failed in every baseline run", side="baseline")],
+                      Relaxations(allow_missing=True, inconclusive_pass=True)).passed
     assert "1 faster" in out.summary() and "FAILED" in out.summary()
 
 
@@ -45,8 +48,8 @@ def test_decide_takes_the_failed_side_from_the_delta_not_from_the_error_text():
             {**base, "case": "g=1@head", "status": "ok"}]
     (d,) = judge_rows(rows, lambda _k: 0.1)
     assert d.status == "failed" and d.failed_side == "baseline"
-    assert decide([d], Relaxations(allow_missing=True)).passed
-    assert not decide([d]).passed  # fail closed without the flag
+    assert decide([d, _d("same", case="b")], Relaxations(allow_missing=True)).passed
+    assert not decide([d, _d("same", case="b")]).passed  # fail closed without the flag
     relax = Relaxations(allow_missing=True)
     assert not decide([_d("failed", "failed in 1 run(s): bad shape", side="candidate")], relax).passed
     assert not decide([_d("failed", "failed: bad shape")], relax).passed  # side unknown: fail closed
@@ -68,8 +71,13 @@ def test_thresholds_per_case_and_default():
     t = Thresholds.from_data(data, None, "t.yaml")
     assert t.for_case(KEY) == 0.04 and t.for_case({**KEY, "case": "g=2"}) == 0.10 and t.noise_floor == 0.07
     assert Thresholds.from_data(data, 0.2, "t.yaml").for_case({**KEY, "case": "x"}) == 0.2
-    big = Thresholds.from_data({"cases": [{**KEY, "threshold": 1.5}], "noise_floor": 2.3}, None, "t.yaml")
-    assert big.for_case(KEY) == 1.5 and big.noise_floor == 2.3  # files hold fractions, never percent
+    big = Thresholds.from_data({"cases": [{**KEY, "threshold": 0.5}], "noise_floor": 2.3}, None, "t.yaml")
+    assert big.for_case(KEY) == 0.5 and big.noise_floor == 2.3  # files hold fractions, never percent
+    for bad in (1.5, 0, -0.1):  # issue 22: absurd thresholds are refused, in files as on the command line
+        with pytest.raises(LatbenchError, match="out of range"):
+            Thresholds.from_data({"cases": [{**KEY, "threshold": bad}]}, None, "t.yaml")
+    with pytest.raises(LatbenchError, match="out of range"):
+        Thresholds.from_data({"default": 9.99, "cases": []}, None, "t.yaml")
     with pytest.raises(LatbenchError, match="lacks threshold"):
         Thresholds.from_data({"cases": [KEY]}, None, "t.yaml")
     with pytest.raises(LatbenchError, match="not a thresholds file"):
@@ -106,7 +114,9 @@ def test_calibrated_thresholds_round_trip_into_the_gate(tmp_path):
     thr = Thresholds.from_data(data, None, "mem")
     cmp = compare(loaded[:2], loaded[2:], thr.for_case)
     assert {d.threshold for d in cmp.deltas} == {s.threshold for s in sugg}
-    assert not decide(cmp.deltas).regressions and decide(cmp.deltas, Relaxations(inconclusive_pass=True)).passed
+    assert not decide(cmp.deltas).regressions and {d.status for d in cmp.deltas} <= {"same", "inconclusive"}
+    relaxed = decide(cmp.deltas, Relaxations(inconclusive_pass=True))  # passes, unless it judged nothing
+    assert relaxed.passed == any(d.status == "same" for d in cmp.deltas)
 
 
 def test_calibrate_pools_the_ok_run_medians_of_each_case(tmp_path):
@@ -129,3 +139,38 @@ def test_a_gate_with_nothing_to_judge_never_passes():
     for relax in (Relaxations(), Relaxations(allow_missing=True, inconclusive_pass=True)):
         outcome = decide([], relax)
         assert not outcome.passed and outcome.exit_code == 1
+
+
+@pytest.mark.parametrize("statuses", [["skipped", "skipped"], ["missing"], ["inconclusive"],
+                                      ["skipped", "missing", "inconclusive"]])
+def test_nothing_judged_fails_whatever_the_relaxations(statuses):
+    """Issue 22: every row skipped on both sides, no case in common (--allow-missing), every case
+    inconclusive (--inconclusive pass): no case was judged, so the gate fails and says why."""
+    deltas = [_d(s, case=f"c{i}") for i, s in enumerate(statuses)]
+    out = decide(deltas, Relaxations(allow_missing=True, inconclusive_pass=True))
+    assert not out.passed and out.exit_code == 1 and "nothing judged" in out.summary()
+    assert any("judged no case" in r for r in out.reasons)
+    assert decide(deltas + [_d("same", case="ok")], Relaxations(allow_missing=True, inconclusive_pass=True)).passed
+
+
+def test_inconclusive_pass_never_relaxes_a_ci_wholly_above_one():
+    slow = Delta(KEY, "inconclusive", 0.1, ratio=1.12, ci_low=1.02, ci_high=1.25, significant=True)
+    unsure = Delta({**KEY, "case": "b"}, "inconclusive", 0.1, ratio=1.05, ci_low=0.97, ci_high=1.14)
+    assert decide([unsure, _d("same", case="c")], Relaxations(inconclusive_pass=True)).passed
+    out = decide([slow, _d("same", case="c")], Relaxations(inconclusive_pass=True))
+    assert not out.passed and out.reasons[0].startswith("syn/g=1/x1")
+
+
+@pytest.mark.parametrize("text", ["999%", "100%", "1.0", "-5%", "0%", "0", "nan", "inf"])
+def test_absurd_thresholds_are_refused(text):
+    from latbench.gate import parse_threshold
+
+    with pytest.raises(LatbenchError):
+        parse_threshold(text, "--threshold")
+
+
+def test_threshold_bounds():
+    from latbench.gate import parse_threshold
+
+    assert parse_threshold("99.5%") == pytest.approx(0.995) and parse_threshold("0.1%") == pytest.approx(0.001)
+    assert parse_threshold("0%", "--noise-floor") == 0.0  # a noise floor may be zero

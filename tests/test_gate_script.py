@@ -96,5 +96,37 @@ def test_the_reusable_workflow_runs_the_script_with_latbench_installed_not_the_u
     steps = wf["jobs"]["gate"]["steps"]
     run = next(s for s in steps if "latency-gate.sh" in str(s.get("run", "")))
     assert run["env"]["LATBENCH_SPEC"] == "${{ inputs.latbench-spec }}" and run["env"]["REPO"] == "repo"
+    # without a spec the script installs latbench from this workflow's own repository and ref (README's install)
+    assert on["workflow_call"]["inputs"]["latbench-spec"]["default"] == ""
+    assert run["env"]["LATBENCH_REPOSITORY"] == "${{ inputs.latbench-repository }}"
     assert any(s.get("uses", "").startswith("actions/upload-artifact") and s.get("if") == "always()" for s in steps)
     assert not any("pip install -e" in str(s.get("run", "")) for s in steps)
+
+
+def test_a_rerun_into_the_same_folder_prints_its_own_verdict(tmp_path):
+    """Issue 21: gate.md was appended and the first match printed, so a re-run showed the old verdict."""
+    repo = _user_repo(tmp_path)
+    fast = {"LATBENCH_FAKE_BACKEND": "1", "AB_FLAGS": "--max-time 0.3 --min-time 0.1"}
+    proc, _ = _run(tmp_path, repo, **fast)
+    assert proc.returncode == 1 and proc.stdout.strip().splitlines()[-1].startswith("latency gate FAILED")
+    proc, _ = _run(tmp_path, repo, BASE_REF="HEAD", THRESHOLD="90%", **fast)  # the same commit on both sides
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip().splitlines()[-1].startswith("latency gate PASSED")
+    md = (tmp_path / "out" / "gate.md").read_text()
+    assert md.count("latency gate") == 1 and "PASSED" in md  # this run's report only
+
+
+def test_without_latbench_or_a_spec_the_script_says_how_to_install_it(tmp_path):
+    """Issue 21: the default LATBENCH_SPEC=latbench named nothing installable; now the script installs from
+    the latbench checkout it lives in, or README's git URL, or stops with the install line (exit 2)."""
+    script = tmp_path / "elsewhere" / "latency-gate.sh"
+    script.parent.mkdir()
+    script.write_text(SCRIPT.read_text())
+    nopython = tmp_path / "python-without-latbench"
+    nopython.write_text("#!/bin/sh\nexit 1\n")
+    nopython.chmod(0o755)
+    env = {"PATH": os.environ["PATH"], "SUITE": "bench.yaml", "REPO": str(tmp_path), "PYTHON": str(nopython)}
+    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2 and "latbench @ git+https://github.com/" in proc.stderr
+    text = SCRIPT.read_text()
+    assert "LATBENCH_SPEC:-latbench}" not in text and 'LATBENCH_SPEC="latbench @ git+https://github.com/' in text

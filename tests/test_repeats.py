@@ -80,12 +80,25 @@ def test_a_process_that_failed_is_left_out_and_said():
 
 
 def test_process_policy_shares_the_budget_and_target():
-    p = StopPolicy(max_time_s=9.0, min_time_s=0.5, rel_ci=0.01)
     q = options.stop_policy("cpu", max_time=9.0, min_time=0.5, target=0.01, processes=4)
-    assert q.max_time_s == pytest.approx(2.25) and q.rel_ci == pytest.approx(0.02)
+    assert q.max_time_s == pytest.approx(options.SHARED_BUDGET * 9.0 / 4) and q.rel_ci == pytest.approx(0.02)
+    assert q.min_time_s == pytest.approx(0.5 / 4)  # issue 21: the minimum is shared too
+    assert q.warmup_s == pytest.approx(0.05)  # CPU warm-up 0.2 s / 4 processes
+    assert options.stop_policy("cpu", processes=20).warmup_s == options.CPU_WORKER_WARMUP_S  # never below the floor
+    assert options.stop_policy("cpu", processes=6).warmup_min_iters == options.CPU_WORKER_WARMUP_CALLS
     assert options.stop_policy("cpu", max_time=9.0, min_time=0.5, target=0.01, processes=1) == \
         options.stop_policy("cpu", max_time=9.0, min_time=0.5, target=0.01)
-    assert options.stop_policy("cpu", max_time=1.0, min_time=0.8, processes=4).max_time_s == pytest.approx(0.8)
+    assert options.stop_policy("cpu", max_time=1.0, min_time=0.9, processes=4).max_time_s == pytest.approx(0.9 / 4)
+
+
+def test_the_default_is_several_processes_but_one_where_there_can_be_no_workers():
+    n, real = options.DEFAULT_REPEATS, {"fake_backend": False}
+    assert n >= 5 and options.repeat_count(options.RunOptions(**real)) == n
+    assert options.repeat_count(options.RunOptions(in_process=True, **real)) == 1  # --in-process alone: not refused
+    assert options.repeat_count(options.RunOptions(api=True, **real)) == 1  # measure(): models in this process
+    assert options.repeat_count(options.RunOptions(quick=True, **real)) == options.QUICK_REPEATS
+    assert options.repeat_count(options.RunOptions(repeats=3, quick=True, **real)) == 3
+    assert options.repeat_count(options.RunOptions(fake_backend=True)) == 1  # fake numbers: nothing to pool
 
 
 def test_passes_interleave_groups_and_rotate_the_start():
@@ -95,7 +108,7 @@ def test_passes_interleave_groups_and_rotate_the_start():
 def test_repeats_out_of_range_is_a_clear_error(tmp_path):
     with pytest.raises(LatbenchError, match="--repeats 0: must be 1 to"):
         options.repeat_count(options.RunOptions(suites=(), repeats=0))
-    assert options.repeat_count(options.RunOptions(suites=())) == options.DEFAULT_REPEATS
+    assert options.repeat_count(options.RunOptions(suites=(), fake_backend=False)) == options.DEFAULT_REPEATS
 
 
 def test_a_run_with_repeats_measures_in_worker_processes(tmp_path):

@@ -154,10 +154,16 @@ def test_an_interruption_is_saved_and_returned_with_the_resume_command(tmp_path,
 
 
 def test_policy_resolution():
-    assert run_options.policy_of(RunOptions(device="cuda")) == run_options.CUDA_POLICY
-    assert run_options.policy_of(RunOptions(device="cuda", quick=True)) == run_options.QUICK_POLICY
-    p = run_options.policy_of(RunOptions(max_time=0.2, target=0.05))
+    assert run_options.policy_of(RunOptions(device="cuda", repeats=1)) == run_options.CUDA_POLICY
+    assert run_options.policy_of(RunOptions(device="cuda", quick=True)) == run_options.QUICK_POLICY  # 1 process
+    p = run_options.policy_of(RunOptions(max_time=0.2, target=0.05, repeats=1))
     assert (p.max_time_s, p.min_time_s, p.rel_ci) == (0.2, 0.2, 0.05)  # min clipped to max
+    # issue 21: by default N = DEFAULT_REPEATS processes share one process's budget
+    n = run_options.DEFAULT_REPEATS
+    assert run_options.run_policy(RunOptions(device="cuda")) == run_options.CUDA_POLICY  # what the metadata records
+    q = run_options.policy_of(RunOptions(device="cuda"))
+    assert q.max_time_s == pytest.approx(run_options.SHARED_BUDGET * run_options.CUDA_POLICY.max_time_s / n)
+    assert q.warmup_s == run_options.CUDA_POLICY.warmup_s  # cuDNN autotuning is per process: not shared
 
 
 def test_modes_are_checked_against_the_backend():

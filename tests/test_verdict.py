@@ -11,7 +11,7 @@ import pytest
 from latbench.claims import RELATION, ClaimModel, verdict
 from latbench.compare import classify
 from latbench.pytest_plugin import INCONCLUSIVE, judge as plugin_judge
-from latbench.verdict import FAILS, HOLDS, RELATIONS, UNCLEAR, defined, judge
+from latbench.verdict import FAILS, HOLDS, RELATIONS, UNCLEAR, defined, gate_status, judge
 
 NAN, INF = math.nan, math.inf
 
@@ -48,8 +48,11 @@ def test_judge_rejects_an_unknown_relation():
 
 
 def test_defined():
-    assert defined(0.5, 0.5) and defined(1e-9, 1e9)
+    assert defined(0.5, 0.5) and defined(0.1, 10.0) and defined(1e-9, 1e-7)
     assert not any(defined(lo, hi) for lo, hi in ((NAN, 1.0), (1.0, INF), (0.0, 1.0), (2.0, 1.0), (-1.0, 1.0)))
+    # absurd (issue 21): ends more than MAX_SPAN apart say nothing about a ratio
+    assert not defined(1e-9, 1e9) and not defined(1e-4, 10026.276) and not defined(0.1, 10.0 * 1.0001)
+    assert judge(1e-4, 10026.276, "<", 1e6) == UNCLEAR
 
 
 # ends and bounds around 1, on it, and undefined: the grid the renderings are checked on
@@ -74,17 +77,31 @@ def test_plugin_judge_is_the_judge_in_pass_fail_inconclusive(at_most, bound):
 
 @pytest.mark.parametrize("threshold", [0.0, 0.05, 0.10])
 def test_classify_renders_the_judge(threshold):
-    """slower needs the CI wholly above 1 (judge '>' 1 HOLDS) and faster wholly below (judge '<' 1
-    HOLDS); an interval the judge calls undefined is inconclusive and never significant."""
+    """Issue 21's one rule: slower when the judge says the whole CI is above 1 + threshold, same or faster
+    (a pass) only when it says the whole CI is below it, faster when below 1 / (1 + threshold); all else,
+    and every interval the judge calls undefined, inconclusive. significant: wholly above or below 1."""
+    limit = 1 + threshold
     for (lo, hi), ratio in itertools.product(GRID, (NAN, 0.5, 0.9, 1.0, 1.1, 1.5)):
         status, significant = classify(ratio, lo, hi, threshold)
-        above, below = judge(lo, hi, ">", 1.0) == HOLDS, judge(lo, hi, "<", 1.0) == HOLDS
+        assert gate_status(lo, hi, threshold) in ("slower", "faster", "same", "inconclusive")
         if not (defined(lo, hi) and defined(ratio, ratio)):
             assert (status, significant) == ("inconclusive", False), (ratio, lo, hi)
             continue
+        above, below = judge(lo, hi, ">", 1.0) == HOLDS, judge(lo, hi, "<", 1.0) == HOLDS
         assert significant == (above or below), (ratio, lo, hi)
-        assert (status == "slower") == (above and ratio > 1 + threshold), (ratio, lo, hi)
-        assert (status == "faster") == (below and ratio < 1 / (1 + threshold)), (ratio, lo, hi)
+        assert (status == "slower") == (judge(lo, hi, ">", limit) == HOLDS), (ratio, lo, hi)
+        assert (status in ("same", "faster")) == (judge(lo, hi, "<", limit) == HOLDS), (ratio, lo, hi)
+        assert (status == "faster") == (judge(lo, hi, "<", 1 / limit) == HOLDS), (ratio, lo, hi)
+        assert status == gate_status(lo, hi, threshold)
+
+
+def test_gate_status_edges():
+    assert gate_status(1.10, 1.20, 0.10) == "inconclusive"  # the lower end ON 1 + threshold: not above it
+    assert gate_status(1.1001, 1.20, 0.10) == "slower"
+    assert gate_status(0.95, 1.0999, 0.10) == "same" and gate_status(0.95, 1.10, 0.10) == "inconclusive"
+    assert gate_status(0.80, 0.90, 0.10) == "faster" and gate_status(0.80, 1 / 1.1, 0.10) == "same"
+    for bad in (NAN, INF, -0.5, -2.0):
+        assert gate_status(0.9, 0.95, bad) == "inconclusive"
 
 
 def test_every_relation_is_judged_on_both_ends():

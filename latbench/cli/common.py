@@ -103,13 +103,63 @@ def at_least(minimum: float):
     return check
 
 
-def write_output(text: str, output: Optional[Path]) -> None:
-    """Printed results go to stdout, or to -o/--output FILE (its directory created)."""
+MAX_SEED = 2**63 - 1  # as run's --seed (torch.manual_seed takes 64 bits; numpy refuses negative seeds)
+
+
+def seed_in_range(value: Optional[int], flag: str) -> Optional[int]:
+    """An option callback: a seed from 0 to MAX_SEED (numpy raised ValueError on -1: a traceback)."""
+    if value is not None and not 0 <= value <= MAX_SEED:
+        raise typer.BadParameter(f"{value} is out of range; use an integer from 0 to {MAX_SEED}")
+    return value
+
+
+def write_output(text: str, output: Optional[Path], force: Optional[bool] = None) -> None:
+    """Printed results go to stdout, or to -o/--output FILE under the file policy
+    (latbench.results.files.write_output: never replacing a file without --force, never through a link,
+    never onto a run's files; atomic; its directory created). force: the command's --force; by default
+    what check_output_option saw (the -o value it returns carries it). A refusal or a failed write is
+    one line on stderr and exit 2 (SystemExit, so no caller's `except Exception` can turn it into
+    another answer)."""
     if output is None:
         sys.stdout.write(text)
+        sys.stdout.flush()
         return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text, encoding="utf-8")
+    from latbench.results.files import write_output as write_file
+
+    try:
+        write_file(output, text, getattr(output, "force", False) if force is None else force)
+    except LatbenchError as exc:
+        try:
+            fail(exc)
+        except typer.Exit:
+            raise SystemExit(2) from None
+
+
+class OutputPath(type(Path())):  # type: ignore[misc]  # PosixPath or WindowsPath: Path itself cannot be subclassed before 3.12
+    """An -o path as check_output_option resolved it (absolute), with the --force it was checked under."""
+
+    force = False
+
+
+def check_output_option(ctx: typer.Context, param: typer.CallbackParam, value: Optional[Path]) -> Optional[Path]:
+    """An -o FILE callback: the file policy checked before the command does any work (a refusal is exit 2
+    at once, not after a run), the path resolved once (absolute: what runs later, user code that changes
+    the working directory included, cannot move it). --force (ForceOpt) is eager, so it is known here
+    wherever it stands on the command line; the returned path carries it to write_output."""
+    if value is None or ctx.resilient_parsing:
+        return value
+    from latbench.results.files import check_output
+
+    force = bool(ctx.params.get("force"))
+    try:
+        resolved = OutputPath(check_output(value, force))
+    except LatbenchError as exc:
+        fail(exc)
+    resolved.force = force
+    return resolved
+
+
+ForceOpt = Annotated[bool, typer.Option("--force", metavar="", is_eager=True, help="Replace -o FILE if it exists (never a run's files, never through a symbolic link).")]
 
 
 def rendered(*renderables) -> str:
@@ -132,9 +182,9 @@ ThresholdOpt = Annotated[Optional[str], typer.Option(metavar="PCT", help=_THRESH
 AlphaOpt = Annotated[float, typer.Option(metavar="P", help="Significance level: the ratio's CI is 1-alpha (two-sided).")]
 NoiseFloorOpt = Annotated[Optional[str], typer.Option(metavar="PCT", help=_NOISE_FLOOR_HELP)]
 FormatOpt = Annotated[Format, typer.Option("--format", metavar="FORMAT", help="table (default), csv, json or markdown (a PR comment).")]
-OutputOpt = Annotated[Optional[Path], typer.Option("-o", "--output", metavar="FILE", help="Print the results into FILE instead of stdout.")]
+OutputOpt = Annotated[Optional[Path], typer.Option("-o", "--output", metavar="FILE", callback=check_output_option, help="Print the results into FILE instead of stdout (an existing FILE only with --force).")]
 NormalizedOpt = Annotated[bool, typer.Option("--normalized", metavar="", help="Judge each case by its change relative to its suite's first (reference) case, paired within each run, so machine-wide drift cancels; the reference itself is not judged. Use when the machine is noisy and the suite has a reference case your change cannot affect (docs/compare-and-gate.md).")]
 JsonOpt = Annotated[bool, typer.Option("--json", hidden=True, help="Same as --format json.")]
-SeedOpt = Annotated[int, typer.Option(metavar="N", help="Seed of the bootstrap (one run per side).")]
+SeedOpt = Annotated[int, typer.Option(metavar="N", callback=lambda v: seed_in_range(v, "--seed"), help="Seed of the bootstrap (one run per side).")]
 QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", metavar="", help="No warnings on stderr (errors still show).")]
 DebugOpt = Annotated[bool, typer.Option("--debug", metavar="", help="Show tracebacks for user errors too.")]

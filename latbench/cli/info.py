@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from latbench.cli.common import Format, command, fail, out, rendered, write_output
+from latbench.cli.common import Format, ForceOpt, check_output_option, command, fail, out, rendered, write_output
 from latbench.errors import LatbenchError
 
 ABOUT_WIDTH = 90  # a suite's description is cut to this many characters
@@ -48,7 +48,8 @@ def _show_builders() -> None:
 @command("env")
 def env_cmd(
     fmt: Annotated[Format, typer.Option("--format", metavar="table|json", help="json: what each run's metadata holds.")] = Format.table,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="FILE", help="Print into FILE instead of stdout.")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="FILE", callback=check_output_option, help="Print into FILE instead of stdout (an existing FILE only with --force).")] = None,
+    force: ForceOpt = False,
     json_out: Annotated[bool, typer.Option("--json", hidden=True, help="Same as --format json.")] = False,
 ) -> None:
     """Show this machine's fingerprint: CPU, clocks, governor, memory, OS, Python, torch, CUDA/cuDNN, threads, GPUs."""

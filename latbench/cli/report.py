@@ -17,6 +17,7 @@ def report_cmd(
     output: Annotated[Path, typer.Option("-o", "--output", metavar="FILE", help="The markdown report; its figures go into figures/ beside it (created).")] = Path("report/report.md"),
     out_dir: Annotated[Optional[Path], typer.Option("--out", hidden=True, help="Deprecated: use -o DIR/NAME.md.")] = None,
     name: Annotated[Optional[str], typer.Option("--name", hidden=True, help="Deprecated: use -o DIR/NAME.md.")] = None,
+    force: Annotated[bool, typer.Option("--force", metavar="", help="Replace an existing report and its figures (never a run's files, never through a symbolic link).")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", metavar="", help="Do not list written files on stderr.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", metavar="", help="List every figure written.")] = False,
     debug: Annotated[bool, typer.Option("--debug", metavar="", help="Show tracebacks for user errors too.")] = False,
@@ -34,7 +35,7 @@ def report_cmd(
             err.print(f"warning: --out/--name are deprecated; use -o {output}", style="yellow", highlight=False)
     try:
         check_report_name(name if name is not None else output.name)
-        rep = write_report(files, output.parent, output.name)
+        rep = write_report(files, output.parent, output.name, force)
         partial = partial_runs(files)
     except LatbenchError as exc:
         fail(exc, debug)
@@ -66,6 +67,7 @@ def audit_cmd(
     rounds: Annotated[int, typer.Option(metavar="N", callback=at_least(1), help="Interleaved rounds: the whole network timed alone, then profiled layer by layer.")] = 7,
     out_dir: Annotated[Path, typer.Option("-o", "--output", "--out", metavar="DIR", help="Directory for the markdown, CSV and figures/ (created).")] = Path("report"),
     name: Annotated[Optional[str], typer.Option(metavar="STEM", help="File stem of the outputs (default audit-<model>).")] = None,
+    force: Annotated[bool, typer.Option("--force", metavar="", help="Replace existing outputs of the same stem (never a run's files, never through a symbolic link).")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", metavar="", help="Do not list written files on stderr.")] = False,
     debug: Annotated[bool, typer.Option("--debug", metavar="", help="Show tracebacks for user errors too.")] = False,
 ) -> None:
@@ -75,7 +77,7 @@ def audit_cmd(
 
     try:
         a = run_audit(model, input_shape, kwargs, batch=batch, dtype=dtype, threads=threads, rounds=rounds)
-        md, csv_path, fig = write_audit(a, out_dir, name)
+        md, csv_path, fig = write_audit(a, out_dir, name, force)
     except LatbenchError as exc:
         fail(exc, debug)
     out.print(f"{a.target}: {a.whole_ms:.3f} ms per forward; layers' op time {100 * a.ops_ms / a.whole_ms:.0f} % "

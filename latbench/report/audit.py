@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 
 from latbench.audit import G3_MAX_FRAGMENTS, TOLERANCE, Audit, Layer
+from latbench.errors import LatbenchError
+from latbench.results.files import check_output, safe_directory, write_output
 
 CSV_COLUMNS = ("layer", "kind", "category", "block", "block_fragments", "mult_adds", "mac_bytes",
                "arithmetic_intensity_flops_per_byte", "time_ms", "time_share_pct", "flops_share_pct",
@@ -96,9 +98,10 @@ def audit_markdown(a: Audit, figure: str | None = None, csv_name: str | None = N
     return "\n".join(lines)
 
 
-def audit_figure(a: Audit, path: Path, top: int = 15) -> Path:
-    """Two panels: time vs FLOPs share per kind of layer; the layers with the largest excess."""
-    from latbench.report.plots import DPI, _figure
+def audit_figure(a: Audit, path: Path, top: int = 15, force: bool = True) -> Path:
+    """Two panels: time vs FLOPs share per kind of layer; the layers with the largest excess. Written
+    under the file policy (results.files)."""
+    from latbench.report.plots import _figure, save_png
 
     fig, (ax1, ax2) = _figure(1, 2, (12, 5))
     cats = a.by("category")
@@ -121,18 +124,24 @@ def audit_figure(a: Audit, path: Path, top: int = 15) -> Path:
                  f"{a.measured_at_utc[:10]}"
                  + (f"; 1-min load average {a.load_1min:.1f} on {os.cpu_count()} CPUs" if a.load_1min is not None else ""),
                  fontsize=9)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    return path
+    return save_png(fig, path, force)
 
 
-def write_audit(a: Audit, out_dir: Path, stem: str | None = None) -> tuple[Path, Path, Path]:
-    """<stem>.md, <stem>.csv and figures/<stem>.png in out_dir."""
+def write_audit(a: Audit, out_dir: Path, stem: str | None = None, force: bool = False) -> tuple[Path, Path, Path]:
+    """<stem>.md, <stem>.csv and figures/<stem>.png in out_dir, under the file policy (results.files):
+    all three checked before any is written; an existing one replaced only with `force`; never a run's
+    file; never through a symbolic link (figures/ included); each written atomically."""
     stem = stem or f"audit-{slug(a.target)}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fig = audit_figure(a, out_dir / "figures" / f"{stem}.png")
-    csv_path = out_dir / f"{stem}.csv"
-    csv_path.write_text(audit_csv(a), encoding="utf-8")
-    md = out_dir / f"{stem}.md"
-    md.write_text(audit_markdown(a, f"figures/{fig.name}", csv_path.name), encoding="utf-8")
+    if not stem.strip() or stem in (".", "..") or any(c in stem for c in "/\\\0"):
+        raise LatbenchError(f"--name {stem!r} is not a plain file stem", where="latbench audit",
+                            hint="give a name such as audit-mynet (the directory goes in -o)")
+    md = check_output(out_dir / f"{stem}.md", force)
+    out_dir = md.parent  # resolved once
+    csv_path = check_output(out_dir / f"{stem}.csv", force)
+    check_output(out_dir / "figures" / f"{stem}.png", force)
+    safe_directory(out_dir)
+    safe_directory(out_dir / "figures")
+    fig = audit_figure(a, out_dir / "figures" / f"{stem}.png", force=force)
+    write_output(csv_path, audit_csv(a), force)
+    write_output(md, audit_markdown(a, f"figures/{fig.name}", csv_path.name), force)
     return md, csv_path, fig

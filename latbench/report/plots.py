@@ -3,6 +3,7 @@ Drawing only: the numbers come from analysis.py and the result rows."""
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pandas as pd
 
 from latbench.report.analysis import CaseEffect
 from latbench.errors import LatbenchError
+from latbench.results.files import safe_directory, write_output
 
 DPI = 110
 TITLE_CHARS = 48  # a panel title wraps at this many characters (two panels side by side)
@@ -66,9 +68,17 @@ def _figure(rows: int, cols: int, size: tuple[float, float]) -> Any:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    return path
+    """The figure as a PNG at `path`, under the file policy (results.files.write_output: atomic, never
+    through a symbolic link, never onto a run's file); the caller checked beforehand that replacing is
+    allowed."""
+    return save_png(fig, path)
+
+
+def save_png(fig: Any, path: Path, force: bool = True) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    safe_directory(path.parent)
+    return write_output(path, buf.getvalue(), force)
 
 
 def flops_vs_latency(rows: pd.DataFrame, headings: dict[str, str], title: str, path: Path) -> Path | None:

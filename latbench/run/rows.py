@@ -19,7 +19,7 @@ from latbench import roofline
 from latbench.records import RESULT_COLUMNS, SAMPLE_COLUMNS, SCHEMA_VERSION, CaseSpec, Cost, Measurement, Ratio
 from latbench.results.schema import FAILED, OK, SKIPPED
 from latbench.run.options import option_name
-from latbench.stats import pool_processes, relative_halfwidth, summarize
+from latbench.stats import paired_ratio, pool_processes, relative_halfwidth, summarize
 
 NOISY_REL_CI = 0.05  # a median or ratio whose 95 % CI half-width exceeds 5 % gets a warning
 OUTLIER_SHARE = 0.10  # more than 10 % far-out samples gets a warning
@@ -223,7 +223,9 @@ def pool(per_process: Sequence[tuple[Sequence[Any], Sequence[dict[str, Any]]]], 
     for i, first in enumerate(per_process[0][0]):
         rows = [rs[i] for rs, _ in per_process if i < len(rs)]
         mine = [s for s in samples if tuple(s.get(c) for c in _SAMPLE_KEY) == _sample_key(first)]
-        out.append(_pool_rows(rows, mine, k, ceilings, api))
+        base_key = _sample_key(first.replace(case=first.baseline_case))
+        base = [s for s in samples if tuple(s.get(c) for c in _SAMPLE_KEY) == base_key]
+        out.append(_pool_rows(rows, mine, k, ceilings, api, base))
     return out, samples
 
 
@@ -235,17 +237,23 @@ def _sample_key(row: Any) -> tuple[Any, ...]:
     return tuple(getattr(row, c) for c in _SAMPLE_KEY)
 
 
-def _pool_rows(rows: Sequence[Any], samples: Sequence[dict[str, Any]], k: int, ceilings: Any, api: bool) -> Any:
+def _pool_rows(rows: Sequence[Any], samples: Sequence[dict[str, Any]], k: int, ceilings: Any, api: bool,
+               base_samples: Sequence[dict[str, Any]] = ()) -> Any:
+    """One case x mode pooled over its processes (stats.pool_processes); the interval of all processes'
+    rounds pooled (samples, paired with base_samples for the ratio) is the pooled interval's floor."""
     ok = [r for r in rows if r.status == OK]
     if not ok:  # failed or skipped in every process: the first one's reason
         return rows[0].replace(repeats=k)
     first = ok[0]
-    lat = pool_processes([Ratio(r.latency_ms, r.latency_ci_low_ms, r.latency_ci_high_ms, r.samples) for r in ok])
     cols: dict[str, Any] = {}
+    all_rounds: tuple[float, float] | None = None
     if samples:
         s = summarize([x["latency_ms"] / 1e3 for x in samples])
+        all_rounds = (s.ci_low_ms, s.ci_high_ms)
         cols.update(latency_mean_ms=s.mean_ms, latency_p10_ms=s.p10_ms, latency_p90_ms=s.p90_ms,
                     latency_p99_ms=s.p99_ms, latency_iqr_ms=s.iqr_ms, samples=s.n, outliers=s.outliers)
+    lat = pool_processes([Ratio(r.latency_ms, r.latency_ci_low_ms, r.latency_ci_high_ms, r.samples) for r in ok],
+                         pooled=all_rounds)
     cols.update(latency_ms=lat.value, latency_ci_low_ms=lat.ci_low, latency_ci_high_ms=lat.ci_high,
                 images_per_s=1e3 * first.batch / lat.value, batches_per_s=1e3 / lat.value,
                 stop_reason=Counter(r.stop_reason for r in ok).most_common(1)[0][0], repeats=len(ok),
@@ -257,7 +265,12 @@ def _pool_rows(rows: Sequence[Any], samples: Sequence[dict[str, Any]], k: int, c
     ratios = [Ratio(r.ratio_to_baseline, r.ratio_ci_low, r.ratio_ci_high, int(r.samples or 0),
                     interval=str(r.ratio_interval or "")) for r in ok if r.ratio_to_baseline is not None]
     if ratios:
-        pooled = pool_processes(ratios)
+        floor = None
+        if samples and base_samples:  # every process's rounds paired (rounds are numbered on across processes)
+            r_all = paired_ratio([x["latency_ms"] for x in samples], [x["round"] for x in samples],
+                                 [x["latency_ms"] for x in base_samples], [x["round"] for x in base_samples])
+            floor = (r_all.ci_low, r_all.ci_high) if r_all.n else None
+        pooled = pool_processes(ratios, pooled=floor)
         is_base = first.case == first.baseline_case
         ratio = pooled.as_ratio(sum(r.n for r in ratios))
         cols.update(ratio_to_baseline=ratio.value, ratio_ci_low=ratio.ci_low, ratio_ci_high=ratio.ci_high,

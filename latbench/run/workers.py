@@ -119,7 +119,10 @@ def _worker(conn: Any, job: Job) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the manager handles Ctrl-C
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if job.output:  # what the worker (user code included) prints: to the manager, which shows it on stderr
-        fd = os.open(job.output, os.O_WRONLY | os.O_APPEND)
+        try:
+            fd = os.open(job.output, os.O_WRONLY | os.O_APPEND)
+        except OSError:  # the manager was interrupted while this worker started, and has removed the file
+            return  # an orphan: nobody reads this worker any more (never a traceback on the run's stderr)
         sys.stdout.flush()
         sys.stderr.flush()
         os.dup2(fd, 1)
@@ -241,8 +244,20 @@ def _run_job(ctx: Any, job: Job, on_start: Callable[[str], None] | None,
              on_group: Callable[[int, list[Any], list[dict[str, Any]]], None] | None) -> JobResult:
     receive, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_worker, args=(send, job), daemon=True)
-    with _without_main():
-        proc.start()
+    try:
+        with _without_main():
+            proc.start()
+    except (OSError, EOFError) as exc:  # the forkserver died (SIGTERM to the process group, the OOM killer)
+        receive.close()
+        send.close()
+        return JobResult([], f"could not start a worker process ({type(exc).__name__}: {exc})")
+    except BaseException:  # Ctrl-C/SIGTERM while starting it: no half-started worker left behind
+        receive.close()
+        send.close()
+        with contextlib.suppress(Exception):
+            proc.kill()
+            proc.join(timeout=5)
+        raise
     send.close()
     got: list[tuple[list[Any], list[dict[str, Any]]]] = []
     error: str | None = None
@@ -251,7 +266,12 @@ def _run_job(ctx: Any, job: Job, on_start: Callable[[str], None] | None,
     try:
         while len(got) < len(job.groups):
             wait = 0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic()))
-            if receive.poll(wait):
+            try:
+                ready = receive.poll(wait)
+            except (EOFError, OSError):  # the worker's end went away (BrokenPipeError, a reset)
+                error = "died"
+                break
+            if ready:
                 try:
                     msg = receive.recv()
                 except (EOFError, OSError, pickle.UnpicklingError):
@@ -281,8 +301,9 @@ def _run_job(ctx: Any, job: Job, on_start: Callable[[str], None] | None,
                 error = f"timed out after {limit:g} s (hard limit of a worker process; --case-timeout)"
                 break
     except BaseException:  # Ctrl-C/SIGTERM while waiting: stop the worker, then stop the run
-        proc.kill()
-        proc.join()
+        with contextlib.suppress(Exception):  # never replace the interrupt by an error of this clean-up
+            proc.kill()
+            proc.join()
         raise
     finally:
         receive.close()

@@ -1,0 +1,217 @@
+"""The tracebacks, the hang and the lax inputs of issue 22, one test each: a located one-line error and
+exit 2 (CLI) or a MeasureError (API), never a traceback, a hang or a late failure. Fake backend."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+from latbench import faults
+from latbench.api import MeasureError, measure
+from latbench.cli import app
+from latbench.errors import SuiteError
+from latbench.suite.load import load_suite
+from resultfiles import write_run
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "tests" / "data" / "tiny.yaml"
+ENV = {**os.environ, "LATBENCH_FAKE_BACKEND": "1", "PYTHONPATH": str(ROOT)}
+
+
+def one_line(text: str) -> str:
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in text, text
+    return lines[0]
+
+
+# ---------------------------------------------------------------- time limits
+
+@pytest.mark.parametrize("seconds", [1e-9, 5e-324, 1e-6])
+def test_a_limit_that_fires_during_its_own_set_up_fails_the_case_and_leaves_no_alarm(seconds):
+    """Issue 22: --case-timeout 1e-9 was "internal error ... generator didn't yield", then SIGALRM killed
+    the process (the timer was left armed without its handler)."""
+    seen = []
+    start = time.monotonic()
+    with faults.case_boundary(seconds, seen.append):
+        while time.monotonic() - start < 3:
+            pass
+    assert seen and isinstance(seen[0], faults.CaseTimeout)
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    assert signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, signal.default_int_handler, None) \
+        or not isinstance(signal.getsignal(signal.SIGALRM), type(faults.time_limit(1)._on_alarm))
+
+
+def test_run_with_a_tiny_case_timeout_fails_each_case_cleanly(tmp_path):
+    r = CliRunner().invoke(app, ["run", str(TINY), "--quick", "--no-roofline", "-q", "--in-process", "--case-timeout",
+                                 "1e-9", "--results-dir", str(tmp_path / "res")], env={"LATBENCH_FAKE_BACKEND": "1"})
+    assert r.exit_code == 1 and "timed out after 1e-09 s" in r.stderr and "internal error" not in r.stderr, r.output
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+# ---------------------------------------------------------------- measure()'s arguments
+
+M, X = nn.Linear(4, 4), torch.randn(2, 4)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"threads": -1}, "threads=-1"), ({"threads": 1.5}, "threads=1.5"), ({"threads": "2"}, "threads='2'"),
+    ({"threads": True}, "threads=True"), ({"threads": 10**6}, "threads=1000000"),
+    ({"modes": ["eager"]}, "modes="), ({"modes": " , "}, "modes="), ({"name": 5}, "name 5"),
+    ({"name": "a" * 101}, "cannot be a file name"),
+    ({"max_time": float("nan")}, "max_time=nan"), ({"max_time": -1.0}, "max_time=-1.0"),
+    ({"max_time": "1"}, "max_time='1'"), ({"min_time": float("inf")}, "min_time=inf"),
+    ({"target": float("nan")}, "target=nan"), ({"seed": -1}, "seed=-1"), ({"seed": 1.5}, "seed=1.5"),
+    ({"quick": "yes"}, "quick='yes'"), ({"roofline": 1}, "roofline=1"), ({"fake_backend": "x"}, "fake_backend"),
+    ({"device": 5}, "device 5"), ({"results_dir": 5}, "results_dir=5"), ({"baseline": 5}, "baseline 5"),
+    ({"schedule": 5}, "schedule 5"),
+])
+def test_measure_checks_every_argument(kwargs, match):
+    start = time.monotonic()
+    with pytest.raises(MeasureError, match=match):
+        measure(M, X, **{"fake_backend": True, "quick": True, **kwargs})
+    assert time.monotonic() - start < 5  # refused before anything runs: never a hang
+
+
+def test_measure_refuses_meta_tensors_and_meta_models():
+    with pytest.raises(MeasureError, match="meta device"):
+        measure(M, torch.randn(2, 4, device="meta"), fake_backend=True, quick=True)
+    with pytest.raises(MeasureError, match="meta device"):
+        measure(nn.Linear(4, 4, device="meta"), X, fake_backend=True, quick=True)
+
+
+# ---------------------------------------------------------------- suites: integers are integers
+
+@pytest.mark.parametrize("old, new, says", [
+    ("blocks: 2", "blocks: true", "blocks: True is not a whole number"),
+    ("blocks: 2", "blocks: '2'", "blocks: '2' is not a whole number"),
+    ("blocks: 2", "blocks: 2.0", "blocks: 2.0 is not a whole number"),
+    ("batch: 1", "batch: true", "batch: True"),
+    ("{gpu: {c: 8}, arm: {c: 8}}", "{gpu: {c: true}, arm: {c: 8}}", "widths.gpu.c: True"),
+    ("{gpu: {c: 8}, arm: {c: 8}}", "{gpu: {c: '8'}, arm: {c: 8}}", "widths.gpu.c: '8'"),
+    ("scales: [1, 2, 3, 4]", "scales: ['1']", "scales[0]: '1'"),
+    ("scales: [1, 2, 3, 4]", "scales: [2147483648]", "up to 1024"),
+    ("height: 8", "height: 8.0", "input.height: 8.0"),
+    ("groups: 1}", "groups: true}", "groups: True is not a whole number"),
+    ("groups: 1}", "groups: '1'}", "groups: '1'"),
+    ("widths: paper", "widths: paper\nsweep: {batch: [true, 2]}", "sweep.batch[0]: True"),
+    ("widths: paper", "widths: paper\nflops_tolerance: '0.1'", "flops_tolerance: '0.1' is not a number"),
+    ("{gpu: {c: 8}, arm: {c: 8}}", "{gpu: {c: 100000000000000000000}, arm: {c: 8}}", "more than 16,777,216"),
+    ("scales: [1, 2, 3, 4]", "scales: [1, 1000]\n", "more than 16,777,216"),
+])
+def test_a_suite_value_that_is_a_number_only_by_conversion_is_refused_at_its_line(tmp_path, old, new, says):
+    text = TINY.read_text()
+    assert old in text
+    p = tmp_path / "s.yaml"
+    p.write_text(text.replace(old, new, 1))
+    if "1000" in new:  # 8 channels x 1000 fits; make the width large enough that a scale overflows the bound
+        p.write_text(p.read_text().replace("{gpu: {c: 8}, arm: {c: 8}}", "{gpu: {c: 20000}, arm: {c: 20000}}", 1))
+    with pytest.raises(SuiteError) as exc:
+        load_suite(p)
+    assert says in str(exc.value) and f"{p}:" in str(exc.value), str(exc.value)
+
+
+# ---------------------------------------------------------------- results readers
+
+def test_metadata_nested_100000_levels_is_one_line_in_gate_and_compare(tmp_path):
+    a = write_run(tmp_path / "a", {"g=1": 1.0, "g=2": 1.2}, seed=1)
+    b = write_run(tmp_path / "b", {"g=1": 1.0, "g=2": 1.2}, seed=2)
+    b.with_suffix(".json").write_text("[" * 100_000 + "]" * 100_000)
+    for args in (["gate", "-b", str(a), "-c", str(b)], ["compare", str(a), str(b)], ["report", str(b), "-o",
+                                                                                      str(tmp_path / "r" / "r.md")]):
+        r = CliRunner().invoke(app, [*args, "-q"])
+        assert r.exit_code == 2 and "nested too deeply" in one_line(r.stderr), r.output
+
+
+# ---------------------------------------------------------------- output streams and signals
+
+@pytest.mark.parametrize("args", [["env"], ["env", "--format", "json"], ["list", "suites"]])
+def test_stdout_on_dev_full_is_one_line_exit_2(args):
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full")
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([sys.executable, "-m", "latbench", *args], stdout=full, stderr=subprocess.PIPE, text=True,
+                           env=ENV, timeout=120)
+    assert p.returncode == 2 and "No space left" in one_line(p.stderr), p.stderr
+
+
+def test_exit_quietly_on_interrupt_ends_an_import_phase_with_130_and_no_traceback():
+    code = ("import os, signal, time\nfrom latbench import faults\nfaults.exit_quietly_on_interrupt()\n"
+            "os.kill(os.getpid(), signal.SIGINT)\ntime.sleep(5)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60)
+    assert p.returncode == 130 and "Traceback" not in p.stderr, p.stderr
+
+
+def test_a_worker_that_cannot_be_started_fails_its_group_not_the_run(monkeypatch):
+    """SIGTERM to the whole process group kills the forkserver: starting a worker then raised
+    BrokenPipeError out of the manager (issue 22)."""
+    from latbench.run import workers
+
+    class Dead:
+        def __init__(self, *a, **k):
+            self.exitcode = None
+
+        def start(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    class Ctx:
+        def Pipe(self, duplex=False):  # noqa: N802 - multiprocessing's name
+            import multiprocessing as mp
+
+            return mp.Pipe(duplex=False)
+
+        Process = Dead
+
+    monkeypatch.setattr(workers, "_context", lambda: Ctx())
+    job = workers.Job(groups=((),), recipe=workers.DeviceRecipe("cpu", 1), run_id="r", modes=("eager",),
+                      schedule="interleaved", policy=None, seed=0, case_timeout_s=0)
+    result = workers.run_job(job)
+    assert result.groups == [] and "could not start a worker process (BrokenPipeError" in result.error
+
+
+def test_stderr_that_cannot_be_written_keeps_the_exit_code(tmp_path):
+    a = write_run(tmp_path / "a", {"g=1": 1.0, "g=2": 1.2}, seed=1)
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full")
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([sys.executable, "-m", "latbench", "compare", str(a), "-q"], stdout=subprocess.PIPE,
+                           stderr=full, text=True, env=ENV, timeout=120)
+    assert p.returncode == 2  # a usage error stays exit 2 even when its message cannot be printed
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**64)])
+def test_gate_and_compare_refuse_a_seed_out_of_range(tmp_path, seed):
+    """Issue 22: `gate --seed -1` was a ValueError traceback out of numpy."""
+    a = write_run(tmp_path / "a", {"g=1": 1.0, "g=2": 1.2}, seed=1)
+    b = write_run(tmp_path / "b", {"g=1": 1.0, "g=2": 1.2}, seed=2)
+    for args in (["gate", "-b", str(a), "-c", str(b)], ["compare", str(a), str(b)]):
+        r = CliRunner().invoke(app, [*args, "-q", "--seed", seed])
+        assert r.exit_code == 2 and "out of range" in r.output and r.exception is None or \
+            isinstance(r.exception, SystemExit), r.output
+
+
+def test_a_fifo_at_a_runs_lock_name_never_hangs_a_reader(tmp_path):
+    a = write_run(tmp_path / "a", {"g=1": 1.0, "g=2": 1.2}, seed=1)
+    b = write_run(tmp_path / "b", {"g=1": 1.0, "g=2": 1.2}, seed=2)
+    os.mkfifo(a.with_suffix(".lock"))
+    p = subprocess.run([sys.executable, "-m", "latbench", "compare", str(a), str(b), "-q"], capture_output=True,
+                       text=True, env=ENV, timeout=120)  # opening the FIFO for reading blocked until a writer came
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+
+
+def test_a_closed_stdout_at_start_is_dev_null_for_the_run_and_its_workers(tmp_path):
+    """`latbench run ... >&-`: fd 1 closed at start made the workers' sys.stdout None (tracebacks, every
+    case failed), and the next file opened would have become fd 1."""
+    cmd = f"{sys.executable} -m latbench run {TINY} --quick --no-roofline -q --format csv --results-dir {tmp_path / 'r'}"
+    p = subprocess.run(["bash", "-c", cmd + " >&-"], capture_output=True, text=True, env=ENV, timeout=300)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    (meta,) = (tmp_path / "r").glob("*.json")
+    assert '"status": "complete"' in meta.read_text()
