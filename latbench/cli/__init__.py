@@ -3,7 +3,7 @@
 Exit codes: 0 done and fine; 1 done, but the answer is no (a case failed, a gate failed);
 2 could not answer (bad usage, invalid suite, unreadable results, device unavailable).
 
-One module per command family: run (run, run_view), results (compare, gate, calibrate), merge, ab, info
+One module per command family: run (run, run_view), results (compare, gate), calibrate, merge, ab, info
 (list, env), report (report, audit); common holds the app and what they share. Importing this package
 registers every command and imports no torch: each command imports the core it needs when it runs.
 """
@@ -22,6 +22,7 @@ from latbench.cli import run  # noqa: F401,E402  isort: skip
 from latbench.cli import info  # noqa: F401,E402  isort: skip
 from latbench.cli import report  # noqa: F401,E402  isort: skip
 from latbench.cli import results  # noqa: F401,E402  isort: skip
+from latbench.cli import calibrate  # noqa: F401,E402  isort: skip
 from latbench.cli import merge  # noqa: F401,E402  isort: skip
 from latbench.cli import ab  # noqa: F401,E402  isort: skip
 from latbench.suite.catalog import resolve_suite

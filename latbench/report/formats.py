@@ -42,3 +42,22 @@ def calibration_markdown(data: dict[str, Any]) -> str:
     cases = list(data.get("cases") or [])
     columns = list(dict.fromkeys(k for c in cases for k in c))
     return markdown_table([(str(c), "left") for c in columns], [[str(c.get(k)) for k in columns] for c in cases])
+
+
+def comparisons_text(cmps: Sequence[Any], singles: Sequence[str], fmt: str) -> str:
+    """Several comparisons (one per suite and setting) as json, csv or markdown, each under its title;
+    `singles`: the lines saying what could not be compared."""
+    from latbench.report import terminal as report
+
+    if fmt == "json":
+        docs = [{"title": c.title, **json.loads(report.compare_json(c))} for c in cmps]
+        return json.dumps({"comparisons": docs, "not_compared": list(singles)}, indent=2, default=str) + "\n"
+    if fmt == "csv":
+        import io
+
+        import pandas as pd
+
+        frames = [pd.read_csv(io.StringIO(report.compare_csv(c))).assign(comparison=c.title) for c in cmps]
+        return pd.concat(frames, ignore_index=True).to_csv(index=False)
+    text = "\n".join(report.compare_markdown(c, title=f"latbench compare: {c.title}") for c in cmps)
+    return text + "".join(f"\n> {line}\n" for line in singles)
