@@ -130,3 +130,19 @@ def test_absurd_thresholds_exit_2(tmp_path, threshold):
     r = _invoke(["gate", *sum((["-b", p] for p in base), []), *sum((["-c", p] for p in cand), []),
                  "--threshold", threshold])
     assert r.exit_code == 2 and "out of range" in r.stderr and "Traceback" not in r.output
+
+
+def test_the_floor_is_a_t_interval_on_the_pooled_degrees_of_freedom():
+    import math
+
+    from scipy import stats
+
+    from latbench.stats import floor_run_interval
+
+    lo, hi, floored = floor_run_interval(1.0, 0.999, 1.001, 2, 2, 0.05, 4)
+    half = stats.t.ppf(0.975, 4) * 0.05 * math.sqrt(1 / 2 + 1 / 2)  # its own uncertainty: t on 4 df, not z
+    assert floored and (lo, hi) == pytest.approx((math.exp(-half), math.exp(half)))
+    assert floor_run_interval(1.0, 0.5, 2.0, 2, 2, 0.05, 4) == (0.5, 2.0, False)  # a wider own CI stays
+    assert floor_run_interval(1.0, 0.99, 1.01, 2, 2, math.nan, 0) == (0.99, 1.01, False)  # nothing pooled
+    lo, hi, _ = floor_run_interval(1.2, math.nan, math.nan, 1, 2, 0.05, 4)  # an undefined own CI gets the floor
+    assert lo < 1.2 < hi and math.isfinite(lo)

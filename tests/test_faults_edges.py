@@ -215,3 +215,13 @@ def test_a_closed_stdout_at_start_is_dev_null_for_the_run_and_its_workers(tmp_pa
     assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
     (meta,) = (tmp_path / "r").glob("*.json")
     assert '"status": "complete"' in meta.read_text()
+
+
+def test_a_fifo_or_device_as_a_runs_metadata_is_one_line_not_a_hang(tmp_path):
+    a = write_run(tmp_path / "a", {"g=1": 1.0, "g=2": 1.2}, seed=1)
+    b = write_run(tmp_path / "b", {"g=1": 1.0, "g=2": 1.2}, seed=2)
+    b.with_suffix(".json").unlink()
+    os.mkfifo(b.with_suffix(".json"))  # reading it blocked for ever
+    p = subprocess.run([sys.executable, "-m", "latbench", "compare", str(a), str(b), "-q"], capture_output=True,
+                       text=True, env=ENV, timeout=120)
+    assert p.returncode == 2 and "not a regular file" in one_line(p.stderr), p.stderr

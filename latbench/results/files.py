@@ -407,7 +407,7 @@ class RunFiles:
         blocking; ResultsError if the name holds anything but a plain file of its own (a link planted
         there, a FIFO, a hard link to another file), which is never truncated."""
         try:
-            fd = os.open(self.lock_path, os.O_CREAT | os.O_RDWR | _NONBLOCK | _CLOEXEC, 0o644)
+            fd = os.open(self.lock_path, os.O_CREAT | os.O_RDWR | _NOFOLLOW | _NONBLOCK | _CLOEXEC, 0o644)
         except OSError as exc:
             if os.path.islink(self.lock_path) or exc.errno == errno.ELOOP:
                 raise ResultsError("the run's lock file is a symbolic link, which latbench never follows",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -214,6 +215,27 @@ def read_samples(path: str | Path) -> pd.DataFrame:
     return schema.apply_dtypes(df)
 
 
+MAX_META_BYTES = 64 << 20  # a run's metadata is kilobytes; more is not one (and is never read whole)
+
+
+class _Unreadable(OSError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _meta_text(p: Path) -> str:
+    """A metadata file's text: a regular file only (a FIFO or /dev/zero there would block or never end:
+    OSError, reported like any unreadable metadata), at most MAX_META_BYTES."""
+    fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise _Unreadable("not a regular file (a FIFO or a device)")
+        data = f.read(MAX_META_BYTES + 1)
+    if len(data) > MAX_META_BYTES:
+        raise _Unreadable(f"larger than {MAX_META_BYTES >> 20} MB")
+    return data.decode("utf-8")
+
+
 def _json(text: str) -> Any:
     """json.loads, with a document nested too deeply for the parser (100,000 '[') as a ValueError, like
     any other JSON it cannot read (json raises RecursionError there)."""
@@ -225,7 +247,7 @@ def _json(text: str) -> Any:
 
 def _read_meta(p: Path) -> dict[str, Any]:
     try:
-        meta = _json(p.read_text(encoding="utf-8"))
+        meta = _json(_meta_text(p))
     except FileNotFoundError:
         raise ResultsError("metadata file is missing", where=str(p),
                            hint="keep the .json that 'latbench run' wrote beside the CSV") from None
@@ -381,7 +403,7 @@ def open_run(csv: Path) -> RunFiles:
         raise ResultsError(f"no metadata file {paths.meta.name} beside it", where=str(csv),
                            hint="--resume needs the .csv and .json that 'latbench run' wrote; start a new run instead")
     try:
-        metadata = _json(paths.meta.read_text(encoding="utf-8"))
+        metadata = _json(_meta_text(paths.meta))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ResultsError(f"unreadable metadata ({exc})", where=str(paths.meta), hint="start a new run instead") from None
     if not isinstance(metadata, dict) or not metadata.get("run_id") or not isinstance(metadata.get("suite"), dict):
@@ -412,7 +434,7 @@ def text_rows(path: Path) -> list[dict[str, Any]]:
 def read_json_object(path: Path) -> dict[str, Any]:
     """A JSON object from path; {} when it is missing, unreadable or not an object (caches, metadata)."""
     try:
-        data = _json(Path(path).read_text())
+        data = _json(_meta_text(Path(path)))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
