@@ -142,10 +142,13 @@ def classify(ratio: float, ci_low: float, ci_high: float, threshold: float) -> t
     """(status, significant): verdict.gate_status on the CI, the one rule of compare, gate and ab:
     slower when the whole CI lies above 1 + threshold, faster when it lies below 1 / (1 + threshold),
     same when its upper end is below 1 + threshold, else inconclusive (also when the CI or the ratio is
-    undefined). The point estimate decides nothing. significant: the CI lies wholly above or below 1."""
+    undefined, or does not hold its own estimate). The point estimate decides nothing else. significant: the CI lies wholly above or below 1."""
     if not (defined(ratio, ratio) and defined(ci_low, ci_high)):
         return "inconclusive", False
-    return gate_status(ci_low, ci_high, threshold), _significant(ci_low, ci_high)
+    status, significant = gate_status(ci_low, ci_high, threshold), _significant(ci_low, ci_high)
+    if status != "slower" and not ci_low * (1 - 1e-9) <= ratio <= ci_high * (1 + 1e-9):
+        return "inconclusive", significant  # an interval that misses its own estimate is absurd: never a pass
+    return status, significant
 
 
 def to_decide(d: "Delta") -> str:
