@@ -8,8 +8,9 @@
 #   REPO             your repository's checkout (default: .); it needs the history of BASE_REF
 #   BASE_REF         baseline commit (default: origin/main, or the PR's base sha in the workflow)
 #   HEAD_REF         candidate commit (default: HEAD)
-#   THRESHOLD        e.g. 5% (default 10%)
-#   AB_FLAGS         more 'latbench ab' flags, e.g. "--max-time 20 --threads 1 --inconclusive fail"
+#   THRESHOLD        e.g. 5% (default 3%: README's recommendation for the A/B gate, validated at
+#                    --max-time 6 in docs/compare-and-gate.md)
+#   AB_FLAGS         more 'latbench ab' flags (default "--max-time 6"), e.g. "--max-time 20 --threads 1"
 #   OUT_DIR          where the results go (default: latbench-gate); gate.json, gate.md, gate.log
 #   LATBENCH_SPEC    what pip installs as latbench, as README's install says (latbench is on no package
 #                    index): "latbench @ git+https://github.com/OWNER/latbench@TAG", or a latbench clone's
@@ -25,8 +26,8 @@ SUITE=${SUITE:?set SUITE to the suite file in your repository}
 REPO=${REPO:-.}
 BASE_REF=${BASE_REF:-origin/main}
 HEAD_REF=${HEAD_REF:-HEAD}
-THRESHOLD=${THRESHOLD:-10%}
-AB_FLAGS=${AB_FLAGS:-}
+THRESHOLD=${THRESHOLD:-3%}
+AB_FLAGS=${AB_FLAGS:---max-time 6}
 OUT_DIR=${OUT_DIR:-latbench-gate}
 PYTHON=${PYTHON:-python3}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -20,7 +20,6 @@ from typing import Iterator
 
 REFIRE_S = 0.1  # after a time limit, CaseTimeout is raised again this often until the block ends
 MAX_LIMIT_S = 1e8  # setitimer overflows above ~1e9 s; a limit this long is no limit
-MIN_TIMER_S = 1e-6  # setitimer rounds shorter times to 0, which would be no limit at all
 DEFER_S = 1e-4  # a limit that fires while it is being set up fires again this much later, in the block
 DEFAULT_CASE_TIMEOUT_S = 600.0  # a case's build + warm-up, or one timed block, taking 10 min is stuck
 
@@ -86,7 +85,7 @@ class time_limit:  # noqa: N801 - used as a function: `with time_limit(seconds):
         self.armed = True
         # Re-fire every 0.1 s after the limit: code that swallows the first CaseTimeout (an `except
         # Exception` in user code, or cost.count falling back from meta to CPU) still stops.
-        signal.setitimer(signal.ITIMER_REAL, max(self.seconds, MIN_TIMER_S), REFIRE_S)
+        signal.setitimer(signal.ITIMER_REAL, self.seconds, REFIRE_S)  # rounded up to 1 us, never to 0
 
     def __exit__(self, *exc) -> None:
         if not self.active:

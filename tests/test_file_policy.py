@@ -413,3 +413,17 @@ def test_the_o_callback_resolves_the_path_once_to_an_absolute_one(tmp_path, monk
     monkeypatch.chdir("/")  # what user code might do later: the path stays where it was given
     write_output(got, "x", force=got.force)
     assert (tmp_path / "sub" / "out.txt").read_text() == "x"
+
+
+def test_the_cli_writer_applies_the_policy_at_write_time_too(tmp_path, run_csv):
+    """What appeared after the options were checked (or a caller without the -o callback) is refused
+    when the output is written: exit 2, the file untouched."""
+    from latbench.cli.common import write_output as cli_write
+
+    out = tmp_path / "late.txt"
+    out.write_text("mine\n")
+    for target in (out, run_csv.with_suffix(".lock")):
+        with pytest.raises(SystemExit) as exc:
+            cli_write("x", target)
+        assert exc.value.code == 2
+    assert out.read_text() == "mine\n" and not run_csv.with_suffix(".lock").exists()
