@@ -113,8 +113,14 @@ def test_calibrate_output_never_overwrites_and_run_args_are_checked(run_csv, tmp
     existing.write_text("mine\n")
     for out in (existing, tmp_path):
         r = CliRunner().invoke(app, ["calibrate", str(run_csv), str(run_csv), "--output", str(out)])
-        assert r.exit_code == 2 and "--output already exists" in r.stderr, r.output
+        said = "is a directory" if out.is_dir() else "already exists"
+        assert r.exit_code == 2 and said in r.stderr and str(out) in r.stderr, r.output
     assert existing.read_text() == "mine\n"
+    from resultfiles import write_run
+
+    runs = [write_run(tmp_path / "aa", {"a": 1.0, "b": 2.0}, seed=s) for s in (1, 2)]
+    r = CliRunner().invoke(app, ["calibrate", *map(str, runs), "--output", str(existing), "--force", "-q"])
+    assert r.exit_code == 0 and existing.read_text().startswith("# latbench gate thresholds"), r.output
     r = CliRunner().invoke(app, ["calibrate", "--suite", str(TINY), "--run-args", '"unbalanced'])
     assert r.exit_code == 2 and "No closing quotation" in r.stderr, r.output
 

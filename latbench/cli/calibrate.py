@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from latbench.cli.common import DebugOpt, Format, at_least, command, err, fail, out
+from latbench.cli.common import (DebugOpt, ForceOpt, Format, at_least, check_output_option, command, err, fail,
+                                 out, write_output)
 from latbench.errors import LatbenchError
 
 
@@ -21,7 +22,8 @@ def calibrate(
     results_dir: Annotated[Path, typer.Option(metavar="DIR", help="With --suite: where the runs' files go.")] = Path("results/calibration"),
     runs_per_side: Annotated[int, typer.Option(metavar="N", callback=at_least(1), help="How many runs per side the gate will get (thresholds shrink with more runs).")] = 3,
     min_threshold: Annotated[str, typer.Option(metavar="PCT", help="Never suggest less than this (2% or 0.02).")] = "2%",
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="FILE", help="Write the thresholds file (YAML) here, for 'latbench gate --thresholds'.")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="FILE", callback=check_output_option, help="Write the thresholds file (YAML) here, for 'latbench gate --thresholds' (an existing FILE only with --force).")] = None,
+    force: ForceOpt = False,
     fmt: Annotated[Format, typer.Option("--format", metavar="FORMAT", help="How the suggestions are printed: table (default), csv, json (the thresholds file's content) or markdown.")] = Format.table,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", metavar="", help="No progress on stderr (errors still show).")] = False,
     debug: DebugOpt = False,
@@ -41,9 +43,6 @@ def calibrate(
 
     try:
         minimum = parse_threshold(min_threshold, "--min-threshold")
-        if output is not None and (output.exists() or output.is_symlink()):  # never a silent overwrite
-            raise LatbenchError("--output already exists" + (" and is a directory" if output.is_dir() else ""),
-                                where=str(output), hint="give a new file path, or remove the old file first")
         try:
             extra = shlex.split(run_args)
         except ValueError as exc:
@@ -57,15 +56,8 @@ def calibrate(
         cal = calibrate_runs(load_runs(specs, "A/A"), runs_per_side, minimum)
     except LatbenchError as exc:
         fail(exc, debug)
-    if output is not None:
-        from latbench.results.files import atomic_write_text
-
-        try:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(output, thresholds_file_text(cal))
-        except OSError as exc:  # also ResultsWriteError
-            fail(LatbenchError(f"cannot write --output: {getattr(exc, 'message', None) or exc.strerror or exc}",
-                               where=str(output), hint="give a writable file path"), debug)
+    if output is not None:  # the one file policy of every -o (latbench.results.files.write_output)
+        write_output(thresholds_file_text(cal), output, force)
         if not quiet:
             err.print(f"wrote {output}; use it with 'latbench gate --thresholds {output}'", highlight=False)
     if fmt is Format.json:
