@@ -80,6 +80,14 @@ def atomic_write_text(path: Path, text: str) -> None:
     _write_run_file(path, text, "free disk space or fix the directory's permissions")
 
 
+def run_texts(rows: list[dict[str, Any]], samples: list[dict[str, Any]], metadata: dict[str, Any]
+              ) -> tuple[str, str, str]:
+    """A run's three files as text: results CSV, samples CSV (the schema's columns, in order) and metadata JSON."""
+    return (pd.DataFrame(rows, columns=list(RESULT_COLUMNS)).to_csv(index=False),
+            pd.DataFrame(samples, columns=list(SAMPLE_COLUMNS)).to_csv(index=False),
+            json.dumps(metadata, indent=2, sort_keys=True, default=str) + "\n")
+
+
 def _write_run_file(path: Path, text: str, hint: str) -> None:
     """A run's own file (or a checked output) rewritten atomically; ResultsWriteError when the disk refuses."""
     try:
@@ -361,13 +369,13 @@ class RunFiles:
         self.flush()
 
     def flush(self) -> None:
-        _write_run_file(self.csv, pd.DataFrame(self.rows, columns=list(RESULT_COLUMNS)).to_csv(index=False), _FULL)
-        _write_run_file(self.samples, pd.DataFrame(self.sample_rows, columns=list(SAMPLE_COLUMNS))
-                        .to_csv(index=False), _FULL)
+        rows, samples, _ = run_texts(self.rows, self.sample_rows, {})
+        _write_run_file(self.csv, rows, _FULL)
+        _write_run_file(self.samples, samples, _FULL)
         self.write_meta()
 
     def write_meta(self) -> None:
-        _write_run_file(self.meta, json.dumps(self.metadata, indent=2, sort_keys=True, default=str) + "\n", _FULL)
+        _write_run_file(self.meta, run_texts([], [], self.metadata)[2], _FULL)
 
     @property
     def lock_path(self) -> Path:

@@ -19,12 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import pandas as pd
-
 from latbench.errors import LatbenchError, ResultsError
-from latbench.records import RESULT_COLUMNS, SAMPLE_COLUMNS, SCHEMA_VERSION, CaseSpec
+from latbench.records import SCHEMA_VERSION, CaseSpec
 from latbench.results import schema
-from latbench.results.files import create_new_file
+from latbench.results.files import create_new_file, run_texts
 from latbench.results.read import SAMPLES_SUFFIX, Run, RunPaths, read_run, read_runs, text_rows
 from latbench.run.options import option_name
 from latbench.run.runfile import SETTINGS, _differences, _norm, now_utc
@@ -266,15 +264,11 @@ def _without_shard(command: Sequence[str]) -> list[str]:
 
 def _write(out: Path, rows: list[dict[str, Any]], samples: list[dict[str, Any]], meta: dict[str, Any]) -> None:
     """The three files, each created new and whole (metadata last); none left behind on failure."""
-    import json
-
     paths = RunPaths(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     made: list[Path] = []
     try:
-        for path, text in ((paths.csv, pd.DataFrame(rows, columns=list(RESULT_COLUMNS)).to_csv(index=False)),
-                           (paths.samples, pd.DataFrame(samples, columns=list(SAMPLE_COLUMNS)).to_csv(index=False)),
-                           (paths.meta, json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")):
+        for path, text in zip((paths.csv, paths.samples, paths.meta), run_texts(rows, samples, meta)):
             create_new_file(path, text)
             made.append(path)
     except FileExistsError as exc:
