@@ -152,14 +152,6 @@ def targets(ray: Any, opts: RunOptions) -> list[Target]:
     return out
 
 
-def recipe_of(opts: RunOptions) -> workers.DeviceRecipe:
-    from latbench import devices
-
-    return workers.DeviceRecipe(opts.device, opts.threads, opts.cudnn_benchmark,
-                                devices.fake_requested() if opts.fake_backend is None else opts.fake_backend,
-                                opts.latency, opts.l2)
-
-
 def plans(opts: RunOptions, expanded: Sequence[tuple[Any, list[CaseSpec]]], events: Any, in_process: bool,
           prepare: Callable[..., Any]) -> list[Any]:
     """One session Plan per device pool (its device as a node of the pool reports it), checked first."""
@@ -181,7 +173,7 @@ def plans(opts: RunOptions, expanded: Sequence[tuple[Any, list[CaseSpec]]], even
                             hint="resume with the one pool the run measured on (see 'fleet' in its metadata)")
     out = []
     for t in pools:
-        node = probe(ray, t, recipe_of(opts))
+        node = probe(ray, t, workers.DeviceRecipe.of(opts))
         count = 1 if t.node_id else len(_having(_alive(ray), dict(t.resources)))
         events.on_note("fleet", f"pool {t.label}: {count} node(s); {node['host']} reports {node['name']} "
                                 f"[{node['model']}], {node['threads']} thread(s)")

@@ -133,10 +133,8 @@ class Plan:
 
 
 def device_of(opts: RunOptions) -> Device:
-    from latbench import devices
-
-    return devices.get(opts.device, opts.threads, opts.cudnn_benchmark, fake=opts.fake_backend,
-                       latency=opts.latency, l2=opts.l2)
+    """The configured device of a run (in this process; workers make theirs from the same recipe)."""
+    return workers.DeviceRecipe.of(opts).make()
 
 
 def prepare(opts: RunOptions, expanded: Sequence[tuple[CaseSource, list[CaseSpec]]], events: Events,
@@ -339,11 +337,7 @@ def _measure(plan: Plan, cfg: RunConfig, groups: list[list[CaseSpec]], save_grou
     if plan.in_process:
         run_in_process(groups, cfg, save_group, progress, start)
         return
-    from latbench import devices
-
-    recipe = workers.DeviceRecipe(plan.device.name, plan.device.threads, opts.cudnn_benchmark,
-                                  devices.fake_requested() if opts.fake_backend is None else opts.fake_backend,
-                                  opts.latency, opts.l2)
+    recipe = dataclasses.replace(workers.DeviceRecipe.of(opts), threads=plan.device.threads)  # as configured
     unstable = lambda text: events.on_note("unstable", text)  # noqa: E731
     if plan.target is not None:
         from latbench.run import fleet

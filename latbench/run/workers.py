@@ -61,6 +61,14 @@ class DeviceRecipe:
     latency: str = "throughput"
     l2: str = "warm"
 
+    @classmethod
+    def of(cls, opts: Any) -> "DeviceRecipe":
+        """The device a run's options ask for (RunOptions; $LATBENCH_FAKE_BACKEND read once, here)."""
+        from latbench import devices
+
+        return cls(opts.device, opts.threads, opts.cudnn_benchmark,
+                   devices.fake_requested() if opts.fake_backend is None else opts.fake_backend, opts.latency, opts.l2)
+
     def make(self) -> Any:
         from latbench import devices
 
