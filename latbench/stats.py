@@ -435,3 +435,49 @@ def p_value_by_inversion(interval: Any, bound: float, floor: float = P_FLOOR, st
         lo_a, hi_a = (lo_a, mid) if excludes(math.exp(mid)) else (mid, hi_a)
     return float(math.exp(hi_a))
 
+
+
+# --- rank correlation with an interval (predictors of latency: report's predictor table, predict's validation) --
+
+@dataclass(frozen=True)
+class RankCorrelation:
+    """Spearman's rho and Kendall's tau of x against y, each with a seeded percentile-bootstrap interval
+    (pairs resampled); nan where fewer than 3 finite pairs or where a resample cannot rank."""
+    n: int
+    spearman: float
+    spearman_low: float
+    spearman_high: float
+    kendall: float
+    kendall_low: float
+    kendall_high: float
+
+
+def rank_correlation(x: Sequence[float], y: Sequence[float], confidence: float = CONFIDENCE,
+                     resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> RankCorrelation:
+    """Rank correlation of a predictor `x` with measured latency `y` and its bootstrap interval.
+
+    A predictor constant over the pairs ranks nothing: rho = tau = 0 (not nan), so a cost that cannot
+    tell cases apart scores as useless rather than disappearing from a table. Resamples in which either
+    side is constant count as 0 for the same reason."""
+    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(a) & np.isfinite(b)
+    a, b = a[keep], b[keep]
+    n = int(a.size)
+    nan = math.nan
+    if n < 3:
+        return RankCorrelation(n, nan, nan, nan, nan, nan, nan)
+
+    def both(u: np.ndarray, v: np.ndarray) -> tuple[float, float]:
+        if np.ptp(u) == 0 or np.ptp(v) == 0:
+            return 0.0, 0.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(_st.spearmanr(u, v).statistic), float(_st.kendalltau(u, v).statistic)
+
+    rho, tau = both(a, b)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(resamples, n))
+    boot = np.array([both(a[i], b[i]) for i in idx])
+    q = [(1 - confidence) / 2 * 100, (1 + confidence) / 2 * 100]
+    (rlo, rhi), (tlo, thi) = np.percentile(boot[:, 0], q), np.percentile(boot[:, 1], q)
+    return RankCorrelation(n, rho, float(rlo), float(rhi), tau, float(tlo), float(thi))

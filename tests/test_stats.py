@@ -211,3 +211,29 @@ def test_noise_sds_and_threshold_from_noise():
     assert t == math.ceil(200 * (math.exp(3 * 0.02 * math.sqrt(2 / 3)) - 1)) / 200 and t * 200 == round(t * 200)
     assert threshold_for_noise(0.0001, 3.0, 3, 0.02) == 0.02  # never below the minimum
     assert threshold_for_noise(0.02, 3.0, 10, 0.0) < threshold_for_noise(0.02, 3.0, 3, 0.0)  # more runs, less noise
+
+
+def test_rank_correlation_ranks_a_monotone_predictor_first_and_a_constant_one_at_zero():
+    from latbench.stats import rank_correlation
+    y = [1.0, 2.0, 3.5, 3.9, 6.0, 8.0, 9.5, 12.0]
+    good = rank_correlation([10, 20, 30, 40, 50, 60, 70, 80], y, resamples=300)
+    assert good.spearman == pytest.approx(1.0) and good.kendall == pytest.approx(1.0)
+    assert good.spearman_low <= good.spearman <= good.spearman_high
+    flat = rank_correlation([5] * 8, y, resamples=300)
+    assert flat.spearman == 0.0 and flat.kendall == 0.0
+    noisy = rank_correlation([3, 1, 4, 1, 5, 9, 2, 6], y, resamples=300)
+    assert noisy.spearman_low < noisy.spearman < noisy.spearman_high  # a real interval, not a point
+    assert noisy.spearman_high - noisy.spearman_low > 0.2
+    assert math.isnan(rank_correlation([1, 2], [1, 2]).spearman)  # too few pairs to rank
+
+
+def test_rank_correlation_interval_covers_the_population_value_at_about_its_rate():
+    from latbench.stats import rank_correlation
+    rng = np.random.default_rng(7)
+    covered = 0
+    for i in range(60):
+        x = rng.normal(size=30)
+        y = x + rng.normal(scale=1.0, size=30)  # population Spearman = 6/pi * asin(r/2), r = 1/sqrt(2)
+        r = rank_correlation(x, y, resamples=400, seed=i)
+        covered += r.spearman_low <= 6 / math.pi * math.asin(1 / math.sqrt(2) / 2) <= r.spearman_high
+    assert covered >= 51  # >= 85 % of 60 at a nominal 95 % (percentile bootstrap runs a little narrow)
