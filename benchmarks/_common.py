@@ -1,4 +1,4 @@
-"""Small helpers both benchmark scripts share: spread, strict JSON, and the machine-load footer."""
+"""Small helpers the benchmark scripts share: spread, strict JSON, the machine-load footer, a noisy neighbour."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import math
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -67,3 +68,24 @@ def finish(report: dict[str, Any], out: Path | None, started: float, load_before
         write_json(out, report)
         print(f"wrote {out}", file=sys.stderr)
     print(load_note(load_before, report["load_avg_after"]), file=sys.stderr)
+
+
+NEIGHBOUR = """
+import numpy as np
+a = np.ones(8 * 2**20); b = np.empty_like(a)
+while True:
+    np.copyto(b, a); np.copyto(a, b)
+"""
+
+
+def start_neighbour() -> subprocess.Popen:
+    """A noisy neighbour: one process streaming 128 MiB through memory (shared caches and bandwidth).
+
+    When this script is pinned to some cores (`taskset -c 0 python benchmarks/...`), the neighbour goes
+    on the others, as a neighbour on a shared machine would: it competes for memory and the last-level
+    cache, not for the measuring core's time slices (which would halve every sample, not disturb it)."""
+    proc = subprocess.Popen([sys.executable, "-c", NEIGHBOUR])
+    mine, every = os.sched_getaffinity(0), set(range(os.cpu_count() or 1))
+    if every - mine:
+        os.sched_setaffinity(proc.pid, every - mine)
+    return proc

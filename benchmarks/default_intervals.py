@@ -37,13 +37,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
-
-NEIGHBOUR = """
-import numpy as np
-a = np.ones(8 * 2**20); b = np.empty_like(a)
-while True:
-    np.copyto(b, a); np.copyto(a, b)
-"""
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from benchmarks._common import start_neighbour  # noqa: E402
 
 
 def load() -> float:
@@ -217,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configs = [int(c) for c in opts.configs.split(",")]
     suites = [s for s in opts.suites.split(",") if s]
     work = Path(opts.workdir or tempfile.mkdtemp(prefix="default-intervals-"))
-    neighbour = subprocess.Popen([sys.executable, "-c", NEIGHBOUR]) if opts.neighbour else None
+    neighbour = start_neighbour() if opts.neighbour else None
     runs = []
     try:
         if neighbour is not None:

@@ -42,6 +42,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from benchmarks._common import start_neighbour  # noqa: E402
 METHODS = ("ab", "multi", "asv")
 
 SUITE = """\
@@ -188,13 +191,6 @@ def multi_and_asv(suite: Path, base: Path, head: Path, opts: argparse.Namespace,
     return multi, asv
 
 
-NEIGHBOUR = """
-import numpy as np
-a = np.ones(8 * 2**20); b = np.empty_like(a)
-while True:
-    np.copyto(b, a); np.copyto(a, b)
-"""
-
 
 def validate(opts: argparse.Namespace) -> dict[str, Any]:
     work = Path(opts.workdir or tempfile.mkdtemp(prefix="validate-gate-"))
@@ -202,7 +198,7 @@ def validate(opts: argparse.Namespace) -> dict[str, Any]:
     suite = work / "gatecheck.yaml"
     suite.write_text(SUITE.format(c=opts.channels, hw=opts.size))
     decisions: list[dict[str, Any]] = []
-    neighbour = subprocess.Popen([sys.executable, "-c", NEIGHBOUR]) if opts.neighbour else None
+    neighbour = start_neighbour() if opts.neighbour else None
     try:
         if neighbour is not None:
             time.sleep(5)
