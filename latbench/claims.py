@@ -33,8 +33,7 @@ from typing import Any, Iterable, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from latbench.records import Ratio
-from latbench.stats import median_ci_dependent, p_value_by_inversion, paired_ratio, per_round_ratios, \
-    pool_processes
+from latbench.stats import median_ci_dependent, paired_ratio, per_round_ratios, pool_processes
 from latbench.verdict import HOLDS, UNCLEAR, Relation, decisive, judge, judge_band, judge_magnitude
 
 GROUP_FIELDS = ("scale", "batch", "dtype", "memory_format", "threads", "mode")
@@ -128,7 +127,7 @@ def claim_p_value(claim: ClaimModel, interval: Any, scale: float = 1.0, floor: f
     judged as ratio / scale (scale: the FLOPs ratio when judged per FLOP): for a bound, the two-sided test
     of ratio = bound; for a band, the larger of the tests at its ends (both must be excluded to be
     equivalent), or the end the interval lies beyond (fails). floor: the smallest p the interval's method
-    can give (stats.p_value_by_inversion)."""
+    can give (p_value_by_inversion)."""
     def p(bound: float) -> float:
         return p_value_by_inversion(interval, bound * scale, floor)
 
@@ -334,3 +333,32 @@ def _float(v: Any) -> float:
     except (TypeError, ValueError):
         return math.nan
 
+
+# --- p-values (their false-discovery control is benjamini_hochberg) ------------------------------------
+
+P_FLOOR = 1e-12  # p-values are resolved down to this
+
+
+def p_value_by_inversion(interval: Any, bound: float, floor: float = P_FLOOR, steps: int = 40) -> float:
+    """Two-sided p-value of `value = bound` by inverting a nested interval family interval(confidence) -> (lo,
+    hi): the least alpha at which interval(1 - alpha) leaves `bound` out (bisection on log alpha), at least
+    `floor` (order statistics over n values: 2 * 0.5**n). p <= 0.05 exactly when the 95 % interval excludes
+    the bound; on median_ci_dependent it is the sign test of the ratios against the bound, autocorrelation-
+    aware. 1.0 when nothing excludes it."""
+    def excludes(alpha: float) -> bool:
+        try:
+            lo, hi = interval(1.0 - alpha)
+        except (OverflowError, ValueError, ZeroDivisionError):  # too wide to compute: excludes nothing
+            return False
+        return math.isfinite(lo) and math.isfinite(hi) and lo <= hi and (bound < lo or bound > hi)
+
+    floor = min(max(floor, P_FLOOR), 0.999)
+    if not (math.isfinite(bound) and bound > 0) or not excludes(0.999):
+        return 1.0
+    lo_a, hi_a = math.log(floor), math.log(0.999)  # excludes at exp(hi_a); at exp(lo_a) unless it returns
+    if excludes(floor):
+        return floor
+    for _ in range(steps):
+        mid = (lo_a + hi_a) / 2
+        lo_a, hi_a = (lo_a, mid) if excludes(math.exp(mid)) else (mid, hi_a)
+    return float(math.exp(hi_a))

@@ -406,37 +406,6 @@ def share_slower(samples: list[float], rounds: list[Any], base_samples: list[flo
     return float(np.mean(r)) if r else math.nan
 
 
-# --- p-values for claims (issue 24; their false-discovery control is claims.benjamini_hochberg) -----
-
-P_FLOOR = 1e-12  # p-values are resolved down to this
-
-
-def p_value_by_inversion(interval: Any, bound: float, floor: float = P_FLOOR, steps: int = 40) -> float:
-    """Two-sided p-value of `value = bound` by inverting a nested interval family interval(confidence) -> (lo,
-    hi): the least alpha at which interval(1 - alpha) leaves `bound` out (bisection on log alpha), at least
-    `floor` (order statistics over n values: 2 * 0.5**n). p <= 0.05 exactly when the 95 % interval excludes
-    the bound; on median_ci_dependent it is the sign test of the ratios against the bound, autocorrelation-
-    aware. 1.0 when nothing excludes it."""
-    def excludes(alpha: float) -> bool:
-        try:
-            lo, hi = interval(1.0 - alpha)
-        except (OverflowError, ValueError, ZeroDivisionError):  # too wide to compute: excludes nothing
-            return False
-        return math.isfinite(lo) and math.isfinite(hi) and lo <= hi and (bound < lo or bound > hi)
-
-    floor = min(max(floor, P_FLOOR), 0.999)
-    if not (math.isfinite(bound) and bound > 0) or not excludes(0.999):
-        return 1.0
-    lo_a, hi_a = math.log(floor), math.log(0.999)  # excludes at exp(hi_a); at exp(lo_a) unless it returns
-    if excludes(floor):
-        return floor
-    for _ in range(steps):
-        mid = (lo_a + hi_a) / 2
-        lo_a, hi_a = (lo_a, mid) if excludes(math.exp(mid)) else (mid, hi_a)
-    return float(math.exp(hi_a))
-
-
-
 # --- rank correlation with an interval (predictors of latency: report's predictor table, predict's validation) --
 
 @dataclass(frozen=True)
@@ -463,9 +432,8 @@ def rank_correlation(x: Sequence[float], y: Sequence[float], confidence: float =
     keep = np.isfinite(a) & np.isfinite(b)
     a, b = a[keep], b[keep]
     n = int(a.size)
-    nan = math.nan
     if n < 3:
-        return RankCorrelation(n, nan, nan, nan, nan, nan, nan)
+        return RankCorrelation(n, *[math.nan] * 6)
 
     def both(u: np.ndarray, v: np.ndarray) -> tuple[float, float]:
         if np.ptp(u) == 0 or np.ptp(v) == 0:
@@ -475,9 +443,7 @@ def rank_correlation(x: Sequence[float], y: Sequence[float], confidence: float =
             return float(_st.spearmanr(u, v).statistic), float(_st.kendalltau(u, v).statistic)
 
     rho, tau = both(a, b)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(resamples, n))
-    boot = np.array([both(a[i], b[i]) for i in idx])
+    boot = np.array([both(a[i], b[i]) for i in np.random.default_rng(seed).integers(0, n, size=(resamples, n))])
     q = [(1 - confidence) / 2 * 100, (1 + confidence) / 2 * 100]
     (rlo, rhi), (tlo, thi) = np.percentile(boot[:, 0], q), np.percentile(boot[:, 1], q)
     return RankCorrelation(n, rho, float(rlo), float(rhi), tau, float(tlo), float(thi))

@@ -12,7 +12,8 @@ import pytest
 
 from latbench.claims import (ClaimModel, benjamini_hochberg, check_claims, control_fdr, fdr_summary, fdr_text,
                              join_words, verdict_text)
-from latbench.stats import median_ci_dependent, p_value_by_inversion
+from latbench.claims import p_value_by_inversion
+from latbench.stats import median_ci_dependent
 from latbench.verdict import EQUIVALENT, FAILS, HOLDS, LARGER, SMALLER, UNCLEAR, judge_band, judge_magnitude
 
 NAN = math.nan

@@ -26,7 +26,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from latbench.errors import LatbenchError
@@ -167,21 +167,20 @@ def plans(opts: RunOptions, expanded: Sequence[tuple[Any, list[CaseSpec]]], even
             raise LatbenchError(f"{name.strip()}: the run measures on --device {opts.device}", where="--devices",
                                 hint=f"add --device {name.strip()}, or name pools of {opts.device} nodes")
     ray = connect(opts.on)
-    pools = targets(ray, opts)
-    if opts.resume and len(pools) != 1:
-        raise LatbenchError(f"--resume continues one run, but --devices names {len(pools)} pools", where="--resume",
+    found = targets(ray, opts)
+    if opts.resume and len(found) != 1:
+        raise LatbenchError(f"--resume continues one run, but --devices names {len(found)} pools", where="--resume",
                             hint="resume with the one pool the run measured on (see 'fleet' in its metadata)")
-    out = []
-    for t in pools:
+    out, pools = [], Pools(expanded=list(expanded))
+    for t in found:
         node = probe(ray, t, workers.DeviceRecipe.of(opts))
         count = 1 if t.node_id else len(_having(_alive(ray), dict(t.resources)))
         events.on_note("fleet", f"pool {t.label}: {count} node(s); {node['host']} reports {node['name']} "
                                 f"[{node['model']}], {node['threads']} thread(s)")
         dev = NodeDevice(node["name"], node["threads"], node["settings"], _Backend(node["backend"], node["modes"]),
                          node["default_platform"], node["model"])
-        out.append(dataclasses.replace(prepare(opts, expanded, events, dev, False), target=t))
-    _AHEAD.clear()
-    _SESSION.update(plans=out, expanded=list(expanded), submitted=set())
+        out.append(dataclasses.replace(prepare(opts, expanded, events, dev, False), target=t, pools=pools))
+    pools.plans.extend(out)
     return out
 
 
@@ -260,15 +259,21 @@ def _ceilings(recipe: workers.DeviceRecipe, dtypes: tuple[str, ...]) -> Any:
 
 # ---------------------------------------------------------------- the driver: groups in, rows saved
 
-# Several pools are several run files, measured one after the other by the session; their groups are
-# submitted together when the first pool starts, so every pool's nodes work at once (the rows of a group
-# submitted ahead get their run's id when they arrive).
-_SESSION: dict[str, Any] = {"plans": [], "expanded": [], "submitted": set()}
-_AHEAD: dict[tuple[str, str, str], Any] = {}  # (pool, suite, group label) -> its task, submitted ahead
+@dataclass
+class Pools:
+    """The device pools of one session, shared by their Plans (Plan.pools). Several pools are several run
+    files, measured one after the other by the session; their groups are submitted together when the
+    first pool starts, so every pool's nodes work at once (the rows of a group submitted ahead get their
+    run's id when they arrive)."""
+
+    expanded: list[Any]
+    plans: list[Any] = field(default_factory=list)
+    submitted: set[tuple[str, str, str]] = field(default_factory=set)  # (pool, suite, group label)
+    ahead: dict[tuple[str, str, str], Any] = field(default_factory=dict)  # ... -> its task, submitted ahead
 
 
 def _submit(ray: Any, target: Target, job: workers.Job, group: Sequence[CaseSpec], plan: Any) -> Any:
-    _SESSION["submitted"].add((target.label, group[0].suite, group[0].group_label))
+    plan.pools.submitted.add((target.label, group[0].suite, group[0].group_label))
     dtypes = tuple(dict.fromkeys(s.dtype for s in group))
     task = ray.remote(measure_on_node).options(**target.task_options())
     return task.remote(job, tuple(group), plan.repeats, plan.opts.roofline, dtypes)
@@ -279,15 +284,16 @@ def _submit_ahead(ray: Any, plan: Any, job: workers.Job) -> None:
     that pool's threads)."""
     from latbench.run.pipeline import groups_of
 
-    for other in _SESSION["plans"]:
+    pools: Pools = plan.pools
+    for other in pools.plans:
         if other.target == plan.target:
             continue
         ahead = dataclasses.replace(job, recipe=dataclasses.replace(job.recipe, threads=other.device.threads))
-        for _, specs in _SESSION["expanded"]:
+        for _, specs in pools.expanded:
             for g in groups_of(specs):
                 key = (other.target.label, g[0].suite, g[0].group_label)
-                if key not in _SESSION["submitted"]:
-                    _AHEAD[key] = _submit(ray, other.target, ahead, g, other)
+                if key not in pools.submitted:
+                    pools.ahead[key] = _submit(ray, other.target, ahead, g, other)
 
 def measure_groups(groups: Sequence[list[CaseSpec]], job: workers.Job, plan: Any, save_group: workers.GroupDone,
                    on_start: Callable[[str], None] | None = None, on_warning: Callable[[str], None] | None = None,
@@ -301,7 +307,8 @@ def measure_groups(groups: Sequence[list[CaseSpec]], job: workers.Job, plan: Any
     lost_after = float(os.environ.get("LATBENCH_FLEET_LOST_S", LOST_AFTER_S)) if lost_after_s is None else lost_after_s
     job = dataclasses.replace(job, cwd="", sys_path=(), environ=(), manager_gpu_processes=0, ceilings=None)
     placement = (run.metadata if run is not None else {}).setdefault("placement", {"nodes": {}, "groups": {}})
-    pending = {(_AHEAD.pop((target.label, g[0].suite, g[0].group_label), None) or _submit(ray, target, job, g, plan)): g
+    ahead = plan.pools.ahead
+    pending = {(ahead.pop((target.label, g[0].suite, g[0].group_label), None) or _submit(ray, target, job, g, plan)): g
                for g in groups}
     _submit_ahead(ray, plan, job)
     run_id = job.run_id
@@ -325,9 +332,9 @@ def measure_groups(groups: Sequence[list[CaseSpec]], job: workers.Job, plan: Any
                 if time.monotonic() - lost_since >= lost_after:
                     _give_up(ray, pending, job, target, placement, save_group, lost_after)
     except BaseException:  # every task of the session still running: cancelled
-        for ref in [*pending, *_AHEAD.values()]:
+        for ref in [*pending, *ahead.values()]:
             ray.cancel(ref, force=True)
-        _AHEAD.clear()
+        ahead.clear()
         raise
 
 

@@ -130,6 +130,7 @@ class Plan:
     hardware: dict[str, Any]  # RunConfig's telemetry, ceilings, profile
     in_process: bool = False  # measure here, not in worker processes
     target: Any = None  # run.fleet.Target: the device pool of a Ray cluster measuring the groups (--on ray)
+    pools: Any = None  # run.fleet.Pools: every pool of the session (--on ray), shared by their plans
 
 
 def device_of(opts: RunOptions) -> Device:
