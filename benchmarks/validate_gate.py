@@ -119,11 +119,16 @@ def _latbench(args: Sequence[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def _verdict(proc: subprocess.CompletedProcess) -> tuple[str, dict[str, Any]]:
-    """(status of the case, JSON doc) from a gate's --json output; 'error' when it exited 2."""
-    if proc.returncode not in (0, 1):
-        return "error", {"stderr": proc.stderr.strip().splitlines()[-1:] if proc.stderr else []}
-    doc = json.loads(proc.stdout)
-    case = doc["cases"][0]
+    """(status of the case, JSON doc) from a gate's --json output; 'error' when it exited 2 or printed no
+    verdict (an error is counted, never read as a pass or a detection)."""
+    err = {"rc": proc.returncode, "stderr": proc.stderr.strip().splitlines()[-3:] if proc.stderr else []}
+    try:
+        doc = json.loads(proc.stdout) if proc.returncode in (0, 1) else None
+        case = doc["cases"][0] if doc else None
+    except (ValueError, KeyError, IndexError, TypeError):
+        case = None
+    if case is None:
+        return "error", err
     return case["status"], {"ratio": case.get("ratio"), "ci": [case.get("ci_low"), case.get("ci_high")],
                             "passed": doc["gate"]["passed"], "note": case.get("note", "")}
 
