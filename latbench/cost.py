@@ -80,6 +80,12 @@ def count(builder: str, params: dict[str, Any], blocks: int, batch: int, height:
 def _count_on(builder: str, params: dict[str, Any], blocks: int, batch: int, height: int, width: int,
               dtype: torch.dtype, device: str) -> Cost:
     model, x = build_network(builder, params, blocks, batch, height, width, device, dtype)
+    return count_call(model, x)
+
+
+def count_call(model: nn.Module, x: Any) -> Cost:
+    """The cost of one call `model(x)` on the device model and x are on (latbench.predict counts its
+    blocks with it, so blocks and networks are counted alike)."""
     flops = FlopCounterMode(display=False)
     mac = _MemoryAccessCounter()
     with torch.inference_mode(), flops, mac:
