@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,6 +143,24 @@ class Ratio:
     def differs(self) -> bool:
         """False when the interval includes 1 or is undefined (NaN): no difference can be claimed."""
         return self.ci_high < 1.0 or self.ci_low > 1.0
+
+
+@dataclass(frozen=True)
+class RankCorrelation:
+    """stats.rank_correlation's result: Spearman's rho and Kendall's tau of x against y, each with a seeded
+    percentile-bootstrap interval (pairs resampled, or whole groups); nan where fewer than 3 finite pairs.
+    diff: rho(x) - rho(against) with its interval from the same resamples (nan without `against`)."""
+    n: int  # pairs used
+    spearman: float
+    spearman_low: float
+    spearman_high: float
+    kendall: float
+    kendall_low: float
+    kendall_high: float
+    diff: float = math.nan
+    diff_low: float = math.nan
+    diff_high: float = math.nan
+    groups: int = 0  # groups of >= 3 pairs averaged over (0: pairs not grouped)
 
 
 # Columns of results/<suite>-<device>-<timestamp>.csv, in order. Units live in the names.

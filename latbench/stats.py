@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats as _st
 
-from latbench.records import Ratio, Summary
+from latbench.records import RankCorrelation, Ratio, Summary  # RankCorrelation: rank_correlation's record
 
 CONFIDENCE = 0.95
 # Samples beyond Q1 - k*IQR or Q3 + k*IQR count as outliers (Tukey's far-out fences, as hyperfine
@@ -408,42 +408,42 @@ def share_slower(samples: list[float], rounds: list[Any], base_samples: list[flo
 
 # --- rank correlation with an interval (predictors of latency: report's predictor table, predict's validation) --
 
-@dataclass(frozen=True)
-class RankCorrelation:
-    """Spearman's rho and Kendall's tau of x against y, each with a seeded percentile-bootstrap interval
-    (pairs resampled); nan where fewer than 3 finite pairs or where a resample cannot rank."""
-    n: int
-    spearman: float
-    spearman_low: float
-    spearman_high: float
-    kendall: float
-    kendall_low: float
-    kendall_high: float
-
-
 def rank_correlation(x: Sequence[float], y: Sequence[float], confidence: float = CONFIDENCE,
-                     resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> RankCorrelation:
+                     resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0, groups: Sequence[Any] | None = None,
+                     against: Sequence[float] | None = None) -> RankCorrelation:
     """Rank correlation of a predictor `x` with measured latency `y` and its bootstrap interval.
 
     A predictor constant over the pairs ranks nothing: rho = tau = 0 (not nan), so a cost that cannot
     tell cases apart scores as useless rather than disappearing from a table. Resamples in which either
-    side is constant count as 0 for the same reason."""
+    side is constant count as 0 for the same reason. `groups` (a label per pair, e.g. fixed-FLOPs groups):
+    rho and tau are the means of the within-group coefficients over the groups of >= 3 pairs, and the
+    bootstrap resamples whole groups, each with its coefficients as measured (the interval is over which
+    groups were measured). `against` (a second predictor of the same pairs): diff = rho(x) - rho(against)."""
     a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    keep = np.isfinite(a) & np.isfinite(b)
-    a, b = a[keep], b[keep]
-    n = int(a.size)
-    if n < 3:
+    c = np.asarray(against, dtype=float) if against is not None else np.zeros_like(a)
+    keep = np.isfinite(a) & np.isfinite(b) & np.isfinite(c)
+    label = np.asarray(list(groups), dtype=object) if groups is not None else np.zeros(a.size)
+    units = [u for u in (np.flatnonzero(keep & (label == k)) for k in dict.fromkeys(label[keep])) if u.size >= 3]
+    n = sum(u.size for u in units) if groups is not None else int(keep.sum())
+    if not units:
         return RankCorrelation(n, *[math.nan] * 6)
 
-    def both(u: np.ndarray, v: np.ndarray) -> tuple[float, float]:
-        if np.ptp(u) == 0 or np.ptp(v) == 0:
-            return 0.0, 0.0
+    def coefficients(i: np.ndarray) -> tuple[float, float, float]:  # rho and tau of x, rho of `against`
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return float(_st.spearmanr(u, v).statistic), float(_st.kendalltau(u, v).statistic)
+            v, ranks = b[i], np.ptp(b[i]) > 0
+            rho = [float(_st.spearmanr(u, v).statistic) if ranks and np.ptp(u) > 0 else 0.0 for u in (a[i], c[i])]
+            return rho[0], float(_st.kendalltau(a[i], v).statistic) if ranks and np.ptp(a[i]) > 0 else 0.0, rho[1]
 
-    rho, tau = both(a, b)
-    boot = np.array([both(a[i], b[i]) for i in np.random.default_rng(seed).integers(0, n, size=(resamples, n))])
-    q = [(1 - confidence) / 2 * 100, (1 + confidence) / 2 * 100]
-    (rlo, rhi), (tlo, thi) = np.percentile(boot[:, 0], q), np.percentile(boot[:, 1], q)
-    return RankCorrelation(n, rho, float(rlo), float(rhi), tau, float(tlo), float(thi))
+    rng = np.random.default_rng(seed)
+    if groups is None:  # pairs resampled
+        point = np.array(coefficients(units[0]))
+        boot = np.array([coefficients(units[0][i]) for i in rng.integers(0, n, size=(resamples, n))])
+    else:  # whole groups resampled
+        per = np.array([coefficients(u) for u in units])
+        point, boot = per.mean(axis=0), per[rng.integers(0, len(units), size=(resamples, len(units)))].mean(axis=1)
+    q = [(1 - confidence) * 50, (1 + confidence) * 50]
+    lo, hi = np.percentile(np.column_stack([boot, boot[:, 0] - boot[:, 2]]), q, axis=0)
+    d = [point[0] - point[2], lo[3], hi[3]] if against is not None else [math.nan] * 3
+    return RankCorrelation(n, *map(float, (point[0], lo[0], hi[0], point[1], lo[1], hi[1], *d)),
+                           groups=len(units) if groups is not None else 0)
