@@ -112,13 +112,17 @@ def test_pooled_rounds_of_two_runs(tmp_path):
 
 
 def test_mac_ranks_latency_within_fixed_flops_groups(results):
+    from latbench.report import predictors
+
     rs = analysis.load(results.glob("*.csv"))
-    scores = {s.predictor: s for s in analysis.predictor_scores(rs)}
-    assert set(scores) == {"FLOPs", "MAC", "roofline time"}
-    # In G1 MAC rises with latency (rho 1); FLOPs fall (drift) as latency rises (rho -1 within G1 groups).
-    assert scores["MAC"].rho_within > scores["FLOPs"].rho_within
-    assert scores["FLOPs"].rho_all > 0  # across x1/x2, FLOPs track size
-    assert -1 <= scores["roofline time"].rho_all <= 1
+    t = predictors.rank_predictors(rs.rows, resamples=200)
+    within = {r.predictor: r.corr for r in t.ranks if r.scope == predictors.WITHIN}
+    assert set(within) == {"FLOPs", "MAC", "roofline time"}  # the fixture has no activations or parameters
+    # G1 x1 and x2: MAC rises with latency (rho 1), FLOPs drift down (rho -0.8); G3: MAC -0.5, FLOPs constant (0)
+    assert within["MAC"].spearman == pytest.approx(0.5) and within["FLOPs"].spearman == pytest.approx(-1.6 / 3)
+    assert within["MAC"].groups == 3  # G2 and G4 have two cases each: too few to rank
+    assert within["MAC"].diff == pytest.approx(0.5 + 1.6 / 3)
+    assert all(r.scope == predictors.WITHIN for r in t.ranks)  # no networks suite, no across-networks scope
 
 
 def test_report_cli_writes_markdown_and_nonempty_pngs(results, tmp_path):

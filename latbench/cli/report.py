@@ -24,7 +24,7 @@ def report_cmd(
 ) -> None:
     """Write a markdown report with PNG figures for the results of any suites.
 
-    Each suite's claims judged over all its runs, every case against its baseline (the paper side by side for G1-G4), roofline, and which cost (FLOPs, MAC, roofline time) ranks latency best. Headless."""
+    Each suite's claims judged over all its runs, every case against its baseline (the paper side by side for G1-G4), roofline, and which cost (FLOPs, MAC, activations, parameters, roofline time) ranks latency, with bootstrap CIs and a held-out check. Headless."""
     from latbench.report.markdown import check_report_name, title, write_report
     from latbench.report.terminal import report_claims_table
     from latbench.results.read import partial_runs
@@ -48,6 +48,12 @@ def report_cmd(
                       f"finished groups; finish it with 'latbench run ... --resume {run.path}'", style="yellow",
                       highlight=False, markup=False, soft_wrap=True)
     out.print(report_claims_table(rep.claims, rep.suites, f"claims: {title(rep.suites)}"))
+    if rep.predictors.ranks:  # which cost ranks latency (report.predictors), as in the markdown
+        from latbench.report.predictors import HEADER, sentences, table_rows
+        from latbench.report.terminal import predictor_table
+
+        out.print(predictor_table(HEADER, table_rows(rep.predictors), sentences(rep.predictors),
+                                  "which cost ranks latency (Spearman, Kendall; bootstrap 95% CIs)"))
     if not quiet:
         err.print(f"wrote {rep.markdown} and {len(rep.figures)} figure(s) in {rep.markdown.parent / 'figures'}",
                   highlight=False)

@@ -1,6 +1,6 @@
 """What `latbench report` judges: each suite's claims (from its YAML `claims:`, judged by the one claims
 engine, latbench/claims.py), every case's effect against its baseline, how our relative speeds compare
-with the ShuffleNet V2 paper's Tables 1-4 (G1-G4 only), and which cost predicts latency best.
+with the ShuffleNet V2 paper's Tables 1-4 (G1-G4 only). Which cost predicts latency: report/predictors.py.
 
 Effect sizes are paired latency ratios (case / baseline) from interleaved rounds: the samples file
 pairs every case's samples by round, so machine drift cancels in each per-round ratio. Rounds from
@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import math
 import re
-import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
-import numpy as np
 import pandas as pd
 import yaml
 from pydantic import ValidationError
-from scipy import stats as _st
 
 from latbench.claims import ClaimModel, check_claims, control_fdr, group_value, overall
 from latbench.errors import ResultsError
@@ -340,57 +337,6 @@ def judge_claims(rs: ResultSet, infos: list[SuiteInfo]) -> list[ClaimResult]:
     control_fdr([v for *_, vs in found for v in vs])  # the report's verdicts are one family (issue 24)
     return [ClaimResult(suite, label, mode, claim, overall(v["verdict"] for v in vs), vs)
             for suite, label, mode, claim, vs in found]
-
-
-# --- predictors ----------------------------------------------------------------------------------
-
-PREDICTORS = {"FLOPs": "flops", "MAC": "mac_bytes", "roofline time": "roofline_bound_ms"}
-
-
-@dataclass(frozen=True)
-class PredictorScore:
-    device_label: str
-    mode: str
-    predictor: str
-    rho_all: float  # Spearman rho over every row of the device
-    n_all: int
-    rho_within: float  # mean rho within fixed-FLOPs groups (experiment x scale x run)
-    groups: int
-
-
-def predictor_scores(rs: ResultSet) -> list[PredictorScore]:
-    """Spearman rho of each predictor against measured latency, per device and mode.
-
-    Across all rows FLOPs mostly measures network size (x1/x2/x4 differ 16x); the within-group rho is
-    the guidelines' question: at (about) fixed FLOPs, which cost ranks the cases? A predictor that is
-    constant within a group cannot rank it and scores 0 there.
-    """
-    out = []
-    ok = rs.rows[(rs.rows["status"] == "ok")]
-    for (label, mode), g in ok.groupby(["device_label", "mode"], sort=True):
-        for name, col in PREDICTORS.items():
-            if col not in g or g[col].isna().all():
-                continue
-            rho_all = _spearman(g[col], g["latency_ms"])
-            within = [_spearman(h[col], h["latency_ms"]) for _, h in g.groupby(["run_id", "experiment", "scale"])
-                      if len(h) >= 3]
-            within = [r for r in within if math.isfinite(r)]
-            out.append(PredictorScore(str(label), str(mode), name, rho_all, len(g),
-                                      float(np.mean(within)) if within else math.nan, len(within)))
-    return out
-
-
-def _spearman(x: pd.Series, y: pd.Series) -> float:
-    x, y = pd.to_numeric(x, errors="coerce"), pd.to_numeric(y, errors="coerce")
-    keep = x.notna() & y.notna()
-    x, y = x[keep], y[keep]
-    if len(x) < 3:
-        return math.nan
-    if x.nunique() == 1:
-        return 0.0 if y.nunique() > 1 else math.nan
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(_st.spearmanr(x, y).statistic)
 
 
 # --- telemetry -----------------------------------------------------------------------------------

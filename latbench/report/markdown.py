@@ -10,11 +10,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 
 from latbench import __version__
 from latbench.errors import LatbenchError
-from latbench.report import analysis, plots
+from latbench.report import analysis, plots, predictors
 from latbench.report.analysis import CaseEffect, ClaimResult, ResultSet, SuiteInfo
 from latbench.report.terminal import SWEEP_AXES, claim_effect_text, expected_text, group_text, point_text, \
     ratio_ci_text
@@ -29,7 +28,7 @@ class Report:
     figures: list[Path]
     suites: list[SuiteInfo]
     claims: list[ClaimResult]
-    predictors: list[analysis.PredictorScore]
+    predictors: predictors.PredictorTable
 
 
 def check_report_name(name: str) -> None:
@@ -51,7 +50,7 @@ def write_report(paths: list[Path], out_dir: Path, name: str = "report.md", forc
     infos = analysis.suites(rs)
     effects = analysis.case_effects(rs)
     claims = analysis.judge_claims(rs, infos)
-    scores = analysis.predictor_scores(rs)
+    scores = predictors.rank_predictors(rs.rows)
     ceilings = analysis.ceilings(rs)
     headings = {i.experiment: _heading(i) for i in infos}
     stem = Path(name).stem
@@ -135,7 +134,7 @@ def _heading(i: SuiteInfo) -> str:
 
 
 def render(rs: ResultSet, infos: list[SuiteInfo], effects: list[CaseEffect], claims: list[ClaimResult],
-           scores: list[analysis.PredictorScore], ceilings: dict[str, dict[str, Any]], figures: dict[str, list[Path]],
+           scores: predictors.PredictorTable, ceilings: dict[str, dict[str, Any]], figures: dict[str, list[Path]],
            out_dir: Path) -> str:
     parts = [
         f"# {title(infos)}",
@@ -269,23 +268,11 @@ def _by_device(cs: list[CaseEffect], swept: list[str], paper: bool) -> str:
                      + (["paper GPU", "paper ARM"] if paper else []), rows))
 
 
-def _predictors(scores: list[analysis.PredictorScore]) -> str:
-    if not scores:
-        return "No rows to rank."
-    rows = [[s.device_label, s.mode, s.predictor, f"{_n(s.rho_all)} (n={s.n_all})",
-             f"{_n(s.rho_within)} ({s.groups} groups)"] for s in scores]
-    best = []
-    for (label, mode), g in pd.DataFrame([s.__dict__ for s in scores]).groupby(["device_label", "mode"]):
-        g = g.dropna(subset=["rho_within"])
-        if len(g):
-            top = g.sort_values("rho_within", ascending=False).iloc[0]
-            best.append(f"- {label} ({mode}): at fixed FLOPs, **{top['predictor']}** ranks latency best "
-                        f"(mean Spearman rho {top['rho_within']:.2f} within groups).")
-    return "\n\n".join([_table(["device", "mode", "predictor", "Spearman rho, all rows",
-                                "mean rho within fixed-FLOPs groups"], rows),
-                        "Across all rows FLOPs mostly tracks network size (x1/x2/x4 differ 16x in FLOPs); within a "
-                        "group FLOPs are (nearly) equal, so the within-group rho is the guidelines' question. A "
-                        "predictor constant within a group scores 0 there.", *best])
+def _predictors(t: predictors.PredictorTable) -> str:
+    if not t.ranks:
+        return "No predictor could be ranked (fewer than 3 cases in every group and no networks suite)."
+    return "\n\n".join([_table(predictors.HEADER, predictors.table_rows(t)), "\n".join(predictors.sentences(t)),
+                        predictors.NOTE])
 
 
 _NOTES = """\

@@ -1,6 +1,6 @@
 """The report's Table 8 section: measured speed of the whole networks (suites/networks.yaml, experiment
-`table8`) beside the paper's (latbench/data/shufflenetv2_table8.csv), per complexity group, and FLOPs
-vs MAC vs activations as predictors of latency across the networks (Spearman's rho, scipy).
+`table8`) beside the paper's (latbench/data/shufflenetv2_table8.csv), per complexity group. Which cost
+predicts the networks' latency is ranked with the other predictors in report/predictors.py.
 
 Measured speed within a group is relative to the group's ShuffleNet v2 (ratio of median latencies,
 pooled as the median over runs); the paper's is the same ratio of its throughputs. Only ranks and
@@ -14,11 +14,9 @@ from importlib import resources
 from typing import Any
 
 import pandas as pd
-from scipy import stats as _st
 
 EXPERIMENT = "table8"
 GROUPS = ("40", "140", "300", "500")
-PREDICTORS = {"FLOPs": "flops", "MAC": "mac_bytes", "activations": "activations"}
 
 
 def paper_table8() -> pd.DataFrame:
@@ -33,14 +31,6 @@ def _n(v: Any, fmt: str) -> str:
         return "-" if v is None or not math.isfinite(float(v)) else format(float(v), fmt)
     except (TypeError, ValueError):
         return "-"
-
-
-def _rho(x: pd.Series, y: pd.Series) -> float:
-    x, y = pd.to_numeric(x, errors="coerce"), pd.to_numeric(y, errors="coerce")
-    keep = x.notna() & y.notna()
-    if keep.sum() < 3 or x[keep].nunique() < 2:
-        return math.nan
-    return float(_st.spearmanr(x[keep], y[keep]).statistic)
 
 
 def section(rows: pd.DataFrame) -> str | None:
@@ -58,17 +48,11 @@ def section(rows: pd.DataFrame) -> str | None:
              "first printed row. Only ranks and ratios transfer across hardware."]
     for (label, mode, batch), g in t8.groupby(["device_label", "mode", "batch"], sort=True):
         lat = g.groupby("case")[["latency_ms", "mult_adds", "mac_bytes", "activations", "flops"]].median()
-        within: dict[str, list[float]] = {name: [] for name in PREDICTORS}
         for group in GROUPS:
             p = paper[paper["complexity_group"].astype(str) == group].drop_duplicates("latbench_case")
             p = p[p["latbench_case"].isin(lat.index)]
             if p.empty:
                 continue
-            in_group = lat.loc[list(p["latbench_case"])]
-            for name, col in PREDICTORS.items():
-                r = _rho(in_group[col], in_group["latency_ms"]) if col in in_group else math.nan
-                if math.isfinite(r):
-                    within[name].append(r)
             ref = p[p["latbench_case"].str.startswith("shufflenet_v2")]
             ref_case = ref["latbench_case"].iloc[0] if not ref.empty else p["latbench_case"].iloc[0]
             ref_p = p[p["latbench_case"] == ref_case].iloc[0]
@@ -91,11 +75,4 @@ def section(rows: pd.DataFrame) -> str | None:
             gpu_best = p.loc[p["gpu_batches_per_s"].idxmax(), "latbench_case"] if p["gpu_batches_per_s"].notna().any() else "-"
             parts += [f"### ~{group} MFLOPs, {label} ({mode}, batch {batch})", "\n".join(table),
                       f"Fastest here: `{fastest}`; the paper's fastest on ARM: `{arm_best}`, on GPU: `{gpu_best}`."]
-        scores = [(name, _rho(lat[col], lat["latency_ms"])) for name, col in PREDICTORS.items() if col in lat]
-        parts += [f"### Which cost predicts latency across the networks? {label} ({mode}, batch {batch})",
-                  "Spearman's rho of each cost against median latency over all networks of the run "
-                  f"(n = {len(lat)}): " + ", ".join(f"{name} {_n(r, '.2f')}" for name, r in scores) + ". "
-                  "Within the complexity groups (FLOPs about equal), the mean rho over groups: "
-                  + ", ".join(f"{name} {_n(sum(v) / len(v) if v else math.nan, '.2f')} ({len(v)} groups)"
-                              for name, v in within.items()) + "."]
     return "\n\n".join(parts)

@@ -438,3 +438,12 @@ def report_claims_table(claims: Iterable[Any], suites: Iterable[Any], title: str
         if not s.claims:
             t.add_row(s.name, "no claims in this suite", "", "", "", "", "")
     return t
+
+
+def predictor_table(header: list[str], rows: list[list[str]], lines: list[str], title: str) -> Table:
+    """`latbench report`'s predictor table: report.predictors' cells, with its sentences as the caption."""
+    t = Table(*header, title=title, title_justify="left", caption_justify="left",
+              caption=escape("\n".join(lines).replace("**", "")) or None)
+    for r in rows:
+        t.add_row(*map(escape, r))
+    return t
