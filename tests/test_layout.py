@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("run.pipeline", "run.runfile", "run.sources", "run.warm"),
     ("run.workers",),
     ("run.session", "run.merge", "run.fleet", "run"),
-    ("api", "pytest_plugin", "ab"),
+    ("api", "pytest_plugin", "ab", "predict"),
     ("cli", "__main__"),
 ]
 

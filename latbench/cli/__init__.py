@@ -4,7 +4,7 @@ Exit codes: 0 done and fine; 1 done, but the answer is no (a case failed, a gate
 2 could not answer (bad usage, invalid suite, unreadable results, device unavailable).
 
 One module per command family: run (run, run_view), results (compare, gate), calibrate, merge, ab, info
-(list, env), report (report, audit); common holds the app and what they share. Importing this package
+(list, env), report (report, audit), predict (lut build, predict); common holds the app and what they share. Importing this package
 registers every command and imports no torch: each command imports the core it needs when it runs.
 """
 
@@ -25,6 +25,7 @@ from latbench.cli import results  # noqa: F401,E402  isort: skip
 from latbench.cli import calibrate  # noqa: F401,E402  isort: skip
 from latbench.cli import merge  # noqa: F401,E402  isort: skip
 from latbench.cli import ab  # noqa: F401,E402  isort: skip
+from latbench.cli import predict  # noqa: F401,E402  isort: skip
 from latbench.suite.catalog import resolve_suite
 
 __all__ = ["app", "resolve_suite"]
@@ -37,7 +38,9 @@ def version_callback(value: bool) -> None:
 
 
 @app.callback()
-def main(version: Annotated[Optional[bool], typer.Option("--version", "-V", metavar="", callback=version_callback,
+def main(ctx: typer.Context,
+         version: Annotated[Optional[bool], typer.Option("--version", "-V", metavar="", callback=version_callback,
                                                          is_eager=True, help="Show the version.")] = None) -> None:
     """latbench: `run` a suite, `compare` results, `gate` a CI build."""
     faults.guard_stdio()  # odd encodings and a closed stdout (| head -1) never end in a traceback
+    ctx.call_on_close(faults.exit_quietly_on_interrupt())  # SIGINT/TERM/HUP: exit 128+N; handlers back after

@@ -1,0 +1,326 @@
+"""A network cut into the blocks a latency table measures.
+
+`trace` runs the network once on the meta device (no memory, no time) under a dispatch mode and
+records every aten op with where its tensors come from (the input, a parameter, an earlier op's
+output). `cut` groups the ops into blocks as the runtime runs them: a block starts at a compute op
+(conv, linear, pooling, an elementwise add/mul, a concatenation, a copy such as a channel shuffle's
+`contiguous`), the activations (and eval BatchNorm) applied to that op's output join its block
+(conv+bn+act, linear+act), and view ops (view, transpose, chunk, split: no kernel) join the block
+that uses them. Every op is in exactly one block, so the blocks' FLOPs and MAC add up to the
+network's (tests/test_predict_blocks.py checks it against cost.py).
+
+A block is described by data only (`Block.desc`: its ops with their non-tensor arguments and the
+shapes, strides and dtypes of the tensors it reads from outside), so it can be rebuilt anywhere:
+`block_module(desc)` is an nn.Module that replays the ops on random tensors of those shapes. The
+run wing measures blocks as `user` cases naming that factory (latbench/predict/measure.py), so
+worker processes rebuild them from the description. `Block.key` is a hash of the description and the
+measurement context (device, threads, mode): two networks sharing a block share its measurement.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from latbench.errors import LatbenchError
+
+FACTORY = "latbench.predict.blocks:block_module"  # what the run wing builds a block with (models/user.py)
+
+# Ops that join the block whose output they take (conv+bn+act): activations and eval BatchNorm.
+FUSED = {"relu", "relu_", "relu6", "hardtanh", "hardtanh_", "silu", "silu_", "sigmoid", "sigmoid_", "hardswish",
+         "hardswish_", "hardsigmoid", "hardsigmoid_", "gelu", "tanh", "tanh_", "leaky_relu", "leaky_relu_", "elu",
+         "elu_", "mish", "mish_", "clamp", "clamp_", "clamp_min", "clamp_min_", "batch_norm",
+         "_native_batch_norm_legit_no_training", "native_batch_norm"}
+# View-like ops that may copy (contiguous of a strided tensor): a block of their own, a copy kernel.
+MAYBE_COPY = {"contiguous"}
+# What a block's first compute op makes it: the kinds the table fits separately (model.py).
+KINDS = {"conv2d": "conv", "convolution": "conv", "conv1d": "conv", "conv3d": "conv", "linear": "linear",
+         "addmm": "linear", "mm": "linear", "matmul": "linear", "bmm": "linear", "max_pool2d": "pool",
+         "avg_pool2d": "pool", "adaptive_avg_pool2d": "pool", "mean": "pool", "cat": "cat", "contiguous": "copy",
+         "add": "elementwise", "add_": "elementwise", "mul": "elementwise", "mul_": "elementwise",
+         "div": "elementwise", "sub": "elementwise"}
+
+
+class BlockError(LatbenchError):
+    """A network whose ops cannot be described as blocks (an argument of a type a block cannot hold)."""
+
+
+def op_base(name: str) -> str:
+    """'aten.relu_.default' -> 'relu_'."""
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 else name
+
+
+# ---------------------------------------------------------------- trace
+
+@dataclass
+class TracedOp:
+    name: str  # str(OpOverload), e.g. 'aten.conv2d.default'
+    args: Any  # JSON-able tree; tensors as {"t": tensor id}
+    outs: list[int]  # tensor ids of the outputs
+    is_view: bool
+    new: bool = True  # made a new tensor (False: an in-place op, contiguous of a contiguous tensor)
+
+
+@dataclass
+class Trace:
+    ops: list[TracedOp]
+    tensors: dict[int, dict[str, Any]]  # tensor id -> {"shape", "stride", "dtype", "producer": op index | None}
+
+
+def _plain(v: Any, ids: dict[int, int], tensors: dict[int, dict[str, Any]], keep: list[Any], where: str) -> Any:
+    """An argument as JSON-able data; tensors become references."""
+    if isinstance(v, torch.Tensor):
+        if id(v) not in ids:  # a tensor no traced op produced: the input, a parameter, a buffer
+            ids[id(v)] = len(tensors)
+            keep.append(v)
+            tensors[ids[id(v)]] = _tensor_info(v, None)
+        return {"t": ids[id(v)]}
+    if v is None or isinstance(v, (bool, int, float, str)):
+        if isinstance(v, float) and v != v:
+            raise BlockError(f"{where}: a NaN argument", hint="a block holds finite numbers only")
+        return v
+    if isinstance(v, (list, tuple)):
+        return [_plain(x, ids, tensors, keep, where) for x in v]
+    if isinstance(v, torch.dtype):
+        return {"dtype": str(v).removeprefix("torch.")}
+    if isinstance(v, torch.device):
+        return {"device": True}  # replayed on the block's own device
+    if isinstance(v, torch.memory_format):
+        return {"memory_format": str(v).removeprefix("torch.")}
+    if isinstance(v, torch.layout):
+        return {"layout": str(v).removeprefix("torch.")}
+    raise BlockError(f"{where}: an argument of type {type(v).__name__} cannot be part of a block",
+                     hint="latbench predict handles networks of tensor ops with plain arguments (ints, floats, "
+                          "lists, dtypes); measure this network whole with 'latbench run --model'")
+
+
+def _tensor_info(t: torch.Tensor, producer: tuple[int, int] | None) -> dict[str, Any]:
+    return {"shape": list(t.shape), "stride": list(t.stride()), "dtype": str(t.dtype).removeprefix("torch."),
+            "producer": producer}
+
+
+class _Recorder(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[TracedOp] = []
+        self.tensors: dict[int, dict[str, Any]] = {}
+        self.ids: dict[int, int] = {}
+        self.keep: list[Any] = []  # every tensor stays alive, so no id() is reused
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = str(func)
+        where = f"op {len(self.ops)} ({name})"
+        plain = [_plain(list(args), self.ids, self.tensors, self.keep, where),
+                 {k: _plain(v, self.ids, self.tensors, self.keep, where) for k, v in kwargs.items()}]
+        out = func(*args, **kwargs)
+        outs = []
+        for i, t in enumerate(x for x in tree_flatten(out)[0] if isinstance(x, torch.Tensor)):
+            self.keep.append(t)
+            if id(t) in self.ids:  # an in-place op (or contiguous of a contiguous tensor) returns its input
+                outs.append(self.ids[id(t)])
+                continue
+            self.ids[id(t)] = len(self.tensors)
+            self.tensors[self.ids[id(t)]] = _tensor_info(t, (len(self.ops), i))
+            outs.append(self.ids[id(t)])
+        new = any(self.tensors[o]["producer"] == (len(self.ops), k) for k, o in enumerate(outs))
+        self.ops.append(TracedOp(name, plain, outs, bool(func.is_view), new))
+        return out
+
+
+def trace(model: nn.Module, x: torch.Tensor) -> Trace:
+    """Every aten op of one forward pass of `model(x)` (on the device they are on: meta for no cost)."""
+    rec = _Recorder()
+    with torch.inference_mode(), rec:
+        model(x)
+    return Trace(rec.ops, rec.tensors)
+
+
+# ---------------------------------------------------------------- blocks
+
+@dataclass
+class Block:
+    """Consecutive ops run as one kernel group, described by data (`desc`)."""
+
+    ops: list[int]  # op indices in the trace
+    desc: dict[str, Any] = field(default_factory=dict)
+    kind: str = "other"
+    label: str = ""
+
+    def key(self, context: dict[str, Any]) -> str:
+        """The block's identity in a table: its description and where it is measured (device, threads, mode)."""
+        text = json.dumps({"desc": self.desc, "context": context}, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _tensor_refs(tree: Any) -> list[int]:
+    if isinstance(tree, dict):
+        return [tree["t"]] if set(tree) == {"t"} else [r for v in tree.values() for r in _tensor_refs(v)]
+    if isinstance(tree, list):
+        return [r for v in tree for r in _tensor_refs(v)]
+    return []
+
+
+def cut(tr: Trace, fuse: bool = True) -> list[Block]:
+    """The trace's ops grouped into blocks (module docstring: compute op, its fused activations, views).
+    fuse=False: every op with a kernel is a block of its own (the sum-of-operators baseline)."""
+    groups: list[list[int]] = []
+    pending: list[int] = []  # view ops waiting for the block that uses them
+    for i, op in enumerate(tr.ops):
+        base = op_base(op.name)
+        if op.is_view and not (base in MAYBE_COPY and op.new):
+            pending.append(i)
+            continue
+        if fuse and base in FUSED and groups:
+            current = set(groups[-1]) | set(pending)
+            src = _tensor_refs(op.args)[:1]
+            producer = tr.tensors[src[0]]["producer"] if src else None
+            if producer is not None and producer[0] in current:
+                groups[-1].extend(pending + [i])
+                pending = []
+                continue
+        groups.append(pending + [i])
+        pending = []
+    if pending:
+        if groups:
+            groups[-1].extend(pending)
+        else:
+            groups.append(pending)
+    return [_describe(tr, g) for g in groups]
+
+
+def _describe(tr: Trace, op_ids: list[int]) -> Block:
+    inputs: list[int] = []  # tensor ids read from outside the block, in order of first use
+
+    def rewrite(tree: Any, j: int) -> Any:
+        if isinstance(tree, dict) and set(tree) == {"t"}:
+            t = tree["t"]
+            prod = tr.tensors[t]["producer"]
+            if prod is not None and prod[0] in op_ids and op_ids.index(prod[0]) < j:
+                return {"o": [op_ids.index(prod[0]), prod[1]]}
+            if t not in inputs:
+                inputs.append(t)
+            return {"in": inputs.index(t)}
+        if isinstance(tree, list):
+            return [rewrite(v, j) for v in tree]
+        return tree  # a marker (dtype, device, ...) or a plain value
+
+    ops = [[tr.ops[oi].name, [rewrite(tr.ops[oi].args[0], j), {k: rewrite(v, j) for k, v in tr.ops[oi].args[1].items()}]]
+           for j, oi in enumerate(op_ids)]
+    desc = {"ops": ops, "inputs": [{k: tr.tensors[t][k] for k in ("shape", "stride", "dtype")} for t in inputs]}
+    names = [op_base(o[0]) for o in ops]
+    compute = [n for n in names if n in KINDS] or [n for n in names if n not in FUSED] or names
+    raw = tr.ops[op_ids[names.index(compute[0])]].args[0]
+    kind, label = _name(names, compute[0], raw, lambda r: tr.tensors[r["t"]]["shape"]
+                        if isinstance(r, dict) and "t" in r else None)
+    return Block(op_ids, desc, kind, label)
+
+
+def _name(names: list[str], first: str, args: list[Any], shape: Any) -> tuple[str, str]:
+    """The block's kind (what the table fits separately) and a label people read, from its op names, its
+    first compute op and that op's arguments (`shape` gives a tensor argument's shape)."""
+    kind = KINDS.get(first, "act" if first in FUSED else "other")
+    fused = "+".join(n.rstrip("_") for n in names if n in FUSED and n != first)
+    label = first
+    if kind == "conv":
+        xs, ws = shape(args[0]), shape(args[1])
+        if xs and ws and len(ws) == 4:
+            stride = args[3] if len(args) > 3 else [1]
+            groups = args[6] if len(args) > 6 else 1
+            cin, cout = ws[1] * groups, ws[0]
+            tag = "dwconv" if groups == cin and groups > 1 else "gconv" if groups > 1 else "conv"
+            kind = {"dwconv": "conv_dw", "gconv": "conv_group", "conv": "conv"}[tag]
+            label = (f"{tag}{ws[2]}x{ws[3]}/{stride[0] if isinstance(stride, list) else stride} {cin}>{cout}"
+                     f"{f' g{groups}' if tag == 'gconv' else ''} @{'x'.join(map(str, xs[2:]))}")
+    elif kind == "linear":
+        ws = [shape(a) for a in args if shape(a)]
+        label = f"linear {'x'.join(map(str, ws[-1]))}" if ws else first
+    elif first in ("cat",):
+        label = f"cat {len(args[0])} @{'x'.join(map(str, shape(args[0][0]) or []))}"
+    else:
+        s = next((shape(a) for a in (args if isinstance(args, list) else []) if shape(a)), None)
+        label = f"{first.rstrip('_')} @{'x'.join(map(str, s))}" if s else first
+    return kind, label + (f"+{fused}" if fused else "")
+
+
+def network_blocks(model: nn.Module, x: torch.Tensor, fuse: bool = True) -> list[Block]:
+    """The blocks of one forward pass, in execution order (repeated blocks appear once per use)."""
+    return cut(trace(model, x), fuse)
+
+
+# ---------------------------------------------------------------- replay
+
+def _resolve(name: str) -> Any:
+    parts = name.split(".")
+    if len(parts) != 3 or parts[0] != "aten":
+        raise BlockError(f"op {name!r} is not an aten op", hint="rebuild the table with this latbench")
+    try:
+        return getattr(getattr(torch.ops.aten, parts[1]), parts[2])
+    except AttributeError:
+        raise BlockError(f"op {name!r} is unknown to this torch", hint="rebuild the table with this torch") from None
+
+
+def _random(info: dict[str, Any], device: Any) -> torch.Tensor:
+    shape, stride, dtype = info["shape"], info["stride"], getattr(torch, info["dtype"])
+    need = 1 + sum((s - 1) * st for s, st in zip(shape, stride)) if all(s > 0 for s in shape) else 0
+    if dtype.is_floating_point:
+        base = torch.randn(max(need, 1), dtype=dtype, device=device)
+    else:
+        base = torch.zeros(max(need, 1), dtype=dtype, device=device)
+    return base.as_strided(shape, stride)
+
+
+class BlockModule(nn.Module):
+    """Replays a block's ops on random tensors of its inputs' shapes; `forward(x)` ignores x (the run
+    wing's input) and returns the last op's output."""
+
+    def __init__(self, desc: dict[str, Any]):
+        super().__init__()
+        self.ops = [(_resolve(name), args) for name, args in desc["ops"]]
+        device = torch.empty(0).device  # the device the builder runs under (meta to count, the run's device)
+        for i, info in enumerate(desc["inputs"]):
+            self.register_buffer(f"in{i}", _random(info, device))
+        self.n_inputs = len(desc["inputs"])
+
+    def forward(self, x: torch.Tensor) -> Any:
+        ins = [getattr(self, f"in{i}") for i in range(self.n_inputs)]
+        outs: list[Any] = []
+        device = ins[0].device if ins else x.device
+
+        def value(tree: Any) -> Any:
+            if isinstance(tree, dict):
+                if "in" in tree:
+                    return ins[tree["in"]]
+                if "o" in tree:
+                    j, k = tree["o"]
+                    o = outs[j]
+                    return o[k] if isinstance(o, (list, tuple)) else o
+                if "dtype" in tree:
+                    return getattr(torch, tree["dtype"])
+                if "device" in tree:
+                    return device
+                if "memory_format" in tree:
+                    return getattr(torch, tree["memory_format"])
+                if "layout" in tree:
+                    return getattr(torch, tree["layout"])
+                raise BlockError(f"unknown marker {tree!r} in a block", hint="rebuild the table with this latbench")
+            if isinstance(tree, list):
+                return [value(v) for v in tree]
+            return tree
+
+        for fn, (args, kwargs) in self.ops:
+            outs.append(fn(*value(args), **{k: value(v) for k, v in kwargs.items()}))
+        return outs[-1] if outs else x
+
+
+def block_module(block: str) -> nn.Module:
+    """The factory the run wing calls (a `user` case): a block from its JSON description."""
+    return BlockModule(json.loads(block))
