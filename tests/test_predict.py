@@ -1,0 +1,185 @@
+"""`latbench lut build`, `latbench predict` and latbench.predict(): tables, resume, planted entries,
+foreign machines, bad input (fake timing backend: the real pipeline, numbers that are not latencies)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import latbench
+from latbench.cli import app
+from latbench.predict.model import calibrate, conformal_halfwidth, fit_table
+from latbench.predict.table import TABLE_FORMAT, TABLE_VERSION, read_table
+from predict_factory import residual
+
+runner = CliRunner()
+NET = "predict_factory:residual"
+WIDE = "predict_factory:wider"
+FAST = ["--input", "3x16x16", "--max-time", "0.02", "-q"]
+
+
+@pytest.fixture(autouse=True)
+def _fake(monkeypatch):
+    monkeypatch.setenv("LATBENCH_FAKE_BACKEND", "1")
+
+
+def build(*args):
+    return runner.invoke(app, ["lut", "build", *args])
+
+
+def predict_json(table, *nets, extra=()):
+    r = runner.invoke(app, ["predict", *nets, "--table", str(table), "--input", "3x16x16", "--format", "json", *extra])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)
+
+
+@pytest.fixture(scope="module")
+def table_file(tmp_path_factory):
+    import os
+
+    os.environ["LATBENCH_FAKE_BACKEND"] = "1"
+    path = tmp_path_factory.mktemp("lut") / "t.json"
+    r = runner.invoke(app, ["lut", "build", NET, WIDE, "-o", str(path), "--calibrate", *FAST])
+    assert r.exit_code == 0, r.output
+    return path
+
+
+def _rewrite(src, dst, change):
+    data = json.loads(src.read_text())
+    change(data)
+    dst.write_text(json.dumps(data))
+    return dst
+
+
+def test_a_build_writes_a_versioned_table_with_every_block_measured_and_calibrated(table_file):
+    data = json.loads(table_file.read_text())
+    assert data["format"] == TABLE_FORMAT and data["version"] == TABLE_VERSION
+    assert data["device"] == "cpu" and data["threads"] == 1 and "cpu_model" in data["fingerprint"]
+    # residual: 6 distinct blocks (the two 1x1 convs are one); wider: 6 more at its width, the add and pool too
+    assert len(data["blocks"]) == 12
+    for e in data["blocks"].values():
+        assert e["latency_ms"] > 0 and e["ci_low_ms"] <= e["latency_ms"] <= e["ci_high_ms"] and e["desc"]["ops"]
+    cal = data["calibration"]
+    assert cal["n"] == 2 and cal["factor"] > 0 and set(cal["networks"]) == {NET, WIDE}
+    assert read_table(table_file).blocks.keys() == data["blocks"].keys()
+
+
+def test_resume_measures_only_the_blocks_the_table_lacks(table_file, tmp_path):
+    lacking = _rewrite(table_file, tmp_path / "t.json",
+                       lambda d: d["blocks"].pop(sorted(d["blocks"], key=lambda k: d["blocks"][k]["label"])[0]))
+    before = json.loads(lacking.read_text())["blocks"]
+    r = runner.invoke(app, ["lut", "build", NET, WIDE, "--resume", str(lacking), "--input", "3x16x16",
+                            "--max-time", "0.02"])
+    assert r.exit_code == 0, r.output
+    assert "1 block(s) to measure (11 in the table already)" in r.output.replace("\n", " ")
+    after = json.loads(lacking.read_text())["blocks"]
+    assert len(after) == 12 and all(after[k] == v for k, v in before.items())  # the others untouched
+    r = runner.invoke(app, ["lut", "build", NET, "--resume", str(lacking), "--input", "3x16x16"])
+    assert r.exit_code == 0 and "0 block(s) to measure" in r.output
+
+
+@pytest.mark.parametrize("calibrated", [True, False])
+def test_a_planted_wrong_entry_moves_the_prediction_by_exactly_the_planted_amount(table_file, tmp_path, calibrated):
+    base = _rewrite(table_file, tmp_path / "base.json", lambda d: d.update(calibration=None) if not calibrated else None)
+    p0 = predict_json(base, NET)[0]
+    shared = next(b for b in p0["blocks"] if b["uses"] == 2)  # the 1x1 conv, used twice
+    planted = _rewrite(base, tmp_path / "planted.json",
+                       lambda d: d["blocks"][shared["key"]].update(latency_ms=d["blocks"][shared["key"]]["latency_ms"] + 5.0))
+    p1 = predict_json(planted, NET)[0]
+    assert p1["blocks_sum_ms"] - p0["blocks_sum_ms"] == pytest.approx(2 * 5.0)
+    assert p1["latency_ms"] - p0["latency_ms"] == pytest.approx(2 * 5.0 * p0["factor"])
+    assert p0["factor"] == (json.loads(table_file.read_text())["calibration"]["factor"] if calibrated else 1.0)
+    assert p1["low_ms"] <= p1["latency_ms"] <= p1["high_ms"]
+
+
+def test_a_table_from_another_machine_is_refused_unless_allowed(table_file, tmp_path):
+    foreign = _rewrite(table_file, tmp_path / "foreign.json",
+                       lambda d: d["fingerprint"].update(cpu_model="Some Other CPU 9000"))
+    r = runner.invoke(app, ["predict", NET, "--table", str(foreign), "--input", "3x16x16"])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "another machine" in r.output and "cpu_model" in r.output and "Some Other CPU 9000" in r.output
+    assert "--allow-different-machine" in r.output and str(foreign) in r.output.replace("\n", "")
+    r = runner.invoke(app, ["predict", NET, "--table", str(foreign), "--input", "3x16x16", "--allow-different-machine"])
+    assert r.exit_code == 0 and "warning: the table holds for another machine" in r.output
+    r = build(NET, "--resume", str(foreign), *FAST)  # nor is it added to
+    assert r.exit_code == 2 and "another machine" in r.output
+    with pytest.raises(latbench.errors.ResultsError, match="another machine"):
+        latbench.predict(NET, 3, 16, 16, table=foreign)
+
+
+def test_the_python_api_predicts_a_module_a_factory_and_the_cli_agrees(table_file):
+    from_cli = predict_json(table_file, NET)[0]
+    p = latbench.predict(NET, 3, 16, 16, table=table_file)
+    assert p.latency_ms == pytest.approx(from_cli["latency_ms"]) and p.calibrated
+    m = residual()
+    q = latbench.predict(m, 3, 16, 16, table=table_file)
+    assert q.latency_ms == pytest.approx(p.latency_ms) and m.training  # the module's flag is put back
+    assert q.flops == from_cli["flops"] and all(b.how == "measured" for b in q.blocks)
+    assert sum(b.uses for b in q.blocks) == 7 and q.low_ms < q.latency_ms < q.high_ms
+
+
+def test_a_block_the_table_lacks_is_fitted_from_the_others(table_file, tmp_path):
+    data = json.loads(table_file.read_text())
+    conv = next(k for k, e in data["blocks"].items() if e["label"].startswith("conv3x3") and "12" in e["label"])
+    lacking = _rewrite(table_file, tmp_path / "lacking.json", lambda d: d["blocks"].pop(conv))
+    p = predict_json(lacking, WIDE)[0]
+    fitted = [b for b in p["blocks"] if b["how"] == "fitted"]
+    assert [b["key"] for b in fitted] == [conv] and p["fitted_share"] > 0
+    fit = fit_table(read_table(lacking))
+    f = fit.get("conv") or fit["all"]
+    assert fitted[0]["latency_ms"] == pytest.approx(f(fitted[0]["flops"], fitted[0]["mac_bytes"]))
+    assert any("fitted" in n for n in p["notes"])
+
+
+def test_calibration_is_the_geometric_mean_with_a_conformal_interval():
+    pairs = {f"n{i}": (10.0, 10.0 * math.exp(r)) for i, r in enumerate([-0.2, -0.1, 0.0, 0.1, 0.2] * 2)}
+    cal = calibrate(pairs)
+    assert cal["factor"] == pytest.approx(1.0) and cal["n"] == 10
+    assert cal["log_halfwidth"] == pytest.approx(0.2)  # ceil(11 * 0.9) = 10th smallest |residual|
+    assert conformal_halfwidth([0.1, 0.2, 0.3], 0.9) == math.inf  # 3 networks cannot give 90 %
+    with pytest.raises(latbench.errors.LatbenchError, match="at least 2"):
+        calibrate({"a": (1.0, 2.0)})
+
+
+@pytest.mark.parametrize("args, where", [
+    (["predict", "no_such_net", "--table", "{t}"], "NETWORK no_such_net"),
+    (["predict", NET, "--table", "{missing}", "--input", "3x16x16"], "no such file"),
+    (["predict", NET, "--table", "{notjson}", "--input", "3x16x16"], "not a readable latency table"),
+    (["predict", NET, "--table", "{v99}", "--input", "3x16x16"], "version 99"),
+    (["predict", NET, "--table", "{badentry}", "--input", "3x16x16"], "blocks."),
+    (["predict", NET, "--table", "{t}"], "--input"),
+    (["lut", "build", NET, "-o", "{t}", "--input", "3x16x16"], "already exists"),
+    (["lut", "build", NET, "--resume", "{t}", "-o", "{other}", "--input", "3x16x16"], "two tables"),
+    (["lut", "build", NET, "--calibrate", "-o", "{other}", "--input", "3x16x16"], "at least 2 networks"),
+    (["lut", "build", "--help-me"], "No such option"),
+])
+def test_bad_input_is_exit_2_with_a_located_error(table_file, tmp_path, args, where):
+    (tmp_path / "notjson.json").write_text("{not json")
+    _rewrite(table_file, tmp_path / "v99.json", lambda d: d.update(version=99))
+    _rewrite(table_file, tmp_path / "badentry.json",
+             lambda d: d["blocks"][next(iter(d["blocks"]))].update(latency_ms=-1))
+    names = {"t": table_file, "missing": tmp_path / "missing.json", "notjson": tmp_path / "notjson.json",
+             "v99": tmp_path / "v99.json", "badentry": tmp_path / "badentry.json", "other": tmp_path / "other.json"}
+    r = runner.invoke(app, [a.format(**names) for a in args])
+    assert r.exit_code == 2, r.output
+    assert where in r.output.replace("\n", " ") and "Traceback" not in r.output
+    assert not (tmp_path / "other.json").exists()  # refused before anything was measured or written
+
+
+def test_predict_prints_the_breakdown_with_shares_flops_and_mac(table_file):
+    r = runner.invoke(app, ["predict", NET, "--table", str(table_file), "--input", "3x16x16", "--top", "3"])
+    assert r.exit_code == 0, r.output
+    for text in ("predicted ms", "interval ms", "blocks by predicted time", "share", "MFLOPs", "MAC MB",
+                 "... 3 more"):
+        assert text in r.output
+    p = predict_json(table_file, NET)[0]
+    assert sum(b["share"] for b in p["blocks"]) == pytest.approx(1.0)
+    assert sum(b["uses"] * b["flops"] for b in p["blocks"]) == p["flops"]
+    from latbench.cost import count_call
+
+    with torch.no_grad():
+        assert p["flops"] == count_call(residual(), torch.randn(1, 3, 16, 16)).flops
