@@ -150,7 +150,7 @@ def test_report_markdown_and_terminal_show_the_table(tmp_path):
 
     md = _predictors(t)
     assert md.startswith("| device (mode) | scope | predictor | Spearman rho [95% CI]")
-    assert "reference" in md and "Held out" in md
+    assert "reference" in md and "Held out" in md and "resampling whole groups" in md  # the note says how
     assert _predictors(predictors.PredictorTable([], [])).startswith("No predictor could be ranked")
 
 

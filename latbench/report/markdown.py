@@ -147,6 +147,7 @@ def render(rs: ResultSet, infos: list[SuiteInfo], effects: list[CaseEffect], cla
                      "from a different library and hardware.")
     parts += [
         "## Devices", _devices(rs, ceilings),
+        "## Runs", _runs(rs),
         "## Verdicts", _verdicts(infos, claims),
         "Each claim compares two cases of its suite (the suite's `claims:`) by the paired latency ratio "
         "case / than, pooled over the rounds of every run of the suite on the device (across processes where "
@@ -192,6 +193,29 @@ def _devices(rs: ResultSet, ceilings: dict[str, dict[str, Any]]) -> str:
                      f"{f['throttled']} throttled, {f['under_load']} under load"])
     return _table(["device", "runs", "rows", "peak GFLOP/s", "bandwidth GB/s", "ridge FLOP/B", "software",
                    "telemetry flags"], rows)
+
+
+def _runs(rs: ResultSet) -> str:
+    """Each run the report reads, from its metadata: when it was measured, on what machine and software, and
+    the command that measured it (the interpreter's path to latbench shown as `latbench`)."""
+    rows = []
+    for run_id in dict.fromkeys(rs.rows["run_id"].dropna().astype(str)):
+        m = rs.meta.get(run_id) or {}
+        fp = m.get("fingerprint") if isinstance(m.get("fingerprint"), dict) else {}
+        files = m.get("files") if isinstance(m.get("files"), dict) else {}
+        start, end = str(m.get("started_at_utc") or "?"), str(m.get("finished_at_utc") or "?")
+        end = end[11:16] if end[:10] == start[:10] else end[:16].replace("T", " ")  # the day once when it is one
+        when = f"{start[:16].replace('T', ' ')} - {end}"
+        cmd = [str(a) for a in (m.get("command") or [])]
+        cmd = " ".join(["latbench", *cmd[1:]]) if cmd else "?"
+        commit = f" (commit {fp['latbench_commit']})" if fp.get("latbench_commit") else ""
+        rows.append([f"`{files.get('results') or run_id}`", when,
+                     f"{fp.get('cpu_model', '?')}, {fp.get('cpu_logical_cores', '?')} logical / "
+                     f"{fp.get('cpu_physical_cores', '?')} physical cores, host {fp.get('hostname', '?')}",
+                     f"torch {fp.get('torch', '?')}, latbench {fp.get('latbench', '?')}{commit}, "
+                     f"python {fp.get('python', '?')}",
+                     f"`{cmd}`", str(m.get("status", "?"))])
+    return _table(["results file", "measured (UTC)", "machine", "software", "command", "status"], rows)
 
 
 def _verdicts(infos: list[SuiteInfo], claims: list[ClaimResult]) -> str:
