@@ -82,6 +82,20 @@ def test_resume_measures_only_the_blocks_the_table_lacks(table_file, tmp_path):
     assert r.exit_code == 0 and "0 block(s) to measure" in r.output
 
 
+def test_a_large_table_is_no_run_file_and_can_be_resumed(table_file, tmp_path):
+    """A table over the 64 KB the file policy reads of a file to tell a run's metadata must not look like one
+    (no "run_id", "files" or "schema_version" keys), or resuming it would be refused."""
+    def pad(d):
+        first = next(iter(d["blocks"].values()))
+        d["blocks"].update({f"pad{i:04d}": dict(first, desc={"ops": [], "inputs": []}) for i in range(200)})
+    big = _rewrite(table_file, tmp_path / "big.json", pad)
+    assert big.stat().st_size > 1 << 16
+    r = runner.invoke(app, ["lut", "build", NET, "--resume", str(big), "--input", "3x16x16", "--max-time", "0.02"])
+    assert r.exit_code == 0, r.output
+    text = big.read_text()
+    assert '"run_id"' not in text and '"files"' not in text and '"schema_version"' not in text
+
+
 @pytest.mark.parametrize("calibrated", [True, False])
 def test_a_planted_wrong_entry_moves_the_prediction_by_exactly_the_planted_amount(table_file, tmp_path, calibrated):
     base = _rewrite(table_file, tmp_path / "base.json", lambda d: d.update(calibration=None) if not calibrated else None)

@@ -40,13 +40,14 @@ class BuildPlan:
     fuse: bool = True
 
     def estimate_s(self) -> tuple[float, float]:
-        """(typical, at most) seconds the blocks' measurement takes: warm-up and max time per block, plus
-        building and counting; typical is what the stop rule usually leaves of it (measured: ~60 %)."""
+        """(typical, at most) seconds the blocks' measurement takes: per block its build, count, warm-up and
+        minimum rounds (~0.2 s on the 2-core development machine, docs/prediction.md) and its --max-time,
+        which the stop rule usually does not use up (typical: 70 %)."""
         from latbench.run.options import policy_of
 
         p = policy_of(self.opts)
-        most = len(self.todo) * (p.warmup_s + p.max_time_s + 0.05) + math.ceil(len(self.todo) / _measure.GROUP) * 0.5
-        return 0.6 * most, most
+        n = len(self.todo)
+        return n * (0.2 + 0.7 * p.max_time_s), n * (0.25 + p.warmup_s + p.max_time_s)
 
 
 @dataclass

@@ -89,7 +89,7 @@ def entry(block: Block, row: dict[str, Any]) -> dict[str, Any]:
             "mac_bytes": int(row["mac_bytes"]), "activations": int(row["activations"]),
             "latency_ms": float(row["latency_ms"]), "ci_low_ms": float(row["latency_ci_low_ms"]),
             "ci_high_ms": float(row["latency_ci_high_ms"]), "samples": int(row["samples"]),
-            "stop_reason": str(row["stop_reason"]), "run_id": str(row["run_id"]), "measured_at": now()}
+            "stop_reason": str(row["stop_reason"]), "run": str(row["run_id"]), "measured_at": now()}
 
 
 class TableEvents(Events):

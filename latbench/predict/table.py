@@ -10,7 +10,7 @@ A JSON object:
     policy, created, updated, argv
     blocks          {key: entry}: kind, label, desc (blocks.Block.desc: enough to rebuild it), flops,
                     mac_bytes, activations, latency_ms (median), ci_low_ms, ci_high_ms (its 95 % CI),
-                    samples, stop_reason, run_id, measured_at
+                    samples, stop_reason, run (the run_id of the run that measured it), measured_at
     calibration     null, or model.calibrate's fit: whole networks measured against their sums of blocks
 
 It is written only through results/files.py (write_output: the file policy; an update of the table a
