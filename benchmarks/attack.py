@@ -774,7 +774,7 @@ def _probe_states(path: Path, cwd: Path | None = None) -> set[str]:
     if not path.exists():
         return set()
     lines = [line.split("|") for line in path.read_text().splitlines() if line.strip()]
-    return {"|".join(f[:6] + ["<cwd>" if cwd is not None and f[6] == str(cwd) else f[6]]) for f in lines}
+    return {"|".join(f[:6] + ["<cwd>" if cwd is not None and f[6] == str(cwd) else f[6]] + f[8:]) for f in lines}
 
 
 def hostile_code(box: Path) -> None:
@@ -1189,6 +1189,748 @@ def tiny_limits(box: Path) -> None:
 
 
 SECTIONS["tiny limits"] = tiny_limits
+
+
+# ==================================================================== issue 22, second attack: inputs not written before
+
+# ---------------------------------------------------------------- hostile user code, second round
+
+# A process that user code ends (os._exit from a thread, SIGKILL), a signal it raises (SIGINT is a Ctrl-C
+# there) or a thread it leaves running cannot be survived, nor undone, in this one process: workers only.
+NOT_IN_PROCESS2 = {"fork", "thread_busy", "thread_setter", "thread_exits_process", "raise_sigint", "raise_sigterm",
+                   "del_exit"}
+
+
+def hostile_code2(box: Path) -> None:
+    """The global state and process tricks the first guard did not cover (issue 22's second attack): forks,
+    threads left running, signal handlers, flush-denormal, environment, recursion limit, warnings filters,
+    clocks and torch.cuda.synchronize replaced, priority, trace/profile functions, matmul precision, the
+    default device, anomaly mode, autocast, huge allocations, forwards returning non-tensors, factories
+    returning non-modules, __del__ side effects. Scored as 'hostile user code': a complete run whose probes
+    are ok rows that saw the clean state, stdout only latbench's CSV, nothing written elsewhere."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import hostile_factory
+
+    box.mkdir(parents=True)
+    reference: set[str] | None = None
+    for action in ["print", *hostile_factory.ACTIONS2]:
+        for stage, mode in (("forward", []), ("factory", []), ("forward", ["--in-process"])):
+            if mode and action in NOT_IN_PROCESS2:
+                continue
+            if action.startswith("del_") and stage == "factory":
+                continue  # acts when the module is freed, whatever the stage
+            d = box / f"{action}-{stage}{'-in-process' if mode else ''}"
+            d.mkdir()
+            suite = d / "h.yaml"
+            suite.write_text(HOSTILE_SUITE.format(action=action, stage=stage))
+            probe = d / "probe.txt"
+            before = tree(box)
+            name = f"user code {action} in its {stage}{' --in-process' if mode else ''}"
+            p = sub(name, _cli("run", str(suite), *QUICK, "--allow-import", "--format", "csv", "--results-dir",
+                               str(d / "res"), *mode), {**ENV, "LATBENCH_ATTACK_PROBE": str(probe)}, {0, 1},
+                    timeout=300, cwd=d)
+            time.sleep(0.2)  # a forked child ends at its next guard check
+            wrong = touched_outside(before, tree(box), [d / "res", probe])
+            if wrong:
+                T.fail("files_touched", name, ", ".join(wrong[:5]))
+            if p.returncode not in (0, 1):
+                continue
+            _check_hostile_run(name, d / "res", p.stdout, action)
+            states = _probe_states(probe, d)
+            if reference is None and action == "print":
+                reference = states
+            if reference is not None and not states <= reference:
+                T.fail("state_leaks", name, f"probes saw {sorted(states - reference)}, a clean run {sorted(reference)}")
+
+
+SECTIONS["hostile user code II"] = hostile_code2
+
+
+MEASURE_SCRIPT2 = r"""
+import json, os, sys, torch
+sys.path[:0] = [{tests!r}]
+import hostile_factory
+from latbench import measure
+action = sys.argv[1]
+state = lambda: [str(v) for v in (torch.get_num_threads(), torch.get_default_dtype(), torch.is_grad_enabled(),
+                                  os.getcwd(), *hostile_factory._more())]
+before = state()
+x = torch.randn(1, 4, 6, 6)
+try:
+    df = measure({{"p1": hostile_factory.probe(), "bad": hostile_factory.make(action=action, stage="forward"),
+                   "p2": hostile_factory.probe()}}, x, quick=True, fake_backend=True)
+    status = df.set_index("case")["status"].to_dict()
+except Exception as exc:
+    status = {{"error": repr(exc)}}
+after = state()
+sys.__stdout__.write(json.dumps({{"status": status, "same": before == after, "before": before, "after": after}}) + "\n")
+"""
+
+
+def measure_state2(box: Path) -> None:
+    """measure() (this process, no workers) with a forward that does one of the second attack's actions
+    between two probes: the probes are ok rows that saw a clean state, and measure() hands back the state
+    it found. Threads, forks and signals raised cannot be undone in one process: left out (see above)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import hostile_factory
+
+    box.mkdir(parents=True)
+    script = box / "measure.py"
+    script.write_text(MEASURE_SCRIPT2.format(tests=str(ROOT / "tests")))
+    reference: set[str] | None = None
+    for action in ["print", *(a for a in hostile_factory.ACTIONS2 if a not in NOT_IN_PROCESS2)]:
+        probe = box / f"{action}.txt"
+        name = f"measure() with a forward that does {action}"
+        p = sub(name, [sys.executable, str(script), action], {**ENV, "LATBENCH_ATTACK_PROBE": str(probe)}, {0},
+                timeout=300, cwd=box)
+        if p.returncode != 0:
+            continue
+        try:
+            got = json.loads(p.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            T.fail("results_lost", name, f"no answer: {p.stdout[-300:]!r}")
+            continue
+        if got["status"].get("p1") != "ok" or got["status"].get("p2") != "ok":
+            T.fail("results_lost", name, f"rows {got['status']}")
+        if not got["same"]:
+            T.fail("state_leaks", name, f"measure() left {got['before']} as {got['after']}")
+        states = _probe_states(probe)
+        if reference is None and action == "print":
+            reference = states
+        if reference is not None and not states <= reference:
+            T.fail("state_leaks", name, f"probes saw {sorted(states - reference)}, a clean run {sorted(reference)}")
+
+
+SECTIONS["global state through measure() II"] = measure_state2
+
+
+# ---------------------------------------------------------------- hostile results files, second round
+
+def _copy_run(csv: Path, d: Path) -> Path:
+    d.mkdir(parents=True)
+    for q in csv.parent.iterdir():
+        if q.name.startswith(csv.stem):
+            shutil.copy(q, d / q.name)
+    return d / csv.name
+
+
+def _edit_csv(path: Path, edit: Callable[[list[list[str]]], list[list[str]]]) -> None:
+    import csv as csvmod
+    import io
+
+    rows = list(csvmod.reader(io.StringIO(path.read_text())))
+    out = io.StringIO()
+    csvmod.writer(out, lineterminator="\n").writerows(edit(rows))
+    path.write_text(out.getvalue())
+
+
+def _set(column: str, value: str, rows_: str = "first") -> Callable[[list[list[str]]], list[list[str]]]:
+    def edit(rows: list[list[str]]) -> list[list[str]]:
+        j = rows[0].index(column)
+        for r in rows[1:2] if rows_ == "first" else rows[1:]:
+            r[j] = value
+        return rows
+    return edit
+
+
+def _prefix(column: str, text: str) -> Callable[[list[list[str]]], list[list[str]]]:
+    def edit(rows: list[list[str]]) -> list[list[str]]:
+        j = rows[0].index(column)
+        for r in rows[1:]:
+            r[j] = text + r[j]
+        return rows
+    return edit
+
+
+def _dup_column(column: str, factor: float) -> Callable[[list[list[str]]], list[list[str]]]:
+    def edit(rows: list[list[str]]) -> list[list[str]]:
+        j = rows[0].index(column)
+        out = [rows[0] + [column]]
+        for r in rows[1:]:
+            try:
+                out.append(r + [repr(float(r[j]) * factor)])
+            except ValueError:
+                out.append(r + [r[j]])
+        return out
+    return edit
+
+
+def hostile_files(box: Path) -> None:
+    """Results files made to lie or to trip a reader (second attack): formula injection, huge fields, BOMs,
+    CRLF, duplicated columns, odd latencies and intervals, schema versions from the future or not numbers,
+    metadata lying about the run, samples that belong to another run or disagree with the rows, every row
+    skipped. Each given to gate (both sides), compare, report, calibrate, merge and run --resume: never a
+    traceback, a damaged file never passes a gate, and the original files are never changed."""
+    box.mkdir(parents=True)
+    good = _run_dir(box / "good")
+    other = _run_dir(box / "other", "--seed", "1")
+    kept = snapshot(good.parent)
+    samples = lambda c: c.with_name(c.stem + "-samples.csv")  # noqa: E731
+    meta = lambda c: c.with_suffix(".json")  # noqa: E731
+
+    def meta_set(**kv: Any) -> Callable[[Path], None]:
+        def edit(c: Path) -> None:
+            meta(c).write_text(json.dumps({**json.loads(meta(c).read_text()), **kv}))
+        return edit
+
+    def both(edit_rows: Callable, edit_samples: Callable | None = None) -> Callable[[Path], None]:
+        def edit(c: Path) -> None:
+            _edit_csv(c, edit_rows)
+            if edit_samples is not None:
+                _edit_csv(samples(c), edit_samples)
+        return edit
+
+    def other_samples(c: Path) -> None:
+        shutil.copy(samples(other), samples(c))
+
+    def crlf(c: Path) -> None:
+        for q in (c, samples(c), meta(c)):
+            q.write_bytes(q.read_bytes().replace(b"\n", b"\r\n"))
+
+    def drop_samples_of_first_case(c: Path) -> None:
+        first = next(iter(_rows_of(c)))["case"]
+        _edit_csv(samples(c), lambda rows: [rows[0]] + [r for r in rows[1:] if r[rows[0].index("case")] != first])
+
+    def scale_samples(factor: float) -> Callable[[Path], None]:
+        def edit(c: Path) -> None:
+            def go(rows: list[list[str]]) -> list[list[str]]:
+                j = rows[0].index("latency_ms")
+                for r in rows[1:]:
+                    r[j] = repr(float(r[j]) * factor)
+                return rows
+            _edit_csv(samples(c), go)
+        return edit
+
+    # name -> (edit, broken: a gate must never pass it, and strict readers refuse it)
+    damages: dict[str, tuple[Callable[[Path], None], bool]] = {
+        "formula injection in every case name (rows and samples)": (both(lambda rows: _prefix("baseline_case", "=cmd|' /C calc'!A0+")(_prefix("case", "=cmd|' /C calc'!A0+")(rows)),
+                                                                          _prefix("case", "=cmd|' /C calc'!A0+")), False),
+        "formula injection in the error column": (both(_set("error", "=HYPERLINK(\"http://x\")")), False),
+        "a 5 MB error field": (both(_set("error", "x" * 5_000_000)), False),
+        "a 1 MB case name in the rows only": (both(_set("case", "c" * 1_000_000)), True),
+        "a UTF-8 BOM": (lambda c: c.write_bytes(b"\xef\xbb\xbf" + c.read_bytes()), False),
+        "a UTF-16 file": (lambda c: c.write_bytes(c.read_text().encode("utf-16")), True),
+        "CRLF line ends in all three files": (crlf, False),
+        "a NUL byte in a field": (lambda c: c.write_bytes(c.read_bytes().replace(b",ok,", b",o\x00k,", 1)), True),
+        "latency_ms twice (the second 10x)": (both(_dup_column("latency_ms", 10.0)), True),
+        "status twice": (both(lambda rows: [rows[0] + ["status"]] + [r + ["failed"] for r in rows[1:]]), True),
+        "a latency of 0": (both(_set("latency_ms", "0")), True),
+        "a latency of -0": (both(_set("latency_ms", "-0")), True),
+        "a latency of 1e400": (both(_set("latency_ms", "1e400")), True),
+        "a latency of NaN": (both(_set("latency_ms", "NaN")), True),
+        "ratio_to_baseline -1": (both(_set("ratio_to_baseline", "-1")), False),
+        "a CI low above its high": (both(_set("latency_ci_low_ms", "1e9")), False),
+        "schema_version 6 everywhere": (both(_set("schema_version", "6", "all")), True),
+        "schema_version 5.5 everywhere": (both(_set("schema_version", "5.5", "all")), True),
+        "schema_version abc everywhere": (both(_set("schema_version", "abc", "all")), True),
+        "schema_version empty everywhere": (both(_set("schema_version", "", "all")), True),
+        "schema_version -1 everywhere": (both(_set("schema_version", "-1", "all")), True),
+        "schema_version 1e9 in one row": (both(_set("schema_version", "1e9")), True),
+        "every row skipped": (both(_set("status", "skipped", "all")), True),
+        "metadata run_id of another run": (meta_set(run_id="0123456789ab"), True),
+        "rows' run_id of another run": (both(_set("run_id", "0123456789ab", "all")), True),
+        "samples of another run": (other_samples, True),
+        "samples of the first case removed": (drop_samples_of_first_case, True),
+        "samples with a case the rows lack": (lambda c: _edit_csv(samples(c), _set("case", "ghost", "all")), True),
+        "samples 1000x the rows": (scale_samples(1000.0), False),
+        "metadata repeats 99": (meta_set(repeats=99), True),
+        "metadata status complete, half the rows gone": (lambda c: _edit_csv(c, lambda rows: rows[: 1 + (len(rows) - 1) // 2]), True),
+        "metadata status a number": (meta_set(status=5), True),
+        "metadata status 'complete ' (a space)": (meta_set(status="complete "), True),
+        "metadata NaN threads": (lambda c: meta(c).write_text(meta(c).read_text().replace('"threads": 1', '"threads": NaN')), True),
+        "metadata duplicate keys (running last)": (lambda c: meta(c).write_text(meta(c).read_text().rstrip().rstrip("}") + ', "status": "running"}'), True),
+        "metadata a 10 MB string": (meta_set(padding="p" * 10_000_000), False),
+        "metadata fingerprint empty": (meta_set(fingerprint={}), False),
+        "samples a link to another run's samples": (lambda c: (samples(c).unlink(), samples(c).symlink_to(samples(other))), True),
+        "the CSV a link to /dev/zero": (lambda c: (c.unlink(), c.symlink_to("/dev/zero")), True),
+        "the samples a FIFO": (lambda c: (samples(c).unlink(), os.mkfifo(samples(c))), True),
+    }
+    for i, (dname, (edit, broken)) in enumerate(damages.items()):
+        csv = _copy_run(good, box / f"d{i}")
+        edit(csv)
+        d = csv.parent
+        frozen = tree(d)
+        exits = {2} if broken else {0, 1}
+        if dname == "every row skipped":  # readable, but nothing to judge: the gate fails (1) or refuses (2)
+            exits = {1, 2}
+        for label, args, expect in (
+                ("gate (candidate)", ["gate", "-b", str(other), "-c", str(csv), "-q"], exits if broken else {0, 1}),
+                ("gate (baseline)", ["gate", "-b", str(csv), "-c", str(other), "-q"], exits if broken else {0, 1}),
+                ("compare", ["compare", str(other), str(csv), "-q"], exits if broken else {0, 1}),
+                ("calibrate", ["calibrate", str(other), str(csv), "-q"], {0, 1, 2}),
+                ("report", ["report", str(csv), "-q", "-o", str(box / f"rep-{i}" / "r.md")], {0, 2}),
+                ("merge", ["merge", str(csv), "-o", str(box / f"merged-{i}.csv"), "-q"], {2})):
+            invoke(f"{label} on {dname}", args, expect, broken_gate=broken, watch=d, allowed=[])
+        if tree(d) != frozen:
+            T.fail("files_touched", dname, "a reader changed the damaged run's files")
+        resumed = _copy_run(good, box / f"resume-{i}")
+        edit(resumed)
+        invoke(f"run --resume of {dname}", ["run", str(TINY), *QUICK, "--in-process", "--results-dir",
+                                             str(resumed.parent), "--resume", str(resumed)], {0, 1, 2})
+    if snapshot(good.parent) != kept:
+        T.fail("results_lost", "hostile results files", "the good run's files changed")
+
+
+def _rows_of(csv: Path) -> list[dict[str, str]]:
+    import csv as csvmod
+
+    with open(csv, newline="") as f:
+        return list(csvmod.DictReader(f))
+
+
+SECTIONS["hostile results files"] = hostile_files
+
+
+# ---------------------------------------------------------------- paths through links, odd names, full disks
+
+def paths_through_links(box: Path) -> None:
+    """-o, --out, --results-dir, --resume and merge -o through a symbolically linked parent directory (a
+    chosen place: written in the real directory, nothing else), onto sockets, into read-only directories,
+    names with control characters, a disk that fills or turns read-only in the middle of a write: the
+    target is the old file or the new one, never half, no temporary file is left, exit 2 on refusal."""
+    import socket
+
+    box.mkdir(parents=True)
+    a = _run_dir(box / "res-a")
+    b = _run_dir(box / "res-b", "--seed", "1")
+    real = box / "real"
+    real.mkdir()
+    (box / "via").symlink_to(real)
+    via = box / "via"
+    n = [0]
+
+    def fresh(stem: str) -> str:
+        n[0] += 1
+        return f"{n[0]}-{stem}"
+
+    writers: dict[str, Callable[[Path, list[str]], list[str]]] = {
+        "compare -o": lambda o, f: ["compare", str(a), str(b), "-q", "-o", str(o), *f],
+        "gate -o": lambda o, f: ["gate", "-b", str(a), "-c", str(b), "-q", "--allow-different-machine", "-o", str(o), *f],
+        "env -o": lambda o, f: ["env", "--format", "json", "-o", str(o), *f],
+        "report -o": lambda o, f: ["report", str(a), "-q", "-o", str(o), *f],
+        "calibrate -o": lambda o, f: ["calibrate", str(a), str(b), "-q", "--format", "json", "-o", str(o), *f],
+        "run -o": lambda o, f: ["run", str(TINY), *QUICK, "--in-process", "--format", "csv", "--results-dir",
+                                str(box / "run-res"), "-o", str(o), *f],
+    }
+    for wname, argv in writers.items():  # through a linked parent: written in the real directory
+        name = fresh("out.md" if wname.startswith("report") else "out.txt")
+        invoke(f"{wname} through a linked parent directory", argv(via / name, []), {0, 1}, watch=box,
+               allowed=[real / name, real / "figures", box / "run-res"])
+        if not (real / name).is_file() or (via / name).is_symlink():
+            T.fail("other_wrong_exit", f"{wname} through a linked parent directory", "not written in the real directory")
+    rd = box / "results-via"
+    rd.symlink_to(real)
+    invoke("run --results-dir under a linked parent", ["run", str(TINY), *QUICK, "--in-process", "--results-dir",
+                                                       str(rd / "sub")], {0}, watch=box, allowed=[real / "sub"])
+    res = _copy_run(a, real / "to-resume")
+    invoke("run --resume through a linked parent", ["run", str(TINY), *QUICK, "--in-process", "--results-dir",
+                                                    str(via / "to-resume"), "--resume", str(via / "to-resume" / res.name)],
+           {0}, watch=box, allowed=[res.parent])
+    lres = box / "link-resume"
+    lres.mkdir()
+    (lres / a.name).symlink_to(a)
+    for suffix in ("-samples.csv", ".json"):
+        (lres / (a.stem + suffix)).symlink_to(a.with_name(a.stem + suffix))
+    invoke("run --resume of a run whose files are links to another run", ["run", str(TINY), *QUICK, "--in-process",
+           "--results-dir", str(lres), "--resume", str(lres / a.name)], {2}, watch=box, allowed=[])
+    # sockets, read-only directories, control characters
+    sock_path = box / "sock"
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(str(sock_path))
+    ro = box / "read-only"
+    ro.mkdir()
+    (ro / "existing.txt").write_text("mine\n")
+    ro.chmod(0o555)
+    odd_names = {"a socket": (sock_path, False), "a new file in a read-only directory": (ro / "new.txt", False),
+                 "an existing file in a read-only directory": (ro / "existing.txt", False),
+                 "a name with a carriage return": (box / "o" / "a\rb.txt", True),
+                 "a name with a tab": (box / "o" / "a\tb.txt", True),
+                 "a name with an escape sequence": (box / "o" / "\x1b[31mred.txt", True),
+                 "a name starting with a dash": (box / "o" / "-rf.txt", True),
+                 "a name with a backslash": (box / "o" / "a\\b.txt", True),
+                 "a name that is only spaces": (box / "o" / "   ", True),
+                 "a 5,000-character path (beyond PATH_MAX)": (box / "o" / "/".join(["d" * 200] * 25) / "x.txt", False),
+                 "invalid UTF-8 in the name": (Path(os.fsdecode(bytes(box / "o") + b"/\xff\xfe.txt")), True)}
+    if os.geteuid() == 0:  # root writes into a read-only directory: the mid-write EROFS below stands in for it
+        odd_names = {k: v for k, v in odd_names.items() if "read-only" not in k}
+    for oname, (target, ok) in odd_names.items():
+        for wname in ("compare -o", "gate -o", "env -o"):
+            force = [] if ok else ["--force"]
+            invoke(f"{wname} onto {oname}", writers[wname](target, force), {0, 1} if ok else {2}, watch=box,
+                   allowed=[target, box / "o"] if ok else [])
+            if ok and target.exists():
+                target.unlink()
+        invoke(f"merge -o onto {oname}", ["merge", str(a), "-o", str(target) + ("" if str(target).endswith(".csv")
+                                                                             else ".csv"), "-q"], {2}, watch=box,
+               allowed=[])
+    ro.chmod(0o755)
+    srv.close()
+    # the disk fills up, or the file system turns read-only, in the middle of writing an output
+    for code in (errno.ENOSPC, errno.EROFS, errno.EIO, errno.EDQUOT):
+        for wname in ("compare -o", "gate -o", "env -o", "report -o", "calibrate -o", "run -o"):
+            target = real / fresh("existing.md" if wname.startswith("report") else "existing.txt")
+            target.write_text("mine\n")
+            real_temp = results_files._temp_file
+
+            def failing(directory: Path, name: str, text: Any, code: int = code) -> Path:
+                tmp = real_temp(directory, name, text[: len(text) // 2])
+                raise OSError(code, os.strerror(code), str(tmp)) if not tmp.unlink() else None
+
+            results_files._temp_file = failing
+            try:
+                invoke(f"{wname} --force, {errno.errorcode[code]} in the middle of the write",
+                       writers[wname](target, ["--force"]), {2}, watch=box,
+                       allowed=[box / "run-res", real / "figures"])
+            finally:
+                results_files._temp_file = real_temp
+            if target.read_text() != "mine\n":
+                T.fail("results_lost", f"{wname} {errno.errorcode[code]}", "the old file was changed")
+    # merge -o: every kind of target, shards made here
+    shards = box / "shards"
+    for i in (1, 2):
+        r = CliRunner().invoke(app, ["run", str(TINY), "--max-time", "0.05", "--no-roofline", "-q", "--in-process",
+                                     "--results-dir", str(shards), "--shard", f"{i}/2"])
+        assert r.exit_code == 0, r.output
+    parts = sorted(str(p) for p in shards.glob("*.csv") if not p.name.endswith("-samples.csv"))
+    (box / "file").write_text("x")
+    merge_targets = {"a new file": (box / "m" / "new.csv", True), "a new file through a linked parent": (via / "m.csv", True),
+                     "an existing file": (box / "file", False), "a run's CSV": (a, False),
+                     "a dangling link": (box / "dangling.csv", False), "file/sub": (box / "file" / "x.csv", False),
+                     "a 300-character name": (box / ("m" * 296 + ".csv"), False), "/dev/full": (Path("/dev/full"), False),
+                     "''": (Path(""), False), "a directory": (real, False), "a .txt name": (box / "m.txt", False),
+                     "a name next to another run's samples": (a.with_name("x.csv"), True)}
+    (box / "dangling.csv").symlink_to(box / "nowhere" / "x.csv")
+    shutil.copy(a.with_name(a.stem + "-samples.csv"), a.with_name("y-samples.csv"))
+    merge_targets["a name whose -samples.csv is a run's"] = (a.with_name("y.csv"), False)
+    for mname, (target, ok) in merge_targets.items():
+        allowed = [target, target.with_name(target.stem + "-samples.csv"), target.with_suffix(".json"), box / "m"] if ok else []
+        if ok and target.parent == real.parent / "via":
+            allowed = [real / target.name, real / (target.stem + "-samples.csv"), real / (target.stem + ".json")]
+        invoke(f"merge -o {mname}", ["merge", *parts, "-o", str(target), "-q"], {0} if ok else {2}, watch=box,
+               allowed=allowed)
+
+
+SECTIONS["paths through links"] = paths_through_links
+
+
+# ---------------------------------------------------------------- measure() with hostile arguments, second round
+
+class _Weird:
+    """Objects that pretend: a str subclass, an int-like, a module whose attributes raise."""
+
+
+def measure_arguments2(box: Path) -> None:
+    """measure() with arguments and objects made to pretend (second attack): a MeasureError at once, or a
+    DataFrame with the culprit a failed row; never another exception, a hang, or a changed process."""
+    import torch
+    from torch import nn
+
+    from latbench.api import MeasureError, measure
+
+    box.mkdir(parents=True)
+    m, x = nn.Linear(4, 4), torch.randn(2, 4)
+
+    class Str(str):
+        pass
+
+    class Index:
+        def __index__(self) -> int:
+            return 2
+
+    class Raising(nn.Module):
+        def __getattr__(self, name: str) -> Any:
+            raise RuntimeError(f"no {name}")
+
+    class NoEval(nn.Linear):
+        def eval(self):  # noqa: A003
+            raise RuntimeError("eval refused")
+
+    class Flips(nn.Linear):
+        def train(self, mode: bool = True):
+            torch.set_num_threads(2)
+            return super().train(mode)
+
+    fifo = box / "fifo"
+    os.mkfifo(fifo)
+    (box / "a-file").write_text("x")
+    (box / "dangling").symlink_to(box / "nowhere")
+    refused: list[tuple[str, dict]] = [
+        *[(f"modes={v!r}", {"modes": v}) for v in ({"eager"}, b"eager", "eager\n", "EAGER", "eager,eager,eager")],
+        *[(f"name={v!r}", {"name": v}) for v in ("a\nb", "a\x00b", "r\u00e9sum\u00e9", "CON", ".", "..", "-x",
+                                                 Str("ok"), "a" * 10_000)],
+        *[(f"threads={v!r}", {"threads": v}) for v in (2**31, 2**63, Index(), -0.0, complex(1, 0))],
+        *[(f"max_time={v!r}", {"max_time": v}) for v in (1e308, 10**400, 1e-320, complex(1, 0), [1.0])],
+        ("min_time above max_time", {"min_time": 5.0, "max_time": 1.0}),
+        ("target=1e-300", {"target": 1e-300}), ("target=0.999", {"target": 0.999}),
+        *[(f"results_dir={k}", {"results_dir": v}) for k, v in (("a FIFO", fifo), ("a file", box / "a-file"),
+                                                                ("a dangling link", box / "dangling"),
+                                                                ("'' ", ""), ("/dev/null", "/dev/null"),
+                                                                ("/proc/version", "/proc/version"),
+                                                                ("a 300-character name", box / ("r" * 300)))],
+        ("device='cpu:99'", {"device": "cpu:99"}), ("device='meta'", {"device": "meta"}),
+        ("device=torch.device('cpu') object", {"device": torch.device("cpu")}),
+        ("seed=True", {"seed": True}), ("seed=2**63", {"seed": 2**63}),
+    ]
+    cwd = box / "cwd"  # where a results_dir that names no directory would write: must stay empty
+    cwd.mkdir()
+    os.chdir(cwd)
+    for name, kwargs in refused:
+        _measure_answered(f"measure({name})", lambda kw=kwargs: measure(m, x, **{"fake_backend": True, "quick": True,
+                                                                              **kw}))
+        if any(cwd.iterdir()):
+            T.fail("files_touched", f"measure({name})", f"wrote {sorted(q.name for q in cwd.iterdir())[:3]} into the "
+                                                        "working directory")
+            shutil.rmtree(cwd)
+            cwd.mkdir()
+    os.chdir(ROOT)
+    objects: list[tuple[str, Callable[[], Any]]] = [
+        ("a model whose attributes raise", lambda: measure(Raising(), x, fake_backend=True, quick=True)),
+        ("a model whose eval() raises", lambda: measure(NoEval(4, 4), x, fake_backend=True, quick=True)),
+        ("a model whose train() changes the thread count", lambda: measure(Flips(4, 4), x, fake_backend=True, quick=True)),
+        ("a dict with a non-string key", lambda: measure({5: m}, x, fake_backend=True, quick=True)),
+        ("a dict with 60 models", lambda: measure({f"m{i}": nn.Linear(4, 4) for i in range(60)}, x, fake_backend=True,
+                                                  quick=True)),
+        ("the same module under two names", lambda: measure({"a": m, "b": m}, x, fake_backend=True, quick=True)),
+        ("an input that requires grad", lambda: measure(m, torch.randn(2, 4, requires_grad=True), fake_backend=True,
+                                                        quick=True)),
+        ("an integer input for a float model", lambda: measure(m, torch.ones(2, 4, dtype=torch.int64),
+                                                              fake_backend=True, quick=True)),
+        ("a 0-dim input", lambda: measure(m, torch.tensor(1.0), fake_backend=True, quick=True)),
+        ("a sparse input", lambda: measure(m, torch.randn(2, 4).to_sparse(), fake_backend=True, quick=True)),
+        ("a list input", lambda: measure(m, [x], fake_backend=True, quick=True)),
+        ("a generator input", lambda: measure(m, (t for t in [x]), fake_backend=True, quick=True)),
+        ("a string input", lambda: measure(m, "x", fake_backend=True, quick=True)),
+        ("a dict of inputs with an extra key", lambda: measure({"a": m}, {"a": x, "b": x}, fake_backend=True,
+                                                               quick=True)),
+        ("a scripted model", lambda: measure(torch.jit.script(nn.Linear(4, 4)), x, fake_backend=True, quick=True)),
+        ("a model with a forward hook that raises", lambda: measure(_hooked(nn.Linear(4, 4)), x, fake_backend=True,
+                                                                      quick=True)),
+        ("an input of NaNs", lambda: measure(m, torch.full((2, 4), float("nan")), fake_backend=True, quick=True)),
+        ("a bfloat16 input for a float32 model", lambda: measure(m, x.to(torch.bfloat16), fake_backend=True,
+                                                                  quick=True)),
+    ]
+    for name, call in objects:
+        _measure_answered(f"measure with {name}", call)
+
+
+def _hooked(module: Any) -> Any:
+    def hook(*_: Any) -> None:
+        raise ValueError("hook says no")
+
+    module.register_forward_hook(hook)
+    return module
+
+
+def _measure_answered(name: str, call: Callable[[], Any]) -> None:
+    """A MeasureError, or a DataFrame: anything else escaping is a traceback for the caller."""
+    from latbench.errors import LatbenchError
+
+    tried()
+    state = process_state()
+    start = time.monotonic()
+    try:
+        call()
+    except LatbenchError:
+        T.clean_errors += 1
+    except Exception as exc:  # noqa: BLE001
+        T.fail("tracebacks", name, f"{type(exc).__name__}: {exc}")
+    if time.monotonic() - start > 60:
+        T.fail("hangs", name, f"took {time.monotonic() - start:.0f} s")
+    if process_state() != state:
+        T.fail("state_leaks", name, f"this process's state changed: {state} -> {process_state()}")
+
+
+SECTIONS["measure() arguments II"] = measure_arguments2
+
+
+# ---------------------------------------------------------------- special files given as inputs
+
+def special_inputs(box: Path) -> None:
+    """A FIFO, a socket, /dev/zero, /dev/stdin and a directory given where a suite, a results CSV or a
+    thresholds file is read (in a subprocess: a read that blocks must not hang the command): exit 2."""
+    import socket
+
+    box.mkdir(parents=True)
+    a = _run_dir(box / "res-a")
+    fifo = box / "fifo.csv"
+    os.mkfifo(fifo)
+    sock = box / "sock.csv"
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(str(sock))
+    specials = {"a FIFO": fifo, "a socket": sock, "/dev/zero": Path("/dev/zero"), "/dev/stdin": Path("/dev/stdin"),
+                "a directory": box, "/proc/self/status": Path("/proc/self/status")}
+    for sname, path in specials.items():
+        for label, args in (("run (suite)", ["run", str(path), *QUICK, "--results-dir", str(box / "r")]),
+                            ("compare (candidate)", ["compare", str(a), str(path), "-q"]),
+                            ("gate (candidate)", ["gate", "-b", str(a), "-c", str(path), "-q"]),
+                            ("gate --thresholds", ["gate", "-b", str(a), "-c", str(a), "--thresholds", str(path), "-q"]),
+                            ("report", ["report", str(path), "-q", "-o", str(box / "rep" / "r.md")]),
+                            ("calibrate", ["calibrate", str(a), str(path), "-q"]),
+                            ("merge", ["merge", str(path), "-o", str(box / "m.csv"), "-q"]),
+                            ("run --resume", ["run", str(TINY), *QUICK, "--results-dir", str(box / "r"), "--resume",
+                                              str(path)])):
+            sub(f"{label} given {sname}", _cli(*args), ENV, {2}, timeout=60, stdin=subprocess.PIPE)
+    srv.close()
+
+
+SECTIONS["special files as inputs"] = special_inputs
+
+
+# ---------------------------------------------------------------- concurrent commands on one directory
+
+def concurrent(box: Path) -> None:
+    """Runs started together into one results directory, two resumes of one run at once, merges and
+    reports racing for one target: every run complete in files of its own, one resume refused, one merge
+    or report written whole and the others refused, never a traceback."""
+    box.mkdir(parents=True)
+
+    def start(*args: str) -> subprocess.Popen:
+        return subprocess.Popen(_cli(*args), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def finish(name: str, procs: list[subprocess.Popen], expect: set[int]) -> list[int]:
+        codes = []
+        for p in procs:
+            tried()
+            try:
+                _, err = p.communicate(timeout=300)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                T.fail("hangs", name, "still running after 300 s")
+                codes.append(-9)
+                continue
+            if "Traceback" in err:
+                T.fail("tracebacks", name, err)
+            elif p.returncode not in expect:
+                T.fail("other_wrong_exit", name, f"exit {p.returncode}: {err[-300:]}")
+            codes.append(p.returncode)
+        return codes
+
+    for k in (2, 3):
+        for trial in range(2):
+            d = box / f"runs-{k}-{trial}"
+            finish(f"{k} runs into one directory", [start("run", str(TINY), *QUICK, "--results-dir", str(d))
+                                                     for _ in range(k)], {0})
+            metas = [json.loads(q.read_text()) for q in d.glob("*.json")]
+            if len(metas) != k or any(m.get("status") != "complete" for m in metas):
+                T.fail("results_lost", f"{k} runs into one directory", f"{[m.get('status') for m in metas]}")
+    base = box / "base"
+    csv = _run_dir(base)
+    for trial in range(3):
+        d = box / f"resume-{trial}"
+        shutil.copytree(base, d)
+        m = d / csv.with_suffix(".json").name
+        m.write_text(json.dumps({**json.loads(m.read_text()), "status": "interrupted"}))
+        finish("two resumes of one run at once", [start("run", str(TINY), *QUICK, "--results-dir", str(d),
+                                                        "--resume", str(d / csv.name)) for _ in range(2)], {0, 2})
+        if json.loads(m.read_text()).get("status") != "complete":
+            T.fail("results_lost", "two resumes of one run at once", "not complete")
+    shards = box / "shards"
+    for i in (1, 2):
+        r = CliRunner().invoke(app, ["run", str(TINY), "--max-time", "0.05", "--no-roofline", "-q", "--in-process",
+                                     "--results-dir", str(shards), "--shard", f"{i}/2"])
+        assert r.exit_code == 0, r.output
+    parts = sorted(str(p) for p in shards.glob("*.csv") if not p.name.endswith("-samples.csv"))
+    for trial in range(3):
+        out = box / f"merged-{trial}.csv"
+        codes = finish("three merges into one -o at once", [start("merge", *parts, "-o", str(out), "-q")
+                                                            for _ in range(3)], {0, 2})
+        if codes.count(0) != 1 or not out.is_file():
+            T.fail("other_wrong_exit", "three merges into one -o at once", f"exits {codes}")
+        rep = box / f"rep-{trial}" / "r.md"
+        codes = finish("three reports into one -o at once", [start("report", str(csv), "-q", "-o", str(rep))
+                                                             for _ in range(3)], {0, 2})
+        if codes.count(0) < 1 or not rep.is_file() or list(rep.parent.glob("**/*.tmp")):
+            T.fail("other_wrong_exit", "three reports into one -o at once", f"exits {codes}")
+
+
+SECTIONS["concurrent commands"] = concurrent
+
+
+# ---------------------------------------------------------------- signals during ab, merge, calibrate, report
+
+AB_NET = "import torch\nfrom torch import nn\n\n\ndef make(c=4):\n    return nn.Conv2d(c, c, 1)\n"
+AB_SUITE = ("suite: abs\nexperiment: AB\nbuilder: user\nblocks: 1\ncases:\n  - name: net\n    params: {factory: "
+            "'abnet:make', kwargs: {c: 4}, input_shape: [4, 6, 6]}\n")
+
+
+def signals_elsewhere(box: Path) -> None:
+    """SIGINT, SIGTERM and SIGHUP at random moments of ab, merge, calibrate (on files and with --suite) and
+    report: exit 0 (finished first) or 128 + the signal, never a traceback; no output half-written, no
+    temporary file left, the inputs unchanged."""
+    import random
+
+    box.mkdir(parents=True)
+    a = _run_dir(box / "res-a")
+    b = _run_dir(box / "res-b", "--seed", "1")
+    shards = box / "shards"
+    for i in (1, 2):
+        r = CliRunner().invoke(app, ["run", str(TINY), "--max-time", "0.05", "--no-roofline", "-q", "--in-process",
+                                     "--results-dir", str(shards), "--shard", f"{i}/2"])
+        assert r.exit_code == 0, r.output
+    parts = sorted(str(p) for p in shards.glob("*.csv") if not p.name.endswith("-samples.csv"))
+    for side in ("base", "head"):
+        (box / side).mkdir()
+        (box / side / "abnet.py").write_text(AB_NET)
+    (box / "ab.yaml").write_text(AB_SUITE)
+    kept = snapshot(box)
+    rng = random.Random(22)
+    n = [0]
+
+    def command(kind: str) -> tuple[list[str], Path]:
+        n[0] += 1
+        out = box / "outs" / f"{kind}-{n[0]}"
+        if kind == "ab":
+            return ["ab", str(box / "ab.yaml"), "--base", str(box / "base"), "--head", str(box / "head"),
+                    "--allow-import", "--max-time", "0.5", "-q", "-o", str(out / "ab.txt")], out
+        if kind == "merge":
+            return ["merge", *parts, "-o", str(out / "m.csv"), "-q"], out
+        if kind == "calibrate":
+            return ["calibrate", str(a), str(b), "-q", "-o", str(out / "thr.yaml")], out
+        if kind == "calibrate --suite":
+            return ["calibrate", "--suite", str(TINY), "--runs", "2", "--run-args", "--quick --no-roofline",
+                    "--results-dir", str(out / "cal"), "-q"], out
+        return ["report", str(a), str(b), "-q", "-o", str(out / "r.md")], out
+
+    for kind in ("ab", "merge", "calibrate", "calibrate --suite", "report"):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            for _ in range(3):
+                args, out = command(kind)
+                delay = rng.uniform(0.2, 4.0)
+                name = f"{sig.name} {delay:.2f} s into {kind}"
+                tried()
+                proc = subprocess.Popen(_cli(*args), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                time.sleep(delay)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(sig)
+                try:
+                    _, err = proc.communicate(timeout=300)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    T.fail("hangs", name, "still running 300 s after the signal")
+                    continue
+                if "Traceback" in err:
+                    T.fail("tracebacks", name, err)
+                elif proc.returncode not in (0, 1, 128 + sig):
+                    T.fail("other_wrong_exit", name, f"exit {proc.returncode}: {err[-300:]}")
+                left = [str(q) for q in box.rglob("*.tmp")] + [str(q) for q in Path(tempfile.gettempdir()).glob(
+                    "latbench-ab-*")]
+                if left:
+                    T.fail("files_touched", name, f"left behind: {left[:3]}")
+                    for q in left:
+                        shutil.rmtree(q, ignore_errors=True) if os.path.isdir(q) else os.unlink(q)
+                if proc.returncode == 0 and not any(out.rglob("*")):
+                    T.fail("other_wrong_exit", name, "exit 0 without its output")
+                if kind == "merge" and out.exists():
+                    made = sorted(q.name for q in out.iterdir())
+                    if made and len(made) != 3:
+                        T.fail("results_lost", name, f"a merged run in part: {made}")
+    kept = {k: v for k, v in kept.items() if "__pycache__" not in k}
+    if {k: v for k, v in snapshot(box).items() if not k.startswith("outs/") and "__pycache__" not in k} != kept:
+        T.fail("results_lost", "signals elsewhere", "an input changed")
+
+
+SECTIONS["signals elsewhere"] = signals_elsewhere
 
 
 if __name__ == "__main__":

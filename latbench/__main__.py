@@ -2,6 +2,9 @@
 
 import sys
 
+from latbench import faults
+
+faults.exit_quietly_on_interrupt()  # before the imports below: a Ctrl-C there is exit 130, not a traceback
 try:
     from latbench.cli import app
 except ModuleNotFoundError as exc:  # an interpreter without latbench's dependencies: one line, not a traceback

@@ -158,6 +158,13 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _finite(v: float) -> bool:
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int beyond any float (10**400)
+        return False
+
+
 def _check_options(**kw: Any) -> None:
     """The options' types and ranges, as `latbench run` checks its options: MeasureError, never a late
     RuntimeError from torch or a run that cannot stop (a NaN time)."""
@@ -175,7 +182,7 @@ def _check_options(**kw: Any) -> None:
         v = kw[key]
         if v is None:
             continue
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < low:
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not _finite(v) or v < low:
             raise MeasureError(f"{key}={v!r} is not a finite number of at least {low:g}", where=WHERE,
                                hint=f"give {key} as a number, e.g. {key}={max(low, 0.5):g}, or None for the default")
     for key in ("quick", "roofline"):
@@ -189,7 +196,7 @@ def _check_options(**kw: Any) -> None:
         raise MeasureError(f"seed={seed!r} is not a whole number from 0 to {MAX_SEED}", where=WHERE,
                            hint="give e.g. seed=0")
     rd = kw["results_dir"]
-    if rd is not None and not isinstance(rd, (str, os.PathLike)):
+    if rd is not None and (not isinstance(rd, (str, os.PathLike)) or not os.fspath(rd).strip()):
         raise MeasureError(f"results_dir={rd!r} is not a path", where=WHERE,
                            hint="give a directory as a string or pathlib.Path, or None to keep results in memory")
 
@@ -246,7 +253,12 @@ class ObjectSource:
         try:
             with _LOCK:
                 for n, model in self.models.items():
-                    model = model.to(self.device).eval()
+                    try:
+                        model = model.to(self.device).eval()
+                    except Exception as exc:  # noqa: BLE001 - the user's module refuses: their error, one line
+                        raise MeasureError(f"model {n!r}: .to({self.device!r}).eval() raised {type(exc).__name__}: "
+                                           f"{exc}", where=WHERE, hint="fix the module, or measure it in eval mode "
+                                                                       "already on the device") from None
                     moved = tuple(_to(a, self.device) for a in self.args[n])
                     _OBJECTS[self._keys[n]] = (model if len(moved) == 1 else _Bound(model, moved[1:]), moved[0])
             yield

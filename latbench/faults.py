@@ -16,12 +16,15 @@ import os
 import signal
 import sys
 import threading
-from typing import Iterator
+from typing import Callable, Iterator
 
 REFIRE_S = 0.1  # after a time limit, CaseTimeout is raised again this often until the block ends
 MAX_LIMIT_S = 1e8  # setitimer overflows above ~1e9 s; a limit this long is no limit
 DEFER_S = 1e-4  # a limit that fires while it is being set up fires again this much later, in the block
 DEFAULT_CASE_TIMEOUT_S = 600.0  # a case's build + warm-up, or one timed block, taking 10 min is stuck
+
+# The signals that stop a command and save what is finished: Ctrl-C, kill/schedulers, a terminal that closes.
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 
 _OOM_TEXT = ("out of memory", "can't allocate memory", "cannot allocate memory")
 _UNSUPPORTED_TEXT = ("not implemented for", "could not run '", "no kernel image", "not supported on",
@@ -37,7 +40,7 @@ class CaseTimeout(Exception):
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM arrived. A KeyboardInterrupt (not an Exception), so no case guard swallows it."""
+    """SIGINT, SIGTERM or SIGHUP arrived. A KeyboardInterrupt (not an Exception), so no case guard swallows it."""
 
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
@@ -45,7 +48,7 @@ class Interrupted(KeyboardInterrupt):
 
     @property
     def exit_code(self) -> int:
-        """128 + the signal number, as shells report it: 130 for SIGINT, 143 for SIGTERM."""
+        """128 + the signal number, as shells report it: 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP."""
         return 128 + self.signum
 
 
@@ -99,9 +102,9 @@ class time_limit:  # noqa: N801 - used as a function: `with time_limit(seconds):
 
 @contextlib.contextmanager
 def signals_as_interrupts() -> Iterator[None]:
-    """While inside, SIGINT and SIGTERM raise Interrupted(signum); the old handlers come back after.
+    """While inside, SIGINT, SIGTERM and SIGHUP raise Interrupted(signum); the old handlers come back after.
 
-    A SIGINT that the parent set to be ignored (e.g. `nohup`) stays ignored.
+    A signal that the parent set to be ignored (e.g. SIGHUP under `nohup`) stays ignored.
     """
     if not _can_use_signals():
         yield
@@ -111,7 +114,7 @@ def signals_as_interrupts() -> Iterator[None]:
         raise Interrupted(signum)
 
     previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         if signal.getsignal(sig) is not signal.SIG_IGN:
             previous[sig] = signal.signal(sig, on_signal)
     try:
@@ -127,7 +130,7 @@ def signals_ignored() -> Iterator[None]:
     if not _can_use_signals():
         yield
         return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
@@ -308,16 +311,25 @@ def guard_stdio() -> None:
         setattr(sys, name, _PipeSafe(stream, loud=name == "stdout"))
 
 
-def exit_quietly_on_interrupt() -> None:
-    """For the command line's very first lines, before its imports (typer, rich, pydantic take ~0.2 s):
-    a Ctrl-C or SIGTERM then ends the process with 130/143 and one line, not a KeyboardInterrupt
-    traceback out of an import. Commands replace it (signals_as_interrupts) where they save work."""
+def exit_quietly_on_interrupt() -> Callable[[], None]:
+    """For the command line's very first lines, before its imports (typer, rich, pydantic take ~0.2 s),
+    and for every command: a Ctrl-C, SIGTERM or SIGHUP then ends the process with 130/143/129 (a
+    SystemExit, so files being written are cleaned up), not a KeyboardInterrupt traceback or a death
+    that leaves a temporary file. Commands replace it (signals_as_interrupts) where they save work.
+    Returns what puts the previous handlers back (a command run in-process, e.g. by tests)."""
     if not _can_use_signals():
-        return
+        return lambda: None
 
     def on_signal(signum, frame):  # noqa: ARG001
         raise SystemExit(128 + signum)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    previous = {}
+    for sig in STOP_SIGNALS:
         if signal.getsignal(sig) in (signal.default_int_handler, signal.SIG_DFL):
-            signal.signal(sig, on_signal)
+            previous[sig] = signal.signal(sig, on_signal)
+
+    def restore() -> None:
+        if _can_use_signals():
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    return restore

@@ -227,3 +227,67 @@ def test_a_fifo_or_device_as_a_runs_metadata_is_one_line_not_a_hang(tmp_path):
     p = subprocess.run([sys.executable, "-m", "latbench", "compare", str(a), str(b), "-q"], capture_output=True,
                        text=True, env=ENV, timeout=120)
     assert p.returncode == 2 and "not a regular file" in one_line(p.stderr), p.stderr
+
+
+# ---------------------------------------------------------------- issue 22, second attack
+
+def test_sighup_is_an_interruption_like_sigterm():
+    """A terminal that closes (SIGHUP) killed a command mid-write, leaving its temporary file: it is a
+    stop signal now (exit 129), and a command run in-process hands its signal handlers back."""
+    assert signal.SIGHUP in faults.STOP_SIGNALS and faults.Interrupted(signal.SIGHUP).exit_code == 129
+    code = ("import os, signal, time\nfrom latbench import faults\nfaults.exit_quietly_on_interrupt()\n"
+            "os.kill(os.getpid(), signal.SIGHUP)\ntime.sleep(5)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60)
+    assert p.returncode == 129 and "Traceback" not in p.stderr, p.stderr
+    before = [signal.getsignal(s) for s in faults.STOP_SIGNALS]
+    assert CliRunner().invoke(app, ["env", "--format", "json"]).exit_code == 0
+    assert [signal.getsignal(s) for s in faults.STOP_SIGNALS] == before
+
+
+def test_measure_refuses_an_int_beyond_any_float_and_a_model_that_refuses_eval():
+    m, x = nn.Linear(4, 4), torch.randn(2, 4)
+    with pytest.raises(MeasureError, match="max_time="):
+        measure(m, x, max_time=10**400, fake_backend=True, quick=True)
+
+    class NoEval(nn.Linear):
+        def eval(self):  # noqa: A003
+            raise RuntimeError("eval refused")
+
+    with pytest.raises(MeasureError, match="eval refused"):
+        measure(NoEval(4, 4), x, fake_backend=True, quick=True)
+
+
+@pytest.mark.parametrize("damage, said", [
+    ("duplicated latency_ms", "column latency_ms appears twice"),
+    ("schema_version abc", "is not a schema number"),
+    ("schema_version 5.5", "uses schema 5.5"),
+    ("metadata of another run", "the metadata of run"),
+    ("samples of another run", "the samples are of another run"),
+    ("half the rows gone", "which no row has"),
+])
+def test_a_results_file_that_lies_is_refused_and_never_judged(tmp_path, damage, said):
+    import pandas as pd
+
+    a = write_run(tmp_path / "a", {"g=1": 1.0, "g=2": 1.2}, seed=1)
+    b = write_run(tmp_path / "b", {"g=1": 1.0, "g=2": 1.2}, seed=2)
+    c = write_run(tmp_path / "c", {"g=1": 1.0, "g=2": 1.2}, seed=3)
+    rows = pd.read_csv(b, dtype=str, keep_default_na=False)
+    samples = b.with_name(b.stem + "-samples.csv")
+    if damage == "duplicated latency_ms":
+        text = b.read_text().splitlines()  # a second latency_ms column, 1 ms on every row, before the first
+        j = text[0].split(",").index("latency_ms")
+        b.write_text("\n".join(",".join(r.split(",")[:j] + ["latency_ms" if i == 0 else "1"] + r.split(",")[j:])
+                               for i, r in enumerate(text)) + "\n")
+    elif damage.startswith("schema_version"):
+        rows["schema_version"] = damage.split()[1]
+        rows.to_csv(b, index=False)
+    elif damage == "metadata of another run":
+        b.with_suffix(".json").write_text(c.with_suffix(".json").read_text())
+    elif damage == "samples of another run":
+        samples.write_text(c.with_name(c.stem + "-samples.csv").read_text())
+    else:
+        rows.iloc[: len(rows) // 2].to_csv(b, index=False)
+    for args in (["gate", "-b", str(a), "-c", str(b)], ["gate", "-b", str(b), "-c", str(a)],
+                 ["compare", str(a), str(b)]):
+        r = CliRunner().invoke(app, [*args, "-q"])
+        assert r.exit_code == 2 and said in one_line(r.stderr), r.output

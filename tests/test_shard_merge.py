@@ -221,3 +221,27 @@ def test_rows_older_than_schema_5_read_their_machine_from_the_metadata():
     assert mixed.values.tolist() == [["n1", "A"], ["box", "Xeon"], ["box", "Xeon"]]  # rows that name theirs keep it
     plain = pd.DataFrame({"schema_version": [4]})
     assert schema.migrate(plain, 4)[["host", "device_name"]].values.tolist() == [["", ""]]  # no metadata: empty
+
+
+def test_merge_o_goes_through_the_file_policy(runs, tmp_path):
+    """Issue 22, second attack: merge -o onto a 300-character name, under a file, a dangling link or beside
+    another run's samples was a traceback or a write through the link; through a linked parent directory
+    it is written in the real one."""
+    cli, s1, s2 = CliRunner(), str(runs["s1"].files.csv), str(runs["s2"].files.csv)
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "dangling.csv").symlink_to(tmp_path / "nowhere" / "x.csv")
+    other = runs["full"].files
+    shutil.copy(other.samples, tmp_path / "y-samples.csv")
+    for target, said in ((tmp_path / ("m" * 296 + ".csv"), "File name too long"),
+                         (tmp_path / "file" / "x.csv", "Not a directory"),
+                         (tmp_path / "dangling.csv", "symbolic link"),
+                         (tmp_path / "y.csv", "is one of the files of the run")):
+        r = cli.invoke(app, ["merge", s1, s2, "-o", str(target)])
+        assert r.exit_code == 2 and said in r.stderr and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "nowhere").exists()
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "via").symlink_to(real)
+    r = cli.invoke(app, ["merge", s1, s2, "-o", str(tmp_path / "via" / "m.csv"), "-q"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in real.iterdir()) == ["m-samples.csv", "m.csv", "m.json"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,6 +172,9 @@ def _read_csv(p: Path, label: str = "") -> pd.DataFrame:
     """pd.read_csv with the id columns as strings; ResultsError when it is no CSV."""
     try:
         header = pd.read_csv(p, nrows=0).columns
+        twice = sorted({c.rsplit(".", 1)[0] for c in header if re.fullmatch(r".+\.\d+", c) and c.rsplit(".", 1)[0] in header})
+        if twice:  # pandas would read the first one and rename the others: a reader must not pick one
+            raise ValueError(f"column {', '.join(twice)} appears twice")
         return pd.read_csv(p, dtype={c: str for c in STRING_COLUMNS if c in header})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         raise ResultsError(f"{label}not a readable CSV ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
@@ -178,17 +182,21 @@ def _read_csv(p: Path, label: str = "") -> pd.DataFrame:
 
 
 def read_results(path: str | Path) -> pd.DataFrame:
-    """A results CSV with declared dtypes, checked and migrated to the current schema. ResultsError with
-    the fix for a missing or unreadable file, missing columns, or a newer schema."""
+    """A results CSV with declared dtypes, checked and migrated to the current schema (ResultsError: why, the fix)."""
     p = Path(path)
     if not p.is_file():
         raise ResultsError("no such results file", where=str(path), hint="give a results/*.csv written by 'latbench run'")
     df = _read_csv(p)
     if "schema_version" in df.columns:
-        versions = set(pd.to_numeric(df["schema_version"], errors="coerce").dropna().astype(int))
-        if versions and max(versions) > SCHEMA_VERSION:
-            raise ResultsError(f"uses schema {max(versions)}; this latbench reads schema {SCHEMA_VERSION}",
+        number = pd.to_numeric(df["schema_version"], errors="coerce")
+        if number.max() > SCHEMA_VERSION:
+            raise ResultsError(f"uses schema {number.max():g}; this latbench reads schema {SCHEMA_VERSION}",
                                where=str(path), hint="upgrade latbench")
+        odd = df[~((number >= schema.OLDEST_SCHEMA) & (number == number.round()))]
+        if len(odd):
+            raise ResultsError(f"line {int(odd.index[0]) + 2}: schema_version {odd['schema_version'].iloc[0]!r} is "
+                               "not a schema number", where=str(path), hint="the file is damaged; re-run 'latbench run'")
+        versions = set(number.astype(int))
         schema.migrate(df, min(versions) if versions else schema.OLDEST_SCHEMA)
     missing = [c for c in ("schema_version", *KEY_COLUMNS, "latency_ms") if c not in df.columns]
     if missing:
@@ -339,6 +347,8 @@ def read_run(path: str | Path | RunPaths, strict: bool = True) -> Run:
         samples = read_samples(paths.samples)
         if strict:
             _check_samples(samples, paths.samples)
+            if (why := schema.disagreement(rows, samples, meta)) is not None:
+                raise ResultsError(f"{why}: its files are not of one run", where=str(p), hint="keep a run's three files together, as 'latbench run' wrote them")
     else:
         samples = pd.DataFrame({c: pd.Series(dtype=str if c in STRING_COLUMNS else float) for c in SAMPLE_COLUMNS})
     if meta:  # rows from before schema 5 name their machine from the run's metadata
@@ -388,8 +398,7 @@ def read_runs(specs: Sequence[str | Path | RunPaths], side: str = "", strict: bo
 
 
 def partial_runs(specs: Sequence[str | Path | RunPaths]) -> list[Run]:
-    """The runs among `specs` that did not finish (killed, interrupted): a report covers only their
-    finished groups."""
+    """The runs among `specs` that did not finish (killed, interrupted): a report covers their finished groups."""
     return [r for r in read_runs(specs, strict=False) if r.status != schema.COMPLETE]
 
 

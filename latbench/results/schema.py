@@ -100,3 +100,22 @@ def fill_identity(df: pd.DataFrame, meta: dict[str, Any]) -> pd.DataFrame:
             if empty.any():
                 df[col] = df[col].astype(object).where(~empty, known[col])
     return df
+
+
+def disagreement(rows: pd.DataFrame, samples: pd.DataFrame, meta: dict[str, Any]) -> str | None:
+    """Why a run's three files cannot be one run's (a file copied from another run, samples that do not
+    back the rows), or None: one run_id in rows, metadata and samples; every sample a row's; every ok
+    row with samples."""
+    ids = set(rows["run_id"].astype(str))
+    if meta.get("run_id") is not None and ids != {str(meta["run_id"])}:
+        return f"the rows are of run {', '.join(sorted(ids))}, the metadata of run {meta['run_id']}"
+    other = set(samples["run_id"].astype(str)) - ids
+    if other:
+        return f"the samples are of another run ({', '.join(sorted(other))})"
+    key = [c for c in ("case", "mode", "scale", "batch", "dtype") if c in rows.columns and c in samples.columns]
+    label = lambda df: set(map(tuple, df[key].astype(str).itertuples(index=False)))  # noqa: E731
+    extra, unbacked = label(samples) - label(rows), label(rows[rows["status"] == OK]) - label(samples)
+    if extra or unbacked:
+        return (f"samples of {'/'.join(sorted(extra)[0])}, which no row has" if extra else
+                f"the ok row {'/'.join(sorted(unbacked)[0])} has no samples")
+    return None

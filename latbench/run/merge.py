@@ -13,6 +13,7 @@ each error naming the file. Each row keeps the host and device that measured it 
 from __future__ import annotations
 
 import math
+import os
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from typing import Any, Sequence
 from latbench.errors import LatbenchError, ResultsError
 from latbench.records import SCHEMA_VERSION, CaseSpec
 from latbench.results import schema
-from latbench.results.files import create_new_file, run_texts
+from latbench.results.files import OutputRefused, check_output, create_new_file, resolve_output, run_texts
 from latbench.results.read import SAMPLES_SUFFIX, Run, RunPaths, read_run, read_runs, text_rows
 from latbench.run.options import option_name
 from latbench.run.runfile import SETTINGS, _differences, _norm, now_utc
@@ -134,11 +135,15 @@ def _output(output: str | Path) -> Path:
         raise LatbenchError("is not a results file name (NAME.csv)", where=str(output),
                             hint="give -o the results CSV to write, e.g. -o results/g1-merged.csv")
     paths = RunPaths(out)
-    for p in (paths.csv, paths.samples, paths.meta, paths.lock):
-        if p.exists() or p.is_symlink():
-            raise LatbenchError("already exists, and merge never replaces a run's files", where=str(p),
-                                hint="give -o a new file name")
-    return out
+    for p in (paths.csv, paths.samples, paths.meta, paths.lock):  # the one file policy: no link, no run's file
+        try:
+            check_output(p, force=False, option="-o")
+        except OutputRefused as exc:
+            if os.path.lexists(p) and "already exists" in str(exc):
+                raise LatbenchError("already exists, and merge never replaces a run's files", where=str(p),
+                                    hint="give -o a new file name") from None
+            raise
+    return resolve_output(out)
 
 
 def _shard_of(run: Run) -> tuple[int, int]:
@@ -265,9 +270,9 @@ def _without_shard(command: Sequence[str]) -> list[str]:
 def _write(out: Path, rows: list[dict[str, Any]], samples: list[dict[str, Any]], meta: dict[str, Any]) -> None:
     """The three files, each created new and whole (metadata last); none left behind on failure."""
     paths = RunPaths(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     made: list[Path] = []
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         for path, text in zip((paths.csv, paths.samples, paths.meta), run_texts(rows, samples, meta)):
             create_new_file(path, text)
             made.append(path)

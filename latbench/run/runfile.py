@@ -193,7 +193,12 @@ class RunFile:
                case_timeout: float) -> "RunFile":
         """An interrupted run reopened (ResultsError unless this command could have written it), locked,
         its metadata marked running again."""
-        files = open_run(Path(csv).absolute())
+        stem = Path(csv).absolute()
+        for name in (stem, stem.with_name(stem.stem + "-samples.csv"), stem.with_suffix(".json")):
+            if name.is_symlink():  # the run lives elsewhere: resumed here, it would be written in two places
+                raise ResultsError("is a symbolic link, and latbench never writes a run through one", where=str(name),
+                                   hint="resume the run where its files are (give --resume their real path)")
+        files = open_run(stem)
         check_same_run(files.metadata, settings, csv,
                        resume_command(files.metadata.get("command") or list(argv), suite_path, csv))
         files.lock()

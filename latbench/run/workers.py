@@ -124,7 +124,9 @@ def job_for(cfg: RunConfig, recipe: DeviceRecipe) -> Job:
 
 def _worker(conn: Any, job: Job) -> None:
     """Entry point of a worker process: measure job.groups one by one, sending each over conn."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the manager handles Ctrl-C
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the manager handles Ctrl-C (and a terminal's hang-up)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if job.output:  # what the worker (user code included) prints: to the manager, which shows it on stderr
         try:
@@ -153,7 +155,7 @@ def _worker(conn: Any, job: Job) -> None:
                                     gpu_uuid=dev.telemetry_gpu_uuid(), own_gpu_processes=1 + job.manager_gpu_processes)
         cfg = RunConfig(device=dev, run_id=job.run_id, modes=job.modes, schedule=job.schedule, policy=job.policy,
                         seed=job.seed, case_timeout_s=job.case_timeout_s, telemetry=tele, ceilings=job.ceilings,
-                        profile=job.profile, api=job.api)
+                        profile=job.profile, api=job.api, worker=True)
         from latbench.run.pipeline import import_lazy_modules
 
         import_lazy_modules()
