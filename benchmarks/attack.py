@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import re
 import contextlib
 import errno
 import hashlib
@@ -67,6 +68,7 @@ class Tally:
     files_touched: int = 0
     state_leaks: int = 0
     hangs: int = 0
+    corpus_errors: int = 0  # a class that stopped on a bug of its own (not latbench's): its later inputs untried
     by_class: dict[str, int] = field(default_factory=collections.Counter)
     failed_by_class: dict[str, int] = field(default_factory=collections.Counter)
     failures: list[str] = field(default_factory=list)
@@ -199,7 +201,11 @@ def main() -> int:
         for name, section in SECTIONS.items():
             if not args.only or name in args.only:
                 with in_class(name):
-                    section(box / name.split()[0])
+                    try:
+                        section(box / "-".join(re.findall(r"\w+", name)))  # one directory per class
+                    except Exception as exc:  # noqa: BLE001 - a bug of the corpus: said, the other classes go on
+                        T.failures.append(f"corpus error: [{name}] {type(exc).__name__}: {exc}"[:400])
+                        T.corpus_errors += 1
     totals = {k: v for k, v in T.__dict__.items() if k not in ("failures", "by_class", "failed_by_class")}
     totals["seconds"] = round(time.monotonic() - start, 1)
     totals["by_class"] = {k: {"inputs": v, "failures": T.failed_by_class.get(k, 0)} for k, v in T.by_class.items()}
@@ -1197,6 +1203,11 @@ SECTIONS["tiny limits"] = tiny_limits
 
 # A process that user code ends (os._exit from a thread, SIGKILL), a signal it raises (SIGINT is a Ctrl-C
 # there) or a thread it leaves running cannot be survived, nor undone, in this one process: workers only.
+FACTORY_TOO = {"print", "fork", "thread_busy", "sigterm_handler", "flush_denormal", "env_clear", "default_device_meta",
+               "returns_str"}
+# In this process too (--in-process): the guard's own restores; measure() II covers every action in-process.
+IN_PROCESS_TOO = {"print", "flush_denormal", "perf_counter_patch", "env_var", "warnings_error", "sigterm_handler",
+                  "default_device_meta", "setprofile", "nice", "recursion_low"}
 NOT_IN_PROCESS2 = {"fork", "thread_busy", "thread_setter", "thread_exits_process", "raise_sigint", "raise_sigterm",
                    "del_exit"}
 
@@ -1215,10 +1226,10 @@ def hostile_code2(box: Path) -> None:
     reference: set[str] | None = None
     for action in ["print", *hostile_factory.ACTIONS2]:
         for stage, mode in (("forward", []), ("factory", []), ("forward", ["--in-process"])):
-            if mode and action in NOT_IN_PROCESS2:
+            if mode and (action in NOT_IN_PROCESS2 or action not in IN_PROCESS_TOO):
                 continue
-            if action.startswith("del_") and stage == "factory":
-                continue  # acts when the module is freed, whatever the stage
+            if stage == "factory" and action not in FACTORY_TOO:
+                continue  # the same action in a factory: the same guard checks it (after the build)
             d = box / f"{action}-{stage}{'-in-process' if mode else ''}"
             d.mkdir()
             suite = d / "h.yaml"
@@ -1806,7 +1817,7 @@ def concurrent(box: Path) -> None:
         return codes
 
     for k in (2, 3):
-        for trial in range(2):
+        for trial in range(1):
             d = box / f"runs-{k}-{trial}"
             finish(f"{k} runs into one directory", [start("run", str(TINY), *QUICK, "--results-dir", str(d))
                                                      for _ in range(k)], {0})
@@ -1815,7 +1826,7 @@ def concurrent(box: Path) -> None:
                 T.fail("results_lost", f"{k} runs into one directory", f"{[m.get('status') for m in metas]}")
     base = box / "base"
     csv = _run_dir(base)
-    for trial in range(3):
+    for trial in range(2):
         d = box / f"resume-{trial}"
         shutil.copytree(base, d)
         m = d / csv.with_suffix(".json").name
@@ -1830,7 +1841,7 @@ def concurrent(box: Path) -> None:
                                      "--results-dir", str(shards), "--shard", f"{i}/2"])
         assert r.exit_code == 0, r.output
     parts = sorted(str(p) for p in shards.glob("*.csv") if not p.name.endswith("-samples.csv"))
-    for trial in range(3):
+    for trial in range(2):
         out = box / f"merged-{trial}.csv"
         codes = finish("three merges into one -o at once", [start("merge", *parts, "-o", str(out), "-q")
                                                             for _ in range(3)], {0, 2})
@@ -1893,7 +1904,7 @@ def signals_elsewhere(box: Path) -> None:
 
     for kind in ("ab", "merge", "calibrate", "calibrate --suite", "report"):
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            for _ in range(3):
+            for _ in range(2):
                 args, out = command(kind)
                 delay = rng.uniform(0.2, 4.0)
                 name = f"{sig.name} {delay:.2f} s into {kind}"

@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Callable, Iterator
+from typing import Iterator
 
 REFIRE_S = 0.1  # after a time limit, CaseTimeout is raised again this often until the block ends
 MAX_LIMIT_S = 1e8  # setitimer overflows above ~1e9 s; a limit this long is no limit
@@ -311,25 +311,16 @@ def guard_stdio() -> None:
         setattr(sys, name, _PipeSafe(stream, loud=name == "stdout"))
 
 
-def exit_quietly_on_interrupt() -> Callable[[], None]:
-    """For the command line's very first lines, before its imports (typer, rich, pydantic take ~0.2 s),
-    and for every command: a Ctrl-C, SIGTERM or SIGHUP then ends the process with 130/143/129 (a
-    SystemExit, so files being written are cleaned up), not a KeyboardInterrupt traceback or a death
-    that leaves a temporary file. Commands replace it (signals_as_interrupts) where they save work.
-    Returns what puts the previous handlers back (a command run in-process, e.g. by tests)."""
+def exit_quietly_on_interrupt() -> None:
+    """For the command line's very first lines, before its imports (typer, rich, pydantic take ~0.2 s):
+    a Ctrl-C, SIGTERM or SIGHUP then ends the process with 130/143/129 and no traceback. Commands
+    replace it (signals_as_interrupts, entered for every command by the app's callback)."""
     if not _can_use_signals():
-        return lambda: None
+        return
 
     def on_signal(signum, frame):  # noqa: ARG001
         raise SystemExit(128 + signum)
 
-    previous = {}
     for sig in STOP_SIGNALS:
         if signal.getsignal(sig) in (signal.default_int_handler, signal.SIG_DFL):
-            previous[sig] = signal.signal(sig, on_signal)
-
-    def restore() -> None:
-        if _can_use_signals():
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-    return restore
+            signal.signal(sig, on_signal)

@@ -166,3 +166,24 @@ def test_the_two_orders_are_pooled_round_by_round():
     failed = [dict(r, status="failed", error="boom") if r["case"] == "net@head" else r for r in r2]
     (d,) = judge_rows([{**r, "experiment": "E"} for r in both_orders(r1 + failed, s1 + s2)], lambda _k: 0.05)
     assert d.status == "failed" and d.failed_side == "candidate"
+
+
+def test_an_interrupted_ab_is_never_judged(tmp_path, monkeypatch):
+    """Issue 22, second attack: a signal during `ab` left a partial run that was judged (or raised
+    IndexError); it stops the command with 128 + N, nothing judged."""
+    import signal
+
+    from latbench import ab, faults
+    from latbench.ab import Side
+    from latbench.records import CaseSpec
+    from latbench.run import session
+
+    stopped = session.RunOutcome(interrupted=session.Interruption("SIGTERM", int(signal.SIGTERM), None, "", [], [], ""))
+    monkeypatch.setattr(session, "run_sources", lambda *a, **k: stopped)
+    monkeypatch.setattr(ab, "factory_modules", lambda specs: None)
+    case = CaseSpec(suite="mine", experiment="E", case="net", scale=1, builder="user",
+                    params=(("factory", "abpkg.net:make"),), blocks=1, batch=1, height=8, width=8, baseline_case="net")
+    sides = (Side("base", "a", tmp_path), Side("head", "b", tmp_path))
+    with pytest.raises(faults.Interrupted) as info:
+        ab.run_ab([case], sides, fake_backend=True)
+    assert info.value.exit_code == 143

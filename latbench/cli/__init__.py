@@ -43,4 +43,4 @@ def main(ctx: typer.Context,
                                                          is_eager=True, help="Show the version.")] = None) -> None:
     """latbench: `run` a suite, `compare` results, `gate` a CI build."""
     faults.guard_stdio()  # odd encodings and a closed stdout (| head -1) never end in a traceback
-    ctx.call_on_close(faults.exit_quietly_on_interrupt())  # SIGINT/TERM/HUP: exit 128+N; handlers back after
+    ctx.with_resource(faults.signals_as_interrupts())  # SIGINT/TERM/HUP: Interrupted, exit 128+N; handlers back after

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from latbench import faults
 from latbench.cli.common import (DebugOpt, DeviceName, Format, FormatOpt, JsonOpt, OutputOpt, QuietOpt,
                                  ThresholdOpt, at_least, command, err, fail)
 from latbench.cli.results import finish_gate
@@ -48,5 +49,8 @@ def ab_cmd(
                                    f"measuring {label} (base and head interleaved)", highlight=False, markup=False))
     except LatbenchError as exc:
         fail(exc, debug)
+    except faults.Interrupted as exc:  # nothing judged: never a gate's 0 or 1
+        err.print(f"interrupted by {exc}: nothing was judged", style="yellow", highlight=False, markup=False)
+        raise typer.Exit(exc.exit_code) from None
     outcome = decide(result.comparison.deltas, relax)
     finish_gate(result.comparison, outcome, Format.json if as_json else fmt, "latbench ab", output)

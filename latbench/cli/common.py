@@ -41,10 +41,18 @@ class ReadableCommand(TyperCommand):
 
 
 class ReadableGroup(TyperGroup):
-    """The app itself: its -h, as a command's."""
+    """The app itself: its -h, as a command's; a stop signal no command handled is exit 128 + N."""
 
     def get_help_option(self, ctx):
         return _plain_help(super().get_help_option(ctx))
+
+    def invoke(self, ctx):
+        from latbench.faults import Interrupted
+
+        try:
+            return super().invoke(ctx)
+        except Interrupted as exc:  # click would say 'Aborted!' and exit 1, the code of a failed gate
+            raise typer.Exit(exc.exit_code) from None
 
 
 def _plain_help(opt):
