@@ -36,6 +36,7 @@ from latbench.compare import DEFAULT_ALPHA, Comparison, Delta, classify, network
 from latbench.errors import LatbenchError, SuiteError
 from latbench.records import KEY_COLUMNS, CaseSpec
 from latbench.stats import geometric_mean
+from latbench.verdict import revoke_oversubscribed_pass
 
 SIDES = ("base", "head")
 ALIAS = "_latbench_ab_{side}"
@@ -299,6 +300,9 @@ def both_orders(rows: Sequence[dict[str, Any]], samples: Sequence[dict[str, Any]
             continue
         lo, hi = median_ci_dependent(ratios)
         gm = lambda a, b: geometric_mean([float(a), float(b)])  # noqa: E731
+        # a pair judged on both orders is oversubscribed where any of its four rows was (no pass on it)
+        over = {"oversubscribed": any(r.get("oversubscribed") is True for r in four)}
+        b1, h1 = {**b1, **over}, {**h1, **over}
         out.append({**b1, "experiment": exp, "latency_ms": gm(b1["latency_ms"], b2["latency_ms"]),
                     "samples": int(b1.get("samples") or 0) + int(b2.get("samples") or 0)})
         out.append({**h1, "experiment": exp, "latency_ms": gm(h1["latency_ms"], h2["latency_ms"]),
@@ -345,11 +349,12 @@ def judge_rows(rows: Sequence[dict[str, Any]], thr: Callable[[dict[str, Any]], f
         ratio, lo, hi = (float(h.get(c) if h.get(c) is not None else math.nan)
                          for c in ("ratio_to_baseline", "ratio_ci_low", "ratio_ci_high"))
         status, significant = classify(ratio, lo, hi, t)
-        out.append(Delta(key, status, t, base_ms=geometric_mean([bms]), cand_ms=geometric_mean([hms]), ratio=ratio,
-                         ci_low=lo, ci_high=hi, significant=significant, method=METHOD, base_runs=1, cand_runs=1,
-                         note="; ".join(n for n in (f"changed network: {changed}" if changed else "",
-                                                    f"{h.get('samples')} paired rounds" + (
-                                                        ", both build orders" if "both" in str(
-                                                            h.get("ratio_interval") or "") else "")) if n),
-                         changed=changed))
+        d = Delta(key, status, t, base_ms=geometric_mean([bms]), cand_ms=geometric_mean([hms]), ratio=ratio,
+                  ci_low=lo, ci_high=hi, significant=significant, method=METHOD, base_runs=1, cand_runs=1,
+                  note="; ".join(n for n in (f"changed network: {changed}" if changed else "",
+                                             f"{h.get('samples')} paired rounds" + (
+                                                 ", both build orders" if "both" in str(
+                                                     h.get("ratio_interval") or "") else "")) if n),
+                  changed=changed)
+        out.append(revoke_oversubscribed_pass(d, {"base": [b], "head": [h]}))
     return [dataclasses.replace(d, note="; ".join(n for n in (d.note, to_decide(d)) if n)) for d in out]

@@ -33,7 +33,7 @@ from latbench.runsets import check_sides, fingerprint_coverage, fingerprint_diff
 from latbench.stats import (data_to_decide, floor_run_interval, geometric_mean, log_sd_pct, pooled_log_sd,
                             ratio_from_runs, ratio_noise_sds)
 from latbench.stats import ratio_from_samples as _bootstrap_ratio
-from latbench.verdict import defined, gate_status, significant as _significant
+from latbench.verdict import defined, gate_status, revoke_oversubscribed_pass, significant as _significant
 
 __all__ = ["STATUSES", "Comparison", "Delta", "Run", "classify", "compare", "expand_paths", "fingerprint_coverage",
            "fingerprint_differences", "load_runs", "noise_warnings", "ratio_from_runs", "ratio_from_samples",
@@ -91,6 +91,8 @@ class Delta:
     # status "failed": "candidate" when the candidate failed (a failure of the change), "baseline" when
     # only the baseline did (nothing to compare with). The gate decides on this, never on the note's words.
     failed_side: str = ""
+    # the sides ("baseline", "candidate", "base", "head") with a row measured oversubscribed: no pass on them
+    oversubscribed: str = ""
 
     @property
     def label(self) -> str:
@@ -101,6 +103,7 @@ class Delta:
         d = asdict(self)
         key = d.pop("key")
         d.pop("failed_side")  # the note says it in words; the output columns stay as they were
+        d.pop("oversubscribed")
         for lo, hi in (("ci_low", "ci_high"), ("norm_ci_low", "norm_ci_high")):
             if not defined(d[lo], d[hi]):  # undefined or absurd: no numbers (verdict.defined)
                 d[lo] = d[hi] = math.nan
@@ -155,6 +158,9 @@ def to_decide(d: "Delta") -> str:
     """For an inconclusive case: what it would take to decide (more runs, more time), in words."""
     if d.status != "inconclusive":
         return ""
+    if d.oversubscribed:
+        return ("to decide: rerun where the benchmark has a core of its own (other processes took its CPU "
+                "during the measurement; see the row's cpu_per_wall)")
     lo, hi = (d.norm_ci_low, d.norm_ci_high) if d.method.startswith("normalized") else (d.ci_low, d.ci_high)
     if d.method == "samples-bootstrap+floor":
         return ("to decide: >= 2 runs per side (one run a side carries the run-to-run noise floor, which "
@@ -361,11 +367,12 @@ def _delta(k: tuple, key_cols: list[str], b: list, c: list, nb: int, nc: int, th
         p, method = math.nan, "samples-bootstrap+floor"
     status, significant = classify(ratio, lo, hi, t)
     norm = _norm_ratio(bok, cok, alpha, pools.get("ratio_to_baseline", (math.nan, 0)))
-    return Delta(key, status, t, base_ms=geometric_mean(bm), cand_ms=geometric_mean(cm),
-                 ratio=ratio, ci_low=lo, ci_high=hi, p_value=p, significant=significant, method=method,
-                 base_runs=len(bm), cand_runs=len(cm), run_noise_pct=noise, baseline_case=base_case,
-                 norm_ratio=norm[0], norm_ci_low=norm[1], norm_ci_high=norm[2], note="; ".join(notes),
-                 changed=changed)
+    d = Delta(key, status, t, base_ms=geometric_mean(bm), cand_ms=geometric_mean(cm),
+              ratio=ratio, ci_low=lo, ci_high=hi, p_value=p, significant=significant, method=method,
+              base_runs=len(bm), cand_runs=len(cm), run_noise_pct=noise, baseline_case=base_case,
+              norm_ratio=norm[0], norm_ci_low=norm[1], norm_ci_high=norm[2], note="; ".join(notes),
+              changed=changed)
+    return revoke_oversubscribed_pass(d, {"baseline": [row for _, row in bok], "candidate": [row for _, row in cok]})
 
 
 # Columns that say which network a row measured: if they differ, the sides ran different networks.
@@ -415,7 +422,8 @@ def _normalized(d: Delta) -> Delta:
         return dataclasses.replace(d, note=(note + "; " if note else "") +
                                    "no normalized CI (needs >= 3 runs in all): judged on absolute latency")
     status, significant = classify(d.norm_ratio, d.norm_ci_low, d.norm_ci_high, d.threshold)
-    return dataclasses.replace(d, status=status, significant=significant, method="normalized-runs-welch")
+    return revoke_oversubscribed_pass(dataclasses.replace(d, status=status, significant=significant,
+                                                          method="normalized-runs-welch"))
 
 
 def _norm_ratio(b: list, c: list, alpha: float, pool: tuple[float, int] = (math.nan, 0)) -> tuple[float, float, float]:

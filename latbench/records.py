@@ -23,7 +23,10 @@ from typing import Any
 #       device_name (its CPU model or GPU name), so a run merged from shards or measured on a Ray fleet
 #       keeps each row's machine. Older files read host = the metadata fingerprint's hostname and
 #       device_name = its GPU (device_settings) or CPU model where the metadata is at hand, else "".
-SCHEMA_VERSION = 5
+#   6 - oversubscription (issue 21): appended cpu_per_wall (CPU seconds the measuring process got per wall
+#       second of its group's measurement) and oversubscribed (a CPU row below 0.85: no verdict passes on
+#       it). Older files read cpu_per_wall NaN, oversubscribed False.
+SCHEMA_VERSION = 6
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,8 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "ratio_interval", "repeats", "ratio_process_spread_pct", "ratio_between_pct", "ratio_unstable",
     # schema 5: which machine measured the row (run --on ray, latbench merge; issue 26)
     "host", "device_name",
+    # schema 6: did the measuring process get its CPU (latbench/telemetry.py; CPU seconds per wall second)
+    "cpu_per_wall", "oversubscribed",
 )
 
 # Columns of the raw samples file beside it (one row per timed block).

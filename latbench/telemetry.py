@@ -41,6 +41,13 @@ UNDER_LOAD_CORES = 0.5
 # The benchmark cores' clock moving by more than 15 % (max vs min sample) within a group means the
 # machine changed speed under the measurement (thermal or power limits, governor ramps).
 CPU_CLOCK_SPREAD = 0.15
+# The measuring process on a CPU for less than 85 % of the measurement's wall time (CPU seconds per wall
+# second, all its threads): other processes took its core for the rest, and time they take inside a timed
+# block is added to both sides of a comparison alike, so a slowdown reads smaller than it is (a +5 % change
+# measured +1.4-2.0 % at 2-3x oversubscription, docs/compare-and-gate.md). Verdicts revoke a pass on such
+# rows (compare.revoke_oversubscribed_pass). CPU measurements only: a host thread waiting on a GPU is idle
+# by design. With several threads only the gross case (not even one core's worth) is caught.
+OVERSUBSCRIBED_CPU_PER_WALL = 0.85
 
 # NVML clock-event (throttle) reasons that mean the GPU was held below its clocks by power or heat.
 # Idle, application-clock settings, sync boost and display clocks are not throttling.
@@ -62,7 +69,7 @@ THROTTLE_FIELDS = {74: "sw_power_cap", 75: "thermal", 269: "sw_thermal", 270: "h
 THROTTLE_POLICIES = {0: "sw_power_cap", 1: "thermal"}
 
 TELEMETRY_COLUMNS = ("cpu_freq_mhz", "cpu_load_pct", "gpu_sm_clock_mhz", "gpu_temp_c", "gpu_power_w",
-                     "throttled", "under_load", "gpu_throttle_reasons")
+                     "throttled", "under_load", "gpu_throttle_reasons", "cpu_per_wall", "oversubscribed")
 
 
 @dataclass(frozen=True)
@@ -79,11 +86,24 @@ class Telemetry:
     under_load: bool = False
     gpu_throttle_reasons: str | None = None  # ";"-joined GPU_REASON_BITS names seen ("none": no bit set)
     gpu_compute_processes: int | None = None  # most compute processes on the GPU at once (latbench included)
+    cpu_per_wall: float | None = None  # CPU seconds of the measuring process per wall second of the window
+    oversubscribed: bool = False  # a CPU measurement with cpu_per_wall < OVERSUBSCRIBED_CPU_PER_WALL
     notes: tuple[str, ...] = ()  # why a flag is set, in 'short: detail' warning form
     samples: int = 0
 
     def columns(self) -> dict[str, Any]:
         return {name: _round(getattr(self, name)) for name in TELEMETRY_COLUMNS}
+
+
+def oversubscribed_cpu(cpu_per_wall: float | None) -> bool:
+    """Whether a CPU measurement's process got less of a CPU than it asked for (None: unknown, not flagged)."""
+    return cpu_per_wall is not None and cpu_per_wall < OVERSUBSCRIBED_CPU_PER_WALL
+
+
+def oversubscribed_text(cpu_per_wall: float) -> str:
+    return (f"oversubscribed: the measuring process ran on a CPU for only {100 * cpu_per_wall:.0f}% of the "
+            f"measurement (other processes took its core for the rest); a slowdown reads smaller than it is "
+            f"under preemption, so no verdict passes on this row: give the benchmark a core of its own")
 
 
 def _round(v: Any) -> Any:
@@ -118,8 +138,10 @@ class TelemetrySampler:
     def __init__(self, threads: int = 1, gpu_index: int | None = None, interval_s: float | None = SAMPLE_INTERVAL_S,
                  psutil_mod: Any = psutil, nvml: Any = None, clock: Callable[[], float] = time.monotonic,
                  thermal_root: Path = Path("/sys/devices/system/cpu"), gpu_uuid: str | None = None,
-                 own_gpu_processes: int = 1):
+                 own_gpu_processes: int = 1, judge_cpu_share: bool = False):
         self.threads, self.gpu_index, self.interval_s = max(1, threads), gpu_index, interval_s
+        # flag oversubscription: for the real CPU timing backend only (not CUDA, not the fake backend)
+        self.judge_cpu_share = judge_cpu_share
         self.own_gpu_processes = max(1, own_gpu_processes)  # latbench's own compute processes on the GPU
         self.gpu_uuid = gpu_uuid
         self._ps, self._nvml_mod, self._clock, self._thermal_root = psutil_mod, nvml, clock, thermal_root
@@ -131,6 +153,13 @@ class TelemetrySampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+
+    @classmethod
+    def for_device(cls, device: Any, own_gpu_processes: int = 1) -> "TelemetrySampler":
+        """The sampler for a devices.Device's measurements (run/session and run/workers build it here)."""
+        return cls(threads=device.threads or 1, gpu_index=device.telemetry_gpu_index(),
+                   gpu_uuid=device.telemetry_gpu_uuid(), own_gpu_processes=own_gpu_processes,
+                   judge_cpu_share=str(getattr(device.backend, "name", "")) == "cpu:perf_counter_ns")
 
     def start(self) -> None:
         self._gpu_note = None
@@ -207,7 +236,9 @@ class TelemetrySampler:
         wall = self._clock() - w.t0
         cores = _try(lambda: self._ps.cpu_count(logical=True)) or 1
         sys1, own1, thermal1 = self._sys_busy(), self._own_busy(), self._thermal_events()
-        load_pct = other = None
+        load_pct = other = own_per_wall = None
+        if wall > 0 and w.own0 is not None and own1 is not None:
+            own_per_wall = (own1 - w.own0) / wall
         if wall > 0 and w.sys_busy0 is not None and sys1 is not None:
             busy = (sys1 - w.sys_busy0) / wall  # cores busy, all processes
             load_pct = min(100.0, max(0.0, 100 * busy / cores))
@@ -239,6 +270,9 @@ class TelemetrySampler:
         if other_gpu:
             notes.append(f"under load: {other_gpu} other process(es) computed on the GPU "
                          f"({w.gpu_procs} compute processes on it at once); stop them for trustworthy times")
+        oversubscribed = self.judge_cpu_share and oversubscribed_cpu(own_per_wall)
+        if oversubscribed:
+            notes.append(oversubscribed_text(own_per_wall))
         if self._gpu_note:
             notes.append(self._gpu_note)
         reasons = None
@@ -249,7 +283,8 @@ class TelemetrySampler:
             gpu_sm_clock_mhz=_mean(w.sm_clocks), gpu_temp_c=max(w.temps) if w.temps else None,
             gpu_power_w=_mean(w.powers), throttled=throttled,
             under_load=(other is not None and other > UNDER_LOAD_CORES) or bool(other_gpu),
-            gpu_throttle_reasons=reasons, gpu_compute_processes=w.gpu_procs, notes=tuple(notes), samples=w.samples)
+            gpu_throttle_reasons=reasons, gpu_compute_processes=w.gpu_procs, notes=tuple(notes), samples=w.samples,
+            cpu_per_wall=own_per_wall, oversubscribed=oversubscribed)
 
     def _sys_busy(self) -> float | None:
         """Seconds of CPU time all processes have used, summed over cores (steal counts as busy)."""

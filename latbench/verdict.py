@@ -22,8 +22,9 @@ So the gate passes only what the interval excludes: a slowdown of the threshold 
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Callable, Literal
+from typing import Any, Callable, Literal, Sequence
 
 HOLDS = "holds"
 FAILS = "fails"
@@ -141,3 +142,22 @@ def judge_band(lo: float, hi: float, band_lo: float, band_hi: float) -> str:
 def decisive(word: str) -> bool:
     """A claim's verdict that the interval decides (holds in any size, equivalent, fails), not unclear."""
     return word in CLAIM_WORDS and word != UNCLEAR
+
+
+def revoke_oversubscribed_pass(d: Any, sides: dict[str, Sequence[Any]] | None = None) -> Any:
+    """A compare.Delta's pass (same, faster) read off rows measured oversubscribed is no pass: time other
+    processes take inside a timed block lands on both sides alike and shrinks a slowdown's ratio towards 1
+    (telemetry.OVERSUBSCRIBED_CPU_PER_WALL), so such a case is inconclusive. `slower` stands (the slowdown
+    is at least what was measured). sides: {side name: its rows (pandas rows or dicts)}; None: the sides the
+    Delta already records (a re-judged Delta, e.g. --normalized)."""
+    if sides is not None:
+        over = [side for side, rows in sides.items() if any(_flag(row.get("oversubscribed")) for row in rows)]
+        d = dataclasses.replace(d, oversubscribed=" and ".join(over))
+    if not d.oversubscribed or d.status not in ("same", "faster"):
+        return d
+    note = f"oversubscribed: the {d.oversubscribed} was measured on an oversubscribed CPU; not a pass"
+    return dataclasses.replace(d, status="inconclusive", note="; ".join(n for n in (d.note, note) if n))
+
+
+def _flag(v: Any) -> bool:
+    return v is True or (type(v).__name__ in ("bool", "bool_") and bool(v)) or str(v).strip().lower() == "true"

@@ -42,9 +42,9 @@ def _sampler(ps, clock, **kw):
     return TelemetrySampler(threads=1, interval_s=None, psutil_mod=ps, clock=lambda: clock.now_s, **kw)
 
 
-def _cpu_window(tmp_path, seconds, own_cores, other_cores):
+def _cpu_window(tmp_path, seconds, own_cores, other_cores, **kw):
     ps, clock = FakePsutil(), FakeClock()
-    s = _sampler(ps, clock, thermal_root=tmp_path)
+    s = _sampler(ps, clock, thermal_root=tmp_path, **kw)
     s.start()
     clock.advance(seconds)
     ps.tick(seconds, own_cores=own_cores, other_cores=other_cores)
@@ -58,6 +58,26 @@ def test_quiet_cpu_window_is_not_flagged(tmp_path):
     assert not t.throttled and not t.under_load and t.notes == ()
     assert t.gpu_sm_clock_mhz is None  # CPU run: no GPU columns
     assert set(t.columns()) == set(TELEMETRY_COLUMNS)
+
+
+def test_a_process_that_got_too_little_cpu_is_oversubscribed(tmp_path):
+    """CPU seconds per wall second below 0.85: other processes took the measuring process's core."""
+    t = _cpu_window(tmp_path, 2.0, own_cores=0.5, other_cores=1.5, judge_cpu_share=True)
+    assert t.oversubscribed and abs(t.cpu_per_wall - 0.5) < 1e-9
+    assert any(n.startswith("oversubscribed: the measuring process ran on a CPU for only 50%") for n in t.notes)
+    assert t.columns()["oversubscribed"] is True and t.columns()["cpu_per_wall"] == 0.5
+    # at the bound's right side, and where it is not judged (CUDA, the fake backend): not flagged
+    assert not _cpu_window(tmp_path, 2.0, own_cores=0.86, other_cores=1.5, judge_cpu_share=True).oversubscribed
+    t = _cpu_window(tmp_path, 2.0, own_cores=0.5, other_cores=1.5)
+    assert not t.oversubscribed and not any(n.startswith("oversubscribed") for n in t.notes)
+    assert abs(t.cpu_per_wall - 0.5) < 1e-9  # still recorded
+
+
+def test_the_sampler_judges_cpu_share_only_for_the_real_cpu_backend():
+    from latbench import devices
+
+    assert TelemetrySampler.for_device(devices.get("cpu", threads=1, fake=False)).judge_cpu_share
+    assert not TelemetrySampler.for_device(devices.get("cpu", threads=1, fake=True)).judge_cpu_share
 
 
 def test_other_processes_flag_under_load(tmp_path):

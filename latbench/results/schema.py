@@ -36,7 +36,7 @@ STRING_COLUMNS: tuple[str, ...] = (
     "latency_semantics", "l2", "gpu_throttle_reasons", "roofline_ceiling",
     "ratio_interval", "host", "device_name",
 )
-BOOL_COLUMNS: tuple[str, ...] = ("ratio_differs", "throttled", "under_load", "ratio_unstable")
+BOOL_COLUMNS: tuple[str, ...] = ("ratio_differs", "throttled", "under_load", "ratio_unstable", "oversubscribed")
 # Numeric: the rest of the declared columns (a column this version does not know is left as pandas reads it).
 NUMERIC_COLUMNS: tuple[str, ...] = tuple(c for c in dict.fromkeys(RESULT_COLUMNS + SAMPLE_COLUMNS)
                                          if c not in STRING_COLUMNS and c not in BOOL_COLUMNS)
@@ -51,6 +51,8 @@ SCHEMA_ADDED: dict[int, dict[str, Any]] = {
         "ratio_between_pct": float("nan"), "ratio_unstable": False},
     # the machine that measured a row: from the run's metadata where the reader has it (fill_identity)
     5: {"host": "", "device_name": ""},
+    # before schema 6 nobody looked: unknown, and not flagged (older verdicts keep their meaning)
+    6: {"cpu_per_wall": float("nan"), "oversubscribed": False},
 }
 IDENTITY_COLUMNS = ("host", "device_name")
 # Columns each schema version added to the samples file, and the value older files imply.

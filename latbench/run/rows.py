@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import math
 import socket
+import statistics
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
@@ -18,6 +19,7 @@ from typing import Any, Iterable, Sequence
 from latbench import roofline
 from latbench.records import RESULT_COLUMNS, SAMPLE_COLUMNS, SCHEMA_VERSION, CaseSpec, Cost, Measurement, Ratio
 from latbench.results.schema import FAILED, OK, SKIPPED
+from latbench.telemetry import oversubscribed_cpu, oversubscribed_text
 from latbench.run.options import option_name
 from latbench.stats import paired_ratio, pool_processes, relative_halfwidth, summarize
 
@@ -258,7 +260,15 @@ def _pool_rows(rows: Sequence[Any], samples: Sequence[dict[str, Any]], k: int, c
                 images_per_s=1e3 * first.batch / lat.value, batches_per_s=1e3 / lat.value,
                 stop_reason=Counter(r.stop_reason for r in ok).most_common(1)[0][0], repeats=len(ok),
                 warmup_iters=sum(int(r.warmup_iters or 0) for r in ok))
-    notes = [n for n in first.notes if n.code not in ("noisy", "ratio_noisy")]  # one process's noise: re-judged below
+    # one process's noise and CPU share: re-judged below over all processes
+    notes = [n for n in first.notes if n.code not in ("noisy", "ratio_noisy", "oversubscribed")]
+    shares = [float(r.cpu_per_wall) for r in ok if r.cpu_per_wall is not None and math.isfinite(r.cpu_per_wall)]
+    if shares:
+        share = statistics.median(shares)
+        over = any(r.oversubscribed for r in ok) and oversubscribed_cpu(share)
+        cols.update(cpu_per_wall=round(share, 2), oversubscribed=over)
+        if over:
+            notes.append(Note("oversubscribed", oversubscribed_text(share)))
     if len(ok) < k:
         why = next((r.error for r in rows if r.error), "")
         notes.append(Note("processes_failed", f"{k - len(ok)} of {k} processes failed: {why}"))

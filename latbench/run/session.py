@@ -170,8 +170,7 @@ def hardware(opts: RunOptions, device: Device, fingerprint: dict[str, Any], even
                                        f"(delete {rl.cache_file()} to re-measure)")
         for dtype, why in missing.items():
             events.on_note("roofline", f"roofline: no {dtype} ceiling ({why}); its rows get no roofline bound")
-    return {"telemetry": TelemetrySampler(threads=device.threads or 1, gpu_index=device.telemetry_gpu_index(),
-                                          gpu_uuid=device.telemetry_gpu_uuid()),
+    return {"telemetry": TelemetrySampler.for_device(device),
             "ceilings": ceilings, "profile": opts.profile}
 
 

@@ -151,8 +151,7 @@ def _worker(conn: Any, job: Job) -> None:
         if job.telemetry:
             from latbench.telemetry import TelemetrySampler
 
-            tele = TelemetrySampler(threads=dev.threads or 1, gpu_index=dev.telemetry_gpu_index(),
-                                    gpu_uuid=dev.telemetry_gpu_uuid(), own_gpu_processes=1 + job.manager_gpu_processes)
+            tele = TelemetrySampler.for_device(dev, own_gpu_processes=1 + job.manager_gpu_processes)
         cfg = RunConfig(device=dev, run_id=job.run_id, modes=job.modes, schedule=job.schedule, policy=job.policy,
                         seed=job.seed, case_timeout_s=job.case_timeout_s, telemetry=tele, ceilings=job.ceilings,
                         profile=job.profile, api=job.api, worker=True)
