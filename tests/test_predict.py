@@ -150,10 +150,11 @@ def test_a_block_the_table_lacks_is_fitted_from_the_others(table_file, tmp_path)
 
 
 def test_calibration_is_the_geometric_mean_with_a_conformal_interval():
-    pairs = {f"n{i}": (10.0, 10.0 * math.exp(r)) for i, r in enumerate([-0.2, -0.1, 0.0, 0.1, 0.2] * 2)}
+    logs = [-0.3, -0.1, 0.0, 0.05, 0.1, 0.12, 0.13, -0.05, 0.02, 0.03]  # mean 0
+    pairs = {f"n{i}": (10.0, 10.0 * math.exp(r + 0.5)) for i, r in enumerate(logs)}
     cal = calibrate(pairs)
-    assert cal["factor"] == pytest.approx(1.0) and cal["n"] == 10
-    assert cal["log_halfwidth"] == pytest.approx(0.2)  # ceil(11 * 0.9) = 10th smallest |residual|
+    assert cal["factor"] == pytest.approx(math.exp(0.5)) and cal["n"] == 10  # geometric, not arithmetic, mean
+    assert cal["log_halfwidth"] == pytest.approx(0.3)  # ceil(11 * 0.9) = 10th smallest |residual| (9th: 0.13)
     assert conformal_halfwidth([0.1, 0.2, 0.3], 0.9) == math.inf  # 3 networks cannot give 90 %
     with pytest.raises(latbench.errors.LatbenchError, match="at least 2"):
         calibrate({"a": (1.0, 2.0)})
