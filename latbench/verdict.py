@@ -155,7 +155,8 @@ def revoke_oversubscribed_pass(d: Any, sides: dict[str, Sequence[Any]] | None = 
         d = dataclasses.replace(d, oversubscribed=" and ".join(over))
     if not d.oversubscribed or d.status not in ("same", "faster"):
         return d
-    note = f"oversubscribed: the {d.oversubscribed} was measured on an oversubscribed CPU; not a pass"
+    were = "were" if " and " in d.oversubscribed else "was"
+    note = f"oversubscribed: the {d.oversubscribed} {were} measured on an oversubscribed CPU; not a pass"
     return dataclasses.replace(d, status="inconclusive", note="; ".join(n for n in (d.note, note) if n))
 
 

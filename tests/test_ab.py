@@ -83,8 +83,12 @@ def test_same_code_on_both_sides_passes(tmp_path, suite):
     write_code(tmp_path / "a", 2)
     write_code(tmp_path / "b", 2)
     r, doc = _ab(suite, tmp_path / "a", tmp_path / "b", "--allow-import", "--threshold", "25%", *FAST)
+    assert 0.75 < doc["cases"][0]["ratio"] < 1.33, r.output
+    if "oversubscribed" in doc["cases"][0]["note"]:  # a loaded test machine: no pass, and it says why
+        assert r.exit_code == 1 and doc["cases"][0]["status"] == "inconclusive", r.output
+        return
     assert r.exit_code == 0, r.output
-    assert doc["cases"][0]["status"] in ("same", "faster") and 0.75 < doc["cases"][0]["ratio"] < 1.33
+    assert doc["cases"][0]["status"] in ("same", "faster")
 
 
 def _git(repo, *args):
