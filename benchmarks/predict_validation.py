@@ -102,8 +102,8 @@ def summary(err: dict[str, float], covered: dict[str, bool] | None = None) -> di
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", type=Path, default=ROOT / "results" / "predict-validation")
-    ap.add_argument("--block-max-time", type=float, default=0.1, help="latbench lut build --max-time (0.1 s)")
-    ap.add_argument("--net-max-time", type=float, default=3.0, help="latbench run --max-time (3 s)")
+    ap.add_argument("--block-max-time", type=float, default=0.05, help="latbench lut build --max-time (0.05 s)")
+    ap.add_argument("--net-max-time", type=float, default=2.0, help="latbench run --max-time (2 s)")
     ap.add_argument("--repeats", type=int, default=3, help="latbench run --repeats (3)")
     ap.add_argument("--networks", help="comma-separated subset (smoke tests)")
     ap.add_argument("--reuse", type=Path, help="analyse the table and runs of an earlier --work/<time> folder again")
@@ -306,7 +306,9 @@ def markdown(r: dict[str, Any]) -> str:
     t = r["timing"]
     lines = [f"# Latency prediction from measured blocks: validation ({r['date']})", "",
              f"Machine: {fp.get('cpu_model')}, {fp.get('cpu_logical_cores')} logical cores (KVM VM, shared), torch "
-             f"{fp.get('torch')}, 1 thread, batch 1, CPU. Command: `{r['command']}` (under `taskset -c 1`). "
+             f"{fp.get('torch')}, 1 thread, batch 1, CPU. Measured from {Path(r['settings']['work']).name} (UTC) by "
+             f"`python benchmarks/predict_validation.py` under `taskset -c 1`"
+             f"{'; analysed again by `' + r['command'] + '`' if r['settings'].get('reuse') else ''}. "
              f"Load average {r['load_avg_before'][0]:.1f} before, {r['load_avg_after'][0]:.1f} after; "
              f"{r['elapsed_s'] / 60:.1f} min in all.", "",
              f"Calibration split: the {len(r['calibration_split'])} Table 8 cases; held out: the "

@@ -198,3 +198,25 @@ def test_predict_prints_the_breakdown_with_shares_flops_and_mac(table_file):
 
     with torch.no_grad():
         assert p["flops"] == count_call(residual(), torch.randn(1, 3, 16, 16)).flops
+
+
+def test_a_missing_block_is_fitted_by_its_own_kind_when_the_table_has_enough_of_it():
+    from latbench.predict.blocks import Block
+    from latbench.predict.model import MIN_FIT, predict_blocks
+    from latbench.predict.table import new_table
+
+    table = new_table("cpu", 1, "eager", "throughput", {})
+    for i in range(MIN_FIT + 2):  # convs: 1 ms per GFLOP; copies: another law, which a fit over all would mix in
+        f = (i + 1) * 1e9
+        table.blocks[f"c{i}"] = {"kind": "conv", "label": "c", "flops": f, "mac_bytes": 0, "latency_ms": f / 1e9}
+        table.blocks[f"k{i}"] = {"kind": "copy", "label": "k", "flops": f, "mac_bytes": 0, "latency_ms": (i + 1) ** 2}
+    import latbench.predict.model as model
+
+    block = Block([], {"ops": [], "inputs": []}, "conv", "new conv")
+    orig = model._block_cost
+    model._block_cost = lambda b: (int(3.5e9), 0, 0)
+    try:
+        p = predict_blocks("n", [("new", block)], table, calibrated=False)
+    finally:
+        model._block_cost = orig
+    assert p.blocks[0].how == "fitted" and p.blocks[0].latency_ms == pytest.approx(3.5, rel=1e-6)

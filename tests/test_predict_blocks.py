@@ -78,3 +78,17 @@ def test_a_block_replays_on_the_cpu_with_the_shapes_of_the_network():
     assert tuple(outs[0].shape) == (1, 8, 16, 16)  # the stem
     assert [b.kind for b in blocks] == ["conv", "conv_dw", "conv", "conv", "elementwise", "pool", "linear"]
     assert blocks[4].label.endswith("+relu")  # relu(x + y): the add with its activation
+
+
+def test_a_replayed_block_reads_inputs_with_the_recorded_strides():
+    """ShuffleNet V2's chunk hands the next block a channel slice: the replay keeps its strides."""
+    model, x = build_network("shufflenet_v2", {"width": 0.5}, 1, 1, 64, 64, "meta")
+    strided = 0
+    for b in network_blocks(model, x):
+        with torch.device("meta"):
+            m = BlockModule(b.desc)
+        for i, info in enumerate(b.desc["inputs"]):
+            t = getattr(m, f"in{i}")
+            assert list(t.stride()) == info["stride"] and list(t.shape) == info["shape"]
+            strided += list(t.stride()) != list(torch.empty(info["shape"], device="meta").stride())
+    assert strided > 0
