@@ -427,3 +427,16 @@ def test_the_cli_writer_applies_the_policy_at_write_time_too(tmp_path, run_csv):
             cli_write("x", target)
         assert exc.value.code == 2
     assert out.read_text() == "mine\n" and not run_csv.with_suffix(".lock").exists()
+
+
+def test_a_directory_part_that_is_a_dangling_link_is_refused(tmp_path):
+    """Issue 22's corpus: `report --out DANGLING` (and -o DANGLING/x) created the link's target directory
+    and wrote the report there."""
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    for target in (tmp_path / "dangling" / "x.txt", tmp_path / "dangling" / "sub" / "x.txt"):
+        with pytest.raises(OutputRefused, match="symbolic link to nothing"):
+            write_output(target, "text")
+    csv = write_run(tmp_path / "res", {"g=1": 1.0, "g=2": 1.2}, seed=1)
+    r = CliRunner().invoke(app, ["report", str(csv), "--out", str(tmp_path / "dangling"), "-q"])
+    assert r.exit_code == 2 and "symbolic link to nothing" in r.stderr, r.output
+    assert not (tmp_path / "nowhere").exists()

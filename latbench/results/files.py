@@ -174,7 +174,13 @@ def resolve_output(path: str | os.PathLike[str]) -> Path:
     if not text.strip() or name in ("", ".", "..") or "\0" in text:
         raise OutputRefused("is not a file name", where=repr(text) if text.strip() == "" else text,
                             hint="give the path of a file, e.g. -o out.txt")
-    return Path(os.path.realpath(os.path.dirname(os.path.abspath(text)))) / name
+    parent = existing = os.path.dirname(os.path.abspath(text))
+    while not os.path.lexists(existing) and existing != os.path.dirname(existing):
+        existing = os.path.dirname(existing)  # the nearest part of the path that is there
+    if os.path.islink(existing) and not os.path.exists(existing):  # creating it would create the link's target
+        raise OutputRefused("is a symbolic link to nothing, which latbench never writes through", where=existing,
+                            hint="remove the link, or give a path inside a real directory")
+    return Path(os.path.realpath(parent)) / name
 
 
 def _peek(path: Path) -> bytes:
