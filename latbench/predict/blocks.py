@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -278,14 +278,49 @@ def _random(info: dict[str, Any], device: Any) -> torch.Tensor:
     return base.as_strided(shape, stride)
 
 
+Getter = Callable[[list, list], Any]
+
+
+def _pick(out: Any, k: int) -> Any:
+    return out[k] if isinstance(out, (list, tuple)) else out
+
+
+def _compile(tree: Any, device: Any) -> tuple[Any, Getter | None]:
+    """An argument as (constant, None), or (None, getter(inputs, outputs)) where it reads tensors: the
+    markers and constants are resolved once, so a call does no more Python work than it must."""
+    if isinstance(tree, dict):
+        if "in" in tree:
+            i = tree["in"]
+            return None, lambda ins, outs: ins[i]
+        if "o" in tree:
+            j, k = tree["o"]
+            return None, lambda ins, outs: _pick(outs[j], k)
+        for marker in ("dtype", "memory_format", "layout"):
+            if marker in tree:
+                return getattr(torch, tree[marker]), None
+        if "device" in tree:
+            return device, None
+        raise BlockError(f"unknown marker {tree!r} in a block", hint="rebuild the table with this latbench")
+    if isinstance(tree, list):
+        parts = [_compile(v, device) for v in tree]
+        if all(g is None for _, g in parts):
+            return [c for c, _ in parts], None
+        return None, lambda ins, outs: [g(ins, outs) if g is not None else c for c, g in parts]
+    return tree, None
+
+
 class BlockModule(nn.Module):
     """Replays a block's ops on random tensors of its inputs' shapes; `forward(x)` ignores x (the run
     wing's input) and returns the last op's output."""
 
     def __init__(self, desc: dict[str, Any]):
         super().__init__()
-        self.ops = [(_resolve(name), args) for name, args in desc["ops"]]
         device = torch.empty(0).device  # the device the builder runs under (meta to count, the run's device)
+        self.ops = []
+        for name, (args, kwargs) in desc["ops"]:
+            const, get = _compile(args, device)
+            kw = {k: _compile(v, device) for k, v in kwargs.items()}
+            self.ops.append((_resolve(name), const, get, kw))
         for i, info in enumerate(desc["inputs"]):
             self.register_buffer(f"in{i}", _random(info, device))
         self.n_inputs = len(desc["inputs"])
@@ -293,31 +328,12 @@ class BlockModule(nn.Module):
     def forward(self, x: torch.Tensor) -> Any:
         ins = [getattr(self, f"in{i}") for i in range(self.n_inputs)]
         outs: list[Any] = []
-        device = ins[0].device if ins else x.device
-
-        def value(tree: Any) -> Any:
-            if isinstance(tree, dict):
-                if "in" in tree:
-                    return ins[tree["in"]]
-                if "o" in tree:
-                    j, k = tree["o"]
-                    o = outs[j]
-                    return o[k] if isinstance(o, (list, tuple)) else o
-                if "dtype" in tree:
-                    return getattr(torch, tree["dtype"])
-                if "device" in tree:
-                    return device
-                if "memory_format" in tree:
-                    return getattr(torch, tree["memory_format"])
-                if "layout" in tree:
-                    return getattr(torch, tree["layout"])
-                raise BlockError(f"unknown marker {tree!r} in a block", hint="rebuild the table with this latbench")
-            if isinstance(tree, list):
-                return [value(v) for v in tree]
-            return tree
-
-        for fn, (args, kwargs) in self.ops:
-            outs.append(fn(*value(args), **{k: value(v) for k, v in kwargs.items()}))
+        for fn, const, get, kw in self.ops:
+            args = get(ins, outs) if get is not None else const
+            if kw:
+                outs.append(fn(*args, **{k: g(ins, outs) if g is not None else c for k, (c, g) in kw.items()}))
+            else:
+                outs.append(fn(*args))
         return outs[-1] if outs else x
 
 
