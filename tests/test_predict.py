@@ -220,3 +220,11 @@ def test_a_missing_block_is_fitted_by_its_own_kind_when_the_table_has_enough_of_
     finally:
         model._block_cost = orig
     assert p.blocks[0].how == "fitted" and p.blocks[0].latency_ms == pytest.approx(3.5, rel=1e-6)
+
+
+@pytest.mark.parametrize("cmd", [["lut"], ["lut", "build"], ["predict"]])
+def test_dash_h_and_no_python_types_in_help(cmd):
+    r = CliRunner().invoke(app, [*cmd, "-h"], env={"COLUMNS": "80"})
+    assert r.exit_code == 0 and "Usage:" in r.output
+    for leak in ("<bool>", "<list[", "<int", "<float", "<str>", "<path>", "range", "[x>="):
+        assert leak not in r.output, f"{cmd} -h shows {leak}"
