@@ -228,3 +228,15 @@ def test_dash_h_and_no_python_types_in_help(cmd):
     assert r.exit_code == 0 and "Usage:" in r.output
     for leak in ("<bool>", "<list[", "<int", "<float", "<str>", "<path>", "range", "[x>="):
         assert leak not in r.output, f"{cmd} -h shows {leak}"
+
+
+def test_audit_shows_the_prediction_beside_the_measured_latency(table_file, tmp_path):
+    r = runner.invoke(app, ["audit", NET, "--input", "3x16x16", "--rounds", "1", "-o", str(tmp_path / "a"),
+                            "--table", str(table_file), "-q"])
+    assert r.exit_code == 0, r.output
+    p = latbench.predict(NET, 3, 16, 16, table=table_file)
+    assert f"predicted from blocks ({table_file}): {p.latency_ms:.3f} ms" in r.output.replace("\n", "")
+    assert "against the measured" in r.output
+    foreign = _rewrite(table_file, tmp_path / "f.json", lambda d: d["fingerprint"].update(cpu_model="X"))
+    r = runner.invoke(app, ["audit", NET, "--input", "3x16x16", "-o", str(tmp_path / "b"), "--table", str(foreign)])
+    assert r.exit_code == 2 and "another machine" in r.output and not (tmp_path / "b").exists()

@@ -75,6 +75,7 @@ def audit_cmd(
     name: Annotated[Optional[str], typer.Option(metavar="STEM", help="File stem of the outputs (default audit-<model>).")] = None,
     force: Annotated[bool, typer.Option("--force", metavar="", help="Replace existing outputs of the same stem (never a run's files, never through a symbolic link).")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", metavar="", help="Do not list written files on stderr.")] = False,
+    table: Annotated[Optional[Path], typer.Option("--table", metavar="TABLE", help="Also show the latency predicted from this table of measured blocks ('latbench lut build') beside the measured one.")] = None,
     debug: Annotated[bool, typer.Option("--debug", metavar="", help="Show tracebacks for user errors too.")] = False,
 ) -> None:
     """Guideline audit of one network on the CPU: per layer multiply-adds, MAC bytes, arithmetic intensity, share of time, time above its roofline bound and the ShuffleNet V2 guideline it strains (G1-G4); a ranking of where it loses time against FLOPs. Markdown, CSV and a figure."""
@@ -82,12 +83,24 @@ def audit_cmd(
     from latbench.report.audit import write_audit
 
     try:
+        if table is not None:  # the table is checked (machine, version) before the audit measures anything
+            from latbench.predict.api import open_table, predict_networks
+            from latbench.predict.networks import resolve
+
+            lut, _ = open_table(table)
+            predicted = predict_networks(resolve([model], input=input_shape, batch=batch, kwargs=kwargs), lut)[0]
         a = run_audit(model, input_shape, kwargs, batch=batch, dtype=dtype, threads=threads, rounds=rounds)
         md, csv_path, fig = write_audit(a, out_dir, name, force)
     except LatbenchError as exc:
         fail(exc, debug)
     out.print(f"{a.target}: {a.whole_ms:.3f} ms per forward; layers' op time {100 * a.ops_ms / a.whole_ms:.0f} % "
               f"of it (adds up within tolerance: {'yes' if a.adds_up else 'no'})", highlight=False)
+    if table is not None:
+        p = predicted
+        out.print(f"predicted from blocks ({table}): {p.latency_ms:.3f} ms [{p.low_ms:.3f}, {p.high_ms:.3f}] "
+                  f"({int(p.level * 100)} % interval{'' if p.calibrated else ', uncalibrated'}), "
+                  f"{100 * (p.latency_ms / a.whole_ms - 1):+.1f} % against the measured {a.whole_ms:.3f} ms",
+                  highlight=False, markup=False)
     for i, layer in enumerate(a.ranking(5), 1):
         out.print(f"  {i}. {layer.name} ({layer.kind}): {100 * layer.time_share:.1f} % of time, "
                   f"{100 * layer.flops_share:.1f} % of FLOPs {layer.guideline}", highlight=False, markup=False)

@@ -32,7 +32,7 @@ class Network:
 
 
 def resolve(names: Sequence[str], *, input: str | None = None, batch: int = 1, platform: str = "cpu",
-            allow_import: bool = False) -> list[Network]:
+            allow_import: bool = False, kwargs: str | None = None) -> list[Network]:
     """The networks NETWORK... names, in order (LatbenchError, located, for a name that is none)."""
     from latbench.models.networks import NETWORKS
     from latbench.run.sources import SuiteSource
@@ -46,7 +46,8 @@ def resolve(names: Sequence[str], *, input: str | None = None, batch: int = 1, p
     models = [n for n in names if n in NETWORKS or ":" in n]
     sources = []
     if models:
-        sources.append(SuiteSource(build_suite(ModelRequest(models=tuple(models), input=input, batches=(batch,)))))
+        sources.append(SuiteSource(build_suite(ModelRequest(models=tuple(models), input=input, batches=(batch,),
+                                                            kwargs=(kwargs,) if kwargs else ()))))
     for n in names:
         if n in models:
             continue
