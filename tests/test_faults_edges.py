@@ -291,3 +291,28 @@ def test_a_results_file_that_lies_is_refused_and_never_judged(tmp_path, damage, 
                  ["compare", str(a), str(b)]):
         r = CliRunner().invoke(app, [*args, "-q"])
         assert r.exit_code == 2 and said in one_line(r.stderr), r.output
+
+
+def test_measure_refuses_a_results_dir_that_names_no_directory(tmp_path, monkeypatch):
+    """results_dir='' wrote the run's three files into the working directory."""
+    monkeypatch.chdir(tmp_path)
+    for bad in ("", "   "):
+        with pytest.raises(MeasureError, match="results_dir="):
+            measure(nn.Linear(4, 4), torch.randn(2, 4), results_dir=bad, fake_backend=True, quick=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resume_of_a_run_whose_files_are_links_to_another_run_is_refused(tmp_path):
+    """--resume through links replaced them by files of their own: one run then lived in two places."""
+    csv = write_run(tmp_path / "real", {"g=1": 1.0, "g=2": 1.2}, seed=1)
+    links = tmp_path / "links"
+    links.mkdir()
+    for suffix in (".csv", "-samples.csv", ".json"):
+        (links / (csv.stem + suffix)).symlink_to(csv.with_name(csv.stem + suffix))
+    before = {p.name: p.read_bytes() for p in csv.parent.iterdir()}
+    r = CliRunner().invoke(app, ["run", str(ROOT / "tests" / "data" / "tiny.yaml"), "--quick", "--no-roofline", "-q",
+                                 "--in-process", "--results-dir", str(links), "--resume", str(links / csv.name)],
+                           env={"LATBENCH_FAKE_BACKEND": "1"})
+    assert r.exit_code == 2 and "symbolic link" in one_line(r.stderr), r.output
+    assert all(p.is_symlink() for p in links.iterdir())
+    assert {p.name: p.read_bytes() for p in csv.parent.iterdir()} == before
