@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = ROOT / "latbench" / "cli"
-COMMANDS = ["run", "list", "env", "report", "audit", "compare", "gate", "calibrate", "merge", "ab"]
+COMMANDS = ["run", "list", "env", "report", "audit", "compare", "gate", "calibrate", "merge", "ab", "predict"]
 
 
 def _imports(path: Path) -> set[str]:

@@ -19,6 +19,7 @@ from latbench import faults
 from latbench.api import MeasureError, measure
 from latbench.cli import app
 from latbench.errors import SuiteError
+from latbench.results.schema import SCHEMA_VERSION
 from latbench.suite.load import load_suite
 from resultfiles import write_run
 
@@ -260,7 +261,8 @@ def test_measure_refuses_an_int_beyond_any_float_and_a_model_that_refuses_eval()
 @pytest.mark.parametrize("damage, said", [
     ("duplicated latency_ms", "column latency_ms appears twice"),
     ("schema_version abc", "is not a schema number"),
-    ("schema_version 5.5", "uses schema 5.5"),
+    (f"schema_version {SCHEMA_VERSION + 0.5:g}", f"uses schema {SCHEMA_VERSION + 0.5:g}"),  # above this one
+    ("schema_version 1.5", "is not a schema number"),
     ("metadata of another run", "the metadata of run"),
     ("samples of another run", "the samples are of another run"),
     ("half the rows gone", "which no row has"),

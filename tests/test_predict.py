@@ -37,11 +37,23 @@ def predict_json(table, *nets, extra=()):
     return json.loads(r.stdout)
 
 
-@pytest.fixture(scope="module")
-def table_file(tmp_path_factory):
+@pytest.fixture(scope="module", autouse=True)
+def _fake_backend():
+    """This module times with the fake backend, and gives the variable back: a leaked
+    LATBENCH_FAKE_BACKEND made later modules' runs one-process (CI, 2026-12-05)."""
     import os
 
+    old = os.environ.get("LATBENCH_FAKE_BACKEND")
     os.environ["LATBENCH_FAKE_BACKEND"] = "1"
+    yield
+    if old is None:
+        del os.environ["LATBENCH_FAKE_BACKEND"]
+    else:
+        os.environ["LATBENCH_FAKE_BACKEND"] = old
+
+
+@pytest.fixture(scope="module")
+def table_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("lut") / "t.json"
     r = runner.invoke(app, ["lut", "build", NET, WIDE, "-o", str(path), "--calibrate", *FAST])
     assert r.exit_code == 0, r.output

@@ -39,6 +39,8 @@ EXPECTED_RESULT_COLUMNS = [
     "ratio_interval", "repeats", "ratio_process_spread_pct", "ratio_between_pct", "ratio_unstable",
     # schema 5: the machine that measured the row (issue 26)
     "host", "device_name",
+    # schema 6: CPU seconds per wall second of the measuring process, and the fail-closed flag (issue 21)
+    "cpu_per_wall", "oversubscribed",
 ]
 EXPECTED_SAMPLE_COLUMNS = ["run_id", "suite", "experiment", "case", "scale", "device", "mode", "batch",
                            "round", "position", "iters", "latency_ms", "dtype", "memory_format", "threads",

@@ -194,7 +194,7 @@ def read_results(path: str | Path) -> pd.DataFrame:
                                where=str(path), hint="upgrade latbench")
         odd = df[~((number >= schema.OLDEST_SCHEMA) & (number == number.round()))]
         if len(odd):
-            raise ResultsError(f"line {int(odd.index[0]) + 2}: schema_version {odd['schema_version'].iloc[0]!r} is "
+            raise ResultsError(f"line {int(odd.index[0]) + 2}: schema_version '{odd['schema_version'].iloc[0]}' is "
                                "not a schema number", where=str(path), hint="the file is damaged; re-run 'latbench run'")
         versions = set(number.astype(int))
         schema.migrate(df, min(versions) if versions else schema.OLDEST_SCHEMA)
