@@ -140,7 +140,7 @@ def main() -> None:
                   timing={"lut_build_fused_s": t_build, "fused_blocks": n_fused, "lut_build_extra_operators_s": t_ops,
                           "blocks_total": len(json.loads(table_path.read_text())["blocks"]), "whole_networks_run_s": t_run,
                           **warm_prediction(table_path, next(n for n in names if n not in table8))},
-                  settings=vars(args) | {"work": str(work)}, load_avg_before=load_before, load_avg_after=os.getloadavg(),
+                  settings=vars(args) | {"work": str(work), "cpus": sorted(os.sched_getaffinity(0))}, load_avg_before=load_before, load_avg_after=os.getloadavg(),
                   elapsed_s=time.time() - started)
     from latbench.env import fingerprint
 
@@ -301,13 +301,22 @@ def warm_prediction(table: Path, name: str) -> dict[str, float]:
     return {"warm_predict_api_s": api, "warm_predict_cli_s": time.perf_counter() - t0, "warm_predict_network": name}
 
 
+def _pinning(settings: dict[str, Any]) -> str:
+    """' on CPUs 0' when the benchmark ran pinned (taskset), '' when it could use every core (or an older
+    file did not record it: the text said 'under taskset -c 1' whatever the pinning was)."""
+    cpus = settings.get("cpus")
+    if not cpus or len(cpus) >= (os.cpu_count() or 0):
+        return ""
+    return f" pinned to CPU {','.join(map(str, cpus))} (`taskset -c {','.join(map(str, cpus))}`)"
+
+
 def markdown(r: dict[str, Any]) -> str:
     fp = r["fingerprint"]
     t = r["timing"]
     lines = [f"# Latency prediction from measured blocks: validation ({r['date']})", "",
              f"Machine: {fp.get('cpu_model')}, {fp.get('cpu_logical_cores')} logical cores (KVM VM, shared), torch "
              f"{fp.get('torch')}, 1 thread, batch 1, CPU. Measured from {Path(r['settings']['work']).name} (UTC) by "
-             f"`python benchmarks/predict_validation.py` under `taskset -c 1`"
+             f"`python benchmarks/predict_validation.py`{_pinning(r['settings'])}"
              f"{'; analysed again by `' + r['command'] + '`' if r['settings'].get('reuse') else ''}. "
              f"Load average {r['load_avg_before'][0]:.1f} before, {r['load_avg_after'][0]:.1f} after; "
              f"{r['elapsed_s'] / 60:.1f} min in all.", "",
