@@ -53,6 +53,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from latbench.cli import app  # noqa: E402
 from latbench.results import files as results_files  # noqa: E402
+from latbench.results.schema import SCHEMA_VERSION  # noqa: E402
 
 TINY = ROOT / "tests" / "data" / "tiny.yaml"
 
@@ -816,27 +817,37 @@ def hostile_code(box: Path) -> None:
                     continue
                 if os.environ.get("LATBENCH_ATTACK_SHORT") and (mode or stage == "factory"):
                     continue
-                d = box / f"{action}-{stage}{'-in-process' if mode else ''}"
-                d.mkdir()
-                suite = d / "h.yaml"
-                suite.write_text(HOSTILE_SUITE.format(action=action, stage=stage))
-                probe = d / "probe.txt"
-                before = tree(box)
-                name = f"user code {action} in its {stage}{' --in-process' if mode else ''}"
-                p = sub(name, _cli("run", str(suite), *QUICK, "--allow-import", "--format", "csv", "--results-dir",
-                                   str(d / "res"), *mode), {**ENV, "LATBENCH_ATTACK_PROBE": str(probe)}, {0, 1},
-                        timeout=300, cwd=d)
-                wrong = touched_outside(before, tree(box), [d / "res", probe])
-                if wrong:
-                    T.fail("files_touched", name, ", ".join(wrong[:5]))
-                if p.returncode not in (0, 1):
-                    continue
-                _check_hostile_run(name, d / "res", p.stdout, action)
-                states = _probe_states(probe, d)
-                if reference is None and action == "print":
-                    reference = states
-                if reference is not None and not states <= reference:
-                    T.fail("state_leaks", name, f"probes saw {sorted(states - reference)}, a clean run {sorted(reference)}")
+                reference = _hostile_case(box, action, stage, mode, reference)
+
+
+def _hostile_case(box: Path, action: str, stage: str, mode: list[str], reference: set[str] | None,
+                  settle_s: float = 0.0) -> set[str] | None:
+    """One suite whose factory or forward does `action`, run by the CLI: nothing written outside its
+    results, its rows checked, and the state its probes saw compared with the clean run's ('print'
+    runs first and gives the reference, which is returned)."""
+    d = box / f"{action}-{stage}{'-in-process' if mode else ''}"
+    d.mkdir()
+    suite = d / "h.yaml"
+    suite.write_text(HOSTILE_SUITE.format(action=action, stage=stage))
+    probe = d / "probe.txt"
+    before = tree(box)
+    name = f"user code {action} in its {stage}{' --in-process' if mode else ''}"
+    p = sub(name, _cli("run", str(suite), *QUICK, "--allow-import", "--format", "csv", "--results-dir",
+                       str(d / "res"), *mode), {**ENV, "LATBENCH_ATTACK_PROBE": str(probe)}, {0, 1},
+            timeout=300, cwd=d)
+    time.sleep(settle_s)  # a forked child ends at its next guard check
+    wrong = touched_outside(before, tree(box), [d / "res", probe])
+    if wrong:
+        T.fail("files_touched", name, ", ".join(wrong[:5]))
+    if p.returncode not in (0, 1):
+        return reference
+    _check_hostile_run(name, d / "res", p.stdout, action)
+    states = _probe_states(probe, d)
+    if reference is None and action == "print":
+        reference = states
+    if reference is not None and not states <= reference:
+        T.fail("state_leaks", name, f"probes saw {sorted(states - reference)}, a clean run {sorted(reference)}")
+    return reference
 
 
 def _check_hostile_run(name: str, res: Path, stdout: str, action: str) -> None:
@@ -1248,28 +1259,7 @@ def hostile_code2(box: Path) -> None:
                 continue  # in this process: measure() II covers every action
             if stage == "factory" and action not in FACTORY_TOO:
                 continue  # the same action in a factory: the same guard checks it (after the build)
-            d = box / f"{action}-{stage}{'-in-process' if mode else ''}"
-            d.mkdir()
-            suite = d / "h.yaml"
-            suite.write_text(HOSTILE_SUITE.format(action=action, stage=stage))
-            probe = d / "probe.txt"
-            before = tree(box)
-            name = f"user code {action} in its {stage}{' --in-process' if mode else ''}"
-            p = sub(name, _cli("run", str(suite), *QUICK, "--allow-import", "--format", "csv", "--results-dir",
-                               str(d / "res"), *mode), {**ENV, "LATBENCH_ATTACK_PROBE": str(probe)}, {0, 1},
-                    timeout=300, cwd=d)
-            time.sleep(0.2)  # a forked child ends at its next guard check
-            wrong = touched_outside(before, tree(box), [d / "res", probe])
-            if wrong:
-                T.fail("files_touched", name, ", ".join(wrong[:5]))
-            if p.returncode not in (0, 1):
-                continue
-            _check_hostile_run(name, d / "res", p.stdout, action)
-            states = _probe_states(probe, d)
-            if reference is None and action == "print":
-                reference = states
-            if reference is not None and not states <= reference:
-                T.fail("state_leaks", name, f"probes saw {sorted(states - reference)}, a clean run {sorted(reference)}")
+            reference = _hostile_case(box, action, stage, mode, reference, settle_s=0.2)
 
 
 SECTIONS["hostile user code II"] = hostile_code2
@@ -1449,7 +1439,8 @@ def hostile_files(box: Path) -> None:
         "a latency of NaN": (both(_set("latency_ms", "NaN")), True),
         "ratio_to_baseline -1": (both(_set("ratio_to_baseline", "-1")), False),
         "a CI low above its high": (both(_set("latency_ci_low_ms", "1e9")), False),
-        "schema_version 6 everywhere": (both(_set("schema_version", "6", "all")), True),
+        # a schema above this latbench's (a fixed "6" stopped being one when schema 6 landed)
+        f"schema_version {SCHEMA_VERSION + 1} everywhere": (both(_set("schema_version", str(SCHEMA_VERSION + 1), "all")), True),
         "schema_version 5.5 everywhere": (both(_set("schema_version", "5.5", "all")), True),
         "schema_version abc everywhere": (both(_set("schema_version", "abc", "all")), True),
         "schema_version empty everywhere": (both(_set("schema_version", "", "all")), True),
@@ -1485,7 +1476,9 @@ def hostile_files(box: Path) -> None:
         for label, args, expect in (
                 ("gate (candidate)", ["gate", "-b", str(other), "-c", str(csv), "-q"], exits if broken else {0, 1}),
                 ("gate (baseline)", ["gate", "-b", str(csv), "-c", str(other), "-q"], exits if broken else {0, 1}),
-                ("compare", ["compare", str(other), str(csv), "-q"], exits if broken else {0, 1}),
+                # compare answers (0) or refuses (2); with every row skipped it answers 'skipped' (0)
+                ("compare", ["compare", str(other), str(csv), "-q"],
+                 {0, 2} if dname == "every row skipped" else exits if broken else {0, 1}),
                 ("calibrate", ["calibrate", str(other), str(csv), "-q"], {0, 1, 2}),
                 ("report", ["report", str(csv), "-q", "-o", str(box / f"rep-{i}" / "r.md")], {0, 2}),
                 ("merge", ["merge", str(csv), "-o", str(box / f"merged-{i}.csv"), "-q"], {2})):

@@ -35,7 +35,7 @@ QUICK_POLICY = StopPolicy(warmup_s=0.05, warmup_min_iters=2, block_s=0.01, min_r
 # a one-process run there (docs/intervals.md has the measurements).
 DEFAULT_REPEATS = 6
 QUICK_REPEATS = 1  # --quick is a smoke test: one process, its interval labelled within one process
-REPRODUCE_REPEATS = 3  # benchmarks/reproduce.sh (REPEATS=3) and the --repeats hint
+REPRODUCE_REPEATS = 3  # the --repeats hint's example
 # A worker's warm-up on CPU when the budget is shared by N processes: the device's warm-up / N, but at
 # least this, and at least CPU_WORKER_WARMUP_CALLS calls: a fresh process's first call (allocation,
 # oneDNN primitive creation) is in the untimed warm-up, and so is a second, warm one. Three calls in
