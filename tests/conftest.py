@@ -13,3 +13,7 @@ import signal  # noqa: E402
 
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+# nohup ignores SIGHUP the same way; a Python-level handler that does nothing keeps this process
+# immune to a hangup while its children, after exec, start with the default disposition.
+if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
+    signal.signal(signal.SIGHUP, lambda signum, frame: None)

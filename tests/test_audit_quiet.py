@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 CODE = """
 import torch
 from latbench import audit
@@ -16,6 +18,7 @@ print("layers", len(a.layers))
 """
 
 
+@pytest.mark.slow
 def test_audit_prints_no_profiler_lines(tmp_path):
     r = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, timeout=300,
                        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LATBENCH_CACHE": str(tmp_path)})

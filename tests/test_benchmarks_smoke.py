@@ -152,6 +152,7 @@ def test_ratio_stability_coverage_arithmetic_on_planted_runs():
     assert s["cov"]["unstable"] == ["E/b/x1"] and s["wall_s"] == {"s": 1.0}
 
 
+@pytest.mark.slow
 def test_ratio_stability_worker_runs_in_a_separate_process(tmp_path):
     suite = tmp_path / "tiny.yaml"
     suite.write_text(TINY_SUITE)

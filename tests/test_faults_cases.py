@@ -146,6 +146,7 @@ cases:
 """
 
 
+@pytest.mark.slow
 def test_resume_of_an_interrupted_sweep_measures_every_point(tmp_path, monkeypatch):
     """Issue 14: resuming a `sweep:` run marked it complete after 2 of 8 rows (groups keyed on
     experiment x scale). Interrupt after the first point; the resume must measure all the others."""

@@ -210,6 +210,7 @@ def test_a_fifo_at_a_runs_lock_name_never_hangs_a_reader(tmp_path):
     assert p.returncode == 2 and "its process died" in one_line(p.stderr), p.stderr
 
 
+@pytest.mark.slow
 def test_a_closed_stdout_at_start_is_dev_null_for_the_run_and_its_workers(tmp_path):
     """`latbench run ... >&-`: fd 1 closed at start made the workers' sys.stdout None (tracebacks, every
     case failed), and the next file opened would have become fd 1."""

@@ -35,6 +35,7 @@ CRASHES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("action", list(CRASHES))
 def test_a_crashing_or_stuck_case_fails_alone_under_isolate(tmp_path, monkeypatch, action):
     monkeypatch.setenv("LATBENCH_FAKE_BACKEND", "1")

@@ -103,6 +103,7 @@ def test_the_reusable_workflow_runs_the_script_with_latbench_installed_not_the_u
     assert not any("pip install -e" in str(s.get("run", "")) for s in steps)
 
 
+@pytest.mark.slow
 def test_a_rerun_into_the_same_folder_prints_its_own_verdict(tmp_path):
     """Issue 21: gate.md was appended and the first match printed, so a re-run showed the old verdict."""
     repo = _user_repo(tmp_path)

@@ -38,6 +38,7 @@ def test_a_missing_dependency_exits_2_naming_it(monkeypatch, capsys):
     assert "needs pydantic" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_each_section_runs_in_its_own_process_and_fails_alone(tmp_path):
     targets = [(name, f"acceptance_toys:{name}") for name in ("ok", "poison", "clean", "fails", "raises", "crashes",
                                                                "hangs")]
@@ -141,6 +142,7 @@ def test_the_cli_section_end_to_end_on_the_cpu(tmp_path):
     assert "--isolate" in acc.cli_command(tmp_path) and "--repeats" in acc.cli_command(tmp_path)
 
 
+@pytest.mark.slow
 def test_sections_left_when_the_budget_is_spent_fail_as_not_run(tmp_path, monkeypatch):
     monkeypatch.setattr(acc, "MIN_SECTION_S", 1)
     targets = [("hangs", "acceptance_toys:hangs"), ("ok", "acceptance_toys:ok")]

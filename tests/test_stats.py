@@ -227,6 +227,7 @@ def test_rank_correlation_ranks_a_monotone_predictor_first_and_a_constant_one_at
     assert math.isnan(rank_correlation([1, 2], [1, 2]).spearman)  # too few pairs to rank
 
 
+@pytest.mark.slow
 def test_rank_correlation_interval_covers_the_population_value_at_about_its_rate():
     from latbench.stats import rank_correlation
     rng = np.random.default_rng(7)

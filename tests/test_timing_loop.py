@@ -208,6 +208,7 @@ def test_coverage_at_the_stop_holds_on_independent_rounds(no_gc_collect):
     assert sum(hits) / len(hits) >= 0.94
 
 
+@pytest.mark.slow
 def test_coverage_at_the_stop_holds_on_autocorrelated_rounds_where_the_old_rule_did_not(no_gc_collect):
     """Rounds that remember the last one (phi = 0.4): the old rule (a 95 % interval as if rounds were
     independent, looked at every round) stops on a lucky stretch (89 % with these seeds); the new one
