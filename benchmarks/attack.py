@@ -1921,8 +1921,13 @@ def signals_elsewhere(box: Path) -> None:
                 delay = rng.uniform(0.2, 4.0)
                 name = f"{sig.name} {delay:.2f} s into {kind}"
                 tried()
-                proc = subprocess.Popen(_cli(*args), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                # a temporary directory of its own: a glob of the shared /tmp saw other processes' ab
+                # directories (2026-12-05: one 'leak' that 12 interrupted abs with their own TMPDIR never showed)
+                own_tmp = box / "tmp" / str(n[0])
+                own_tmp.mkdir(parents=True)
+                proc = subprocess.Popen(_cli(*args), env={**ENV, "TMPDIR": str(own_tmp)}, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True,
+                                        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
                 time.sleep(delay)
                 with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(sig)
@@ -1936,8 +1941,7 @@ def signals_elsewhere(box: Path) -> None:
                     T.fail("tracebacks", name, err)
                 elif proc.returncode not in (0, 1, 128 + sig):
                     T.fail("other_wrong_exit", name, f"exit {proc.returncode}: {err[-300:]}")
-                left = [str(q) for q in box.rglob("*.tmp")] + [str(q) for q in Path(tempfile.gettempdir()).glob(
-                    "latbench-ab-*")]
+                left = [str(q) for q in box.rglob("*.tmp")] + [str(q) for q in own_tmp.glob("latbench-*")]
                 if left:
                     T.fail("files_touched", name, f"left behind: {left[:3]}")
                     for q in left:
@@ -1949,7 +1953,8 @@ def signals_elsewhere(box: Path) -> None:
                     if made and len(made) != 3:
                         T.fail("results_lost", name, f"a merged run in part: {made}")
     kept = {k: v for k, v in kept.items() if "__pycache__" not in k}
-    if {k: v for k, v in snapshot(box).items() if not k.startswith("outs/") and "__pycache__" not in k} != kept:
+    if {k: v for k, v in snapshot(box).items()
+            if not k.startswith(("outs/", "tmp/")) and "__pycache__" not in k} != kept:
         T.fail("results_lost", "signals elsewhere", "an input changed")
 
 
