@@ -42,6 +42,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from latbench import devices, env, roofline
 from latbench.cost import _MemoryAccessCounter, build_network
 from latbench.errors import LatbenchError
+from latbench.opbreakdown import quiet_kineto
 
 TOLERANCE = 0.10  # the layers' op time may exceed the whole network timed alone by this much (profiler overhead)
 G3_MAX_FRAGMENTS = 10  # ops per forward in one block above which its layers strain G3
@@ -252,7 +253,7 @@ def _profiled(model: nn.Module, x: torch.Tensor, scopes: _Scopes, dev: Any,
     """Per forward of `forwards` calls: {scope: its top-level ops' time, ms}, and the profiled forward's ms."""
     scopes.attach()
     scopes.profiling = True
-    os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # read at the profiler's first use: no 'USDT ... profiler_start'
+    quiet_kineto()
     try:
         with profile(activities=dev.profiler_activities()) as prof:
             for _ in range(forwards):

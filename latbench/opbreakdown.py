@@ -10,6 +10,7 @@ per-op overhead.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 import torch
@@ -25,6 +26,13 @@ FLOP_OP_NAMES = frozenset("aten::" + str(k).split(".", 1)[-1] for k in flop_regi
 OPBREAKDOWN_COLUMNS = ("op_count_per_forward", "zero_flop_time_pct")
 
 
+def quiet_kineto() -> None:
+    """Keep torch's profiler backend (kineto) from printing 'USDT: ... profiler_start/stop' to stderr on
+    every profiled block: its log level is read at the profiler's first use in a process, so call this
+    before it (a user's own KINETO_LOG_LEVEL is kept)."""
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
+
+
 def profile_forward(fn: Callable[[], object], device: Device, forwards: int = PROFILE_FORWARDS) -> dict[str, Any]:
     """op_count_per_forward (kernels on cuda, without memcpy/memset or the marker range; top-level aten
     ops on cpu) and zero_flop_time_pct (share
@@ -32,6 +40,7 @@ def profile_forward(fn: Callable[[], object], device: Device, forwards: int = PR
     dev = device
     with torch.inference_mode():
         fn()  # a call outside the trace: lazy initialisation is not the model's cost
+        quiet_kineto()
         with profile(activities=dev.profiler_activities()) as prof:
             for _ in range(forwards):
                 with record_function(_MARKER):
