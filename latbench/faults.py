@@ -311,6 +311,17 @@ def guard_stdio() -> None:
         setattr(sys, name, _PipeSafe(stream, loud=name == "stdout"))
 
 
+def default_stop_signals() -> None:
+    """For the command line's last lines, once the command has written everything: a stop signal while the
+    interpreter shuts down (torch's teardown takes ~0.3 s) ends the process at once, killed by it (a shell
+    sees 128 + N), instead of an exception inside a finalizer that prints a traceback. Ignored ones stay ignored."""
+    if not _can_use_signals():
+        return
+    for sig in STOP_SIGNALS:
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, signal.SIG_DFL)
+
+
 def exit_quietly_on_interrupt() -> None:
     """For the command line's very first lines, before its imports (typer, rich, pydantic take ~0.2 s):
     a Ctrl-C, SIGTERM or SIGHUP then ends the process with 130/143/129 and no traceback. Commands

@@ -151,6 +151,22 @@ def test_exit_quietly_on_interrupt_ends_an_import_phase_with_130_and_no_tracebac
     assert p.returncode == 130 and "Traceback" not in p.stderr, p.stderr
 
 
+def test_a_signal_while_the_interpreter_shuts_down_kills_without_a_traceback():
+    """2026-12-05 corpus: SIGINT during merge's ~0.5 s of interpreter teardown (after its files were written) ended
+    in an exception raised inside torch's finalizers, printed as a traceback. The command line's last act gives the
+    stop signals their default: the process dies of the signal at once (a shell sees 130)."""
+    code = ("import atexit, sys, time\n"
+            "atexit.register(lambda: (print('shutting down', flush=True), time.sleep(30)))\n"
+            "from latbench.__main__ import main\nsys.argv = ['latbench', '--version']\nmain()\n")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=ENV, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    lines = [p.stdout.readline(), p.stdout.readline()]
+    assert lines[0].startswith("latbench ") and lines[1] == "shutting down\n", lines
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == -signal.SIGINT and "Traceback" not in err, (p.returncode, err)
+
+
 def test_a_worker_that_cannot_be_started_fails_its_group_not_the_run(monkeypatch):
     """SIGTERM to the whole process group kills the forkserver: starting a worker then raised
     BrokenPipeError out of the manager (issue 22)."""

@@ -56,7 +56,7 @@ def test_sdist_and_the_wheel_built_from_it_ship_the_package_suites_and_entry_poi
                 if "__pycache__" not in p.parts}
     assert packages <= files  # every module, including packages added later
     assert {"latbench/data/shufflenetv2_tables.csv", "latbench/pytest_plugin.py", "latbench/api.py"} <= files
-    assert "latbench = latbench.cli:app" in entry_points
+    assert "latbench = latbench.__main__:main" in entry_points
     assert "[pytest11]" in entry_points and "latbench = latbench.pytest_plugin" in entry_points
     assert not any(f.startswith(("tests/", "results/")) for f in files)
 
