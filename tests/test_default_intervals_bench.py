@@ -24,4 +24,14 @@ def test_coverage_counts_intervals_holding_the_mean_of_the_other_runs():
     assert (one["coverage"], one["ratios_all_covered"], one["worst"]) == (0.5, 1, "a")
     assert one["wall_s_median"] == 11.0 and one["load"] == [1.0, 1.0, 1.5]
     assert six["coverage"] == 1.0 and math.isclose(six["median_halfwidth_pct"], 6.6987, rel_tol=1e-3)
-    assert "| 1 | 2 | 2 | 50.0% | 1/2 |" in di.markdown(s)
+    assert "| 1 | 2 | 2 | 50.0% | 1/2 (1.7) | 1 (1.5) | 2 |" in di.markdown(s)
+    # one rate (0.5) over two ratios judged twice: each missed at least once with 1 - 0.5^2
+    assert (one["ratios_missed"], one["ratios_missed_if_one_rate"], one["most_misses_of_a_ratio"]) == (1, 0.75 * 2, 2)
+
+
+def test_the_ceiling_of_every_run_covering_for_an_exact_interval():
+    """Two runs: |x1 - x2| <= 1.96 with x1 - x2 ~ N(0, 2): P(|Z| <= 1.96/sqrt 2) = 0.834. Four: about 0.72,
+    though each run alone covers with 0.910 (the runs share their data)."""
+    assert abs(di.all_cover_if_exact(2, draws=40_000) - 0.8343) < 0.01
+    assert abs(di.all_cover_if_exact(4, draws=40_000) - 0.720) < 0.01
+    assert di.all_cover_if_exact(4, level=0.999, draws=10_000) > 0.98
