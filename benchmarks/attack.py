@@ -904,6 +904,27 @@ sys.__stdout__.write(json.dumps({{"status": df.set_index("case")["status"].to_di
 """
 
 
+def _measured_in_a_script(name: str, args: list[str], probe: Path, box: Path) -> bool:
+    """Run a measure() script (it prints one JSON line: rows' statuses and the state before/after); score lost
+    rows and a state measure() left changed. False when there is nothing more to check."""
+    p = sub(name, [sys.executable, *args], {**ENV, "LATBENCH_ATTACK_PROBE": str(probe)}, {0}, timeout=300, cwd=box)
+    if p.returncode != 0:
+        return False
+    try:
+        got = json.loads(p.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        T.fail("results_lost", name, f"no answer: {p.stdout[-300:]!r}")
+        return False
+    if got["status"].get("p1") != "ok" or got["status"].get("p2") != "ok":
+        T.fail("results_lost", name, f"rows {got['status']}")
+    if not got["same"]:
+        T.fail("state_leaks", name, f"measure() left {got['before']} as {got['after']}")
+    if not got.get("dropped_same", True):  # the caller's object, freed by the caller: not measure()'s doing
+        print(f"  note: {name}: the state changed when the caller dropped its models (their __del__), "
+              "after measure() returned", file=sys.stderr)
+    return True
+
+
 def measure_state(box: Path) -> None:
     """measure() with a model whose forward changes the process's global state, between two probes:
     the probes saw a clean state, the probes are ok rows, and measure() hands the caller back the state
@@ -918,22 +939,8 @@ def measure_state(box: Path) -> None:
     for action in ["print", *(a for a in hostile_factory.ACTIONS if a not in NOT_IN_PROCESS | NOT_CORE | {"print"})]:
         probe = box / f"{action}.txt"
         name = f"measure() with a forward that does {action}"
-        p = sub(name, [sys.executable, str(script), action, "forward"], {**ENV, "LATBENCH_ATTACK_PROBE": str(probe)},
-                {0}, timeout=300, cwd=box)
-        if p.returncode != 0:
+        if not _measured_in_a_script(name, [str(script), action, "forward"], probe, box):
             continue
-        try:
-            got = json.loads(p.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            T.fail("results_lost", name, f"no answer: {p.stdout[-300:]!r}")
-            continue
-        if got["status"].get("p1") != "ok" or got["status"].get("p2") != "ok":
-            T.fail("results_lost", name, f"rows {got['status']}")
-        if not got["same"]:
-            T.fail("state_leaks", name, f"measure() left {got['before']} as {got['after']}")
-        if not got.get("dropped_same", True):  # the caller's object, freed by the caller: not measure()'s doing
-            print(f"  note: {name}: the state changed when the caller dropped its models (their __del__), "
-                  "after measure() returned", file=sys.stderr)
         states = {s.rsplit("|", 1)[0] for s in _probe_states(probe)}
         states = {"|".join(s.split("|")[:6]) for s in states}  # cwd: the script's, the same in every run
         if reference is None and action == "print":
@@ -1318,22 +1325,8 @@ def measure_state2(box: Path) -> None:
     for action in ["print", *(a for a in hostile_factory.ACTIONS2 if a not in NOT_IN_PROCESS2)]:
         probe = box / f"{action}.txt"
         name = f"measure() with a forward that does {action}"
-        p = sub(name, [sys.executable, str(script), action], {**ENV, "LATBENCH_ATTACK_PROBE": str(probe)}, {0},
-                timeout=300, cwd=box)
-        if p.returncode != 0:
+        if not _measured_in_a_script(name, [str(script), action], probe, box):
             continue
-        try:
-            got = json.loads(p.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            T.fail("results_lost", name, f"no answer: {p.stdout[-300:]!r}")
-            continue
-        if got["status"].get("p1") != "ok" or got["status"].get("p2") != "ok":
-            T.fail("results_lost", name, f"rows {got['status']}")
-        if not got["same"]:
-            T.fail("state_leaks", name, f"measure() left {got['before']} as {got['after']}")
-        if not got.get("dropped_same", True):  # the caller's object, freed by the caller: not measure()'s doing
-            print(f"  note: {name}: the state changed when the caller dropped its models (their __del__), "
-                  "after measure() returned", file=sys.stderr)
         states = _probe_states(probe)
         if reference is None and action == "print":
             reference = states
