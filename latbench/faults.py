@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 import threading
 from typing import Iterator
@@ -309,6 +310,30 @@ def guard_stdio() -> None:
         except (AttributeError, ValueError, OSError):
             pass
         setattr(sys, name, _PipeSafe(stream, loud=name == "stdout"))
+
+
+def run_child(cmd: list[str], grace_s: float = 60.0, pass_on_after_s: float = 1.0) -> subprocess.CompletedProcess:
+    """Run a child command to its end, its output captured. A stop signal here reaches the child too (if a
+    terminal's Ctrl-C did not already: it still runs pass_on_after_s later), which then saves what it finished
+    and exits; it is killed only when it has not within grace_s. (subprocess.run killed it at once: its run
+    file kept status 'running' and its worker's output file was left in the temporary directory.)"""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate()
+    except BaseException as exc:
+        try:
+            try:
+                proc.wait(timeout=pass_on_after_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(OSError):
+                    proc.send_signal(getattr(exc, "signum", signal.SIGINT))
+                proc.communicate(timeout=grace_s)
+        except BaseException:  # it would not stop, or a second signal: no waiting any more
+            with contextlib.suppress(OSError):
+                proc.kill()
+            proc.wait()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def default_stop_signals() -> None:

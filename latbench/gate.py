@@ -15,7 +15,6 @@ every relaxation in force. Thresholds are above 0 % and below 100 % (check_thres
 from __future__ import annotations
 
 import math
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from latbench import faults
 from latbench.compare import STATUSES, Delta
 from latbench.errors import LatbenchError, ResultsError
 from latbench.results import Run, schema
@@ -294,8 +294,8 @@ def aa_runs(suite: Path, runs: int, run_args: Sequence[str], results_dir: Path,
     for i in range(runs):
         before = set(results_dir.glob("*.csv"))
         on_run(i + 1, runs)
-        proc = subprocess.run([sys.executable, "-m", "latbench", "run", str(suite), "-q", "--results-dir",
-                               str(results_dir), *run_args], capture_output=True, text=True)
+        proc = faults.run_child([sys.executable, "-m", "latbench", "run", str(suite), "-q", "--results-dir",
+                                 str(results_dir), *run_args])  # a stop signal lets the run save, not SIGKILL
         if proc.returncode != 0:
             raise LatbenchError(f"'latbench run' exited {proc.returncode}: "
                                 f"{(proc.stderr.strip().splitlines() or [''])[-1]}", where=str(suite))

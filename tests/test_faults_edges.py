@@ -335,3 +335,28 @@ def test_resume_of_a_run_whose_files_are_links_to_another_run_is_refused(tmp_pat
     assert r.exit_code == 2 and "symbolic link" in one_line(r.stderr), r.output
     assert all(p.is_symlink() for p in links.iterdir())
     assert {p.name: p.read_bytes() for p in csv.parent.iterdir()} == before
+
+
+@pytest.mark.slow
+def test_a_signal_to_calibrate_suite_lets_its_run_save_and_leaves_no_worker_file(tmp_path):
+    """2026-12-05 corpus: SIGINT to `calibrate --suite` while its `latbench run` child measured: the child was
+    SIGKILLed (subprocess.run's clean-up), leaving its run at status 'running', its lock and its worker's
+    output file in TMPDIR. Now the signal is passed on, the run saves and says 'interrupted'."""
+    tmp, res = tmp_path / "tmp", tmp_path / "res"
+    tmp.mkdir()
+    env = {k: v for k, v in ENV.items() if k != "LATBENCH_FAKE_BACKEND"} | {"TMPDIR": str(tmp)}
+    p = subprocess.Popen([sys.executable, "-m", "latbench", "calibrate", "--suite", str(ROOT / "tests/data/tiny.yaml"),
+                          "--runs", "2", "--run-args", "--max-time 3 --no-roofline", "--results-dir", str(res), "-q"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not list(res.glob("*.json")) and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.1)
+    assert p.poll() is None and list(res.glob("*.json")), "the child run never started"
+    time.sleep(2.0)  # measuring in its workers now
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=180)
+    assert p.returncode == 128 + signal.SIGTERM and "Traceback" not in err, (p.returncode, err)
+    import json
+
+    assert [json.loads(m.read_text())["status"] for m in res.glob("*.json")] == ["interrupted"]
+    assert not list(res.glob("*.lock")) and not list(tmp.glob("latbench-*")), list(tmp.iterdir())
