@@ -101,6 +101,35 @@ class time_limit:  # noqa: N801 - used as a function: `with time_limit(seconds):
             signal.signal(signal.SIGALRM, self.previous)
 
 
+_deferred: set[int] = set()
+
+
+def _torch_importing() -> bool:
+    """Whether torch or one of its modules is being imported now (importlib marks a module's spec while its
+    code runs). An exception raised by a signal handler there can cross C++ code that torch's import calls
+    back from (pybind11), which then aborts the process: 'terminate called after throwing ...'."""
+    for name, module in list(sys.modules.items()):
+        if (name == "torch" or name.startswith("torch.")) and getattr(getattr(module, "__spec__", None),
+                                                                       "_initializing", False):
+            return True
+    return False
+
+
+def _signal_again_after_import(signum: int) -> None:
+    """Send `signum` to this process again once no torch module is being imported (once per signal)."""
+    if signum in _deferred:
+        return
+    _deferred.add(signum)
+
+    def later() -> None:
+        while _torch_importing():
+            threading.Event().wait(0.01)
+        _deferred.discard(signum)
+        os.kill(os.getpid(), signum)
+
+    threading.Thread(target=later, name="latbench-deferred-signal", daemon=True).start()
+
+
 @contextlib.contextmanager
 def signals_as_interrupts() -> Iterator[None]:
     """While inside, SIGINT, SIGTERM and SIGHUP raise Interrupted(signum); the old handlers come back after.
@@ -112,6 +141,9 @@ def signals_as_interrupts() -> Iterator[None]:
         return
 
     def on_signal(signum, frame):  # noqa: ARG001
+        if _torch_importing():  # raised there, it crosses torch's C++ import code: abort, exit -6
+            _signal_again_after_import(signum)
+            return
         raise Interrupted(signum)
 
     previous = {}

@@ -360,3 +360,29 @@ def test_a_signal_to_calibrate_suite_lets_its_run_save_and_leaves_no_worker_file
 
     assert [json.loads(m.read_text())["status"] for m in res.glob("*.json")] == ["interrupted"]
     assert not list(res.glob("*.lock")) and not list(tmp.glob("latbench-*")), list(tmp.iterdir())
+
+
+def test_a_stop_signal_while_torch_is_being_imported_waits_for_the_import():
+    """2026-12-05 corpus: SIGTERM to the process group while `run` imported torch raised Interrupted inside
+    torch's import, across its C++ code: 'terminate called after throwing pybind11::error_already_set', exit -6.
+    The handler now lets the import finish and the signal arrives again after it."""
+    code = (
+        "import importlib.machinery, os, signal, sys, time, types\n"
+        "from latbench import faults\n"
+        "m = types.ModuleType('torch._latbench_probe')\n"
+        "m.__spec__ = importlib.machinery.ModuleSpec('torch._latbench_probe', None)\n"
+        "m.__spec__._initializing = True\n"
+        "sys.modules[m.__name__] = m\n"
+        "with faults.signals_as_interrupts():\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    for _ in range(30):\n"
+        "        time.sleep(0.01)\n"
+        "    print('deferred', flush=True)\n"
+        "    m.__spec__._initializing = False\n"
+        "    try:\n"
+        "        time.sleep(10)\n"
+        "        print('never came')\n"
+        "    except faults.Interrupted as exc:\n"
+        "        print('raised', exc.signum)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60)
+    assert p.stdout.split() == ["deferred", "raised", str(int(signal.SIGTERM))], (p.stdout, p.stderr)

@@ -18,6 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("cost", "solver", "timing.prepare", "timing", "telemetry", "results", "suite"),
     ("devices", "roofline", "opbreakdown", "runsets", "compare", "run.options"),
     ("run.rows", "gate", "audit", "report"),
+    ("run.guard",),
     ("run.pipeline", "run.runfile", "run.sources", "run.warm"),
     ("run.workers",),
     ("run.session", "run.merge", "run.fleet", "run"),

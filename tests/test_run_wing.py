@@ -201,6 +201,21 @@ def test_a_case_that_changes_what_the_first_guard_missed_fails_alone_and_is_put_
     assert seen == clean  # every probe call ran in the state of a clean run
 
 
+@pytest.mark.parametrize("in_process", [False, True], ids=["workers", "in-process"])
+def test_a_factory_that_sets_the_default_device_leaves_no_device_mode_behind(tmp_path, monkeypatch, in_process):
+    """2026-12-05 corpus: set_default_device('meta') in a factory, which latbench calls inside `with
+    torch.device(...)`: torch's context then said cpu while a meta mode stayed on the mode stack, and the
+    guard's set_default_device(None) could not take it off: the next case was counted on meta."""
+    _, clean = _hostile(tmp_path / "clean", monkeypatch, "nothing", stage="factory", in_process=in_process)
+    rows, seen = _hostile(tmp_path, monkeypatch, "default_device_meta", stage="factory", in_process=in_process)
+    assert rows["bad"]["status"] == "failed" and "default device" in rows["bad"]["error"], rows["bad"]["error"]
+    assert rows["p1"]["status"] == rows["p2"]["status"] == "ok"
+    assert seen == clean
+    from torch.overrides import _get_current_function_mode_stack
+
+    assert _get_current_function_mode_stack() == [] and torch.zeros(1).device.type == "cpu"
+
+
 @pytest.mark.parametrize("action", ["thread_busy", "thread_setter"])
 def test_a_thread_left_running_retires_the_worker_and_the_others_are_measured_without_it(tmp_path, monkeypatch,
                                                                                           action):
@@ -225,7 +240,7 @@ def test_the_guard_sees_no_change_in_a_clean_process_and_puts_back_what_user_cod
     import time as _time
     import warnings
 
-    from latbench.run.pipeline import StateGuard
+    from latbench.run.guard import StateGuard
 
     guard = StateGuard()
     assert guard.restore() == []
