@@ -26,6 +26,7 @@ from latbench import faults
 from latbench.compare import STATUSES, Delta
 from latbench.errors import LatbenchError, ResultsError
 from latbench.results import Run, schema
+from latbench.results.read import small_text
 from latbench.results.schema import KEY_COLUMNS
 from latbench.stats import pooled_log_sd, threshold_for_noise
 
@@ -86,7 +87,7 @@ class Thresholds:
         import yaml
 
         try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+            data = yaml.safe_load(small_text(Path(path)))  # a FIFO or /dev/zero: refused, never read
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             raise LatbenchError(f"cannot read thresholds ({str(exc).splitlines()[0]})", where=str(path),
                                 hint="write one with 'latbench calibrate --output FILE'") from None

@@ -386,3 +386,18 @@ def test_a_stop_signal_while_torch_is_being_imported_waits_for_the_import():
         "        print('raised', exc.signum)\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60)
     assert p.stdout.split() == ["deferred", "raised", str(int(signal.SIGTERM))], (p.stdout, p.stderr)
+
+
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
+def test_gate_thresholds_from_a_fifo_or_a_device_is_a_clean_error_not_a_hang(tmp_path, special):
+    """2026-12-05 corpus: `gate --thresholds` read the file whole: a FIFO blocked and /dev/zero never ended."""
+    r = CliRunner().invoke(app, ["run", str(ROOT / "tests" / "data" / "tiny.yaml"), "--quick", "--no-roofline",
+                                 "-q", "--in-process", "--results-dir", str(tmp_path / "r")])
+    assert r.exit_code == 0, r.output
+    run = next(p for p in (tmp_path / "r").glob("*.csv") if not p.name.endswith("-samples.csv"))
+    path = tmp_path / "fifo" if special == "fifo" else Path(special)
+    if special == "fifo":
+        os.mkfifo(path)
+    p = subprocess.run([sys.executable, "-m", "latbench", "gate", "-b", str(run), "-c", str(run), "--thresholds",
+                        str(path), "-q"], capture_output=True, text=True, env=ENV, timeout=60)
+    assert p.returncode == 2 and "not a regular file" in p.stderr and "Traceback" not in p.stderr, p.stderr

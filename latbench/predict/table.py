@@ -85,11 +85,11 @@ def _number(v: Any) -> bool:
 
 def read_table(path: str | Path, option: str = "--table") -> Table:
     """A table from its file; ResultsError (exit 2) naming the file, the entry and what is wrong."""
-    from latbench.results.read import _json, _meta_text
+    from latbench.results.read import _json, small_text
 
     where = str(path)
     try:
-        data = _json(_meta_text(Path(path)))
+        data = _json(small_text(Path(path)))
     except FileNotFoundError:
         raise ResultsError("no such file", where=where, hint=f"give {option} an existing latency table, or "
                                                                f"{REBUILD}") from None

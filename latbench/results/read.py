@@ -231,17 +231,18 @@ class _Unreadable(OSError):
         return str(self.args[0])
 
 
-def _meta_text(p: Path) -> str:
-    """A metadata file's text: a regular file only (a FIFO or /dev/zero there would block or never end:
-    OSError, reported like any unreadable metadata), at most MAX_META_BYTES."""
+def small_text(p: Path, limit: int = MAX_META_BYTES) -> str:
+    """A small file's text (a run's metadata, a thresholds file): a regular file only (a FIFO or /dev/zero
+    there would block or never end: OSError, reported like any unreadable file), at most `limit` bytes."""
     fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
             raise _Unreadable("not a regular file (a FIFO or a device)")
-        data = f.read(MAX_META_BYTES + 1)
-    if len(data) > MAX_META_BYTES:
-        raise _Unreadable(f"larger than {MAX_META_BYTES >> 20} MB")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise _Unreadable(f"larger than {limit >> 20} MB")
     return data.decode("utf-8")
+
 
 
 def _json(text: str) -> Any:
@@ -255,7 +256,7 @@ def _json(text: str) -> Any:
 
 def _read_meta(p: Path) -> dict[str, Any]:
     try:
-        meta = _json(_meta_text(p))
+        meta = _json(small_text(p))
     except FileNotFoundError:
         raise ResultsError("metadata file is missing", where=str(p),
                            hint="keep the .json that 'latbench run' wrote beside the CSV") from None
@@ -412,7 +413,7 @@ def open_run(csv: Path) -> RunFiles:
         raise ResultsError(f"no metadata file {paths.meta.name} beside it", where=str(csv),
                            hint="--resume needs the .csv and .json that 'latbench run' wrote; start a new run instead")
     try:
-        metadata = _json(_meta_text(paths.meta))
+        metadata = _json(small_text(paths.meta))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ResultsError(f"unreadable metadata ({exc})", where=str(paths.meta), hint="start a new run instead") from None
     if not isinstance(metadata, dict) or not metadata.get("run_id") or not isinstance(metadata.get("suite"), dict):
@@ -443,7 +444,7 @@ def text_rows(path: Path) -> list[dict[str, Any]]:
 def read_json_object(path: Path) -> dict[str, Any]:
     """A JSON object from path; {} when it is missing, unreadable or not an object (caches, metadata)."""
     try:
-        data = _json(_meta_text(Path(path)))
+        data = _json(small_text(Path(path)))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
