@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from typing import Iterator
 
 REFIRE_S = 0.1  # after a time limit, CaseTimeout is raised again this often until the block ends
@@ -123,7 +124,7 @@ def _signal_again_after_import(signum: int) -> None:
 
     def later() -> None:
         while _torch_importing():
-            threading.Event().wait(0.01)
+            time.sleep(0.01)
         _deferred.discard(signum)
         os.kill(os.getpid(), signum)
 

@@ -231,16 +231,16 @@ class _Unreadable(OSError):
         return str(self.args[0])
 
 
-def small_text(p: Path, limit: int = MAX_META_BYTES) -> str:
+def small_text(p: Path) -> str:
     """A small file's text (a run's metadata, a thresholds file): a regular file only (a FIFO or /dev/zero
-    there would block or never end: OSError, reported like any unreadable file), at most `limit` bytes."""
+    there would block or never end: OSError, reported like any unreadable file), at most MAX_META_BYTES."""
     fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
             raise _Unreadable("not a regular file (a FIFO or a device)")
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise _Unreadable(f"larger than {limit >> 20} MB")
+        data = f.read(MAX_META_BYTES + 1)
+    if len(data) > MAX_META_BYTES:
+        raise _Unreadable(f"larger than {MAX_META_BYTES >> 20} MB")
     return data.decode("utf-8")
 
 
