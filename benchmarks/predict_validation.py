@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import json_safe  # noqa: E402
+from benchmarks.heldout_networks import FRESH  # noqa: E402
 
 
 def sh(cmd: list[str]) -> float:
@@ -51,6 +52,17 @@ def sh(cmd: list[str]) -> float:
     if r.returncode not in (0, 1):
         sys.exit(f"{cmd[0]} {cmd[1]} exited {r.returncode}")
     return time.perf_counter() - t0
+
+
+FRESH_MODULE = "benchmarks.heldout_networks"
+FRESH_INPUT = "3x224x224"
+
+
+def fresh_networks(names: list[str]) -> list[Any]:
+    """The fresh held-out networks (benchmarks/heldout_networks.py) as `module:factory` networks."""
+    from latbench.predict.networks import resolve
+
+    return resolve([f"{FRESH_MODULE}:{n}" for n in names], input=FRESH_INPUT) if names else []
 
 
 def networks(only: list[str] | None) -> tuple[list[Any], dict[str, str]]:
@@ -105,7 +117,9 @@ def main() -> None:
     ap.add_argument("--block-max-time", type=float, default=0.05, help="latbench lut build --max-time (0.05 s)")
     ap.add_argument("--net-max-time", type=float, default=2.0, help="latbench run --max-time (2 s)")
     ap.add_argument("--repeats", type=int, default=3, help="latbench run --repeats (3)")
-    ap.add_argument("--networks", help="comma-separated subset (smoke tests)")
+    ap.add_argument("--networks", help="comma-separated subset of the built-in networks (smoke tests)")
+    ap.add_argument("--fresh", default=",".join(FRESH),
+                    help="comma-separated networks of benchmarks/heldout_networks.py judged as never seen ('' for none)")
     ap.add_argument("--reuse", type=Path, help="analyse the table and runs of an earlier --work/<time> folder again")
     ap.add_argument("--md", type=Path, default=ROOT / "docs" / "benchmarks" / "predict_validation.md")
     ap.add_argument("--json", type=Path, default=ROOT / "docs" / "benchmarks" / "predict_validation.json")
@@ -115,28 +129,32 @@ def main() -> None:
     work = args.reuse or args.work / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     work.mkdir(parents=True, exist_ok=args.reuse is not None)
     nets, aliases = networks(args.networks.split(",") if args.networks else None)
-    names = [n.name for n in nets]
+    fresh = fresh_networks([f for f in args.fresh.split(",") if f])
     table8 = {n.name for n in nets if n.source.suite.model.suite == "networks"}
     cli = [sys.executable, "-m", "latbench"]
     build_args = []  # how the CLI names them: the suite's cases by the suite, built-ins by name
-    if any(n in table8 for n in names):
+    if any(n.name in table8 for n in nets):
         build_args.append("networks")
-    build_args += [n for n in names if n not in table8]
+    build_args += [n.name for n in nets if n.name not in table8]
     if args.networks:  # a subset: built-in networks by name only (a Table 8 case is named by its suite)
         nets = [n for n in nets if n.name not in table8]
-        names, build_args = [n.name for n in nets], [n.name for n in nets]
+        build_args = [n.name for n in nets]
+    nets += fresh
+    names = [n.name for n in nets]
     table_path = work / "lut.json"
     if args.reuse:
         timing = json.loads((work / "timing.json").read_text())
         t_build, n_fused, t_ops, t_run = (timing[k] for k in ("build", "fused", "ops", "run"))
     else:
-        t_build, n_fused, t_ops, t_run = measure_all(args, cli, build_args, names, table8, table_path, work)
+        t_build, n_fused, t_ops, t_run = measure_all(args, cli, build_args, [n.name for n in nets if n not in fresh],
+                                                     table8, table_path, work, [n.name for n in fresh])
         (work / "timing.json").write_text(json.dumps({"build": t_build, "fused": n_fused, "ops": t_ops, "run": t_run}))
     measured = measured_whole(work / "runs")
-    report = analyse(nets, table8, measured, table_path)
+    report = analyse(nets, table8, measured, table_path, {n.name for n in fresh})
     report.update(date=date, command=" ".join(["python", "benchmarks/predict_validation.py"] + sys.argv[1:]),
                   aliases=aliases, networks=names, calibration_split=sorted(table8 & set(names)),
-                  held_out_split=sorted(set(names) - table8),
+                  held_out_split=sorted(set(names) - table8 - {n.name for n in fresh}),
+                  fresh_split=[n.name for n in fresh],
                   timing={"lut_build_fused_s": t_build, "fused_blocks": n_fused, "lut_build_extra_operators_s": t_ops,
                           "blocks_total": len(json.loads(table_path.read_text())["blocks"]), "whole_networks_run_s": t_run,
                           **warm_prediction(table_path, next(n for n in names if n not in table8))},
@@ -152,12 +170,19 @@ def main() -> None:
 
 
 def measure_all(args: Any, cli: list[str], build_args: list[str], names: list[str], table8: set[str],
-                table_path: Path, work: Path) -> tuple[float, int, float, float]:
-    """The table built (timed), its per-operator blocks added (timed), the networks run whole (timed)."""
+                table_path: Path, work: Path, fresh: list[str]) -> tuple[float, int, float, float]:
+    """The table built (timed), its per-operator blocks added (timed), the networks run whole (timed).
+    The fresh networks (`module:factory`, with --input) are built and run by commands of their own."""
     t_build = sh(cli + ["lut", "build", *build_args, "-o", str(table_path), "--max-time", str(args.block_max_time), "-q"])
+    if fresh:
+        t_build += sh(cli + ["lut", "build", *fresh, "--input", FRESH_INPUT, "--resume", str(table_path), "--max-time",
+                             str(args.block_max_time), "-q"])
     n_fused = len(json.loads(table_path.read_text())["blocks"])
     t_ops = sh(cli + ["lut", "build", *build_args, "--resume", str(table_path), "--no-fuse", "--max-time",
                       str(args.block_max_time), "-q"])
+    if fresh:
+        t_ops += sh(cli + ["lut", "build", *fresh, "--input", FRESH_INPUT, "--resume", str(table_path), "--no-fuse",
+                           "--max-time", str(args.block_max_time), "-q"])
     run_cmd = cli + ["run", "--device", "cpu", "--threads", "1", "--max-time", str(args.net_max_time), "--repeats",
                      str(args.repeats), "--no-roofline", "--results-dir", str(work / "runs"), "-q"]
     if "networks" in build_args:
@@ -166,10 +191,15 @@ def measure_all(args: Any, cli: list[str], build_args: list[str], names: list[st
         if n not in table8:
             run_cmd += ["--model", n]
     t_run = sh(run_cmd)
+    if fresh:
+        fresh_cmd = [c for c in run_cmd if c != "networks"]
+        fresh_cmd = fresh_cmd[:fresh_cmd.index("-q") + 1] + sum((["--model", f] for f in fresh), []) + ["--input", FRESH_INPUT]
+        t_run += sh(fresh_cmd)
     return t_build, n_fused, t_ops, t_run
 
 
-def analyse(nets: list[Any], table8: set[str], measured: dict[str, float], table_path: Path) -> dict[str, Any]:
+def analyse(nets: list[Any], table8: set[str], measured: dict[str, float], table_path: Path,
+            fresh: set[str] = frozenset()) -> dict[str, Any]:
     from latbench.predict.measure import network_blocks
     from latbench.predict.model import calibrate, fit_table, predict_blocks
     from latbench.predict.table import read_table
@@ -184,22 +214,26 @@ def analyse(nets: list[Any], table8: set[str], measured: dict[str, float], table
     ops_raw = {k: predict_blocks(k, v, table, calibrated=False).blocks_sum_ms for k, v in ops.items()}
     names = list(raw)
     calib = [k for k in names if k in table8] or names
-    held = [k for k in names if k not in table8]
+    held = [k for k in names if k not in table8 and k not in fresh]
+    new = [k for k in names if k in fresh]
+
+    def obs(k: str) -> tuple[float, float, int, int]:  # what calibrate() takes
+        return raw[k].blocks_sum_ms, measured[k], raw[k].block_uses, raw[k].weight_bytes
 
     def predictor(values: dict[str, float], fit_on: list[str]) -> float:  # one factor, geometric mean
         return math.exp(np.mean([math.log(measured[k] / values[k]) for k in fit_on]))
 
-    table.calibration = calibrate({k: (raw[k].blocks_sum_ms, measured[k]) for k in calib})
+    table.calibration = calibrate({k: obs(k) for k in calib})
     pred = {k: predict_blocks(k, keyed[k], table) for k in names}
     err = {k: pred[k].latency_ms / measured[k] - 1 for k in names}
     cov = {k: pred[k].low_ms <= measured[k] <= pred[k].high_ms for k in names}
     # leave one out: calibrated on every other network
     loo_err, loo_cov = {}, {}
     for k in names:
-        table.calibration = calibrate({o: (raw[o].blocks_sum_ms, measured[o]) for o in names if o != k})
+        table.calibration = calibrate({o: obs(o) for o in names if o != k})
         p = predict_blocks(k, keyed[k], table)
         loo_err[k], loo_cov[k] = p.latency_ms / measured[k] - 1, p.low_ms <= measured[k] <= p.high_ms
-    table.calibration = calibrate({k: (raw[k].blocks_sum_ms, measured[k]) for k in calib})
+    table.calibration = calibrate({k: obs(k) for k in calib})
     costs = {"flops": {k: raw[k].flops for k in names}, "mac_bytes": {k: raw[k].mac_bytes for k in names},
              "activations": {k: raw[k].activations for k in names}}
     predictors = {"blocks (fused)": {k: raw[k].blocks_sum_ms for k in names}, "sum of operators": ops_raw, **costs}
@@ -210,18 +244,22 @@ def analyse(nets: list[Any], table8: set[str], measured: dict[str, float], table
         fl = {k: values[k] * predictor(values, [o for o in names if o != k]) / measured[k] - 1 for k in names}
         rc = rank_correlation([values[k] for k in names], [measured[k] for k in names],
                               against=[costs["flops"][k] for k in names])
-        table_rows[label] = {"factor": f, "held_out": summary({k: e[k] for k in held}), "loo": summary(fl),
+        table_rows[label] = {"factor": f, "held_out": summary({k: e[k] for k in held}),
+                             "fresh": summary({k: e[k] for k in new}), "loo": summary(fl),
                              "spearman": rc.spearman, "spearman_ci": [rc.spearman_low, rc.spearman_high],
                              "kendall": rc.kendall, "minus_flops": rc.diff, "minus_flops_ci": [rc.diff_low, rc.diff_high]}
-    per = [{"network": k, "split": "calibration" if k in table8 else "held-out", "measured_ms": measured[k],
+    split = {k: "calibration" if k in table8 else "fresh" if k in fresh else "held-out" for k in names}
+    per = [{"network": k, "split": split[k], "measured_ms": measured[k],
             "predicted_ms": pred[k].latency_ms, "low_ms": pred[k].low_ms, "high_ms": pred[k].high_ms,
             "err_pct": err[k] * 100, "loo_err_pct": loo_err[k] * 100, "covered": cov[k], "loo_covered": loo_cov[k],
             "blocks_sum_ms": raw[k].blocks_sum_ms, "ops_sum_ms": ops_raw[k], "blocks": sum(b.uses for b in raw[k].blocks),
+            "weight_mb": raw[k].weight_bytes / 1e6,
             "flops": raw[k].flops, "mac_bytes": raw[k].mac_bytes, "activations": raw[k].activations,
             "ratio_measured_to_blocks": measured[k] / raw[k].blocks_sum_ms,
             "kind_shares": kind_shares(raw[k])} for k in names]
     return {"calibration": table.calibration, "per_network": per, "predictors": table_rows,
             "prediction": {"held_out": summary({k: err[k] for k in held}, cov),
+                           "fresh": summary({k: err[k] for k in new}, cov),
                            "calibration_split": summary({k: err[k] for k in calib}, cov),
                            "loo_all": summary(loo_err, loo_cov)},
             "interpolation": interpolation(table, keyed, names, measured, raw, fit_table),
@@ -321,29 +359,35 @@ def markdown(r: dict[str, Any]) -> str:
              f"Load average {r['load_avg_before'][0]:.1f} before, {r['load_avg_after'][0]:.1f} after; "
              f"{r['elapsed_s'] / 60:.1f} min in all.", "",
              f"Calibration split: the {len(r['calibration_split'])} Table 8 cases; held out: the "
-             f"{len(r['held_out_split'])} other built-in networks ({', '.join(r['held_out_split'])}). Aliases measured "
+             f"{len(r['held_out_split'])} other built-in networks ({', '.join(r['held_out_split'])}); fresh (never seen "
+             f"before the method was fixed): {', '.join(r.get('fresh_split') or []) or 'none'}. Memory allocator: "
+             f"{fp.get('allocator', 'not recorded')}. Aliases measured "
              f"once: {', '.join(f'{a} = {b}' for a, b in r['aliases'].items()) or 'none'}.", "",
              "## Predictors against measured latency", "",
              "Each predictor scaled by one factor (geometric mean of measured / predictor on the calibration split; "
              "leave-one-out: on every other network). Spearman over all networks with its 95 % bootstrap CI.", "",
-             "| predictor | held-out: median abs err | within ±5 % | within ±10 % | leave-one-out: median abs err | "
-             "within ±10 % | Spearman ρ [95 % CI] | ρ − ρ(FLOPs) [95 % CI] |", "|---|---:|---:|---:|---:|---:|---|---|"]
+             "| predictor | fresh: within ±10 % | held-out: median abs err | within ±5 % | within ±10 % | "
+             "leave-one-out: median abs err | within ±10 % | Spearman ρ [95 % CI] | ρ − ρ(FLOPs) [95 % CI] |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for label, p in r["predictors"].items():
-        h, lo = p["held_out"], p["loo"]
-        lines.append(f"| {label} | {h.get('median_abs_err_pct', math.nan):.1f} % | {h.get('within_5_pct', math.nan):.0%} | "
+        h, lo, f = p["held_out"], p["loo"], p.get("fresh") or {}
+        lines.append(f"| {label} | {f.get('within_10_pct', math.nan):.0%} | "
+                     f"{h.get('median_abs_err_pct', math.nan):.1f} % | {h.get('within_5_pct', math.nan):.0%} | "
                      f"{h.get('within_10_pct', math.nan):.0%} | {lo['median_abs_err_pct']:.1f} % | {lo['within_10_pct']:.0%} | "
                      f"{p['spearman']:.3f} [{p['spearman_ci'][0]:.3f}, {p['spearman_ci'][1]:.3f}] | "
                      f"{p['minus_flops']:+.3f} [{p['minus_flops_ci'][0]:+.3f}, {p['minus_flops_ci'][1]:+.3f}] |")
     pr = r["prediction"]
     cal = r["calibration"]
     lines += ["", "## The prediction (blocks x calibration) and its interval", "",
-              f"Calibration: factor {cal['factor']:.3f} (measured / sum of blocks, geometric mean over {cal['n']} "
-              f"networks), log half-width {cal['log_halfwidth']:.3f} (×/÷ {math.exp(cal['log_halfwidth']):.2f}) for a "
-              f"{cal['level']:.0%} interval.", "",
+              f"Calibration ({cal.get('model', 'factor')}, over {cal['n']} networks): measured ≈ {cal['factor']:.3f} × "
+              f"sum of blocks + {cal.get('per_block_ms', 0) * 1e3:.1f} µs per block use + "
+              f"{cal.get('per_weight_mb_ms', 0):.3f} ms per MB of weights; log half-width {cal['log_halfwidth']:.3f} "
+              f"(×/÷ {math.exp(cal['log_halfwidth']):.2f}) for a {cal['level']:.0%} interval.", "",
               "| split | n | median abs err | max abs err | within ±5 % | within ±10 % | interval coverage (stated 90 %) |",
               "|---|---:|---:|---:|---:|---:|---:|"]
-    for label, key in (("held-out", "held_out"), ("calibration", "calibration_split"), ("leave-one-out, all", "loo_all")):
-        s = pr[key]
+    for label, key in (("fresh", "fresh"), ("held-out", "held_out"), ("calibration", "calibration_split"),
+                       ("leave-one-out, all", "loo_all")):
+        s = pr.get(key) or {}
         if s.get("n"):
             lines.append(f"| {label} | {s['n']} | {s['median_abs_err_pct']:.1f} % | {s['max_abs_err_pct']:.1f} % | "
                          f"{s['within_5_pct']:.0%} | {s['within_10_pct']:.0%} | {s['coverage']:.0%} |")

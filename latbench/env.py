@@ -6,6 +6,7 @@ import os
 import platform
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -121,8 +122,37 @@ def fingerprint(nvml: Any = None) -> dict[str, Any]:
         **cpu_identity(),
         "cpu_boost": cpu_boost(),
         **torch_libraries(),
+        "allocator": allocator(),
     }
     return fp
+
+
+# --- the memory allocator: glibc's defaults return freed memory to the OS, so a network's large
+# intermediate tensors come back as fresh pages (faults, zeroing) on every forward. Measured 2026-12-05
+# on the development machine (docs/prediction.md): MobileNetV2 at batch 1 ran 22.4 ms with glibc's
+# defaults and 16.0 ms with freed memory kept (MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_): two runs
+# that differ in the allocator are two different machines for a gate.
+ALLOCATOR_LIBS = ("jemalloc", "tcmalloc", "mimalloc", "hoard", "snmalloc")
+ALLOCATOR_ENV = ("MALLOC_ARENA_MAX", "MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_",
+                 "MALLOC_TRIM_THRESHOLD_", "MALLOC_CONF", "TCMALLOC_RELEASE_RATE", "MIMALLOC_PURGE_DELAY")
+
+
+def allocator(maps: str | None = None, environ: Any = None) -> str:
+    """Which malloc this process runs on ('glibc' unless a library such as jemalloc or tcmalloc is mapped,
+    e.g. by LD_PRELOAD) and the allocator settings in the environment that change its speed
+    (glibc's MALLOC_*_ and GLIBC_TUNABLES' malloc entries, jemalloc's MALLOC_CONF, ...), as one string.
+    `maps`/`environ` let tests pass another process's."""
+    if maps is None:
+        try:
+            maps = Path("/proc/self/maps").read_text(errors="replace")
+        except OSError:
+            maps = ""
+    environ = os.environ if environ is None else environ
+    libs = sorted({lib for line in maps.splitlines() for lib in ALLOCATOR_LIBS if lib in line.rsplit("/", 1)[-1]})
+    name = "+".join(libs) if libs else ("glibc" if sys.platform.startswith("linux") else "system")
+    settings = [f"{k}={environ[k]}" for k in ALLOCATOR_ENV if environ.get(k)]
+    tunables = [t for t in (environ.get("GLIBC_TUNABLES") or "").split(":") if t.startswith("glibc.malloc.")]
+    return " ".join([name, *settings, *tunables])
 
 
 # --- what tells machines apart: two CPU generations both called "AMD EPYC" must differ ---------
@@ -200,7 +230,8 @@ def torch_libraries(config: str | None = None) -> dict[str, Any]:
 # Transient state (current clock, temperature, load) and names (hostname) are left out.
 MACHINE_FIELDS = ("cpu_model", "cpu_vendor", "cpu_family", "cpu_model_id", "cpu_stepping", "cpu_microcode",
                   "cpu_caches", "cpu_isa", "cpu_logical_cores", "cpu_physical_cores", "cpu_governor", "cpu_boost",
-                  "memory_bytes", "torch", "cuda_version", "cudnn_version", "mkl_version", "onednn_version")
+                  "memory_bytes", "torch", "cuda_version", "cudnn_version", "mkl_version", "onednn_version",
+                  "allocator")
 GPU_FIELDS = ("name", "uuid", "driver", "sm_clock_max_mhz", "mem_clock_max_mhz", "power_limit_w", "mig_mode")
 
 

@@ -8,7 +8,7 @@ from resultfiles import FINGERPRINT, write_side
 from typer.testing import CliRunner
 
 from latbench.cli import app
-from latbench.env import cpu_boost, cpu_caches, cpu_identity, fingerprint, machine_identity, torch_libraries
+from latbench.env import allocator, cpu_boost, cpu_caches, cpu_identity, fingerprint, machine_identity, torch_libraries
 
 runner = CliRunner()
 ZEN2 = """processor\t: 0
@@ -67,7 +67,7 @@ def test_torch_library_versions_are_parsed_and_the_live_fingerprint_has_every_fi
     fp = fingerprint()
     ident = machine_identity({"device": "cpu", "threads": 1, "fingerprint": fp})
     for f in ("cpu_vendor", "cpu_family", "cpu_model_id", "cpu_stepping", "cpu_microcode", "cpu_caches", "cpu_isa",
-              "cpu_boost", "mkl_version", "onednn_version", "memory_bytes", "torch", "cudnn_version"):
+              "cpu_boost", "mkl_version", "onednn_version", "memory_bytes", "torch", "cudnn_version", "allocator"):
         assert f in fp and f in ident
 
 
@@ -98,3 +98,26 @@ def test_older_files_with_fewer_fields_are_compared_on_the_fields_both_have(tmp_
     assert "compared on the" in flat and "cpu_model_id" in flat and "lack" in flat
     r = _gate(old, write_side(tmp_path / "d", cases, 2, seed=3, fingerprint={**FINGERPRINT, "torch": "2.14"}))
     assert r.exit_code == 2 and "torch" in r.stderr
+
+
+def test_the_allocator_is_named_with_the_settings_that_change_its_speed():
+    jemalloc = "7f00-7f10 r-xp 00000000 08:01 12 /usr/lib/x86_64-linux-gnu/libjemalloc.so.2\n"
+    assert allocator("", {}) == "glibc"
+    assert allocator(jemalloc, {"MALLOC_CONF": "background_thread:true", "HOME": "/root"}) == \
+        "jemalloc MALLOC_CONF=background_thread:true"
+    tuned = allocator("", {"MALLOC_TRIM_THRESHOLD_": "100000000000", "MALLOC_MMAP_THRESHOLD_": "33554432",
+                           "GLIBC_TUNABLES": "glibc.rtld.nns=2:glibc.malloc.top_pad=1"})
+    assert tuned == "glibc MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=100000000000 glibc.malloc.top_pad=1"
+    assert allocator("/usr/lib/libtorch_cpu.so\n", {"MALLOC_ARENA_MAX": ""}) == "glibc"  # empty: not set
+
+
+def test_gate_refuses_runs_on_two_allocators_naming_the_field(tmp_path):
+    """glibc's defaults against freed memory kept: 22.4 vs 16.0 ms for MobileNetV2 on the development
+    machine (docs/prediction.md). A gate across allocators compares allocators, not code."""
+    cases = {"g=1": 10.0}
+    base = write_side(tmp_path / "b", cases, 2, seed=1, fingerprint={**FINGERPRINT, "allocator": "glibc"})
+    cand = write_side(tmp_path / "c", cases, 2, seed=2, fingerprint={**FINGERPRINT, "allocator": "jemalloc"})
+    r = _gate(base, cand)
+    assert r.exit_code == 2 and "allocator" in r.stderr and "--allow-different-machine" in r.stderr.replace("\n", " ")
+    same = write_side(tmp_path / "d", cases, 2, seed=3, fingerprint={**FINGERPRINT, "allocator": "glibc"})
+    assert _gate(base, same, "--json").exit_code == 0

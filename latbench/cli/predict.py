@@ -122,7 +122,9 @@ def lut_build(
     if not quiet:
         cal = result.calibration
         err.print(f"wrote {result.output}: {len(result.table.blocks)} block(s), {result.measured} measured now"
-                  + (f"; calibration factor {cal['factor']:.3f} over {cal['n']} network(s)" if cal else ""),
+                  + (f"; calibration over {cal['n']} network(s): {cal['factor']:.3f} x blocks"
+                     f" + {cal['per_block_ms'] * 1e3:.1f} us per block + {cal['per_weight_mb_ms']:.3f} ms per MB of weights"
+                     if cal else ""),
                   highlight=False)
     for label, why in result.failed:
         err.print(f"block {label} failed: {why}", style="red", highlight=False, markup=False)
@@ -189,12 +191,12 @@ def _tables(preds: list, top: int) -> str:
             t.add_column(c, justify="left" if c in ("block", "how") else "right")
         blocks = sorted(p.blocks, key=lambda b: -b.total_ms)
         for b in blocks[:top or None]:
-            t.add_row(b.label, str(b.uses), f"{b.total_ms * p.factor:.4f}", f"{b.total_ms / p.blocks_sum_ms:.1%}",
+            t.add_row(b.label, str(b.uses), f"{p.block_ms(b):.4f}", f"{b.total_ms / p.blocks_sum_ms:.1%}",
                       f"{b.uses * b.flops / 1e6:.2f}", f"{b.uses * b.mac_bytes / 1e6:.2f}", b.how)
         if top and len(blocks) > top:
             rest = blocks[top:]
             t.add_row(f"... {len(rest)} more", str(sum(b.uses for b in rest)),
-                      f"{sum(b.total_ms for b in rest) * p.factor:.4f}",
+                      f"{sum(p.block_ms(b) for b in rest):.4f}",
                       f"{sum(b.total_ms for b in rest) / p.blocks_sum_ms:.1%}",
                       f"{sum(b.uses * b.flops for b in rest) / 1e6:.2f}",
                       f"{sum(b.uses * b.mac_bytes for b in rest) / 1e6:.2f}", "")

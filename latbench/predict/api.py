@@ -106,8 +106,8 @@ def run_build(plan: BuildPlan, events: Any = None, calibrate_with: Any = None) -
     result = BuildResult(plan.table, plan.output, len(plan.todo) - len(failed), failed, outcome.interrupted)
     if calibrate_with is not None and outcome.interrupted is None:
         measured = _measure.measure_networks(calibrate_with, plan.networks, events)
-        pairs = {n: (predict_blocks(n, plan.per_network[n], plan.table, calibrated=False).blocks_sum_ms, ms)
-                 for n, ms in measured.items()}
+        raw = {n: predict_blocks(n, plan.per_network[n], plan.table, calibrated=False) for n in measured}
+        pairs = {n: (raw[n].blocks_sum_ms, ms, raw[n].block_uses, raw[n].weight_bytes) for n, ms in measured.items()}
         plan.table.calibration = calibrate(pairs)
         result.calibration = plan.table.calibration
         save()

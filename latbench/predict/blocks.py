@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -46,6 +47,14 @@ KINDS = {"conv2d": "conv", "convolution": "conv", "conv1d": "conv", "conv3d": "c
          "avg_pool2d": "pool", "adaptive_avg_pool2d": "pool", "mean": "pool", "cat": "cat", "contiguous": "copy",
          "add": "elementwise", "add_": "elementwise", "mul": "elementwise", "mul_": "elementwise",
          "div": "elementwise", "sub": "elementwise"}
+
+
+# Ops whose time depends on the values they read, not only on shapes: a max pool's compare-and-branch runs
+# 20-25 % faster on a network's own activations than on random numbers of the same shapes (GoogLeNet's
+# and SqueezeNet's pools, 2026-12-05, docs/prediction.md; the same values shuffled run as slowly as random
+# ones: it is their spatial structure). Blocks with one are measured on the network's own tensors (`data`).
+DATA_DEPENDENT = {"max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_with_indices", "max_pool2d_with_indices",
+                  "max_pool3d_with_indices", "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d"}
 
 
 class BlockError(LatbenchError):
@@ -81,7 +90,7 @@ def _plain(v: Any, ids: dict[int, int], tensors: dict[int, dict[str, Any]], keep
         if id(v) not in ids:  # a tensor no traced op produced: the input, a parameter, a buffer
             ids[id(v)] = len(tensors)
             keep.append(v)
-            tensors[ids[id(v)]] = _tensor_info(v, None)
+            tensors[ids[id(v)]] = _tensor_info(v, None) | {"weight": isinstance(v, nn.Parameter)}
         return {"t": ids[id(v)]}
     if v is None or isinstance(v, (bool, int, float, str)):
         if isinstance(v, float) and v != v:
@@ -154,6 +163,25 @@ class Block:
     desc: dict[str, Any] = field(default_factory=dict)
     kind: str = "other"
     label: str = ""
+    sources: list[Any] = field(default_factory=list)  # per input: [op, output, op name] that made it and the op
+    # that first reads it (trace indices), or None for the network's input and parameters
+    weight_bytes: int = 0  # the bytes of the parameters it reads (not part of its key)
+
+    @property
+    def data_dependent(self) -> bool:
+        """Whether the block's time depends on the values it reads (DATA_DEPENDENT)."""
+        return any(op_base(name) in DATA_DEPENDENT for name, _ in self.desc.get("ops", []))
+
+    def on_network_data(self, network: dict[str, Any]) -> Block:
+        """This block measured on its network's own tensors: `network` is how to build the network
+        (cost.build_network's arguments), and the description names the ops whose outputs it reads, so
+        the key is this network's (a shape-alike block of another network is measured apart)."""
+        taken = {str(i): src for i, src in enumerate(self.sources)
+                 if src is not None and getattr(torch, self.desc["inputs"][i]["dtype"]).is_floating_point}
+        if not taken:
+            return self
+        return Block(self.ops, {**self.desc, "data": {"network": network, "inputs": taken}}, self.kind, self.label,
+                     self.sources, self.weight_bytes)
 
     def key(self, context: dict[str, Any]) -> str:
         """The block's identity in a table: its description and where it is measured (device, threads, mode)."""
@@ -199,6 +227,7 @@ def cut(tr: Trace, fuse: bool = True) -> list[Block]:
 
 def _describe(tr: Trace, op_ids: list[int]) -> Block:
     inputs: list[int] = []  # tensor ids read from outside the block, in order of first use
+    first_use: list[int] = []  # the op (trace index) that reads each first
 
     def rewrite(tree: Any, j: int) -> Any:
         if isinstance(tree, dict) and set(tree) == {"t"}:
@@ -208,6 +237,7 @@ def _describe(tr: Trace, op_ids: list[int]) -> Block:
                 return {"o": [op_ids.index(prod[0]), prod[1]]}
             if t not in inputs:
                 inputs.append(t)
+                first_use.append(op_ids[j])
             return {"in": inputs.index(t)}
         if isinstance(tree, list):
             return [rewrite(v, j) for v in tree]
@@ -221,7 +251,11 @@ def _describe(tr: Trace, op_ids: list[int]) -> Block:
     raw = tr.ops[op_ids[names.index(compute[0])]].args[0]
     kind, label = _name(names, compute[0], raw, lambda r: tr.tensors[r["t"]]["shape"]
                         if isinstance(r, dict) and "t" in r else None)
-    return Block(op_ids, desc, kind, label)
+    made = [tr.tensors[t]["producer"] for t in inputs]
+    sources = [[p[0], p[1], tr.ops[p[0]].name, use] if p else None for p, use in zip(made, first_use)]
+    weights = sum(math.prod(tr.tensors[t]["shape"]) * getattr(torch, tr.tensors[t]["dtype"]).itemsize
+                  for t in inputs if tr.tensors[t].get("weight"))
+    return Block(op_ids, desc, kind, label, sources, weights)
 
 
 def _name(names: list[str], first: str, args: list[Any], shape: Any) -> tuple[str, str]:
@@ -321,8 +355,14 @@ class BlockModule(nn.Module):
             const, get = _compile(args, device)
             kw = {k: _compile(v, device) for k, v in kwargs.items()}
             self.ops.append((_resolve(name), const, get, kw))
+        real = network_tensors(desc["data"], device) if "data" in desc and device.type != "meta" else {}
         for i, info in enumerate(desc["inputs"]):
-            self.register_buffer(f"in{i}", _random(info, device))
+            if str(i) in real:  # the network's own tensor, laid out as the block reads it
+                t = torch.empty_strided(info["shape"], info["stride"], dtype=getattr(torch, info["dtype"]),
+                                        device=device)
+                self.register_buffer(f"in{i}", t.copy_(real[str(i)]))
+            else:
+                self.register_buffer(f"in{i}", _random(info, device))
         self.n_inputs = len(desc["inputs"])
 
     def forward(self, x: torch.Tensor) -> Any:
@@ -335,6 +375,56 @@ class BlockModule(nn.Module):
             else:
                 outs.append(fn(*args))
         return outs[-1] if outs else x
+
+
+class _Capture(TorchDispatchMode):
+    """Copies, as the op at a wanted index is about to read them, the tensors that earlier ops (at their
+    indices, counted as _Recorder counts) made: what a block reads, in-place activations applied."""
+
+    def __init__(self, data: dict[str, Any]):
+        super().__init__()
+        self.made: dict[int, list[tuple[str, int, str]]] = {}
+        self.read: dict[int, list[str]] = {}
+        for key, (op, k, name, use) in data.items():
+            self.made.setdefault(op, []).append((key, k, name))
+            self.read.setdefault(use, []).append(key)
+        self.n, self.refs, self.got, self.names = 0, {}, {}, {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        for key in self.read.get(self.n, []):
+            if key in self.refs:
+                self.got[key] = self.refs.pop(key).detach().clone()
+        out = func(*args, **(kwargs or {}))
+        for key, k, name in self.made.get(self.n, []):
+            self.names[key] = (str(func), name)
+            self.refs[key] = _pick(out, k)
+        self.n += 1
+        return out
+
+
+def network_tensors(data: dict[str, Any], device: Any) -> dict[str, torch.Tensor]:
+    """The tensors a block reads, from one forward pass of its network (built as `data["network"]` says,
+    seeded, on `device`): {input index: tensor}. BlockError if the network runs other ops than it traced."""
+    from latbench.cost import build_network
+
+    n = data["network"]
+    cap = _Capture(data["inputs"])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model, x = build_network(n["builder"], n["params"], n["blocks"], n["batch"], n["height"], n["width"],
+                                 device, getattr(torch, n["dtype"]))
+        with torch.inference_mode(), cap:
+            model(x)
+    for key, (ran, traced) in cap.names.items():
+        if ran != traced:
+            raise BlockError(f"the network ran {ran} where it traced {traced} (block input {key})",
+                             hint="a network whose ops differ between the meta device and this one cannot give "
+                                  "its tensors to a block; rebuild the table")
+    missing = sorted(set(data["inputs"]) - set(cap.got))
+    if missing:
+        raise BlockError(f"the network ran {cap.n} ops, fewer than the block's inputs need ({missing})",
+                         hint="rebuild the table with this latbench and torch")
+    return {k: v.clone() for k, v in cap.got.items()}  # inference tensors: cloned outside inference mode
 
 
 def block_module(block: str) -> nn.Module:

@@ -31,7 +31,17 @@ def network_blocks(net: Network, fuse: bool = True) -> list[Block]:
     from latbench.predict.blocks import network_blocks as cut_network
 
     model, x = net.build("meta")
-    return cut_network(model, x, fuse)
+    blocks = cut_network(model, x, fuse)
+    if any(b.data_dependent for b in blocks):  # measured on this network's own tensors (blocks.DATA_DEPENDENT)
+        s = net.spec
+        recipe = {"builder": s.builder, "params": s.param_dict, "blocks": s.blocks, "batch": s.batch,
+                  "height": s.height, "width": s.width, "dtype": s.dtype}
+        try:
+            json.dumps(recipe)
+        except (TypeError, ValueError):  # a network that cannot be described as data: random tensors
+            return blocks
+        blocks = [b.on_network_data(recipe) if b.data_dependent else b for b in blocks]
+    return blocks
 
 
 def needed(networks: Sequence[Network], table: Table, fuse: bool = True

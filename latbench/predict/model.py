@@ -7,12 +7,18 @@ with an interval.
   latency = a + b * FLOPs + c * MAC bytes with a, b, c >= 0, fitted by non-negative least squares on
   the table's blocks of that kind, weighted by 1 / latency (relative error); a kind with fewer than
   MIN_FIT blocks uses the fit over all blocks. Its error is the fit's residual spread (log_sd).
-- Calibration (`calibrate`): whole networks measured against their sums of blocks. The factor is the
-  geometric mean of measured / sum; the interval's half-width (in log space) is the split-conformal
-  quantile of the calibration networks' residuals at LEVEL, so for a network exchangeable with them the
-  interval covers its measurement with probability >= LEVEL. This network's own block uncertainty
-  (measured CIs, fitted blocks' spread) is added in quadrature. Without calibration the factor is 1 and
-  the interval holds the blocks' uncertainty only (and says so).
+- Calibration (`calibrate`): whole networks measured against their blocks. With at least MIN_TERMS
+  networks, measured = factor * sum of blocks + per_block_ms * block uses + per_weight_mb_ms * MB of
+  weights, fitted by non-negative least squares on relative error: what a network pays that its blocks
+  measured alone do not — a fixed cost per block (the modules' Python calls between kernels) and its
+  weights read cold once per forward pass (a block timed alone keeps its weights in cache; a block's
+  weights count up to the last-level cache: larger ones stream from memory alone too). With fewer,
+  the factor alone (geometric mean of measured / sum). The interval's half-width (in log space) is the
+  split-conformal quantile at LEVEL of the calibration networks' residuals, each from a fit without
+  that network (leave-one-out: a fitted term does not flatter its own residual), so for a network
+  exchangeable with them it covers the measurement with probability about LEVEL. This network's own
+  block uncertainty (measured CIs, fitted blocks' spread) is added in quadrature. Without calibration
+  the factor is 1 and the interval holds the blocks' uncertainty only (and says so).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from latbench.predict.table import Table
 LEVEL = 0.90  # the prediction interval's stated coverage
 Z_BLOCK = 1.96  # a block's CI is a 95 % interval: its half-width / Z_BLOCK is its standard error
 MIN_FIT = 4  # blocks of a kind needed to fit that kind alone
+MIN_TERMS = 10  # calibration networks needed to fit the per-block and weight terms beside the factor
 
 
 @dataclass
@@ -81,6 +88,7 @@ class BlockUse:
     mac_bytes: int
     activations: int
     how: str  # "measured" or "fitted"
+    weight_bytes: int = 0  # one use's parameters (at most the last-level cache: last_level_cache)
 
     @property
     def total_ms(self) -> float:
@@ -102,6 +110,15 @@ class Prediction:
     activations: int
     blocks: list[BlockUse] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    block_uses: int = 0
+    weight_bytes: int = 0
+    per_block_ms: float = 0.0  # the calibration's terms (0 uncalibrated or factor-only)
+    per_weight_mb_ms: float = 0.0
+
+    def block_ms(self, b: BlockUse) -> float:
+        """A block's part of the prediction (all uses): the blocks' parts add up to latency_ms."""
+        return (self.factor * b.total_ms + self.per_block_ms * b.uses
+                + self.per_weight_mb_ms * b.uses * b.weight_bytes / 1e6)
 
     @property
     def fitted_share(self) -> float:
@@ -113,6 +130,7 @@ class Prediction:
         d["fitted_share"] = self.fitted_share
         for b, use in zip(d["blocks"], self.blocks):
             b["total_ms"] = use.total_ms
+            b["predicted_ms"] = self.block_ms(use)
             b["share"] = use.total_ms / self.blocks_sum_ms if self.blocks_sum_ms else 0.0
         return d
 
@@ -137,11 +155,12 @@ def predict_blocks(name: str, keyed: Sequence[tuple[str, Block]], table: Table,
         if key in uses:
             uses[key].uses += 1
             continue
+        weights = min(getattr(block, "weight_bytes", 0), last_level_cache(table))
         e = table.blocks.get(key)
         if e is not None:
             sd = max(e["ci_high_ms"] - e["latency_ms"], e["latency_ms"] - e["ci_low_ms"], 0.0) / Z_BLOCK
             uses[key] = BlockUse(key, e["label"], e["kind"], 1, e["latency_ms"], sd, e["flops"], e["mac_bytes"],
-                                 e.get("activations", 0), "measured")
+                                 e.get("activations", 0), "measured", weights)
             continue
         fits = fit_table(table) if fits is None else fits
         flops, mac, acts = _block_cost(block)
@@ -154,7 +173,7 @@ def predict_blocks(name: str, keyed: Sequence[tuple[str, Block]], table: Table,
                                                                          f"--resume {table.path or 'TABLE'}")
         lat = max(fit(flops, mac), 1e-6)
         uses[key] = BlockUse(key, block.label, block.kind, 1, lat, lat * (math.exp(fit.log_sd) - 1), flops, mac,
-                             acts, "fitted")
+                             acts, "fitted", weights)
     blocks = list(uses.values())
     total = sum(b.total_ms for b in blocks)
     sd_ms = math.sqrt(sum((b.uses * b.sd_ms) ** 2 for b in blocks))
@@ -162,8 +181,12 @@ def predict_blocks(name: str, keyed: Sequence[tuple[str, Block]], table: Table,
     cal = table.calibration if calibrated else None
     z = _z(LEVEL)
     notes = []
+    n_uses = sum(b.uses for b in blocks)
+    weights = sum(b.uses * b.weight_bytes for b in blocks)  # each block's capped at the last-level cache
+    per_block = per_mb = 0.0
     if cal is not None:
         factor = float(cal["factor"])
+        per_block, per_mb = float(cal.get("per_block_ms", 0.0)), float(cal.get("per_weight_mb_ms", 0.0))
         half = math.hypot(float(cal["log_halfwidth"]), z * rel)
     else:
         factor, half = 1.0, z * rel
@@ -172,10 +195,22 @@ def predict_blocks(name: str, keyed: Sequence[tuple[str, Block]], table: Table,
     fitted = [b for b in blocks if b.how == "fitted"]
     if fitted:
         notes.append(f"{len(fitted)} block(s) not in the table were fitted from its other blocks")
-    pred = total * factor
+    pred = total * factor + per_block * n_uses + per_mb * weights / 1e6
     return Prediction(name, pred, pred * math.exp(-half), pred * math.exp(half), LEVEL, total, factor,
                       cal is not None, sum(b.uses * b.flops for b in blocks), sum(b.uses * b.mac_bytes for b in blocks),
-                      sum(b.uses * b.activations for b in blocks), blocks, notes)
+                      sum(b.uses * b.activations for b in blocks), blocks, notes, n_uses, weights, per_block, per_mb)
+
+
+def last_level_cache(table: Table) -> float:
+    """The largest cache of the table's machine in bytes (its fingerprint's cpu_caches; inf if unknown).
+    A block's weights count as read cold up to this much: larger weights stream from memory when the
+    block is timed alone too."""
+    import re
+
+    text = str((table.meta.get("fingerprint") or {}).get("cpu_caches") or "")
+    units = {"K": 2**10, "M": 2**20, "G": 2**30}
+    sizes = [int(n) * units[u.upper()] for n, u in re.findall(r"(\d+)\s*([KMG])", text, flags=re.I)]
+    return float(max(sizes)) if sizes else math.inf
 
 
 def _z(level: float) -> float:
@@ -192,19 +227,49 @@ def conformal_halfwidth(residuals: Sequence[float], level: float = LEVEL) -> flo
     return r[k - 1] if 0 < k <= len(r) else math.inf
 
 
-def calibrate(pairs: dict[str, tuple[float, float]], level: float = LEVEL) -> dict[str, Any]:
-    """The calibration from {network: (sum of blocks ms, measured ms)}: factor, log_halfwidth, n, level."""
+def calibrate(pairs: dict[str, tuple[float, ...]], level: float = LEVEL) -> dict[str, Any]:
+    """The calibration from {network: (sum of blocks ms, measured ms[, block uses, weight bytes])} (module
+    docstring): factor, per_block_ms, per_weight_mb_ms, log_halfwidth, n, level."""
     from latbench.errors import LatbenchError
 
-    good = {k: (s, m) for k, (s, m) in pairs.items() if s > 0 and m > 0}
+    good = {k: (tuple(v) + (0, 0))[:4] for k, v in pairs.items() if v[0] > 0 and v[1] > 0}
     if len(good) < 2:
         raise LatbenchError(f"calibration needs at least 2 networks measured whole, got {len(good)}",
                             hint="give more networks to 'latbench lut build --calibrate'")
-    logs = {k: math.log(m / s) for k, (s, m) in good.items()}
+    names = list(good)
+    if len(good) >= MIN_TERMS and any(good[k][2] or good[k][3] for k in names):
+        coef = _terms(good, names)
+        if coef[0] > 0:
+            resid = [math.log(good[k][1] / _terms_predict(_terms(good, [o for o in names if o != k]), good[k]))
+                     for k in names]  # each network's residual from a fit without it
+            fitted = [math.log(good[k][1] / _terms_predict(coef, good[k])) for k in names]
+            return {"model": "factor + per block + weights", "factor": coef[0], "per_block_ms": coef[1],
+                    "per_weight_mb_ms": coef[2], "log_halfwidth": conformal_or_widest(resid, level),
+                    "log_sd": float(np.std(fitted, ddof=1)), "level": level, "n": len(good),
+                    "networks": {k: list(v) for k, v in good.items()}}
+    logs = {k: math.log(m / s) for k, (s, m, _, _) in good.items()}
     mean = sum(logs.values()) / len(logs)
     resid = [v - mean for v in logs.values()]
-    half = conformal_halfwidth(resid, level)
-    if not math.isfinite(half):  # too few networks for a conformal quantile at this level: the largest, doubled
-        half = 2 * max(abs(r) for r in resid)
-    return {"factor": math.exp(mean), "log_halfwidth": half, "log_sd": float(np.std(resid, ddof=1)),
+    return {"model": "factor", "factor": math.exp(mean), "per_block_ms": 0.0, "per_weight_mb_ms": 0.0,
+            "log_halfwidth": conformal_or_widest(resid, level), "log_sd": float(np.std(resid, ddof=1)),
             "level": level, "n": len(good), "networks": {k: list(v) for k, v in good.items()}}
+
+
+def conformal_or_widest(resid: Sequence[float], level: float) -> float:
+    """The conformal half-width; with too few networks for the level, the largest |residual| doubled."""
+    half = conformal_halfwidth(resid, level)
+    return half if math.isfinite(half) else 2 * max(abs(r) for r in resid)
+
+
+def _terms(good: dict[str, tuple], names: Sequence[str]) -> np.ndarray:
+    """(factor, ms per block use, ms per MB of weights) >= 0, least squares on relative error."""
+    from scipy.optimize import nnls
+
+    x = np.array([[good[k][0], good[k][2], good[k][3] / 1e6] for k in names], dtype=float)
+    y = np.array([good[k][1] for k in names], dtype=float)
+    coef, _ = nnls(x / y[:, None], np.ones_like(y))
+    return coef
+
+
+def _terms_predict(coef: np.ndarray, obs: tuple) -> float:
+    return max(float(coef[0] * obs[0] + coef[1] * obs[2] + coef[2] * obs[3] / 1e6), 1e-12)

@@ -119,8 +119,10 @@ def read_table(path: str | Path, option: str = "--table") -> Table:
                                                                     "'latbench lut build ... --resume'")
     cal = data.get("calibration")
     if cal is not None and not (isinstance(cal, dict) and _number(cal.get("factor")) and cal["factor"] > 0
-                                and _number(cal.get("log_halfwidth")) and cal["log_halfwidth"] >= 0):
-        raise ResultsError("the calibration is not {factor > 0, log_halfwidth >= 0, ...}", where=f"{where}: calibration",
+                                and _number(cal.get("log_halfwidth")) and cal["log_halfwidth"] >= 0
+                                and all(_number(cal.get(t, 0.0)) and cal.get(t, 0.0) >= 0
+                                        for t in ("per_block_ms", "per_weight_mb_ms"))):
+        raise ResultsError("the calibration is not {factor > 0, log_halfwidth >= 0, per_block_ms >= 0, per_weight_mb_ms >= 0, ...}", where=f"{where}: calibration",
                            hint="rebuild it with 'latbench lut build ... --calibrate', or set it to null")
     meta = {k: v for k, v in data.items() if k not in ("blocks", "calibration", "format", "version", "updated")}
     return Table(meta, dict(blocks), cal, Path(path))
