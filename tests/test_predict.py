@@ -178,6 +178,7 @@ def test_calibration_is_the_geometric_mean_with_a_conformal_interval():
     (["predict", NET, "--table", "{notjson}", "--input", "3x16x16"], "not a readable latency table"),
     (["predict", NET, "--table", "{v99}", "--input", "3x16x16"], "version 99"),
     (["predict", NET, "--table", "{badentry}", "--input", "3x16x16"], "blocks."),
+    (["predict", NET, "--table", "{badcal}", "--input", "3x16x16"], "per_block_ms >= 0"),
     (["predict", NET, "--table", "{t}"], "--input"),
     (["lut", "build", NET, "-o", "{t}", "--input", "3x16x16"], "already exists"),
     (["lut", "build", NET, "--resume", "{t}", "-o", "{other}", "--input", "3x16x16"], "two tables"),
@@ -189,7 +190,9 @@ def test_bad_input_is_exit_2_with_a_located_error(table_file, tmp_path, args, wh
     _rewrite(table_file, tmp_path / "v99.json", lambda d: d.update(version=99))
     _rewrite(table_file, tmp_path / "badentry.json",
              lambda d: d["blocks"][next(iter(d["blocks"]))].update(latency_ms=-1))
+    _rewrite(table_file, tmp_path / "badcal.json", lambda d: d["calibration"].update(per_weight_mb_ms=-0.1))
     names = {"t": table_file, "missing": tmp_path / "missing.json", "notjson": tmp_path / "notjson.json",
+             "badcal": tmp_path / "badcal.json",
              "v99": tmp_path / "v99.json", "badentry": tmp_path / "badentry.json", "other": tmp_path / "other.json"}
     r = runner.invoke(app, [a.format(**names) for a in args])
     assert r.exit_code == 2, r.output
