@@ -87,7 +87,8 @@ def networks(only: list[str] | None) -> tuple[list[Any], dict[str, str]]:
     return out, aliases
 
 
-def measured_whole(results_dir: Path) -> dict[str, float]:
+def measured_whole(results_dir: Path, ci: dict[str, tuple[float, float]] | None = None) -> dict[str, float]:
+    """{network: median ms} of the whole-network runs (and each one's 95 % CI into `ci`)."""
     from latbench.results.read import read_results
 
     out = {}
@@ -97,6 +98,8 @@ def measured_whole(results_dir: Path) -> dict[str, float]:
         rows = read_results(csv)
         for _, r in rows[rows["status"] == "ok"].iterrows():
             out[str(r["case"])] = float(r["latency_ms"])
+            if ci is not None:
+                ci[str(r["case"])] = (float(r["latency_ci_low_ms"]), float(r["latency_ci_high_ms"]))
     return out
 
 
@@ -149,8 +152,13 @@ def main() -> None:
         t_build, n_fused, t_ops, t_run = measure_all(args, cli, build_args, [n.name for n in nets if n not in fresh],
                                                      table8, table_path, work, [n.name for n in fresh])
         (work / "timing.json").write_text(json.dumps({"build": t_build, "fused": n_fused, "ops": t_ops, "run": t_run}))
-    measured = measured_whole(work / "runs")
+    measured_ci: dict[str, tuple[float, float]] = {}
+    measured = measured_whole(work / "runs", measured_ci)
     report = analyse(nets, table8, measured, table_path, {n.name for n in fresh})
+    for p in report["per_network"]:  # how well the measurement itself is known
+        lo, hi = measured_ci.get(p["network"], (math.nan, math.nan))
+        p["measured_ci_ms"] = [lo, hi]
+        p["measured_ci_halfwidth_pct"] = (hi - lo) / 2 / p["measured_ms"] * 100
     report.update(date=date, command=" ".join(["python", "benchmarks/predict_validation.py"] + sys.argv[1:]),
                   aliases=aliases, networks=names, calibration_split=sorted(table8 & set(names)),
                   held_out_split=sorted(set(names) - table8 - {n.name for n in fresh}),
@@ -391,11 +399,18 @@ def markdown(r: dict[str, Any]) -> str:
         if s.get("n"):
             lines.append(f"| {label} | {s['n']} | {s['median_abs_err_pct']:.1f} % | {s['max_abs_err_pct']:.1f} % | "
                          f"{s['within_5_pct']:.0%} | {s['within_10_pct']:.0%} | {s['coverage']:.0%} |")
+    widths = {}
+    for p in r["per_network"]:
+        widths.setdefault(p["split"], []).append(p.get("measured_ci_halfwidth_pct", math.nan))
+    lines += ["", "How well the whole-network measurements themselves are known (median half-width of their 95 % CI, "
+              "`latbench run`): " + ", ".join(f"{k} {np.nanmedian(v):.1f} %" for k, v in sorted(widths.items())) + "."]
     lines += ["", "## Per network", "",
-              "| network | split | measured ms | predicted ms [90 % interval] | error | LOO error | sum of blocks ms | "
-              "sum of operators ms | measured / blocks | MFLOPs |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| network | split | measured ms | ± (its 95 % CI) | predicted ms [90 % interval] | error | LOO error | "
+              "sum of blocks ms | sum of operators ms | measured / blocks | MFLOPs |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for p in sorted(r["per_network"], key=lambda p: (p["split"], p["network"])):
-        lines.append(f"| {p['network']} | {p['split']} | {p['measured_ms']:.2f} | {p['predicted_ms']:.2f} "
+        lines.append(f"| {p['network']} | {p['split']} | {p['measured_ms']:.2f} | "
+                     f"{p.get('measured_ci_halfwidth_pct', math.nan):.1f} % | {p['predicted_ms']:.2f} "
                      f"[{p['low_ms']:.2f}, {p['high_ms']:.2f}]{'' if p['covered'] else ' ✗'} | {p['err_pct']:+.1f} % | "
                      f"{p['loo_err_pct']:+.1f} % | {p['blocks_sum_ms']:.2f} | {p['ops_sum_ms']:.2f} | "
                      f"{p['ratio_measured_to_blocks']:.3f} | {p['flops'] / 2e6:.0f} |")
