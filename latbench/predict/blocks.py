@@ -49,10 +49,10 @@ KINDS = {"conv2d": "conv", "convolution": "conv", "conv1d": "conv", "conv3d": "c
          "div": "elementwise", "sub": "elementwise"}
 
 
-# Ops whose time depends on the values they read, not only on shapes: a max pool's compare-and-branch runs
-# 20-25 % faster on a network's own activations than on random numbers of the same shapes (GoogLeNet's
-# and SqueezeNet's pools, 2026-12-05, docs/prediction.md; the same values shuffled run as slowly as random
-# ones: it is their spatial structure). Blocks with one are measured on the network's own tensors (`data`).
+# Ops whose time depends on the values they read, not only on shapes: GoogLeNet's max pools took 19 % less
+# time on the network's own activations than on random numbers of the same shapes, SqueezeNet's 11 % less
+# (2026-12-05, docs/benchmarks/predict_insitu.md; the same values shuffled ran as slowly as random ones:
+# it is their spatial structure). Blocks with one are measured on the network's own tensors (`data`).
 DATA_DEPENDENT = {"max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_with_indices", "max_pool2d_with_indices",
                   "max_pool3d_with_indices", "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d"}
 
