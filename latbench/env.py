@@ -129,8 +129,8 @@ def fingerprint(nvml: Any = None) -> dict[str, Any]:
 
 # --- the memory allocator: glibc's defaults return freed memory to the OS, so a network's large
 # intermediate tensors come back as fresh pages (faults, zeroing) on every forward. Measured 2026-12-05
-# on the development machine (docs/prediction.md): MobileNetV2 at batch 1 ran 22.4 ms with glibc's
-# defaults and 16.0 ms with freed memory kept (MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_): two runs
+# on the development machine (docs/benchmarks/predict_insitu.md): MobileNetV2 at batch 1 ran 22.3 ms with glibc's
+# defaults and 16.9 ms with freed memory kept (MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_): two runs
 # that differ in the allocator are two different machines for a gate.
 ALLOCATOR_LIBS = ("jemalloc", "tcmalloc", "mimalloc", "hoard", "snmalloc")
 ALLOCATOR_ENV = ("MALLOC_ARENA_MAX", "MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_",

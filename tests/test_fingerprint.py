@@ -112,7 +112,7 @@ def test_the_allocator_is_named_with_the_settings_that_change_its_speed():
 
 
 def test_gate_refuses_runs_on_two_allocators_naming_the_field(tmp_path):
-    """glibc's defaults against freed memory kept: 22.4 vs 16.0 ms for MobileNetV2 on the development
+    """glibc's defaults against freed memory kept: 22.3 vs 16.9 ms for MobileNetV2 on the development
     machine (docs/prediction.md). A gate across allocators compares allocators, not code."""
     cases = {"g=1": 10.0}
     base = write_side(tmp_path / "b", cases, 2, seed=1, fingerprint={**FINGERPRINT, "allocator": "glibc"})

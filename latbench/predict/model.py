@@ -52,11 +52,9 @@ class KindFit:
 
 
 def _nnls(rows: list[dict[str, Any]], kind: str) -> KindFit:
-    from scipy.optimize import nnls
-
     y = np.array([r["latency_ms"] for r in rows])
     x = np.array([[1.0, r["flops"] / 1e9, r["mac_bytes"] / 1e6] for r in rows])
-    coef, _ = nnls(x / y[:, None], np.ones_like(y))
+    coef = _relative_nnls(x, y)
     fitted = np.maximum(x @ coef, 1e-9)
     resid = np.log(y / fitted)
     sd = float(np.sqrt(np.mean(resid**2))) if len(rows) > 1 else math.inf
@@ -261,14 +259,17 @@ def conformal_or_widest(resid: Sequence[float], level: float) -> float:
     return half if math.isfinite(half) else 2 * max(abs(r) for r in resid)
 
 
-def _terms(good: dict[str, tuple], names: Sequence[str]) -> np.ndarray:
-    """(factor, ms per block use, ms per MB of weights) >= 0, least squares on relative error."""
+def _relative_nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Coefficients >= 0 with x @ coef ~ y, least squares on relative error (each row weighted 1 / y)."""
     from scipy.optimize import nnls
 
+    return nnls(x / y[:, None], np.ones_like(y))[0]
+
+
+def _terms(good: dict[str, tuple], names: Sequence[str]) -> np.ndarray:
+    """(factor, ms per block use, ms per MB of weights) >= 0, least squares on relative error."""
     x = np.array([[good[k][0], good[k][2], good[k][3] / 1e6] for k in names], dtype=float)
-    y = np.array([good[k][1] for k in names], dtype=float)
-    coef, _ = nnls(x / y[:, None], np.ones_like(y))
-    return coef
+    return _relative_nnls(x, np.array([good[k][1] for k in names], dtype=float))
 
 
 def _terms_predict(coef: np.ndarray, obs: tuple) -> float:
