@@ -90,10 +90,12 @@ def test_gate_into_a_closed_pipe_keeps_its_decision(run_csv, tmp_path):
             run_id = __import__("json").loads(run_csv.with_suffix(".json").read_text())["run_id"]
             (cand / f.name).write_text(f.read_text().replace(run_id, "0123456789ab"))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    gate = f"{sys.executable} -m latbench gate -b {run_csv} -c {cand / run_csv.name} -q --allow-different-machine --noise-floor 0%"
+    gate = f"{sys.executable} -m latbench gate -b {run_csv} -c {cand / run_csv.name} -q --allow-different-machine --noise-floor 0% --threshold 50%"
     alone = subprocess.run(["bash", "-c", gate], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     # identical data without a run-to-run floor: judged the same, the gate passes (issue 22: a gate that
-    # judged nothing, as --inconclusive pass on one run a side did here, fails); unless the fixture's run
+    # judged nothing, as --inconclusive pass on one run a side did here, fails). The threshold is wide: the
+    # fixture's run is short, and on a loaded CI box (2026-12-06) its ratio CIs reached the default 10 %,
+    # which is rightly inconclusive; this test is about the pipe, not the noise. Unless the fixture's run
     # was measured oversubscribed (a loaded CI box: its process got under 0.85 CPU s per s), which is
     # rightly no pass. Either way the pipe below must keep the decision.
     import pandas as pd
