@@ -175,10 +175,23 @@ def main() -> None:
     from latbench.env import fingerprint
 
     report["fingerprint"] = fingerprint()
+    report["reference"] = reference_spread(table_path)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(json_safe(report), indent=1, default=str) + "\n")
     args.md.write_text(markdown(report))
     print(markdown(report))
+
+
+def reference_spread(table_path: Path) -> dict[str, Any]:
+    """The reference block over the table's groups (latbench/predict/measure.py): how much the machine moved
+    while the table was built, which the blocks' ratios to it cancel."""
+    ref = json.loads(table_path.read_text()).get("reference") or {}
+    ms = np.array(ref.get("group_ms") or [], dtype=float)
+    if ms.size == 0:
+        return {"groups": 0}
+    return {"label": ref.get("label"), "groups": int(ms.size), "median_ms": float(np.median(ms)),
+            "p5_ms": float(np.percentile(ms, 5)), "p95_ms": float(np.percentile(ms, 95)),
+            "min_ms": float(ms.min()), "max_ms": float(ms.max())}
 
 
 def case_name(name: str) -> str:
@@ -204,17 +217,15 @@ def one_group_suite(nets: list[Any], path: Path) -> Path:
 def measure_all(args: Any, cli: list[str], build_args: list[str], nets: list[Any], table8: set[str],
                 table_path: Path, work: Path, fresh: list[str]) -> tuple[float, int, float, float]:
     """The table built (timed), its per-operator blocks added (timed), the networks run whole in one group
-    (timed). The fresh networks (`module:factory`, with --input) are built by commands of their own."""
-    t_build = sh(cli + ["lut", "build", *build_args, "-o", str(table_path), "--max-time", str(args.block_max_time), "-q"])
-    if fresh:
-        t_build += sh(cli + ["lut", "build", *fresh, "--input", FRESH_INPUT, "--resume", str(table_path), "--max-time",
-                             str(args.block_max_time), "-q"])
+    (timed). The fresh networks (`module:factory`, with --input) are built in the same commands as the rest:
+    their blocks are measured in the same minutes against the same reference (a command of their own at the
+    end of the build had their blocks 10-19 % slower in one of two runs: 2026-12-05 23:54)."""
+    every = build_args + fresh
+    shape = ["--input", FRESH_INPUT] if fresh else []
+    t_build = sh(cli + ["lut", "build", *every, *shape, "-o", str(table_path), "--max-time", str(args.block_max_time), "-q"])
     n_fused = len(json.loads(table_path.read_text())["blocks"])
-    t_ops = sh(cli + ["lut", "build", *build_args, "--resume", str(table_path), "--no-fuse", "--max-time",
+    t_ops = sh(cli + ["lut", "build", *every, *shape, "--resume", str(table_path), "--no-fuse", "--max-time",
                       str(args.block_max_time), "-q"])
-    if fresh:
-        t_ops += sh(cli + ["lut", "build", *fresh, "--input", FRESH_INPUT, "--resume", str(table_path), "--no-fuse",
-                           "--max-time", str(args.block_max_time), "-q"])
     suite = one_group_suite(nets, work / "validation.yaml")
     t_run = sh(cli + ["run", str(suite), "--allow-import", "--device", "cpu", "--threads", "1", "--max-time",
                       str(args.net_max_time), "--repeats", str(args.repeats), "--no-roofline", "--results-dir",
@@ -445,6 +456,13 @@ def markdown(r: dict[str, Any]) -> str:
               "| quantity | ρ [95 % CI] |", "|---|---|"]
     for k, v in r["interactions"].items():
         lines.append(f"| {k} | {v['spearman']:+.2f} [{v['ci'][0]:+.2f}, {v['ci'][1]:+.2f}] |")
+    ref = r.get("reference") or {}
+    if ref.get("groups"):
+        lines += ["", f"The table's reference block ({ref['label']}) over its {ref['groups']} groups: median "
+                  f"{ref['median_ms']:.4f} ms, 5-95th percentile {ref['p5_ms'] / ref['median_ms']:.3f}-"
+                  f"{ref['p95_ms'] / ref['median_ms']:.3f}× of it, extremes {ref['min_ms'] / ref['median_ms']:.3f}-"
+                  f"{ref['max_ms'] / ref['median_ms']:.3f}× (each block is stored as its ratio to the reference in its "
+                  f"group times the median)."]
     lines += ["", "## Time", "",
               f"- LUT build from scratch: {t['fused_blocks']} fusion-aware blocks in {t['lut_build_fused_s'] / 60:.1f} min "
               f"(`--max-time {r['settings']['block_max_time']}`); the sum-of-operators baseline's extra per-operator blocks: "

@@ -46,7 +46,7 @@ class BuildPlan:
         from latbench.run.options import policy_of
 
         p = policy_of(self.opts)
-        n = len(self.todo)
+        n = len(self.todo) + -(-len(self.todo) // _measure.GROUP)  # and each group's reference
         return n * (0.2 + 0.7 * p.max_time_s), n * (0.25 + p.warmup_s + p.max_time_s)
 
 
