@@ -10,7 +10,13 @@ A JSON object:
     policy, created, updated, argv
     blocks          {key: entry}: kind, label, desc (blocks.Block.desc: enough to rebuild it), flops,
                     mac_bytes, activations, latency_ms (median), ci_low_ms, ci_high_ms (its 95 % CI),
-                    samples, stop_reason, run (the run_id of the run that measured it), measured_at
+                    samples, stop_reason, run (the run_id of the run that measured it), measured_at; and
+                    when its group's reference was measured: ratio, ratio_ci_low, ratio_ci_high (to the
+                    reference, same interleaved rounds) and measured_ms (its own median in its group), with
+                    latency_ms and its CI = ratio (CI) x the reference's median over the groups
+    reference       the block every group opens with (measure.reference_block): label, desc, group_ms (its
+                    median in each group measured so far); absent in tables from before 2026-12-06, whose
+                    entries keep their own medians
     calibration     null, or model.calibrate's fit: whole networks measured against their sums of blocks
 
 It is written only through results/files.py (write_output: the file policy; an update of the table a
