@@ -5,7 +5,13 @@ networks are (convs without bias, BatchNorm folded away, activations where the d
 
 Architectures as published: ResNet-18/34/50 (He et al. 2016, torchvision's layout), VGG-11 (Simonyan &
 Zisserman 2015, configuration A), MobileNet V3-Large (Howard et al. 2019, Table 1), MNASNet 1.0 as torchvision builds it
-(Tan et al. 2019, without squeeze-and-excitation)."""
+(Tan et al. 2019, without squeeze-and-excitation).
+
+FRESH2, a second set written and committed on 2026-12-06 before any of it was measured (after the first
+set had been seen): MobileNet V3-Small (Howard et al. 2019, Table 2), ResNet-101, RegNetX-400MF (Radosavovic
+et al. 2020: group width 16, depths 1/2/7/12, widths 32/64/160/400), AlexNet (torchvision's layout),
+DenseNet-121 (Huang et al. 2017: growth 32, blocks 6/12/24/16, BN-ReLU folded as elsewhere here), ConvNeXt-T
+(Liu et al. 2022: 7x7 depthwise, LayerNorm, GELU, linear layers; without layer scale and drop path)."""
 
 from __future__ import annotations
 
@@ -128,3 +134,103 @@ def mnasnet1_0() -> nn.Module:
 
 
 FRESH = ("resnet18", "resnet34", "resnet50", "vgg11", "mobilenet_v3_large", "mnasnet1_0")
+
+
+# MobileNet V3-Small, Table 2: kernel, expansion, out, SE, activation, stride
+V3_SMALL = [(3, 16, 16, 1, "RE", 2), (3, 72, 24, 0, "RE", 2), (3, 88, 24, 0, "RE", 1), (5, 96, 40, 1, "HS", 2),
+            (5, 240, 40, 1, "HS", 1), (5, 240, 40, 1, "HS", 1), (5, 120, 48, 1, "HS", 1), (5, 144, 48, 1, "HS", 1),
+            (5, 288, 96, 1, "HS", 2), (5, 576, 96, 1, "HS", 1), (5, 576, 96, 1, "HS", 1)]
+
+
+def mobilenet_v3_small() -> nn.Module:
+    layers: list[nn.Module] = [_conv(3, 16, 3, 2, act=nn.Hardswish)]
+    c = 16
+    for k, exp, out, se, a, s in V3_SMALL:
+        layers.append(_mbconv(c, exp, out, k, s, bool(se), nn.Hardswish if a == "HS" else nn.ReLU))
+        c = out
+    layers += [_conv(c, 576, 1, act=nn.Hardswish), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(576, 1024),
+               nn.Hardswish(), nn.Linear(1024, 1000)]
+    return nn.Sequential(*layers).eval()
+
+
+def resnet101() -> nn.Module:
+    return _resnet(True, (3, 4, 23, 3))
+
+
+def regnetx_400mf() -> nn.Module:
+    layers: list[nn.Module] = [_conv(3, 32, 3, 2)]
+    c = 32
+    for d, w in zip((1, 2, 7, 12), (32, 64, 160, 400)):
+        for j in range(d):
+            s = 2 if j == 0 else 1
+            body = nn.Sequential(_conv(c, w, 1), _conv(w, w, 3, s, groups=w // 16), _conv(w, w, 1, act=None))
+            short = _conv(c, w, 1, s, act=None) if s != 1 or c != w else None
+            layers.append(_Residual(body, short))
+            c = w
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 1000)]
+    return nn.Sequential(*layers).eval()
+
+
+def alexnet() -> nn.Module:
+    return nn.Sequential(_conv(3, 64, 11, 4), nn.MaxPool2d(3, 2), _conv(64, 192, 5), nn.MaxPool2d(3, 2),
+                         _conv(192, 384, 3), _conv(384, 256, 3), _conv(256, 256, 3), nn.MaxPool2d(3, 2),
+                         nn.AdaptiveAvgPool2d(6), nn.Flatten(), nn.Linear(256 * 36, 4096), nn.ReLU(inplace=True),
+                         nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Linear(4096, 1000)).eval()
+
+
+class _Dense(nn.Module):
+    def __init__(self, c: int, growth: int = 32):
+        super().__init__()
+        self.body = nn.Sequential(nn.ReLU(), _conv(c, 4 * growth, 1), _conv(4 * growth, growth, 3, act=None))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, self.body(x)], 1)
+
+
+def densenet121() -> nn.Module:
+    layers: list[nn.Module] = [_conv(3, 64, 7, 2), nn.MaxPool2d(3, 2, 1)]
+    c = 64
+    for i, n in enumerate((6, 12, 24, 16)):
+        for _ in range(n):
+            layers.append(_Dense(c))
+            c += 32
+        if i < 3:
+            layers += [nn.ReLU(), _conv(c, c // 2, 1, act=None), nn.AvgPool2d(2, 2)]
+            c //= 2
+    layers += [nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 1000)]
+    return nn.Sequential(*layers).eval()
+
+
+class _ChannelsLastNorm(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(c, eps=1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class _ConvNeXtBlock(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.dw = nn.Conv2d(c, c, 7, padding=3, groups=c)
+        self.norm = nn.LayerNorm(c, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(c, 4 * c), nn.GELU(), nn.Linear(4 * c, c))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.mlp(self.norm(self.dw(x).permute(0, 2, 3, 1))).permute(0, 3, 1, 2)
+        return x + y
+
+
+def convnext_tiny() -> nn.Module:
+    layers: list[nn.Module] = [nn.Conv2d(3, 96, 4, 4), _ChannelsLastNorm(96)]
+    widths = (96, 192, 384, 768)
+    for i, (d, w) in enumerate(zip((3, 3, 9, 3), widths)):
+        if i > 0:
+            layers += [_ChannelsLastNorm(widths[i - 1]), nn.Conv2d(widths[i - 1], w, 2, 2)]
+        layers += [_ConvNeXtBlock(w) for _ in range(d)]
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.LayerNorm(768, eps=1e-6), nn.Linear(768, 1000)]
+    return nn.Sequential(*layers).eval()
+
+
+FRESH2 = ("mobilenet_v3_small", "resnet101", "regnetx_400mf", "alexnet", "densenet121", "convnext_tiny")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 
 import pytest
 import torch
@@ -89,7 +90,13 @@ def test_resume_measures_only_the_blocks_the_table_lacks(table_file, tmp_path):
     assert r.exit_code == 0, r.output
     assert "1 block(s) to measure (11 in the table already)" in r.output.replace("\n", " ")
     after = json.loads(lacking.read_text())["blocks"]
-    assert len(after) == 12 and all(after[k] == v for k, v in before.items())  # the others untouched
+    # the others' measurements untouched; their latency is their ratio to the reference times its median over
+    # all groups, the resumed one's too (predict/measure.py)
+    scaled = ("latency_ms", "ci_low_ms", "ci_high_ms")
+    assert len(after) == 12 and all({f: x for f, x in after[k].items() if f not in scaled}
+                                    == {f: x for f, x in v.items() if f not in scaled} for k, v in before.items())
+    ref = statistics.median(json.loads(lacking.read_text())["reference"]["group_ms"])
+    assert all(e["latency_ms"] == pytest.approx(e["ratio"] * ref) for e in after.values())
     r = runner.invoke(app, ["lut", "build", NET, "--resume", str(lacking), "--input", "3x16x16"])
     assert r.exit_code == 0 and "0 block(s) to measure" in r.output
 
@@ -166,7 +173,8 @@ def test_calibration_is_the_geometric_mean_with_a_conformal_interval():
     pairs = {f"n{i}": (10.0, 10.0 * math.exp(r + 0.5)) for i, r in enumerate(logs)}
     cal = calibrate(pairs)
     assert cal["factor"] == pytest.approx(math.exp(0.5)) and cal["n"] == 10  # geometric, not arithmetic, mean
-    assert cal["log_halfwidth"] == pytest.approx(0.3)  # ceil(11 * 0.9) = 10th smallest |residual| (9th: 0.13)
+    # ceil(11 * 0.9) = 10th smallest |residual| (9th: 0.13), each from the mean without it: 0.3 x 10 / 9
+    assert cal["log_halfwidth"] == pytest.approx(0.3 * 10 / 9)
     assert conformal_halfwidth([0.1, 0.2, 0.3], 0.9) == math.inf  # 3 networks cannot give 90 %
     with pytest.raises(latbench.errors.LatbenchError, match="at least 2"):
         calibrate({"a": (1.0, 2.0)})
