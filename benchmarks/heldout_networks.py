@@ -11,7 +11,13 @@ FRESH2, a second set written and committed on 2026-12-06 before any of it was me
 set had been seen): MobileNet V3-Small (Howard et al. 2019, Table 2), ResNet-101, RegNetX-400MF (Radosavovic
 et al. 2020: group width 16, depths 1/2/7/12, widths 32/64/160/400), AlexNet (torchvision's layout),
 DenseNet-121 (Huang et al. 2017: growth 32, blocks 6/12/24/16, BN-ReLU folded as elsewhere here), ConvNeXt-T
-(Liu et al. 2022: 7x7 depthwise, LayerNorm, GELU, linear layers; without layer scale and drop path)."""
+(Liu et al. 2022: 7x7 depthwise, LayerNorm, GELU, linear layers; without layer scale and drop path).
+
+FRESH3, a third set written and committed on 2026-12-06 before any of it was measured (after the second
+had been seen): Wide ResNet-50-2 (Zagoruyko & Komodakis 2016, torchvision's layout), ResNeXt-50 32x4d (Xie
+et al. 2017), SqueezeNet 1.1 (Iandola et al. 2016, torchvision's), RegNetY-400MF (Radosavovic et al. 2020:
+group width 8, depths 1/3/6/6, widths 48/104/208/440, squeeze-and-excitation 0.25), MNASNet 0.5
+(torchvision's), VGG-13 (configuration B)."""
 
 from __future__ import annotations
 
@@ -36,15 +42,16 @@ class _Residual(nn.Module):
         return torch.relu(y) if self.relu else y
 
 
-def _resnet(bottleneck: bool, depths: tuple[int, ...]) -> nn.Module:
+def _resnet(bottleneck: bool, depths: tuple[int, ...], width: int = 64, groups: int = 1) -> nn.Module:
     layers: list[nn.Module] = [_conv(3, 64, 7, 2), nn.MaxPool2d(3, 2, 1)]
     c, exp = 64, 4 if bottleneck else 1
     for i, n in enumerate(depths):
-        w = 64 * 2 ** i
+        w, inner = 64 * 2 ** i, width * 2 ** i
         for j in range(n):
             s = 2 if j == 0 and i > 0 else 1
             if bottleneck:
-                body = nn.Sequential(_conv(c, w, 1), _conv(w, w, 3, s), _conv(w, w * exp, 1, act=None))
+                body = nn.Sequential(_conv(c, inner, 1), _conv(inner, inner, 3, s, groups=groups),
+                                     _conv(inner, w * exp, 1, act=None))
             else:
                 body = nn.Sequential(_conv(c, w, 3, s), _conv(w, w, 3, act=None))
             short = _conv(c, w * exp, 1, s, act=None) if s != 1 or c != w * exp else None
@@ -67,9 +74,13 @@ def resnet50() -> nn.Module:
 
 
 def vgg11() -> nn.Module:
+    return _vgg((64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"))
+
+
+def _vgg(config: tuple) -> nn.Module:
     layers: list[nn.Module] = []
     c = 3
-    for v in (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"):
+    for v in config:
         if v == "M":
             layers.append(nn.MaxPool2d(2, 2))
         else:
@@ -123,12 +134,22 @@ MNAS = [(3, 24, 3, 3, 2), (3, 40, 3, 5, 2), (6, 80, 3, 5, 2), (6, 96, 2, 3, 1), 
 
 
 def mnasnet1_0() -> nn.Module:
-    layers: list[nn.Module] = [_conv(3, 32, 3, 2), _conv(32, 32, 3, groups=32), _conv(32, 16, 1, act=None)]
-    c = 16
+    return _mnasnet(1.0)
+
+
+def _mnasnet(alpha: float) -> nn.Module:
+    def depth(v: float) -> int:  # torchvision's _round_to_multiple_of(v, 8), round-up bias 0.9
+        r = max(8, int(v + 4) // 8 * 8)
+        return r if r >= 0.9 * v else r + 8
+
+    first = depth(32 * alpha)
+    layers: list[nn.Module] = [_conv(3, first, 3, 2), _conv(first, first, 3, groups=first),
+                               _conv(first, depth(16 * alpha), 1, act=None)]
+    c = depth(16 * alpha)
     for e, out, n, k, s in MNAS:
         for j in range(n):
-            layers.append(_mbconv(c, c * e, out, k, s if j == 0 else 1, False, nn.ReLU))
-            c = out
+            layers.append(_mbconv(c, c * e, depth(out * alpha), k, s if j == 0 else 1, False, nn.ReLU))
+            c = depth(out * alpha)
     layers += [_conv(c, 1280, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1280, 1000)]
     return nn.Sequential(*layers).eval()
 
@@ -231,6 +252,69 @@ def convnext_tiny() -> nn.Module:
         layers += [_ConvNeXtBlock(w) for _ in range(d)]
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.LayerNorm(768, eps=1e-6), nn.Linear(768, 1000)]
     return nn.Sequential(*layers).eval()
+
+
+def wide_resnet50_2() -> nn.Module:
+    return _resnet(True, (3, 4, 6, 3), width=128)
+
+
+def resnext50_32x4d() -> nn.Module:
+    return _resnet(True, (3, 4, 6, 3), width=128, groups=32)
+
+
+class _Fire(nn.Module):
+    def __init__(self, c: int, squeeze: int, expand: int):
+        super().__init__()
+        self.squeeze = _conv(c, squeeze, 1)
+        self.e1, self.e3 = _conv(squeeze, expand, 1), _conv(squeeze, expand, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.squeeze(x)
+        return torch.cat([self.e1(x), self.e3(x)], 1)
+
+
+def squeezenet1_1() -> nn.Module:
+    return nn.Sequential(_conv(3, 64, 3, 2), nn.MaxPool2d(3, 2, ceil_mode=True), _Fire(64, 16, 64), _Fire(128, 16, 64),
+                         nn.MaxPool2d(3, 2, ceil_mode=True), _Fire(128, 32, 128), _Fire(256, 32, 128),
+                         nn.MaxPool2d(3, 2, ceil_mode=True), _Fire(256, 48, 192), _Fire(384, 48, 192),
+                         _Fire(384, 64, 256), _Fire(512, 64, 256), _conv(512, 1000, 1), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten()).eval()
+
+
+class _SEReLU(nn.Module):
+    def __init__(self, c: int, hidden: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c, hidden, 1), nn.ReLU(inplace=True),
+                                  nn.Conv2d(hidden, c, 1), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.body(x)
+
+
+def regnety_400mf() -> nn.Module:
+    layers: list[nn.Module] = [_conv(3, 32, 3, 2)]
+    c = 32
+    for d, w in zip((1, 3, 6, 6), (48, 104, 208, 440)):
+        for j in range(d):
+            s = 2 if j == 0 else 1
+            body = nn.Sequential(_conv(c, w, 1), _conv(w, w, 3, s, groups=w // 8), _SEReLU(w, max(1, c // 4)),
+                                 _conv(w, w, 1, act=None))
+            short = _conv(c, w, 1, s, act=None) if s != 1 or c != w else None
+            layers.append(_Residual(body, short))
+            c = w
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 1000)]
+    return nn.Sequential(*layers).eval()
+
+
+def mnasnet0_5() -> nn.Module:
+    return _mnasnet(0.5).eval()
+
+
+def vgg13() -> nn.Module:
+    return _vgg((64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"))
+
+
+FRESH3 = ("wide_resnet50_2", "resnext50_32x4d", "squeezenet1_1", "regnety_400mf", "mnasnet0_5", "vgg13")
 
 
 FRESH2 = ("mobilenet_v3_small", "resnet101", "regnetx_400mf", "alexnet", "densenet121", "convnext_tiny")

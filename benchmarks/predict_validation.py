@@ -41,7 +41,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import json_safe  # noqa: E402
-from benchmarks.heldout_networks import FRESH, FRESH2  # noqa: E402
+from benchmarks.heldout_networks import FRESH, FRESH2, FRESH3  # noqa: E402
+
+LATER = ("fresh2", "fresh3")  # the later fresh sets: each committed before it was measured, after the one before was seen
 
 
 def sh(cmd: list[str]) -> float:
@@ -121,9 +123,10 @@ def main() -> None:
     ap.add_argument("--net-max-time", type=float, default=2.0, help="latbench run --max-time (2 s)")
     ap.add_argument("--repeats", type=int, default=3, help="latbench run --repeats (3)")
     ap.add_argument("--networks", help="comma-separated subset of the built-in networks (smoke tests)")
-    ap.add_argument("--fresh2", default=",".join(FRESH2),
-                    help="comma-separated networks of benchmarks/heldout_networks.py's second set, committed before "
-                         "any was measured (after the first set had been seen): split 'fresh 2' ('' for none)")
+    for i, default in ((2, FRESH2), (3, FRESH3)):
+        ap.add_argument(f"--fresh{i}", default=",".join(default),
+                        help=f"comma-separated networks of benchmarks/heldout_networks.py's set {i}, committed before any "
+                             f"was measured (after set {i - 1} had been seen): split 'fresh {i}' ('' for none)")
     ap.add_argument("--fresh", default=",".join(FRESH),
                     help="comma-separated networks of benchmarks/heldout_networks.py judged as never seen ('' for none)")
     ap.add_argument("--reuse", type=Path, help="analyse the table and runs of an earlier --work/<time> folder again")
@@ -135,8 +138,8 @@ def main() -> None:
     work = args.reuse or args.work / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     work.mkdir(parents=True, exist_ok=args.reuse is not None)
     nets, aliases = networks(args.networks.split(",") if args.networks else None)
-    fresh2 = fresh_networks([f for f in args.fresh2.split(",") if f])
-    fresh = fresh_networks([f for f in args.fresh.split(",") if f]) + fresh2
+    later = {k: fresh_networks([f for f in getattr(args, k).split(",") if f]) for k in LATER}
+    fresh = fresh_networks([f for f in args.fresh.split(",") if f]) + [n for v in later.values() for n in v]
     table8 = {n.name for n in nets if n.source.suite.model.suite == "networks"}
     cli = [sys.executable, "-m", "latbench"]
     build_args = []  # how the CLI names them: the suite's cases by the suite, built-ins by name
@@ -162,7 +165,8 @@ def main() -> None:
         if case_name(n.name) in measured and n.name not in measured:
             measured[n.name] = measured.pop(case_name(n.name))
             measured_ci[n.name] = measured_ci.pop(case_name(n.name))
-    report = analyse(nets, table8, measured, table_path, {n.name for n in fresh}, {n.name for n in fresh2})
+    report = analyse(nets, table8, measured, table_path, {n.name for n in fresh},
+                     {k: {n.name for n in v} for k, v in later.items()})
     for p in report["per_network"]:  # how well the measurement itself is known
         lo, hi = measured_ci.get(p["network"], (math.nan, math.nan))
         p["measured_ci_ms"] = [lo, hi]
@@ -170,8 +174,8 @@ def main() -> None:
     report.update(date=date, command=" ".join(["python", "benchmarks/predict_validation.py"] + sys.argv[1:]),
                   aliases=aliases, networks=names, calibration_split=sorted(table8 & set(names)),
                   held_out_split=sorted(set(names) - table8 - {n.name for n in fresh}),
-                  fresh_split=[n.name for n in fresh if n not in fresh2 and n.name in measured],
-                  fresh2_split=[n.name for n in fresh2 if n.name in measured],
+                  fresh_split=[n.name for n in fresh if n.name in measured and all(n not in v for v in later.values())],
+                  **{f"{k}_split": [n.name for n in v if n.name in measured] for k, v in later.items()},
                   timing={"lut_build_fused_s": t_build, "fused_blocks": n_fused, "lut_build_extra_operators_s": t_ops,
                           "blocks_total": len(json.loads(table_path.read_text())["blocks"]), "whole_networks_run_s": t_run,
                           **warm_prediction(table_path, next(n for n in names if n not in table8))},
@@ -239,7 +243,7 @@ def measure_all(args: Any, cli: list[str], build_args: list[str], nets: list[Any
 
 
 def analyse(nets: list[Any], table8: set[str], measured: dict[str, float], table_path: Path,
-            fresh: set[str] = frozenset(), fresh2: set[str] = frozenset()) -> dict[str, Any]:
+            fresh: set[str] = frozenset(), later: dict[str, set[str]] | None = None) -> dict[str, Any]:
     from latbench.predict.measure import network_blocks
     from latbench.predict.model import calibrate, fit_table, predict_blocks
     from latbench.predict.table import read_table
@@ -255,8 +259,9 @@ def analyse(nets: list[Any], table8: set[str], measured: dict[str, float], table
     names = list(raw)
     calib = [k for k in names if k in table8] or names
     held = [k for k in names if k not in table8 and k not in fresh]
-    new = [k for k in names if k in fresh and k not in fresh2]
-    new2 = [k for k in names if k in fresh2]
+    later = later or {}
+    new = [k for k in names if k in fresh and all(k not in v for v in later.values())]
+    news = {s: [k for k in names if k in v] for s, v in later.items()}
 
     def obs(k: str) -> tuple[float, float, int, int]:  # what calibrate() takes
         return raw[k].blocks_sum_ms, measured[k], raw[k].block_uses, raw[k].weight_bytes
@@ -286,12 +291,13 @@ def analyse(nets: list[Any], table8: set[str], measured: dict[str, float], table
         rc = rank_correlation([values[k] for k in names], [measured[k] for k in names],
                               against=[costs["flops"][k] for k in names])
         table_rows[label] = {"factor": f, "held_out": summary({k: e[k] for k in held}),
-                             "fresh": summary({k: e[k] for k in new}), "fresh2": summary({k: e[k] for k in new2}),
+                             "fresh": summary({k: e[k] for k in new}),
+                             **{s: summary({k: e[k] for k in v}) for s, v in news.items()},
                              "loo": summary(fl),
                              "spearman": rc.spearman, "spearman_ci": [rc.spearman_low, rc.spearman_high],
                              "kendall": rc.kendall, "minus_flops": rc.diff, "minus_flops_ci": [rc.diff_low, rc.diff_high]}
-    split = {k: "calibration" if k in table8 else "fresh 2" if k in fresh2 else "fresh" if k in fresh else "held-out"
-             for k in names}
+    split = {k: "calibration" if k in table8 else next((f"fresh {s[-1]}" for s, v in later.items() if k in v),
+                                                        "fresh" if k in fresh else "held-out") for k in names}
     per = [{"network": k, "split": split[k], "measured_ms": measured[k],
             "predicted_ms": pred[k].latency_ms, "low_ms": pred[k].low_ms, "high_ms": pred[k].high_ms,
             "err_pct": err[k] * 100, "loo_err_pct": loo_err[k] * 100, "covered": cov[k], "loo_covered": loo_cov[k],
@@ -303,7 +309,7 @@ def analyse(nets: list[Any], table8: set[str], measured: dict[str, float], table
     return {"calibration": table.calibration, "per_network": per, "predictors": table_rows,
             "prediction": {"held_out": summary({k: err[k] for k in held}, cov),
                            "fresh": summary({k: err[k] for k in new}, cov),
-                           "fresh2": summary({k: err[k] for k in new2}, cov),
+                           **{s: summary({k: err[k] for k in v}, cov) for s, v in news.items()},
                            "calibration_split": summary({k: err[k] for k in calib}, cov),
                            "loo_all": summary(loo_err, loo_cov)},
             "interpolation": interpolation(table, keyed, names, measured, raw, fit_table),
@@ -404,20 +410,22 @@ def markdown(r: dict[str, Any]) -> str:
              f"{r['elapsed_s'] / 60:.1f} min in all.", "",
              f"Calibration split: the {len(r['calibration_split'])} Table 8 cases; held out: the "
              f"{len(r['held_out_split'])} other built-in networks ({', '.join(r['held_out_split'])}); fresh (never seen "
-             f"before the method was fixed): {', '.join(r.get('fresh_split') or []) or 'none'}; fresh 2 (written and committed "
-             f"before any was measured, after the first fresh set had been seen): {', '.join(r.get('fresh2_split') or []) or 'none'}. "
+             f"before the method was fixed): {', '.join(r.get('fresh_split') or []) or 'none'}; "
+             + "; ".join(f"fresh {k[-1]} (written and committed before any was measured, after the set before had been seen): "
+                         f"{', '.join(r.get(k + '_split') or []) or 'none'}" for k in LATER) + ". "
              f"Memory allocator: "
              f"{fp.get('allocator', 'not recorded')}. Aliases measured "
              f"once: {', '.join(f'{a} = {b}' for a, b in r['aliases'].items()) or 'none'}.", "",
              "## Predictors against measured latency", "",
              "Each predictor scaled by one factor (geometric mean of measured / predictor on the calibration split; "
              "leave-one-out: on every other network). Spearman over all networks with its 95 % bootstrap CI.", "",
-             "| predictor | fresh: within ±10 % | fresh 2: within ±10 % | held-out: median abs err | within ±5 % | "
-             "within ±10 % | leave-one-out: median abs err | within ±10 % | Spearman ρ [95 % CI] | ρ − ρ(FLOPs) [95 % CI] |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+             "| predictor | fresh: within ±10 % | fresh 2: within ±10 % | fresh 3: within ±10 % | held-out: median abs err | "
+             "within ±5 % | within ±10 % | leave-one-out: median abs err | within ±10 % | Spearman ρ [95 % CI] | "
+             "ρ − ρ(FLOPs) [95 % CI] |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for label, p in r["predictors"].items():
-        h, lo, f, f2 = p["held_out"], p["loo"], p.get("fresh") or {}, p.get("fresh2") or {}
+        h, lo, f, f2, f3 = p["held_out"], p["loo"], p.get("fresh") or {}, p.get("fresh2") or {}, p.get("fresh3") or {}
         lines.append(f"| {label} | {f.get('within_10_pct', math.nan):.0%} | {f2.get('within_10_pct', math.nan):.0%} | "
+                     f"{f3.get('within_10_pct', math.nan):.0%} | "
                      f"{h.get('median_abs_err_pct', math.nan):.1f} % | {h.get('within_5_pct', math.nan):.0%} | "
                      f"{h.get('within_10_pct', math.nan):.0%} | {lo['median_abs_err_pct']:.1f} % | {lo['within_10_pct']:.0%} | "
                      f"{p['spearman']:.3f} [{p['spearman_ci'][0]:.3f}, {p['spearman_ci'][1]:.3f}] | "
@@ -431,7 +439,7 @@ def markdown(r: dict[str, Any]) -> str:
               f"(×/÷ {math.exp(cal['log_halfwidth']):.2f}) for a {cal['level']:.0%} interval.", "",
               "| split | n | median abs err | max abs err | within ±5 % | within ±10 % | interval coverage (stated 90 %) |",
               "|---|---:|---:|---:|---:|---:|---:|"]
-    for label, key in (("fresh", "fresh"), ("fresh 2", "fresh2"), ("held-out", "held_out"), ("calibration", "calibration_split"),
+    for label, key in (("fresh", "fresh"), ("fresh 2", "fresh2"), ("fresh 3", "fresh3"), ("held-out", "held_out"), ("calibration", "calibration_split"),
                        ("leave-one-out, all", "loo_all")):
         s = pr.get(key) or {}
         if s.get("n"):
