@@ -301,6 +301,7 @@ def analyse(nets: list[Any], table8: set[str], measured: dict[str, float], table
     per = [{"network": k, "split": split[k], "measured_ms": measured[k],
             "predicted_ms": pred[k].latency_ms, "low_ms": pred[k].low_ms, "high_ms": pred[k].high_ms,
             "err_pct": err[k] * 100, "loo_err_pct": loo_err[k] * 100, "covered": cov[k], "loo_covered": loo_cov[k],
+            "outside_calibration": pred[k].outside_calibration,
             "blocks_sum_ms": raw[k].blocks_sum_ms, "ops_sum_ms": ops_raw[k], "blocks": sum(b.uses for b in raw[k].blocks),
             "weight_mb": raw[k].weight_bytes / 1e6,
             "flops": raw[k].flops, "mac_bytes": raw[k].mac_bytes, "activations": raw[k].activations,
@@ -311,7 +312,10 @@ def analyse(nets: list[Any], table8: set[str], measured: dict[str, float], table
                            "fresh": summary({k: err[k] for k in new}, cov),
                            **{s: summary({k: err[k] for k in v}, cov) for s, v in news.items()},
                            "calibration_split": summary({k: err[k] for k in calib}, cov),
-                           "loo_all": summary(loo_err, loo_cov)},
+                           "loo_all": summary(loo_err, loo_cov),
+                           **{f"not_calibrated_{w}": summary({k: err[k] for k in names if k not in calib
+                                                              and pred[k].outside_calibration == (w == "outside")}, cov)
+                              for w in ("inside", "outside")}},
             "interpolation": interpolation(table, keyed, names, measured, raw, fit_table),
             "interactions": interactions(per)}
 
@@ -439,7 +443,9 @@ def markdown(r: dict[str, Any]) -> str:
               f"(×/÷ {math.exp(cal['log_halfwidth']):.2f}) for a {cal['level']:.0%} interval.", "",
               "| split | n | median abs err | max abs err | within ±5 % | within ±10 % | interval coverage (stated 90 %) |",
               "|---|---:|---:|---:|---:|---:|---:|"]
-    for label, key in (("fresh", "fresh"), ("fresh 2", "fresh2"), ("fresh 3", "fresh3"), ("held-out", "held_out"), ("calibration", "calibration_split"),
+    for label, key in (("fresh", "fresh"), ("fresh 2", "fresh2"), ("fresh 3", "fresh3"), ("held-out", "held_out"),
+                       ("not calibrated, inside the calibration range", "not_calibrated_inside"),
+                       ("not calibrated, outside it (`predict` warns)", "not_calibrated_outside"), ("calibration", "calibration_split"),
                        ("leave-one-out, all", "loo_all")):
         s = pr.get(key) or {}
         if s.get("n"):
@@ -455,7 +461,7 @@ def markdown(r: dict[str, Any]) -> str:
               "sum of blocks ms | sum of operators ms | measured / blocks | MFLOPs |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for p in sorted(r["per_network"], key=lambda p: (p["split"], p["network"])):
-        lines.append(f"| {p['network']} | {p['split']} | {p['measured_ms']:.2f} | "
+        lines.append(f"| {p['network']} | {p['split']}{', outside' if p.get('outside_calibration') else ''} | {p['measured_ms']:.2f} | "
                      f"{p.get('measured_ci_halfwidth_pct', math.nan):.1f} % | {p['predicted_ms']:.2f} "
                      f"[{p['low_ms']:.2f}, {p['high_ms']:.2f}]{'' if p['covered'] else ' ✗'} | {p['err_pct']:+.1f} % | "
                      f"{p['loo_err_pct']:+.1f} % | {p['blocks_sum_ms']:.2f} | {p['ops_sum_ms']:.2f} | "

@@ -263,3 +263,14 @@ def test_audit_shows_the_prediction_beside_the_measured_latency(table_file, tmp_
     foreign = _rewrite(table_file, tmp_path / "f.json", lambda d: d["fingerprint"].update(cpu_model="X"))
     r = runner.invoke(app, ["audit", NET, "--input", "3x16x16", "-o", str(tmp_path / "b"), "--table", str(foreign)])
     assert r.exit_code == 2 and "another machine" in r.output and not (tmp_path / "b").exists()
+
+
+def test_predict_warns_for_a_network_outside_the_calibration(table_file):
+    inside = runner.invoke(app, ["predict", NET, "--table", str(table_file), "--input", "3x16x16"])
+    assert inside.exit_code == 0 and "outside the calibration" not in inside.stderr, inside.output
+    r = runner.invoke(app, ["predict", NET, "--table", str(table_file), "--input", "3x64x64"])  # 16x the pixels
+    assert r.exit_code == 0, r.output
+    assert f"warning: {NET}: outside the calibration: sum of blocks" in " ".join(r.stderr.split())
+    assert "(outside calibration)" in r.stdout
+    js = runner.invoke(app, ["predict", NET, "--table", str(table_file), "--input", "3x64x64", "--format", "json"])
+    assert json.loads(js.stdout)[0]["outside_calibration"] is True

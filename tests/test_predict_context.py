@@ -181,3 +181,29 @@ def test_only_weights_that_fit_in_the_last_level_cache_count():
     assert p.weight_bytes == sum(b.weight_bytes for _, b in keyed if b.weight_bytes <= llc)  # larger ones: none
     assert 0 < p.weight_bytes < sum(b.weight_bytes for _, b in keyed)
     assert last_level_cache(Table({}, {}, None)) == math.inf
+
+
+def test_a_network_unlike_the_calibration_networks_is_flagged():
+    from latbench.predict.model import outside_calibration
+
+    cal = {"networks": {f"n{i}": [10.0 + i, 11.0 + i, 100, 1e6] for i in range(11)}}  # 10-20 ms, 0.1-0.2 ms a use
+    assert outside_calibration(cal, 15.0, 100) is None
+    big = outside_calibration(cal, 50.0, 300)
+    assert big.startswith("outside the calibration") and "sum of blocks 50 ms (theirs 10-20)" in big
+    many = outside_calibration(cal, 15.0, 1000)
+    assert "15 us per block use (theirs 100-200)" in many and "sum of blocks" not in many
+    assert outside_calibration({"networks": {}}, 50.0, 300) is None  # nothing to compare with
+    assert outside_calibration({}, 50.0, 300) is None
+    net = _net()
+    keyed = [(b.key(CTX), b) for b in network_blocks(net)]
+    blocks = {k: {"kind": b.kind, "label": b.label, "desc": b.desc, "flops": 1, "mac_bytes": 1, "activations": 1,
+                  "latency_ms": 0.5, "ci_low_ms": 0.5, "ci_high_ms": 0.5} for k, b in keyed}
+    total = 0.5 * len(keyed)
+    inside = {"factor": 1.0, "log_halfwidth": 0.05, "n": 2, "level": 0.9,
+              "networks": {"a": [total / 2, 1.0, len(keyed)], "b": [total * 2, 1.0, len(keyed)]}}
+    p = predict_blocks("pooled", keyed, Table({}, blocks, inside))
+    assert not p.outside_calibration and not any("outside" in n for n in p.notes)
+    outside = dict(inside, networks={"a": [total * 2, 1.0, len(keyed)], "b": [total * 3, 1.0, len(keyed)]})
+    p = predict_blocks("pooled", keyed, Table({}, blocks, outside))
+    assert p.outside_calibration and any(n.startswith("outside the calibration") for n in p.notes)
+    assert p.as_dict()["outside_calibration"] is True

@@ -165,6 +165,10 @@ def predict_cmd(
     if not quiet:
         for w in warnings + sorted({n for p in preds for n in p.notes if n.startswith("uncalibrated")}):
             err.print(f"warning: {w}", style="yellow", highlight=False, markup=False)
+        for p in preds:
+            for n in p.notes:
+                if n.startswith("outside the calibration"):
+                    err.print(f"warning: {p.network}: {n}", style="yellow", highlight=False, markup=False)
     if fmt is Format.json:
         text = json.dumps([p.as_dict() for p in preds], indent=1) + "\n"
     else:
@@ -181,7 +185,8 @@ def _tables(preds: list, top: int) -> str:
     for c in ("network", "predicted ms", "interval ms", "sum of blocks ms", "factor", "blocks", "fitted", "MFLOPs", "MAC MB"):
         head.add_column(c, justify="left" if c == "network" else "right")
     for p in preds:
-        head.add_row(p.network, f"{p.latency_ms:.3f}", f"[{p.low_ms:.3f}, {p.high_ms:.3f}]", f"{p.blocks_sum_ms:.3f}",
+        head.add_row(p.network, f"{p.latency_ms:.3f}", f"[{p.low_ms:.3f}, {p.high_ms:.3f}]"
+                     + (" (outside calibration)" if p.outside_calibration else ""), f"{p.blocks_sum_ms:.3f}",
                      f"{p.factor:.3f}" + ("" if p.calibrated else " (none)"), str(sum(b.uses for b in p.blocks)),
                      f"{p.fitted_share:.0%}", f"{p.flops / 1e6:.1f}", f"{p.mac_bytes / 1e6:.1f}")
     parts = [head]
