@@ -155,10 +155,13 @@ def main() -> None:
     if args.reuse:
         timing = json.loads((work / "timing.json").read_text())
         t_build, n_fused, t_ops, t_run = (timing[k] for k in ("build", "fused", "ops", "run"))
+        measured_on = timing.get("cpus")  # the measurement's pinning (None: not recorded in older folders)
     else:
         t_build, n_fused, t_ops, t_run = measure_all(args, cli, build_args, nets, table8, table_path, work,
                                                      [n.name for n in fresh])
-        (work / "timing.json").write_text(json.dumps({"build": t_build, "fused": n_fused, "ops": t_ops, "run": t_run}))
+        measured_on = sorted(os.sched_getaffinity(0))
+        (work / "timing.json").write_text(json.dumps({"build": t_build, "fused": n_fused, "ops": t_ops, "run": t_run,
+                                                      "cpus": measured_on}))
     measured_ci: dict[str, tuple[float, float]] = {}
     measured = measured_whole(work / "runs", measured_ci)
     for n in nets:  # the one-group suite's case names back to the networks' names (older work folders: as they are)
@@ -179,7 +182,7 @@ def main() -> None:
                   timing={"lut_build_fused_s": t_build, "fused_blocks": n_fused, "lut_build_extra_operators_s": t_ops,
                           "blocks_total": len(json.loads(table_path.read_text())["blocks"]), "whole_networks_run_s": t_run,
                           **warm_prediction(table_path, next(n for n in names if n not in table8))},
-                  settings=vars(args) | {"work": str(work), "cpus": sorted(os.sched_getaffinity(0))}, load_avg_before=load_before, load_avg_after=os.getloadavg(),
+                  settings=vars(args) | {"work": str(work), "cpus": measured_on}, load_avg_before=load_before, load_avg_after=os.getloadavg(),
                   elapsed_s=time.time() - started)
     from latbench.env import fingerprint
 
