@@ -119,13 +119,17 @@ V3_LARGE = [(3, 16, 16, 0, "RE", 1), (3, 64, 24, 0, "RE", 2), (3, 72, 24, 0, "RE
 
 
 def mobilenet_v3_large() -> nn.Module:
+    return _mobilenet_v3(V3_LARGE, 960, 1280)
+
+
+def _mobilenet_v3(table: list[tuple], last: int, hidden: int) -> nn.Module:
     layers: list[nn.Module] = [_conv(3, 16, 3, 2, act=nn.Hardswish)]
     c = 16
-    for k, exp, out, se, a, s in V3_LARGE:
+    for k, exp, out, se, a, s in table:
         layers.append(_mbconv(c, exp, out, k, s, bool(se), nn.Hardswish if a == "HS" else nn.ReLU))
         c = out
-    layers += [_conv(c, 960, 1, act=nn.Hardswish), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(960, 1280),
-               nn.Hardswish(), nn.Linear(1280, 1000)]
+    layers += [_conv(c, last, 1, act=nn.Hardswish), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(last, hidden),
+               nn.Hardswish(), nn.Linear(hidden, 1000)]
     return nn.Sequential(*layers).eval()
 
 
@@ -164,14 +168,7 @@ V3_SMALL = [(3, 16, 16, 1, "RE", 2), (3, 72, 24, 0, "RE", 2), (3, 88, 24, 0, "RE
 
 
 def mobilenet_v3_small() -> nn.Module:
-    layers: list[nn.Module] = [_conv(3, 16, 3, 2, act=nn.Hardswish)]
-    c = 16
-    for k, exp, out, se, a, s in V3_SMALL:
-        layers.append(_mbconv(c, exp, out, k, s, bool(se), nn.Hardswish if a == "HS" else nn.ReLU))
-        c = out
-    layers += [_conv(c, 576, 1, act=nn.Hardswish), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(576, 1024),
-               nn.Hardswish(), nn.Linear(1024, 1000)]
-    return nn.Sequential(*layers).eval()
+    return _mobilenet_v3(V3_SMALL, 576, 1024)
 
 
 def resnet101() -> nn.Module:
