@@ -194,6 +194,9 @@ def test_a_network_unlike_the_calibration_networks_is_flagged():
     assert "15 us per block use (theirs 100-200)" in many and "sum of blocks" not in many
     assert outside_calibration({"networks": {}}, 50.0, 300) is None  # nothing to compare with
     assert outside_calibration({}, 50.0, 300) is None
+    garbled = {"networks": {"a": ["x", 1, 2], "b": [float("nan"), 1, 100], "c": [1.0, 1, True], "d": "x"}}
+    assert outside_calibration(garbled, 50.0, 300) is None  # a hand-edited table: nothing usable, no crash
+    assert outside_calibration({"networks": ["x"]}, 50.0, 300) is None
     net = _net()
     keyed = [(b.key(CTX), b) for b in network_blocks(net)]
     blocks = {k: {"kind": b.kind, "label": b.label, "desc": b.desc, "flops": 1, "mac_bytes": 1, "activations": 1,

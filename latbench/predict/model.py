@@ -215,8 +215,9 @@ def outside_calibration(cal: dict[str, Any], sum_ms: float, uses: int) -> str | 
     block use, beyond theirs), or None. The interval is a statement about networks like those: on
     2026-12-06 networks inside both ranges were within +-10 % 15 of 16 times and covered 14 of 16, networks
     outside 11 of 14 and 8 of 14 (docs/prediction.md)."""
-    nets = [v for v in (cal.get("networks") or {}).values() if isinstance(v, (list, tuple)) and len(v) >= 3
-            and v[0] > 0 and v[2] > 0]
+    given = cal.get("networks")
+    nets = [v for v in (given.values() if isinstance(given, dict) else ()) if isinstance(v, (list, tuple))
+            and len(v) >= 3 and all(_positive(x) for x in (v[0], v[2]))]
     if len(nets) < 2 or uses <= 0:
         return None
     sums = [v[0] for v in nets]
@@ -239,6 +240,10 @@ def cold_weights(weight_bytes: int, table: Table) -> int:
     fully connected layers (151 and 67 MB) then over-predicted it by 34.5 %, though it runs at 0.99x its
     blocks (docs/prediction.md)."""
     return weight_bytes if weight_bytes <= last_level_cache(table) else 0
+
+
+def _positive(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
 
 def last_level_cache(table: Table) -> float:
