@@ -4,6 +4,7 @@ from it); the core is latbench.predict."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -122,8 +123,11 @@ def lut_build(
     if not quiet:
         cal = result.calibration
         err.print(f"wrote {result.output}: {len(result.table.blocks)} block(s), {result.measured} measured now"
-                  + (f"; calibration over {cal['n']} network(s): {cal['factor']:.3f} x blocks"
-                     f" + {cal['per_block_ms'] * 1e3:.1f} us per block + {cal['per_weight_mb_ms']:.3f} ms per MB of weights"
+                  + (f"; calibration over {cal['n']} network(s): " + (
+                      f"blocks + {cal['per_block_ms'] * 1e3:.1f} us per block use + {cal['per_weight_mb_ms']:.3f} ms "
+                      f"per MB of weights" if cal.get("model") != "factor" else
+                      f"{cal['factor']:.3f} x blocks (a factor alone: fewer than 10 networks, or networks faster than "
+                      f"their blocks)") + f", 90 % interval x/÷ {math.exp(cal['log_halfwidth']):.2f}"
                      if cal else ""),
                   highlight=False)
     for label, why in result.failed:
