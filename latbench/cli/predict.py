@@ -90,6 +90,7 @@ def lut_build(
     Blocks go through the run wing (warm-up, interleaved rounds, worker processes); the table is saved after every group of blocks, so Ctrl-C keeps what is measured and --resume TABLE goes on. Exit 0 done, 1 a block failed, 2 bad input, 130/143 interrupted.
     """
     from latbench.predict.api import plan_build, run_build
+    from latbench.predict.model import MIN_TERMS
     from latbench.run import RunOptions
 
     argv = tuple(sys.argv)
@@ -126,8 +127,8 @@ def lut_build(
                   + (f"; calibration over {cal['n']} network(s): " + (
                       f"blocks + {cal['per_block_ms'] * 1e3:.1f} us per block use + {cal['per_weight_mb_ms']:.3f} ms "
                       f"per MB of weights" if cal.get("model") != "factor" else
-                      f"{cal['factor']:.3f} x blocks (a factor alone: fewer than 10 networks, or networks faster than "
-                      f"their blocks)") + f", 90 % interval x/÷ {math.exp(cal['log_halfwidth']):.2f}"
+                      f"{cal['factor']:.3f} x blocks (a factor alone: fewer than {MIN_TERMS} networks, or networks "
+                      f"faster than their blocks)") + f", {cal['level']:.0%} interval x/÷ {math.exp(cal['log_halfwidth']):.2f}"
                      if cal else ""),
                   highlight=False)
     for label, why in result.failed:

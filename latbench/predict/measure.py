@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from latbench.predict.blocks import FACTORY, Block
 from latbench.predict.networks import Network
-from latbench.predict.table import Table, now
+from latbench.predict.table import Table, finite_number, now
 from latbench.records import CaseSpec
 from latbench.results.schema import OK
 from latbench.run.session import Events, RunOutcome, run_sources
@@ -65,7 +64,7 @@ def reference_ms(table: Table) -> float | None:
     """The median of the reference over the table's groups (None before one was measured)."""
     ref = table.meta.get("reference")
     ms = ref.get("group_ms") if isinstance(ref, dict) else None
-    ms = [v for v in ms if isinstance(v, (int, float)) and math.isfinite(v) and v > 0] if isinstance(ms, list) else []
+    ms = [v for v in ms if finite_number(v) and v > 0] if isinstance(ms, list) else []
     return float(statistics.median(ms)) if ms else None
 
 
@@ -75,7 +74,7 @@ def normalise(table: Table) -> None:
     if ref is None:
         return
     for e in table.blocks.values():
-        if all(isinstance(e.get(k), (int, float)) and e[k] > 0 for k in ("ratio", "ratio_ci_low", "ratio_ci_high")):
+        if all(finite_number(e.get(k)) and e[k] > 0 for k in ("ratio", "ratio_ci_low", "ratio_ci_high")):
             e["latency_ms"], e["ci_low_ms"], e["ci_high_ms"] = (e["ratio"] * ref, e["ratio_ci_low"] * ref,
                                                                e["ratio_ci_high"] * ref)
 
@@ -160,18 +159,11 @@ def entry(block: Block, row: dict[str, Any], against_reference: bool = False) ->
          "latency_ms": float(row["latency_ms"]), "ci_low_ms": float(row["latency_ci_low_ms"]),
          "ci_high_ms": float(row["latency_ci_high_ms"]), "samples": int(row["samples"]),
          "stop_reason": str(row["stop_reason"]), "run": str(row["run_id"]), "measured_at": now()}
-    ratio = [_finite(row.get(k)) for k in ("ratio_to_baseline", "ratio_ci_low", "ratio_ci_high")]
-    if against_reference and all(r is not None and r > 0 for r in ratio):
-        e.update(measured_ms=e["latency_ms"], ratio=ratio[0], ratio_ci_low=ratio[1], ratio_ci_high=ratio[2])
+    ratio = [row.get(k) for k in ("ratio_to_baseline", "ratio_ci_low", "ratio_ci_high")]
+    if against_reference and all(finite_number(r) and r > 0 for r in ratio):
+        e.update(measured_ms=e["latency_ms"], ratio=float(ratio[0]), ratio_ci_low=float(ratio[1]),
+                 ratio_ci_high=float(ratio[2]))
     return e
-
-
-def _finite(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 class TableEvents(Events):
@@ -183,11 +175,11 @@ class TableEvents(Events):
 
     def on_group_done(self, suite_name: str, group: str, rows: list[dict[str, Any]]) -> None:
         refs = [r for r in rows if str(r["case"]).startswith(REFERENCE_CASE + "#")]
-        rows = [r for r in rows if r not in refs]
-        ref_ms = _finite(refs[0]["latency_ms"]) if refs and refs[0]["status"] == OK else None
-        against = ref_ms is not None and ref_ms > 0
+        rows = [r for r in rows if not str(r["case"]).startswith(REFERENCE_CASE + "#")]
+        against = bool(refs) and refs[0]["status"] == OK and finite_number(refs[0]["latency_ms"]) \
+            and refs[0]["latency_ms"] > 0
         if against:
-            reference_of(self.table)["group_ms"].append(ref_ms)
+            reference_of(self.table)["group_ms"].append(float(refs[0]["latency_ms"]))
         for row in rows:
             block = self.todo[row["case"]]
             if row["status"] == OK and row["latency_ms"] > 0:
@@ -224,7 +216,7 @@ def measure_blocks(opts: Any, table: Table, todo: dict[str, Block], save: Callab
     if not todo:
         return RunOutcome(), []
     ref = reference_of(table)
-    reference = Block([], ref["desc"], "conv", ref["label"])
+    reference = Block([], ref["desc"], label=ref["label"])
     outcome = run_sources(opts, [BlockSource(todo, group, reference=reference)], view)
     return outcome, view.failed
 

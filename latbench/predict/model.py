@@ -13,18 +13,19 @@ with an interval.
   network pays that its blocks measured alone do not — a fixed cost per block (the modules' Python
   calls between kernels) and its weights read cold once per forward pass (a block timed alone keeps its
   weights in cache; a block's weights count only if they fit in the last-level cache: larger ones stream
-  from memory alone too). A block's own time is not scaled: a factor fitted beside the terms on small networks
-  (1.06 on the Table 8 cases, 2026-12-06) over-predicted large convolutional ones by 9-12 %. "factor":
-  measured = factor * sum (the geometric mean of measured / sum): with fewer than MIN_TERMS networks,
+  from memory alone too). A block's own time is not scaled: a factor fitted beside the terms on small
+  networks (1.06 on the Table 8 cases, 2026-12-06) over-predicted large convolutional ones by 11-12 %.
+  "factor": measured = factor * sum (the geometric mean of measured / sum): with fewer than MIN_TERMS networks,
   without the terms' data (older tables), or when most networks run faster than their blocks' sum (a
   device that overlaps kernels: the terms, >= 0, cannot say so). On the calibration networks alone the
   factor's leave-one-out error was the smaller (3.4 against 3.7 %, all of them small networks), yet it
-  extrapolated worse: the choice is by the structure, not by that error. The interval's half-width (in log space) is the split-conformal quantile at LEVEL of the
-  calibration networks' residuals, each from a fit without that network (leave-one-out: a fitted term
-  does not flatter its own residual), so for a network exchangeable with them it covers the
-  measurement with probability about LEVEL. This network's own
-  block uncertainty (measured CIs, fitted blocks' spread) is added in quadrature. Without calibration
-  the factor is 1 and the interval holds the blocks' uncertainty only (and says so).
+  extrapolated worse: the choice is by the structure, not by that error.
+  The interval's half-width (in log space) is the split-conformal quantile at LEVEL of the calibration
+  networks' residuals, each from a fit without that network (leave-one-out: a fitted term does not
+  flatter its own residual), so for a network exchangeable with them it covers the measurement with
+  probability about LEVEL. This network's own block uncertainty (measured CIs, fitted blocks' spread) is
+  added in quadrature. Without calibration the factor is 1 and the interval holds the blocks' uncertainty
+  only (and says so).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from latbench.predict.blocks import Block
-from latbench.predict.table import Table
+from latbench.predict.table import Table, finite_number
 
 LEVEL = 0.90  # the prediction interval's stated coverage
 Z_BLOCK = 1.96  # a block's CI is a 95 % interval: its half-width / Z_BLOCK is its standard error
@@ -217,7 +218,7 @@ def outside_calibration(cal: dict[str, Any], sum_ms: float, uses: int) -> str | 
     outside 11 of 14 and 8 of 14 (docs/prediction.md)."""
     given = cal.get("networks")
     nets = [v for v in (given.values() if isinstance(given, dict) else ()) if isinstance(v, (list, tuple))
-            and len(v) >= 3 and all(_positive(x) for x in (v[0], v[2]))]
+            and len(v) >= 3 and all(finite_number(x) and x > 0 for x in (v[0], v[2]))]
     if len(nets) < 2 or uses <= 0:
         return None
     sums = [v[0] for v in nets]
@@ -240,10 +241,6 @@ def cold_weights(weight_bytes: int, table: Table) -> int:
     fully connected layers (151 and 67 MB) then over-predicted it by 34.5 %, though it runs at 0.99x its
     blocks (docs/prediction.md)."""
     return weight_bytes if weight_bytes <= last_level_cache(table) else 0
-
-
-def _positive(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
 
 def last_level_cache(table: Table) -> float:

@@ -85,7 +85,8 @@ def check_writable(path: str | Path, force: bool, option: str = "-o") -> Path:
     return check_output(path, force, option)
 
 
-def _number(v: Any) -> bool:
+def finite_number(v: Any) -> bool:
+    """A finite int or float (not a bool): what a table's numbers must be."""
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -118,15 +119,15 @@ def read_table(path: str | Path, option: str = "--table") -> Table:
         missing = [f for f in ENTRY_FIELDS if not isinstance(e, dict) or f not in e]
         if missing:
             raise ResultsError(f"block {key} lacks {', '.join(missing)}", where=f"{where}: blocks.{key}", hint=REBUILD)
-        bad = [f for f in ("latency_ms", "ci_low_ms", "ci_high_ms", "flops", "mac_bytes") if not _number(e[f])]
+        bad = [f for f in ("latency_ms", "ci_low_ms", "ci_high_ms", "flops", "mac_bytes") if not finite_number(e[f])]
         if bad or e["latency_ms"] <= 0:
             raise ResultsError(f"block {key}: {', '.join(bad) or 'latency_ms'} is not a positive finite number",
                                where=f"{where}: blocks.{key}", hint="rebuild that block: delete the entry and run "
                                                                     "'latbench lut build ... --resume'")
     cal = data.get("calibration")
-    if cal is not None and not (isinstance(cal, dict) and _number(cal.get("factor")) and cal["factor"] > 0
-                                and _number(cal.get("log_halfwidth")) and cal["log_halfwidth"] >= 0
-                                and all(_number(cal.get(t, 0.0)) and cal.get(t, 0.0) >= 0
+    if cal is not None and not (isinstance(cal, dict) and finite_number(cal.get("factor")) and cal["factor"] > 0
+                                and finite_number(cal.get("log_halfwidth")) and cal["log_halfwidth"] >= 0
+                                and all(finite_number(cal.get(t, 0.0)) and cal.get(t, 0.0) >= 0
                                         for t in ("per_block_ms", "per_weight_mb_ms"))):
         raise ResultsError("the calibration is not {factor > 0, log_halfwidth >= 0, per_block_ms >= 0, per_weight_mb_ms >= 0, ...}", where=f"{where}: calibration",
                            hint="rebuild it with 'latbench lut build ... --calibrate', or set it to null")
